@@ -1,0 +1,44 @@
+import type { Command } from "commander";
+import { resolveDaemonConfig } from "../config/config.js";
+import { createLogger } from "../log.js";
+import { startDaemon } from "../server/daemon.js";
+import { collect, fail } from "./util.js";
+
+export function daemonCommand(program: Command): void {
+  program
+    .command("daemon")
+    .description("run the Specta daemon: Connect, gRPC and gRPC-Web on one port, plus /health, /version and /metrics")
+    .option("--addr <host:port>", "address to listen on (env SPECTA_ADDR, default 127.0.0.1:7777)")
+    .option("--data-dir <dir>", "where the daemon keeps its state (env SPECTA_DATA_DIR)")
+    .option("--config <file>", "JSON configuration file (env SPECTA_CONFIG, default <data-dir>/specta.json)")
+    .option("--environment <name>", "development, testing, staging or production (env SPECTA_ENVIRONMENT)")
+    .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent (env SPECTA_LOG_LEVEL)")
+    .option("--probe <url>", "probe this URL and record http_endpoint_health (repeatable)", collect, undefined)
+    .action(async (flags: { addr?: string; dataDir?: string; config?: string; environment?: string; logLevel?: string; probe?: string[] }) => {
+      const config = (() => {
+        try {
+          return resolveDaemonConfig(flags);
+        } catch (err) {
+          return fail(err);
+        }
+      })();
+      const log = createLogger(config.logLevel);
+      const daemon = await startDaemon(config, log).catch((err: unknown) => fail(err, log));
+
+      let signals = 0;
+      const onSignal = (signal: NodeJS.Signals) => {
+        signals++;
+        if (signals > 1) {
+          log.warn({ signal }, "second signal: exiting at once");
+          process.exit(1);
+        }
+        log.info({ signal }, "signal received; draining");
+        daemon.stop().then(
+          () => process.exit(0),
+          (err: unknown) => fail(err, log),
+        );
+      };
+      process.on("SIGTERM", onSignal);
+      process.on("SIGINT", onSignal);
+    });
+}

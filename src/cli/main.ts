@@ -1,0 +1,27 @@
+import { Command } from "commander";
+import { versionInfo } from "../version.js";
+import { daemonCommand } from "./daemon.js";
+
+const program = new Command()
+  .name("specta")
+  .description("Specta: self-hosted, RPC-first monitoring")
+  .version(versionInfo.ver, "-V, --version", "print the version number")
+  .showHelpAfterError()
+  .enablePositionalOptions();
+
+daemonCommand(program);
+
+program
+  .command("version")
+  .description("print version, git commit, Node.js version, OS and architecture")
+  .option("--json", "print JSON (the same as GET /version)")
+  .action((flags: { json?: boolean }) => {
+    if (flags.json) {
+      process.stdout.write(JSON.stringify(versionInfo) + "\n");
+    } else {
+      const v = versionInfo;
+      process.stdout.write(`specta ${v.tag} (${v.sha}) node ${v.node} ${v.gos}/${v.arc}\n`);
+    }
+  });
+
+await program.parseAsync(process.argv);

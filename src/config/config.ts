@@ -1,0 +1,243 @@
+import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { logLevels, type LogLevel } from "../log.js";
+import { parseDuration } from "./duration.js";
+
+/** A configuration problem, reported to the operator as one line. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export const environments = ["development", "testing", "staging", "production"] as const;
+export type Environment = (typeof environments)[number];
+
+export const instrumentKinds = ["counter", "gauge", "histogram"] as const;
+export type InstrumentKind = (typeof instrumentKinds)[number];
+
+/** An application metric that Counter, Gauge or Histogram may record. */
+export interface InstrumentDeclaration {
+  name: string;
+  kind: InstrumentKind;
+  help: string;
+  /** Upper bounds of the histogram's buckets, increasing (histograms only). */
+  buckets?: number[];
+  /** Allowed label keys, each with its allowed values. */
+  labels: Record<string, string[]>;
+}
+
+export interface ProbeConfig {
+  urls: string[];
+  intervalMs: number;
+  timeoutMs: number;
+}
+
+export interface DaemonConfig {
+  environment: Environment;
+  host: string;
+  port: number;
+  dataDir: string;
+  logLevel: LogLevel;
+  instruments: InstrumentDeclaration[];
+  probes: ProbeConfig;
+  /** How long a shutdown waits for in-flight calls before closing connections. */
+  shutdownTimeoutMs: number;
+  /** Where the configuration file was read from, if one was. */
+  configFile?: string;
+}
+
+/** Command-line flags of `specta daemon`; undefined when not given. */
+export interface DaemonFlags {
+  addr?: string;
+  dataDir?: string;
+  config?: string;
+  environment?: string;
+  logLevel?: string;
+  probe?: string[];
+}
+
+/** The instrument Specta's documentation uses as its example; declared when a configuration declares none. */
+export const defaultInstruments: InstrumentDeclaration[] = [
+  {
+    name: "page_ready_duration_seconds",
+    kind: "histogram",
+    help: "Time from navigation until a page is ready for the user, in seconds.",
+    buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100],
+    labels: {},
+  },
+];
+
+export const metricNamePattern = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+export const labelKeyPattern = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/** The label every instrument carries, holding SPECTA_ENVIRONMENT. */
+export const environmentLabel = "env";
+
+/** The default data directory: /var/lib/specta for root (the embedded PostgreSQL's own user must reach it), else under XDG_DATA_HOME. */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (process.getuid?.() === 0) return "/var/lib/specta";
+  const base = env.XDG_DATA_HOME || join(homedir(), ".local", "share");
+  return join(base, "specta");
+}
+
+/** Resolves the daemon's configuration: flags > environment (SPECTA_*) > config file > defaults. */
+export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv = process.env): DaemonConfig {
+  const fromEnv = (name: string) => {
+    const value = env[name];
+    return value === undefined || value === "" ? undefined : value;
+  };
+
+  let dataDir = resolve(flags.dataDir ?? fromEnv("SPECTA_DATA_DIR") ?? defaultDataDir(env));
+  const explicitFile = flags.config ?? fromEnv("SPECTA_CONFIG");
+  const configFile = explicitFile ? resolve(explicitFile) : join(dataDir, "specta.json");
+  const file = readConfigFile(configFile, explicitFile !== undefined);
+  if (file?.dataDir !== undefined && flags.dataDir === undefined && fromEnv("SPECTA_DATA_DIR") === undefined) {
+    dataDir = resolve(expectString(file.dataDir, "dataDir"));
+  }
+
+  const environment = flags.environment ?? fromEnv("SPECTA_ENVIRONMENT") ?? optionalString(file?.environment, "environment") ?? "development";
+  if (!(environments as readonly string[]).includes(environment)) {
+    throw new ConfigError(
+      `SPECTA_ENVIRONMENT is "${environment}"; it must be one of ${environments.join(", ")}`,
+    );
+  }
+
+  const addr = flags.addr ?? fromEnv("SPECTA_ADDR") ?? optionalString(file?.addr, "addr") ?? "127.0.0.1:7777";
+  const { host, port } = parseAddr(addr);
+
+  const logLevel = flags.logLevel ?? fromEnv("SPECTA_LOG_LEVEL") ?? optionalString(file?.logLevel, "logLevel") ?? "info";
+  if (!(logLevels as readonly string[]).includes(logLevel)) {
+    throw new ConfigError(`log level "${logLevel}" is not one of ${logLevels.join(", ")}`);
+  }
+
+  const instruments = file?.instruments === undefined ? defaultInstruments : parseInstruments(file.instruments);
+  const probes = parseProbes(file?.probes, flags.probe ?? fromEnv("SPECTA_PROBE_URLS")?.split(","));
+
+  const shutdown = fromEnv("SPECTA_SHUTDOWN_TIMEOUT") ?? optionalString(file?.shutdownTimeout, "shutdownTimeout") ?? "10s";
+
+  return {
+    environment: environment as Environment,
+    host,
+    port,
+    dataDir,
+    logLevel: logLevel as LogLevel,
+    instruments,
+    probes,
+    shutdownTimeoutMs: durationSetting(shutdown, "shutdownTimeout"),
+    ...(file ? { configFile } : {}),
+  };
+}
+
+/** Parses "host:port", "[v6]:port" or ":port". */
+export function parseAddr(addr: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(addr.trim());
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) {
+    throw new ConfigError(`address "${addr}" is not host:port (for example 127.0.0.1:7777 or [::1]:7777)`);
+  }
+  return { host: match[1] ?? (match[2] || "0.0.0.0"), port };
+}
+
+type FileConfig = Record<string, unknown>;
+
+function readConfigFile(path: string, required: boolean): FileConfig | undefined {
+  if (!existsSync(path)) {
+    if (required) throw new ConfigError(`config file ${path} does not exist`);
+    return undefined;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${path} must hold a JSON object`);
+  }
+  return parsed as FileConfig;
+}
+
+function expectString(value: unknown, where: string): string {
+  if (typeof value !== "string") throw new ConfigError(`${where} must be a string`);
+  return value;
+}
+
+function optionalString(value: unknown, where: string): string | undefined {
+  return value === undefined ? undefined : expectString(value, where);
+}
+
+function durationSetting(text: string, where: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new ConfigError(`${where} "${text}" is not a duration such as 500ms, 30s or 5m`);
+  return ms;
+}
+
+/** Validates instrument declarations from the config file. */
+export function parseInstruments(value: unknown): InstrumentDeclaration[] {
+  if (!Array.isArray(value)) throw new ConfigError("instruments must be a list");
+  const seen = new Set<string>();
+  return value.map((raw: unknown, i): InstrumentDeclaration => {
+    const where = `instruments[${i}]`;
+    if (typeof raw !== "object" || raw === null) throw new ConfigError(`${where} must be an object`);
+    const decl = raw as Record<string, unknown>;
+    const name = expectString(decl.name, `${where}.name`);
+    if (name.length > 255 || !metricNamePattern.test(name)) {
+      throw new ConfigError(`${where}.name "${name}" must match ${metricNamePattern.source} and be at most 255 characters`);
+    }
+    if (seen.has(name)) throw new ConfigError(`instrument ${name} is declared twice`);
+    seen.add(name);
+    const kind = expectString(decl.kind, `${where}.kind`);
+    if (!(instrumentKinds as readonly string[]).includes(kind)) {
+      throw new ConfigError(`${where}.kind "${kind}" must be one of ${instrumentKinds.join(", ")}`);
+    }
+    const help = decl.help === undefined ? name : expectString(decl.help, `${where}.help`);
+    let buckets: number[] | undefined;
+    if (decl.buckets !== undefined) {
+      if (kind !== "histogram") throw new ConfigError(`${where}: only histograms have buckets`);
+      if (!Array.isArray(decl.buckets) || decl.buckets.length === 0 || !decl.buckets.every((b) => typeof b === "number" && Number.isFinite(b))) {
+        throw new ConfigError(`${where}.buckets must be a non-empty list of finite numbers`);
+      }
+      buckets = decl.buckets as number[];
+      if (buckets.some((b, j) => j > 0 && b <= buckets![j - 1]!)) throw new ConfigError(`${where}.buckets must increase`);
+    }
+    const labels: Record<string, string[]> = {};
+    if (decl.labels !== undefined) {
+      if (typeof decl.labels !== "object" || decl.labels === null || Array.isArray(decl.labels)) {
+        throw new ConfigError(`${where}.labels must map each label key to its allowed values`);
+      }
+      for (const [key, values] of Object.entries(decl.labels)) {
+        if (!labelKeyPattern.test(key) || key.startsWith("__")) throw new ConfigError(`${where}.labels: "${key}" is not a valid label key`);
+        if (key === environmentLabel || (kind === "histogram" && key === "le")) {
+          throw new ConfigError(`${where}.labels: "${key}" is reserved`);
+        }
+        if (!Array.isArray(values) || values.length === 0 || !values.every((v) => typeof v === "string")) {
+          throw new ConfigError(`${where}.labels.${key} must be a non-empty list of allowed values`);
+        }
+        labels[key] = values as string[];
+      }
+    }
+    return { name, kind: kind as InstrumentKind, help, labels, ...(buckets ? { buckets } : {}) };
+  });
+}
+
+function parseProbes(value: unknown, urlsOverride: string[] | undefined): ProbeConfig {
+  const section = (value ?? {}) as Record<string, unknown>;
+  if (typeof section !== "object" || Array.isArray(section)) throw new ConfigError("probes must be an object");
+  const rawUrls = urlsOverride ?? (section.urls === undefined ? [] : section.urls);
+  if (!Array.isArray(rawUrls)) throw new ConfigError("probes.urls must be a list");
+  const urls = rawUrls.map((u) => expectString(u, "probes.urls[]").trim()).filter((u) => u !== "");
+  for (const url of urls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new ConfigError(`probe URL "${url}" is not a URL`);
+    }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new ConfigError(`probe URL "${url}" must be http or https`);
+  }
+  return {
+    urls,
+    intervalMs: durationSetting(optionalString(section.interval, "probes.interval") ?? "30s", "probes.interval"),
+    timeoutMs: durationSetting(optionalString(section.timeout, "probes.timeout") ?? "5s", "probes.timeout"),
+  };
+}

@@ -1,0 +1,48 @@
+import type { DescFile } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { API as AgentAPI, file_agent_agent } from "../../gen/agent/agent_pb.js";
+import { API as CommandsAPI, file_commands_commands } from "../../gen/commands/commands_pb.js";
+import { Health, file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection as ReflectionV1, file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import {
+  ServerReflection as ReflectionV1alpha,
+  file_grpc_reflection_v1alpha_reflection,
+} from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { API as MetricsAPI, file_metrics_metrics } from "../../gen/metrics/metrics_pb.js";
+import { agentService } from "../agents/service.js";
+import { commandsService } from "../commands/service.js";
+import type { Instruments } from "../metrics/instruments.js";
+import { metricsService } from "../metrics/service.js";
+import { healthService } from "./health.js";
+import type { Readiness } from "./readiness.js";
+import { reflectionRegistry, reflectionV1, reflectionV1alpha } from "./reflection.js";
+
+export interface RouteDeps {
+  instruments: Instruments;
+  readiness: Readiness;
+  /** Aborted when the daemon begins to stop: long-lived streams end on it. */
+  shutdown: AbortSignal;
+}
+
+const servedFiles: DescFile[] = [
+  file_metrics_metrics,
+  file_agent_agent,
+  file_commands_commands,
+  file_grpc_health_v1_health,
+  file_grpc_reflection_v1_reflection,
+  file_grpc_reflection_v1alpha_reflection,
+];
+
+/** Every service of the daemon, in one place. */
+export function routes(deps: RouteDeps) {
+  const serviceNames = [MetricsAPI, AgentAPI, CommandsAPI, Health, ReflectionV1, ReflectionV1alpha].map((s) => s.typeName);
+  const registry = reflectionRegistry(servedFiles);
+  return (router: ConnectRouter) => {
+    router.service(MetricsAPI, metricsService(deps));
+    router.service(AgentAPI, agentService());
+    router.service(CommandsAPI, commandsService());
+    router.service(Health, healthService(deps.readiness, serviceNames, deps.shutdown));
+    router.service(ReflectionV1, reflectionV1(registry, serviceNames));
+    router.service(ReflectionV1alpha, reflectionV1alpha(registry, serviceNames));
+  };
+}

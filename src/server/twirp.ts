@@ -1,0 +1,68 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+import type { NodeHandler } from "./listener.js";
+
+/**
+ * Specta's existing clients speak Twirp at the same paths: unary POSTs of JSON or of binary
+ * protobuf as `application/protobuf`, reading errors as `{"code", "msg"}`. Connect's unary
+ * protocol is the same apart from those two names, so a request without the
+ * Connect-Protocol-Version header gets them translated (the `/twirp` path prefix is accepted too).
+ */
+export function twirpCompatible(next: NodeHandler): NodeHandler {
+  return (req, res) => {
+    const headers = req.headers as IncomingHttpHeaders;
+    const contentType = headers["content-type"] ?? "";
+    const binary = /^application\/protobuf\s*(;|$)/i.test(contentType);
+    const json = /^application\/json\s*(;|$)/i.test(contentType);
+    if (req.method !== "POST" || headers["connect-protocol-version"] !== undefined || (!binary && !json)) {
+      next(req, res);
+      return;
+    }
+    if (req.url?.startsWith("/twirp/")) req.url = req.url.slice("/twirp".length);
+    if (binary) headers["content-type"] = "application/proto";
+
+    // Connect answers a unary call with writeHead, then write/end of the whole body.
+    const response = res as unknown as {
+      writeHead(status: number, headers?: OutgoingHttpHeaders): unknown;
+      write(chunk: Uint8Array): boolean;
+      end(chunk?: Uint8Array | (() => void)): unknown;
+    };
+    const writeHead = response.writeHead.bind(response);
+    const write = response.write.bind(response);
+    const end = response.end.bind(response);
+    let status = 200;
+    let head: OutgoingHttpHeaders = {};
+    const errorBody: Uint8Array[] = [];
+    response.writeHead = (s, h = {}) => {
+      status = s;
+      head = { ...h };
+      if (typeof head["content-type"] === "string") {
+        head["content-type"] = head["content-type"].replace(/^application\/proto\b/, "application/protobuf");
+      }
+      if (status === 200) return writeHead(status, head);
+      delete head["content-length"];
+      return response;
+    };
+    response.write = (chunk) => {
+      if (status === 200) return write(chunk);
+      errorBody.push(chunk);
+      return true;
+    };
+    response.end = (chunk) => {
+      if (status === 200) return end(chunk as Uint8Array);
+      if (chunk instanceof Uint8Array) errorBody.push(chunk);
+      const body = Buffer.from(withTwirpMessage(Buffer.concat(errorBody).toString("utf8")));
+      writeHead(status, { ...head, "content-type": "application/json", "content-length": body.length });
+      return end(body);
+    };
+    next(req, res);
+  };
+}
+
+function withTwirpMessage(text: string): string {
+  try {
+    const error = JSON.parse(text) as { code?: string; message?: string };
+    return JSON.stringify({ code: error.code ?? "internal", msg: error.message ?? "", message: error.message ?? "" });
+  } catch {
+    return JSON.stringify({ code: "internal", msg: text });
+  }
+}

@@ -1,0 +1,50 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "../log.js";
+
+/** One kind of background work: `ensure()` does one unit of it, then the engine sleeps `coolerMs`. */
+export interface Handler {
+  name: string;
+  coolerMs: number;
+  ensure(signal: AbortSignal): Promise<void>;
+}
+
+/**
+ * Runs each handler in its own loop. A failing handler is logged with its name and retried
+ * after its cooler; it never stops the others. stop() ends every loop and waits for them.
+ */
+export class Engine {
+  private readonly controller = new AbortController();
+  private loops: Promise<void>[] = [];
+
+  constructor(
+    private readonly handlers: Handler[],
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.loops = this.handlers.map((handler) => this.run(handler));
+  }
+
+  async stop(): Promise<void> {
+    this.controller.abort();
+    await Promise.all(this.loops);
+  }
+
+  private async run(handler: Handler): Promise<void> {
+    const { signal } = this.controller;
+    const log = this.log.child({ handler: handler.name });
+    while (!signal.aborted) {
+      try {
+        await handler.ensure(signal);
+      } catch (err) {
+        if (signal.aborted) break;
+        log.error({ err }, "handler failed; retrying after its cooler");
+      }
+      try {
+        await sleep(handler.coolerMs, undefined, { signal });
+      } catch {
+        break; // aborted while cooling down
+      }
+    }
+  }
+}
