@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { resolveDaemonConfig } from "../config/config.js";
+import { resolveDaemonConfig, type DaemonFlags } from "../config/config.js";
 import { createLogger } from "../log.js";
 import { startDaemon } from "../server/daemon.js";
 import { collect, fail } from "./util.js";
@@ -10,11 +10,13 @@ export function daemonCommand(program: Command): void {
     .description("run the Specta daemon: Connect, gRPC and gRPC-Web on one port, plus /health, /version and /metrics")
     .option("--addr <host:port>", "address to listen on (env SPECTA_ADDR, default 127.0.0.1:7777)")
     .option("--data-dir <dir>", "where the daemon keeps its state (env SPECTA_DATA_DIR)")
+    .option("--database-url <url>", "postgres:// URL of the PostgreSQL to use (env SPECTA_DATABASE_URL; default: an embedded PostgreSQL in the data directory)")
+    .option("--retention <duration>", "how long raw samples are kept, e.g. 30d (env SPECTA_RETENTION)")
     .option("--config <file>", "JSON configuration file (env SPECTA_CONFIG, default <data-dir>/specta.json)")
     .option("--environment <name>", "development, testing, staging or production (env SPECTA_ENVIRONMENT)")
     .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent (env SPECTA_LOG_LEVEL)")
     .option("--probe <url>", "probe this URL and record http_endpoint_health (repeatable)", collect, undefined)
-    .action(async (flags: { addr?: string; dataDir?: string; config?: string; environment?: string; logLevel?: string; probe?: string[] }) => {
+    .action(async (flags: DaemonFlags) => {
       const config = (() => {
         try {
           return resolveDaemonConfig(flags);

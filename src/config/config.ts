@@ -32,8 +32,23 @@ export interface ProbeConfig {
   timeoutMs: number;
 }
 
+/** How long data is kept. */
+export interface RetentionConfig {
+  /** Raw samples (whole day partitions are dropped). */
+  samplesMs: number;
+  /** Per-minute rollups. */
+  minuteRollupsMs: number;
+  /** Per-hour rollups. */
+  hourRollupsMs: number;
+}
+
 export interface DaemonConfig {
   environment: Environment;
+  /** postgres:// URL; undefined: the embedded PostgreSQL in `<dataDir>/postgres`. */
+  databaseUrl?: string;
+  retention: RetentionConfig;
+  /** New series of a metric beyond this many are refused. */
+  maxSeriesPerMetric: number;
   host: string;
   port: number;
   dataDir: string;
@@ -54,6 +69,8 @@ export interface DaemonFlags {
   environment?: string;
   logLevel?: string;
   probe?: string[];
+  databaseUrl?: string;
+  retention?: string;
 }
 
 /** The instrument Specta's documentation uses as its example; declared when a configuration declares none. */
@@ -113,10 +130,30 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   const instruments = file?.instruments === undefined ? defaultInstruments : parseInstruments(file.instruments);
   const probes = parseProbes(file?.probes, flags.probe ?? fromEnv("SPECTA_PROBE_URLS")?.split(","));
 
+  const databaseUrl = flags.databaseUrl ?? fromEnv("SPECTA_DATABASE_URL") ?? optionalString(file?.databaseUrl, "databaseUrl");
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError("the database URL must start with postgres:// or postgresql:// (for example postgres://user:password@host:5432/specta)");
+  }
+  const retentionSection = (file?.retention ?? {}) as Record<string, unknown>;
+  const retention: RetentionConfig = {
+    samplesMs: durationSetting(flags.retention ?? fromEnv("SPECTA_RETENTION") ?? optionalString(retentionSection.samples, "retention.samples") ?? "30d", "retention"),
+    minuteRollupsMs: durationSetting(optionalString(retentionSection.minuteRollups, "retention.minuteRollups") ?? "90d", "retention.minuteRollups"),
+    hourRollupsMs: durationSetting(optionalString(retentionSection.hourRollups, "retention.hourRollups") ?? "730d", "retention.hourRollups"),
+  };
+  if (retention.samplesMs < 86_400_000) throw new ConfigError("retention must be at least 1d (samples are kept in day partitions)");
+  const limits = (file?.limits ?? {}) as Record<string, unknown>;
+  const maxSeriesPerMetric = limits.seriesPerMetric ?? 10_000;
+  if (typeof maxSeriesPerMetric !== "number" || !Number.isInteger(maxSeriesPerMetric) || maxSeriesPerMetric < 1) {
+    throw new ConfigError("limits.seriesPerMetric must be a positive whole number");
+  }
+
   const shutdown = fromEnv("SPECTA_SHUTDOWN_TIMEOUT") ?? optionalString(file?.shutdownTimeout, "shutdownTimeout") ?? "10s";
 
   return {
     environment: environment as Environment,
+    ...(databaseUrl ? { databaseUrl } : {}),
+    retention,
+    maxSeriesPerMetric,
     host,
     port,
     dataDir,

@@ -14,11 +14,6 @@ export interface Refused {
   info: string;
 }
 
-/** A measurement accepted by an instrument; persistence (the storage feature) subscribes to these. */
-export interface Recorded extends Measurement {
-  kind: InstrumentKind;
-}
-
 type PromInstrument = Counter<string> | Gauge<string> | Histogram<string>;
 
 interface Instrument {
@@ -34,7 +29,6 @@ export const maxMetricNameLength = 255;
  */
 export class Instruments {
   private readonly byName = new Map<string, Instrument>();
-  private readonly listeners: ((recorded: Recorded) => void)[] = [];
 
   constructor(
     declarations: InstrumentDeclaration[],
@@ -60,24 +54,28 @@ export class Instruments {
     }
   }
 
+  declaration(name: string): InstrumentDeclaration | undefined {
+    return this.byName.get(name)?.declaration;
+  }
+
   declarations(): InstrumentDeclaration[] {
     return [...this.byName.values()].map((i) => i.declaration);
   }
 
-  /** Calls `listener` with every accepted measurement. */
-  onRecorded(listener: (recorded: Recorded) => void): void {
-    this.listeners.push(listener);
+  /** The labels a measurement is stored with: its own plus `env`. */
+  labelsOf(measurement: Measurement): Record<string, string> {
+    return { ...measurement.labels, [environmentLabel]: this.environment };
   }
 
-  /** Records one measurement with an instrument of `kind`; returns why it was refused, or undefined. */
-  record(kind: InstrumentKind, measurement: Measurement): Refused | undefined {
+  /** Says why a measurement cannot be recorded with an instrument of `kind`, or undefined when it can. */
+  check(kind: InstrumentKind, measurement: Measurement): Refused | undefined {
     const { metric, labels, number } = measurement;
     if (metric.length === 0 || metric.length > maxMetricNameLength) {
       return { kind: "invalid_metric", info: `metric name must be 1 to ${maxMetricNameLength} characters, got ${metric.length}` };
     }
     const instrument = this.byName.get(metric);
     if (!instrument) return { kind: "undeclared_metric", info: `metric ${metric} is not declared` };
-    const { declaration, prom } = instrument;
+    const { declaration } = instrument;
     if (declaration.kind !== kind) {
       return { kind: "wrong_kind", info: `metric ${metric} is a ${declaration.kind}, not a ${kind}` };
     }
@@ -92,12 +90,15 @@ export class Instruments {
     if (kind !== "gauge" && number < 0) {
       return { kind: "invalid_number", info: `${kind} numbers must be >= 0, got ${number}` };
     }
-
-    const withEnv = { ...labels, [environmentLabel]: this.environment };
-    if (prom instanceof Counter) prom.inc(withEnv, number);
-    else if (prom instanceof Gauge) prom.set(withEnv, number);
-    else prom.observe(withEnv, number);
-    for (const listener of this.listeners) listener({ kind, metric, labels: withEnv, number });
     return undefined;
+  }
+
+  /** Shows a checked measurement in this daemon's /metrics. */
+  apply(measurement: Measurement): void {
+    const prom = this.byName.get(measurement.metric)?.prom;
+    const labels = this.labelsOf(measurement);
+    if (prom instanceof Counter) prom.inc(labels, measurement.number);
+    else if (prom instanceof Gauge) prom.set(labels, measurement.number);
+    else prom?.observe(labels, measurement.number);
   }
 }

@@ -3,37 +3,55 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { InstrumentKind } from "../config/config.js";
 import { API as MetricsAPI, ResultSchema, type Action, type Result } from "../../gen/metrics/metrics_pb.js";
 import { unimplemented } from "../server/unimplemented.js";
+import { toConnectError } from "../storage/errors.js";
+import type { InstrumentStore } from "./instrument-store.js";
 import type { Instruments } from "./instruments.js";
+import { push, type PushDeps } from "./push.js";
 
 /** Specta's limit on actions per Counter, Gauge or Histogram call. */
 export const maxActionsPerCall = 100;
 
 export interface MetricsDeps {
   instruments: Instruments;
+  instrumentStore: InstrumentStore;
+  push: PushDeps;
 }
 
-export function metricsService({ instruments }: MetricsDeps): ServiceImpl<typeof MetricsAPI> {
-  const recordAll = (kind: InstrumentKind, actions: Action[]): { result: Result[] } => {
+export function metricsService({ instruments, instrumentStore, push: pushDeps }: MetricsDeps): ServiceImpl<typeof MetricsAPI> {
+  const recordAll = async (kind: InstrumentKind, actions: Action[]): Promise<{ result: Result[] }> => {
     if (actions.length === 0 || actions.length > maxActionsPerCall) {
       throw new ConnectError(
         `a call takes 1 to ${maxActionsPerCall} actions, got ${actions.length}`,
         Code.InvalidArgument,
       );
     }
+    const refusals = actions.map((action) => instruments.check(kind, action));
+    const accepted = actions.filter((_, i) => refusals[i] === undefined);
+    try {
+      await instrumentStore.persist(kind, accepted);
+    } catch (err) {
+      throw toConnectError(err, `recording ${kind} actions`);
+    }
+    for (const action of accepted) instruments.apply(action);
     return {
-      result: actions.map((action) => {
-        const refused = instruments.record(kind, action);
-        return refused
+      result: refusals.map((refused) =>
+        refused
           ? create(ResultSchema, { status: "failure", reason: refused })
-          : create(ResultSchema, { status: "success" });
-      }),
+          : create(ResultSchema, { status: "success" }),
+      ),
     };
   };
   return {
     counter: (req) => recordAll("counter", req.action),
     gauge: (req) => recordAll("gauge", req.action),
     histogram: (req) => recordAll("histogram", req.action),
-    push: () => unimplemented("metrics.API/Push"),
+    async push(req) {
+      try {
+        return await push(req, pushDeps);
+      } catch (err) {
+        throw toConnectError(err, "storing the batch");
+      }
+    },
     query: () => unimplemented("metrics.API/Query"),
     list: () => unimplemented("metrics.API/List"),
   };

@@ -1,11 +1,22 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { collectDefaultMetrics, Registry } from "prom-client";
-import type { DaemonConfig } from "../config/config.js";
+import { ConfigError, type DaemonConfig } from "../config/config.js";
 import type { Logger } from "../log.js";
+import { InstrumentStore } from "../metrics/instrument-store.js";
 import { Instruments } from "../metrics/instruments.js";
+import { SampleWriter } from "../metrics/sample-writer.js";
+import { SeriesCache } from "../metrics/series.js";
+import { openStorage } from "../storage/database.js";
+import { Partitions } from "../storage/partitions.js";
+import { ensureLocalAdminToken } from "../tokens/local-admin.js";
+import { TokenStore } from "../tokens/tokens.js";
 import { versionInfo } from "../version.js";
 import { endpointProbe } from "../worker/endpoint-probe.js";
-import { Engine } from "../worker/engine.js";
+import { Engine, type Handler } from "../worker/engine.js";
+import { databaseCheck, partitionsAhead } from "../worker/storage-upkeep.js";
+import { authenticate } from "./auth.js";
 import { httpRoutes } from "./http-routes.js";
 import { observeCalls } from "./interceptors.js";
 import { listen } from "./listener.js";
@@ -25,27 +36,55 @@ export interface RunningDaemon {
 }
 
 export async function startDaemon(config: DaemonConfig, log: Logger): Promise<RunningDaemon> {
+  const releaseDataDir = claimDataDir(config.dataDir);
+  const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log }).catch((err: unknown) => {
+    releaseDataDir();
+    throw err;
+  });
+
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const instruments = new Instruments(config.instruments, config.environment, registry);
   const readiness = new Readiness();
+  readiness.add("database", () => storage.healthy());
   const shutdown = new AbortController();
 
+  const tokens = new TokenStore(storage.db);
+  await ensureLocalAdminToken(tokens, config.dataDir);
+  const partitions = new Partitions(storage.db);
+  const series = new SeriesCache(storage.db, config.maxSeriesPerMetric);
+  const writer = new SampleWriter(storage.pool);
+  const instrumentStore = new InstrumentStore(storage.pool, series, partitions, instruments);
+
   const handler = connectNodeAdapter({
-    routes: routes({ instruments, readiness, shutdown: shutdown.signal }),
-    interceptors: [observeCalls(registry, log)],
+    routes: routes({
+      instruments,
+      instrumentStore,
+      push: { series, partitions, writer, retentionMs: config.retention.samplesMs },
+      readiness,
+      shutdown: shutdown.signal,
+    }),
+    interceptors: [observeCalls(registry, log), authenticate(tokens)],
     readMaxBytes: maxRequestBytes,
     fallback: httpRoutes(registry, readiness),
   });
-  const listener = await listen(twirpCompatible(handler), config.host, config.port, log);
 
-  const engine = new Engine(config.probes.urls.length > 0 ? [endpointProbe(config.probes, registry)] : [], log);
+  const handlers: Handler[] = [databaseCheck(storage, readiness), partitionsAhead(partitions)];
+  if (config.probes.urls.length > 0) handlers.push(endpointProbe(config.probes, registry));
+  const engine = new Engine(handlers, log);
   engine.start();
 
+  const listener = await listen(twirpCompatible(handler), config.host, config.port, log).catch(async (err: unknown) => {
+    await engine.stop();
+    await storage.close();
+    releaseDataDir();
+    throw new ConfigError(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`);
+  });
+
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
-  const url = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${listener.port}`;
+  const url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${listener.port}`;
   log.info(
-    { url, environment: config.environment, dataDir: config.dataDir, version: versionInfo.ver, instruments: config.instruments.length },
+    { url, environment: config.environment, dataDir: config.dataDir, database: storage.location, version: versionInfo.ver },
     "daemon listening",
   );
 
@@ -59,9 +98,45 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         readiness.markStopping();
         shutdown.abort();
         await Promise.all([listener.close(config.shutdownTimeoutMs), engine.stop()]);
+        await storage.close();
+        releaseDataDir();
         log.info("daemon stopped");
       })();
       return stopping;
     },
   };
+}
+
+/**
+ * One daemon per data directory: a second one would share (and later stop) the first one's
+ * embedded PostgreSQL. A pid file left by a killed daemon is taken over.
+ */
+function claimDataDir(dataDir: string): () => void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const pidFile = join(dataDir, "daemon.pid");
+  try {
+    const pid = Number(readFileSync(pidFile, "utf8").trim());
+    if (pid && pid !== process.pid && isAlive(pid)) {
+      throw new ConfigError(`another specta daemon (pid ${pid}) is using the data directory ${dataDir}; stop it or choose another --data-dir`);
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+  }
+  writeFileSync(pidFile, `${process.pid}\n`);
+  return () => rmSync(pidFile, { force: true });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    // A killed daemon may linger as a zombie until its parent reaps it.
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    if (process.platform === "linux") return false;
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
 }

