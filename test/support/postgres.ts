@@ -1,0 +1,73 @@
+/**
+ * Real PostgreSQL servers for the tests: the one named by SPECTA_TEST_DATABASE_URL (in CI the
+ * machine's PostgreSQL service, which .ci/run starts) and an embedded one that the global set-up
+ * starts for the whole run. Every test gets a fresh database on a server.
+ */
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { inject } from "vitest";
+
+export interface TestServer {
+  /** "external" (SPECTA_TEST_DATABASE_URL) or "embedded". */
+  name: string;
+  /** URL of a maintenance database on the server, for CREATE DATABASE. */
+  url: string;
+}
+
+export interface TestDatabase {
+  url: string;
+  drop(): Promise<void>;
+}
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    embeddedPostgresUrl: string;
+  }
+}
+
+/** The servers to run storage suites on. With CI=true a missing external server fails the run instead of being skipped. */
+export function testServers(): TestServer[] {
+  const servers: TestServer[] = [{ name: "embedded", url: inject("embeddedPostgresUrl") }];
+  const external = process.env.SPECTA_TEST_DATABASE_URL;
+  if (external) servers.unshift({ name: "external", url: external });
+  else if (process.env.CI === "true") {
+    throw new Error("CI=true but SPECTA_TEST_DATABASE_URL is not set: the storage suites must run on the machine's PostgreSQL too");
+  }
+  return servers;
+}
+
+/** The first server: the external one when configured, else the embedded one. */
+export function defaultTestServer(): TestServer {
+  return testServers()[0]!;
+}
+
+/** Creates an empty database on `server`; drop() removes it. */
+export async function createTestDatabase(server: TestServer = defaultTestServer()): Promise<TestDatabase> {
+  const name = `specta_test_${randomBytes(6).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  return {
+    url: withDatabase(server.url, name),
+    async drop() {
+      const c = new pg.Client({ connectionString: server.url });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}
+
+/** The same server URL with another database name (keeps ?host=… for unix sockets). */
+export function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
