@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file metrics/metrics.proto.
  */
 export const file_metrics_metrics: GenFile = /*@__PURE__*/
-  fileDesc("ChVtZXRyaWNzL21ldHJpY3MucHJvdG8SB21ldHJpY3MihgEKBkFjdGlvbhIrCgZsYWJlbHMYZCADKAsyGy5tZXRyaWNzLkFjdGlvbi5MYWJlbHNFbnRyeRIPCgZtZXRyaWMYyAEgASgJEg8KBm51bWJlchisAiABKAEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIlCgZSZWFzb24SDAoEaW5mbxhkIAEoCRINCgRraW5kGMgBIAEoCSJKCgZSZXN1bHQSJAoGcmVhc29uGGQgASgLMg8ubWV0cmljcy5SZWFzb25IAIgBARIPCgZzdGF0dXMYyAEgASgJQgkKB19yZWFzb24iMQoOQ291bnRlclJlcXVlc3QSHwoGYWN0aW9uGGQgAygLMg8ubWV0cmljcy5BY3Rpb24iMgoPQ291bnRlclJlc3BvbnNlEh8KBnJlc3VsdBhkIAMoCzIPLm1ldHJpY3MuUmVzdWx0Ii8KDEdhdWdlUmVxdWVzdBIfCgZhY3Rpb24YZCADKAsyDy5tZXRyaWNzLkFjdGlvbiIwCg1HYXVnZVJlc3BvbnNlEh8KBnJlc3VsdBhkIAMoCzIPLm1ldHJpY3MuUmVzdWx0IjMKEEhpc3RvZ3JhbVJlcXVlc3QSHwoGYWN0aW9uGGQgAygLMg8ubWV0cmljcy5BY3Rpb24iNAoRSGlzdG9ncmFtUmVzcG9uc2USHwoGcmVzdWx0GGQgAygLMg8ubWV0cmljcy5SZXN1bHQiygEKBlNhbXBsZRIOCgZtZXRyaWMYASABKAkSKwoGbGFiZWxzGAIgAygLMhsubWV0cmljcy5TYW1wbGUuTGFiZWxzRW50cnkSGwoEa2luZBgDIAEoDjINLm1ldHJpY3MuS2luZBIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV2YWx1ZRgFIAEoARotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlkKC1B1c2hSZXF1ZXN0EiAKB3NhbXBsZXMYASADKAsyDy5tZXRyaWNzLlNhbXBsZRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKXAQoHUmVmdXNhbBIOCgZtZXRyaWMYASABKAkSLAoGbGFiZWxzGAIgAygLMhwubWV0cmljcy5SZWZ1c2FsLkxhYmVsc0VudHJ5Eg4KBnJlYXNvbhgDIAEoCRIPCgdzYW1wbGVzGAQgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiVQoMUHVzaFJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgNEg8KB3JlZnVzZWQYAiABKA0SIgoIcmVmdXNhbHMYAyADKAsyEC5tZXRyaWNzLlJlZnVzYWwiUQoHTWF0Y2hlchINCgVsYWJlbBgBIAEoCRIoCghvcGVyYXRvchgCIAEoDjIWLm1ldHJpY3MuTWF0Y2hPcGVyYXRvchINCgV2YWx1ZRgDIAEoCSKOAgoMUXVlcnlSZXF1ZXN0Eg4KBm1ldHJpYxgBIAEoCRIiCghtYXRjaGVycxgCIAMoCzIQLm1ldHJpY3MuTWF0Y2hlchIpCgVzdGFydBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoDZW5kGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgRzdGVwGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEikKC2FnZ3JlZ2F0aW9uGAYgASgOMhQubWV0cmljcy5BZ2dyZWdhdGlvbhIQCghncm91cF9ieRgHIAMoCRIQCghxdWFudGlsZRgIIAEoASJACgVQb2ludBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV2YWx1ZRgCIAEoASKQAQoMU2VyaWVzUG9pbnRzEjEKBmxhYmVscxgBIAMoCzIhLm1ldHJpY3MuU2VyaWVzUG9pbnRzLkxhYmVsc0VudHJ5Eh4KBnBvaW50cxgCIAMoCzIOLm1ldHJpY3MuUG9pbnQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJfCg1RdWVyeVJlc3BvbnNlEiUKBnNlcmllcxgBIAMoCzIVLm1ldHJpY3MuU2VyaWVzUG9pbnRzEicKBHN0ZXAYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iHQoLTGlzdFJlcXVlc3QSDgoGcHJlZml4GAEgASgJIioKC0xhYmVsVmFsdWVzEgsKA2tleRgBIAEoCRIOCgZ2YWx1ZXMYAiADKAkiewoKTWV0cmljSW5mbxIMCgRuYW1lGAEgASgJEhsKBGtpbmQYAiABKA4yDS5tZXRyaWNzLktpbmQSDAoEaGVscBgDIAEoCRIOCgZzZXJpZXMYBCABKAQSJAoGbGFiZWxzGAUgAygLMhQubWV0cmljcy5MYWJlbFZhbHVlcyI0CgxMaXN0UmVzcG9uc2USJAoHbWV0cmljcxgBIAMoCzITLm1ldHJpY3MuTWV0cmljSW5mbypSCgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIQCgxLSU5EX0NPVU5URVIQARIOCgpLSU5EX0dBVUdFEAISEgoOS0lORF9ISVNUT0dSQU0QAyqfAQoNTWF0Y2hPcGVyYXRvchIeChpNQVRDSF9PUEVSQVRPUl9VTlNQRUNJRklFRBAAEhgKFE1BVENIX09QRVJBVE9SX0VRVUFMEAESHAoYTUFUQ0hfT1BFUkFUT1JfTk9UX0VRVUFMEAISGAoUTUFUQ0hfT1BFUkFUT1JfUkVHRVgQAxIcChhNQVRDSF9PUEVSQVRPUl9OT1RfUkVHRVgQBCr1AQoLQWdncmVnYXRpb24SGwoXQUdHUkVHQVRJT05fVU5TUEVDSUZJRUQQABITCg9BR0dSRUdBVElPTl9BVkcQARITCg9BR0dSRUdBVElPTl9NSU4QAhITCg9BR0dSRUdBVElPTl9NQVgQAxITCg9BR0dSRUdBVElPTl9TVU0QBBIVChFBR0dSRUdBVElPTl9DT1VOVBAFEhQKEEFHR1JFR0FUSU9OX0xBU1QQBhIUChBBR0dSRUdBVElPTl9SQVRFEAcSGAoUQUdHUkVHQVRJT05fSU5DUkVBU0UQCBIYChRBR0dSRUdBVElPTl9RVUFOVElMRRAJMuECCgNBUEkSPAoHQ291bnRlchIXLm1ldHJpY3MuQ291bnRlclJlcXVlc3QaGC5tZXRyaWNzLkNvdW50ZXJSZXNwb25zZRI2CgVHYXVnZRIVLm1ldHJpY3MuR2F1Z2VSZXF1ZXN0GhYubWV0cmljcy5HYXVnZVJlc3BvbnNlEkIKCUhpc3RvZ3JhbRIZLm1ldHJpY3MuSGlzdG9ncmFtUmVxdWVzdBoaLm1ldHJpY3MuSGlzdG9ncmFtUmVzcG9uc2USMwoEUHVzaBIULm1ldHJpY3MuUHVzaFJlcXVlc3QaFS5tZXRyaWNzLlB1c2hSZXNwb25zZRI2CgVRdWVyeRIVLm1ldHJpY3MuUXVlcnlSZXF1ZXN0GhYubWV0cmljcy5RdWVyeVJlc3BvbnNlEjMKBExpc3QSFC5tZXRyaWNzLkxpc3RSZXF1ZXN0GhUubWV0cmljcy5MaXN0UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVtZXRyaWNzL21ldHJpY3MucHJvdG8SB21ldHJpY3MihgEKBkFjdGlvbhIrCgZsYWJlbHMYZCADKAsyGy5tZXRyaWNzLkFjdGlvbi5MYWJlbHNFbnRyeRIPCgZtZXRyaWMYyAEgASgJEg8KBm51bWJlchisAiABKAEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIlCgZSZWFzb24SDAoEaW5mbxhkIAEoCRINCgRraW5kGMgBIAEoCSJKCgZSZXN1bHQSJAoGcmVhc29uGGQgASgLMg8ubWV0cmljcy5SZWFzb25IAIgBARIPCgZzdGF0dXMYyAEgASgJQgkKB19yZWFzb24iMQoOQ291bnRlclJlcXVlc3QSHwoGYWN0aW9uGGQgAygLMg8ubWV0cmljcy5BY3Rpb24iMgoPQ291bnRlclJlc3BvbnNlEh8KBnJlc3VsdBhkIAMoCzIPLm1ldHJpY3MuUmVzdWx0Ii8KDEdhdWdlUmVxdWVzdBIfCgZhY3Rpb24YZCADKAsyDy5tZXRyaWNzLkFjdGlvbiIwCg1HYXVnZVJlc3BvbnNlEh8KBnJlc3VsdBhkIAMoCzIPLm1ldHJpY3MuUmVzdWx0IjMKEEhpc3RvZ3JhbVJlcXVlc3QSHwoGYWN0aW9uGGQgAygLMg8ubWV0cmljcy5BY3Rpb24iNAoRSGlzdG9ncmFtUmVzcG9uc2USHwoGcmVzdWx0GGQgAygLMg8ubWV0cmljcy5SZXN1bHQisAEKBlNlcmllcxIOCgZtZXRyaWMYASABKAkSKwoGbGFiZWxzGAIgAygLMhsubWV0cmljcy5TZXJpZXMuTGFiZWxzRW50cnkSGwoEa2luZBgDIAEoDjINLm1ldHJpY3MuS2luZBINCgV0aW1lcxgEIAMoARIOCgZ2YWx1ZXMYBSADKAEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIuCgtQdXNoUmVxdWVzdBIfCgZzZXJpZXMYASADKAsyDy5tZXRyaWNzLlNlcmllcyKWAQoHUmVmdXNhbBIOCgZtZXRyaWMYASABKAkSLAoGbGFiZWxzGAIgAygLMhwubWV0cmljcy5SZWZ1c2FsLkxhYmVsc0VudHJ5Eg4KBnJlYXNvbhgDIAEoCRIOCgZwb2ludHMYBCABKA0aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJVCgxQdXNoUmVzcG9uc2USEAoIYWNjZXB0ZWQYASABKA0SDwoHcmVmdXNlZBgCIAEoDRIiCghyZWZ1c2FscxgDIAMoCzIQLm1ldHJpY3MuUmVmdXNhbCJRCgdNYXRjaGVyEg0KBWxhYmVsGAEgASgJEigKCG9wZXJhdG9yGAIgASgOMhYubWV0cmljcy5NYXRjaE9wZXJhdG9yEg0KBXZhbHVlGAMgASgJIo4CCgxRdWVyeVJlcXVlc3QSDgoGbWV0cmljGAEgASgJEiIKCG1hdGNoZXJzGAIgAygLMhAubWV0cmljcy5NYXRjaGVyEikKBXN0YXJ0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBHN0ZXAYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKQoLYWdncmVnYXRpb24YBiABKA4yFC5tZXRyaWNzLkFnZ3JlZ2F0aW9uEhAKCGdyb3VwX2J5GAcgAygJEhAKCHF1YW50aWxlGAggASgBIkAKBVBvaW50EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXZhbHVlGAIgASgBIpABCgxTZXJpZXNQb2ludHMSMQoGbGFiZWxzGAEgAygLMiEubWV0cmljcy5TZXJpZXNQb2ludHMuTGFiZWxzRW50cnkSHgoGcG9pbnRzGAIgAygLMg4ubWV0cmljcy5Qb2ludBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIl8KDVF1ZXJ5UmVzcG9uc2USJQoGc2VyaWVzGAEgAygLMhUubWV0cmljcy5TZXJpZXNQb2ludHMSJwoEc3RlcBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiIdCgtMaXN0UmVxdWVzdBIOCgZwcmVmaXgYASABKAkiKgoLTGFiZWxWYWx1ZXMSCwoDa2V5GAEgASgJEg4KBnZhbHVlcxgCIAMoCSJ7CgpNZXRyaWNJbmZvEgwKBG5hbWUYASABKAkSGwoEa2luZBgCIAEoDjINLm1ldHJpY3MuS2luZBIMCgRoZWxwGAMgASgJEg4KBnNlcmllcxgEIAEoBBIkCgZsYWJlbHMYBSADKAsyFC5tZXRyaWNzLkxhYmVsVmFsdWVzIjQKDExpc3RSZXNwb25zZRIkCgdtZXRyaWNzGAEgAygLMhMubWV0cmljcy5NZXRyaWNJbmZvKlIKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEhAKDEtJTkRfQ09VTlRFUhABEg4KCktJTkRfR0FVR0UQAhISCg5LSU5EX0hJU1RPR1JBTRADKp8BCg1NYXRjaE9wZXJhdG9yEh4KGk1BVENIX09QRVJBVE9SX1VOU1BFQ0lGSUVEEAASGAoUTUFUQ0hfT1BFUkFUT1JfRVFVQUwQARIcChhNQVRDSF9PUEVSQVRPUl9OT1RfRVFVQUwQAhIYChRNQVRDSF9PUEVSQVRPUl9SRUdFWBADEhwKGE1BVENIX09QRVJBVE9SX05PVF9SRUdFWBAEKvUBCgtBZ2dyZWdhdGlvbhIbChdBR0dSRUdBVElPTl9VTlNQRUNJRklFRBAAEhMKD0FHR1JFR0FUSU9OX0FWRxABEhMKD0FHR1JFR0FUSU9OX01JThACEhMKD0FHR1JFR0FUSU9OX01BWBADEhMKD0FHR1JFR0FUSU9OX1NVTRAEEhUKEUFHR1JFR0FUSU9OX0NPVU5UEAUSFAoQQUdHUkVHQVRJT05fTEFTVBAGEhQKEEFHR1JFR0FUSU9OX1JBVEUQBxIYChRBR0dSRUdBVElPTl9JTkNSRUFTRRAIEhgKFEFHR1JFR0FUSU9OX1FVQU5USUxFEAky4QIKA0FQSRI8CgdDb3VudGVyEhcubWV0cmljcy5Db3VudGVyUmVxdWVzdBoYLm1ldHJpY3MuQ291bnRlclJlc3BvbnNlEjYKBUdhdWdlEhUubWV0cmljcy5HYXVnZVJlcXVlc3QaFi5tZXRyaWNzLkdhdWdlUmVzcG9uc2USQgoJSGlzdG9ncmFtEhkubWV0cmljcy5IaXN0b2dyYW1SZXF1ZXN0GhoubWV0cmljcy5IaXN0b2dyYW1SZXNwb25zZRIzCgRQdXNoEhQubWV0cmljcy5QdXNoUmVxdWVzdBoVLm1ldHJpY3MuUHVzaFJlc3BvbnNlEjYKBVF1ZXJ5EhUubWV0cmljcy5RdWVyeVJlcXVlc3QaFi5tZXRyaWNzLlF1ZXJ5UmVzcG9uc2USMwoETGlzdBIULm1ldHJpY3MuTGlzdFJlcXVlc3QaFS5tZXRyaWNzLkxpc3RSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Action is one measurement sent by an application.
@@ -242,11 +242,15 @@ export const HistogramResponseSchema: GenMessage<HistogramResponse> = /*@__PURE_
   messageDesc(file_metrics_metrics, 8);
 
 /**
- * Sample is one value of one series at one time.
+ * Series carries new points of one series: parallel lists of times and values.
  *
- * @generated from message metrics.Sample
+ * Points are columns rather than a message per point with a Timestamp: at
+ * ingest rates a message per point costs several times more to encode and
+ * decode than the packed numbers.
+ *
+ * @generated from message metrics.Series
  */
-export type Sample = Message<"metrics.Sample"> & {
+export type Series = Message<"metrics.Series"> & {
   /**
    * Metric name: [a-zA-Z_:][a-zA-Z0-9_:]*, 1 to 255 characters.
    *
@@ -255,8 +259,9 @@ export type Sample = Message<"metrics.Sample"> & {
   metric: string;
 
   /**
-   * Labels identifying the series within the metric. Keys follow
-   * [a-zA-Z_][a-zA-Z0-9_]*; keys starting with "__" are reserved.
+   * Labels identifying the series within the metric: at most 32; keys follow
+   * [a-zA-Z_][a-zA-Z0-9_]* and do not start with "__"; values are at most
+   * 1,024 characters.
    *
    * @generated from field: map<string, string> labels = 2;
    */
@@ -270,49 +275,47 @@ export type Sample = Message<"metrics.Sample"> & {
   kind: Kind;
 
   /**
-   * When the value was measured; defaults to the batch's time.
+   * Time of each point in Unix milliseconds (whole numbers; a double rather
+   * than an int64 so that it decodes to a plain number in JavaScript), within
+   * the retention period and at most 10 minutes ahead of the daemon's clock.
    *
-   * @generated from field: google.protobuf.Timestamp time = 4;
+   * @generated from field: repeated double times = 4;
    */
-  time?: Timestamp | undefined;
+  times: number[];
 
   /**
-   * The value; NaN and infinities are rejected.
+   * Value of each point, same length as times; NaN and infinities are
+   * rejected.
    *
-   * @generated from field: double value = 5;
+   * @generated from field: repeated double values = 5;
    */
-  value: number;
+  values: number[];
 };
 
 /**
- * Describes the message metrics.Sample.
- * Use `create(SampleSchema)` to create a new message.
+ * Describes the message metrics.Series.
+ * Use `create(SeriesSchema)` to create a new message.
  */
-export const SampleSchema: GenMessage<Sample> = /*@__PURE__*/
+export const SeriesSchema: GenMessage<Series> = /*@__PURE__*/
   messageDesc(file_metrics_metrics, 9);
 
 /**
- * PushRequest is one batch of samples from an agent. A batch holds at most
- * 50,000 samples and at most 16 MiB on the wire; larger batches are refused
- * with RESOURCE_EXHAUSTED and nothing is written. A malformed sample refuses
- * the whole batch with INVALID_ARGUMENT and nothing is written.
+ * PushRequest is one batch of an agent's samples. A batch holds at most
+ * 10,000 series and 50,000 points, and at most 16 MiB on the wire; larger
+ * batches are refused with RESOURCE_EXHAUSTED and nothing is written. A
+ * malformed series refuses the whole batch with INVALID_ARGUMENT and nothing
+ * is written. Re-sending a batch is harmless: a point is keyed by its series
+ * and time, and a point already stored is left as it is.
  *
  * @generated from message metrics.PushRequest
  */
 export type PushRequest = Message<"metrics.PushRequest"> & {
   /**
-   * The samples.
+   * The series with their points.
    *
-   * @generated from field: repeated metrics.Sample samples = 1;
+   * @generated from field: repeated metrics.Series series = 1;
    */
-  samples: Sample[];
-
-  /**
-   * Time used for samples without one; defaults to the time of the call.
-   *
-   * @generated from field: google.protobuf.Timestamp time = 2;
-   */
-  time?: Timestamp | undefined;
+  series: Series[];
 };
 
 /**
@@ -350,11 +353,11 @@ export type Refusal = Message<"metrics.Refusal"> & {
   reason: string;
 
   /**
-   * How many samples of the batch belonged to this series.
+   * How many points of the batch belonged to this series.
    *
-   * @generated from field: uint32 samples = 4;
+   * @generated from field: uint32 points = 4;
    */
-  samples: number;
+  points: number;
 };
 
 /**
@@ -371,14 +374,14 @@ export const RefusalSchema: GenMessage<Refusal> = /*@__PURE__*/
  */
 export type PushResponse = Message<"metrics.PushResponse"> & {
   /**
-   * Samples stored by this call (re-sent samples already stored count too).
+   * Points stored by this call (re-sent points already stored count too).
    *
    * @generated from field: uint32 accepted = 1;
    */
   accepted: number;
 
   /**
-   * Samples not stored because their series was refused.
+   * Points not stored because their series was refused.
    *
    * @generated from field: uint32 refused = 2;
    */

@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import type pg from "pg";
 import type { InstrumentKind } from "../config/config.js";
 import type { Partitions } from "../storage/partitions.js";
@@ -54,12 +55,13 @@ export class InstrumentStore {
       }
     }
 
-    const resolved = await this.series.resolve(new Map([...updates].map(([k, u]) => [k, u.key])));
+    const resolved = await this.series.resolve(new Map([...updates].map(([k, u]) => [k, u.key])), Infinity);
     const ids: number[] = [];
     const numbers: number[] = [];
     for (const [k, u] of updates) {
       const r = resolved.get(k);
-      if (!r || "refused" in r) throw new Error(`instrument series ${k} refused: ${r && "refused" in r ? r.refused : "unresolved"}`);
+      // Only a kind clash with series an agent pushed under the same name can refuse an instrument's series.
+      if (!r || "refused" in r) throw new ConnectError(r && "refused" in r ? r.refused : `series ${k} was not resolved`, Code.FailedPrecondition);
       ids.push(r.id);
       numbers.push(u.number);
     }

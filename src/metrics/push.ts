@@ -1,19 +1,20 @@
-import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Kind, type PushRequest, type Refusal } from "../../gen/metrics/metrics_pb.js";
+import { Kind, type PushRequest, type Refusal, type Series } from "../../gen/metrics/metrics_pb.js";
 import { labelKeyPattern, metricNamePattern } from "../config/config.js";
 import type { Partitions } from "../storage/partitions.js";
-import type { Labels, SeriesKindNumber } from "../storage/schema.js";
+import type { SeriesKindNumber } from "../storage/schema.js";
+import type { LateSamples } from "../worker/late-samples.js";
 import { maxMetricNameLength } from "./instruments.js";
 import type { SampleWriter } from "./sample-writer.js";
 import { seriesKey, type SeriesCache, type SeriesKey } from "./series.js";
 
 /** Limits of one Push call, as documented on metrics.PushRequest. */
 export const pushLimits = {
-  maxSamples: 50_000,
+  maxSeries: 10_000,
+  maxPoints: 50_000,
   maxLabels: 32,
   maxLabelValueLength: 1024,
-  /** How far in the future a sample may be (clock skew). */
+  /** How far in the future a point may be (clock skew). */
   maxFutureMs: 10 * 60_000,
   maxListedRefusals: 100,
 };
@@ -22,98 +23,98 @@ export interface PushDeps {
   series: SeriesCache;
   partitions: Partitions;
   writer: SampleWriter;
-  /** Samples older than this are refused: they would land in an already dropped partition. */
+  /** Points older than this are refused: they would land in an already dropped partition. */
   retentionMs: number;
+  /** Notes samples older than the rollups' reach so that their hours are rolled up again. */
+  lateSamples: LateSamples;
 }
 
 export interface PushOutcome {
   accepted: number;
   refused: number;
-  refusals: Pick<Refusal, "metric" | "labels" | "reason" | "samples">[];
+  refusals: Pick<Refusal, "metric" | "labels" | "reason" | "points">[];
 }
 
 const kinds: Partial<Record<Kind, SeriesKindNumber>> = { [Kind.COUNTER]: 1, [Kind.GAUGE]: 2, [Kind.HISTOGRAM]: 3 };
 
 /**
- * Stores one batch: validates all of it first (a bad sample refuses the whole batch, nothing
+ * Stores one batch: validates all of it first (a bad series refuses the whole batch, nothing
  * written), resolves series in bulk, writes in one grouped statement and returns after commit.
  */
 export async function push(req: PushRequest, deps: PushDeps): Promise<PushOutcome> {
-  const samples = req.samples;
-  if (samples.length > pushLimits.maxSamples) {
-    throw new ConnectError(`a batch holds at most ${pushLimits.maxSamples} samples, got ${samples.length}`, Code.ResourceExhausted);
+  const batch = req.series;
+  const points = batch.reduce((n, s) => n + s.times.length, 0);
+  if (batch.length > pushLimits.maxSeries || points > pushLimits.maxPoints) {
+    throw new ConnectError(
+      `a batch holds at most ${pushLimits.maxSeries} series and ${pushLimits.maxPoints} points, got ${batch.length} series and ${points} points`,
+      Code.ResourceExhausted,
+    );
   }
-  if (samples.length === 0) return { accepted: 0, refused: 0, refusals: [] };
-  if (!deps.writer.hasRoomFor(samples.length)) {
-    throw new ConnectError("the daemon is writing behind; retry later", Code.ResourceExhausted);
-  }
+  if (points === 0) return { accepted: 0, refused: 0, refusals: [] };
+  if (!deps.writer.hasRoomFor(points)) throw new ConnectError("the daemon is writing behind; retry later", Code.ResourceExhausted);
 
-  const now = Date.now();
-  const batchTime = req.time ? timestampMs(req.time) : now;
-  const oldest = now - deps.retentionMs;
-  const newest = now + pushLimits.maxFutureMs;
   const wanted = new Map<string, SeriesKey>();
-  const keys: string[] = new Array(samples.length);
-  const times: number[] = new Array(samples.length);
-  const values: number[] = new Array(samples.length);
-  const labelKeyValid = new Set<string>();
-
-  for (let i = 0; i < samples.length; i++) {
-    const s = samples[i]!;
-    const where = `samples[${i}]`;
-    if (s.metric.length === 0 || s.metric.length > maxMetricNameLength || !metricNamePattern.test(s.metric)) {
-      invalid(`${where}: metric "${s.metric.slice(0, 300)}" must match ${metricNamePattern.source} and be 1 to ${maxMetricNameLength} characters`);
-    }
-    const kind = kinds[s.kind];
-    if (kind === undefined) invalid(`${where}: kind must be KIND_COUNTER, KIND_GAUGE or KIND_HISTOGRAM`);
-    if (!Number.isFinite(s.value)) invalid(`${where}: value must be finite, got ${s.value}`);
-    const labels: Labels = s.labels;
-    let labelCount = 0;
-    for (const k in labels) {
-      labelCount++;
-      if (!labelKeyValid.has(k)) {
-        if (!labelKeyPattern.test(k) || k.startsWith("__")) invalid(`${where}: label key "${k.slice(0, 300)}" must match ${labelKeyPattern.source} and not start with __`);
-        labelKeyValid.add(k);
-      }
-      if (labels[k]!.length > pushLimits.maxLabelValueLength) invalid(`${where}: label ${k} is longer than ${pushLimits.maxLabelValueLength} characters`);
-    }
-    if (labelCount > pushLimits.maxLabels) invalid(`${where}: at most ${pushLimits.maxLabels} labels, got ${labelCount}`);
-    const t = s.time ? timestampMs(s.time) : batchTime;
-    if (!(t >= oldest && t <= newest)) {
-      invalid(`${where}: time ${new Date(t).toISOString()} is outside the accepted window (retention to ${pushLimits.maxFutureMs / 60_000} minutes ahead)`);
-    }
-    const key = seriesKey(s.metric, labels);
-    if (!wanted.has(key)) wanted.set(key, { metric: s.metric, labels, kind: kind! });
-    keys[i] = key;
-    times[i] = t;
-    values[i] = s.value;
-  }
+  const keys = batch.map((s, i) => {
+    const key = checkSeries(s, `series[${i}]`, Date.now() - deps.retentionMs, Date.now() + pushLimits.maxFutureMs);
+    if (!wanted.has(key)) wanted.set(key, { metric: s.metric, labels: s.labels, kind: kinds[s.kind]! });
+    return key;
+  });
 
   const resolved = await deps.series.resolve(wanted);
   const ids: number[] = [];
-  const rowTimes: number[] = [];
-  const rowValues: number[] = [];
-  const refusedCount = new Map<string, number>();
-  for (let i = 0; i < samples.length; i++) {
+  const times: number[] = [];
+  const values: number[] = [];
+  const refused = new Map<string, number>();
+  batch.forEach((s, i) => {
     const r = resolved.get(keys[i]!)!;
-    if ("id" in r) {
+    if ("refused" in r) {
+      refused.set(keys[i]!, (refused.get(keys[i]!) ?? 0) + s.times.length);
+      return;
+    }
+    for (let p = 0; p < s.times.length; p++) {
       ids.push(r.id);
-      rowTimes.push(times[i]!);
-      rowValues.push(values[i]!);
-    } else {
-      refusedCount.set(keys[i]!, (refusedCount.get(keys[i]!) ?? 0) + 1);
+      times.push(Math.floor(s.times[p]!));
+      values.push(s.values[p]!);
+    }
+  });
+
+  await deps.partitions.ensureFor(times);
+  await deps.writer.write(ids, times, values);
+  await deps.lateSamples.record(times);
+
+  const refusals = [...refused].slice(0, pushLimits.maxListedRefusals).map(([key, n]) => {
+    const s = wanted.get(key)!;
+    return { metric: s.metric, labels: s.labels, reason: (resolved.get(key) as { refused: string }).refused, points: n };
+  });
+  return { accepted: ids.length, refused: points - ids.length, refusals };
+}
+
+/** Validates one series of a batch and returns its canonical key; throws InvalidArgument naming what is wrong. */
+function checkSeries(s: Series, where: string, oldestMs: number, newestMs: number): string {
+  if (s.metric.length === 0 || s.metric.length > maxMetricNameLength || !metricNamePattern.test(s.metric)) {
+    invalid(`${where}: metric "${s.metric.slice(0, 300)}" must match ${metricNamePattern.source} and be 1 to ${maxMetricNameLength} characters`);
+  }
+  if (kinds[s.kind] === undefined) invalid(`${where}: kind must be KIND_COUNTER, KIND_GAUGE or KIND_HISTOGRAM`);
+  let labelCount = 0;
+  for (const k in s.labels) {
+    labelCount++;
+    if (!labelKeyPattern.test(k) || k.startsWith("__")) {
+      invalid(`${where}: label key "${k.slice(0, 300)}" must match ${labelKeyPattern.source} and not start with __`);
+    }
+    if (s.labels[k]!.length > pushLimits.maxLabelValueLength) {
+      invalid(`${where}: label ${k} is longer than ${pushLimits.maxLabelValueLength} characters`);
     }
   }
-
-  await deps.partitions.ensureFor(new Set(rowTimes.map((t) => t - (t % 86_400_000))));
-  await deps.writer.write(ids, rowTimes, rowValues);
-
-  const refusals = [...refusedCount].slice(0, pushLimits.maxListedRefusals).map(([key, n]) => {
-    const s = wanted.get(key)!;
-    const r = resolved.get(key) as { refused: string };
-    return { metric: s.metric, labels: s.labels, reason: r.refused, samples: n };
-  });
-  return { accepted: ids.length, refused: samples.length - ids.length, refusals };
+  if (labelCount > pushLimits.maxLabels) invalid(`${where}: at most ${pushLimits.maxLabels} labels, got ${labelCount}`);
+  if (s.times.length !== s.values.length) invalid(`${where}: ${s.times.length} times but ${s.values.length} values`);
+  for (let p = 0; p < s.times.length; p++) {
+    const t = s.times[p]!;
+    if (!(t >= oldestMs && t <= newestMs)) {
+      invalid(`${where}: time ${Number.isFinite(t) ? new Date(t).toISOString() : t} is outside the accepted window (the retention period up to ${pushLimits.maxFutureMs / 60_000} minutes ahead)`);
+    }
+    if (!Number.isFinite(s.values[p]!)) invalid(`${where}: value ${s.values[p]} at ${new Date(t).toISOString()} is not finite`);
+  }
+  return seriesKey(s.metric, s.labels);
 }
 
 function invalid(message: string): never {

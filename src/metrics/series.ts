@@ -34,12 +34,15 @@ export class SeriesCache {
 
   constructor(
     private readonly db: Kysely<Database>,
-    readonly maxSeriesPerMetric: number,
+    private readonly maxSeriesPerMetric: number,
     private readonly maxCached = 1_000_000,
   ) {}
 
-  /** Resolves every key (keyed by seriesKey); refused series are not created. */
-  async resolve(wanted: Map<string, SeriesKey>): Promise<Map<string, Resolved>> {
+  /**
+   * Resolves every key (keyed by seriesKey); refused series are not created. `limit` is the
+   * series-per-metric bound (declared instruments bound their own cardinality and pass Infinity).
+   */
+  async resolve(wanted: Map<string, SeriesKey>, limit = this.maxSeriesPerMetric): Promise<Map<string, Resolved>> {
     const out = new Map<string, Resolved>();
     const misses = new Map<string, SeriesKey>();
     for (const [key, s] of wanted) {
@@ -58,7 +61,7 @@ export class SeriesCache {
       else if (hit.kind !== s.kind) out.set(key, { refused: kindClash(s, hit.kind) });
       else out.set(key, { id: this.remember(key, s.metric, hit.id, hit.kind) });
     }
-    if (fresh.size > 0) await this.create(fresh, out);
+    if (fresh.size > 0) await this.create(fresh, out, limit);
     return out;
   }
 
@@ -78,14 +81,14 @@ export class SeriesCache {
   }
 
   /** Creates new series within each metric's limit and kind; fills `out` for every key of `fresh`. */
-  private async create(fresh: Map<string, SeriesKey>, out: Map<string, Resolved>): Promise<void> {
+  private async create(fresh: Map<string, SeriesKey>, out: Map<string, Resolved>, limit: number): Promise<void> {
     const metrics = [...new Set([...fresh.values()].map((s) => s.metric))];
     const { rows: stats } = await sql<{ metric: string; kind: number; n: number }>`
       SELECT metric, min(kind) AS kind, count(*)::int AS n FROM series WHERE metric = ANY(${metrics}::text[]) GROUP BY metric`.execute(this.db);
-    const room = new Map(metrics.map((m) => [m, this.maxSeriesPerMetric]));
+    const room = new Map(metrics.map((m) => [m, limit]));
     const kinds = new Map<string, number>();
     for (const s of stats) {
-      room.set(s.metric, this.maxSeriesPerMetric - s.n);
+      room.set(s.metric, limit - s.n);
       kinds.set(s.metric, s.kind);
     }
 
@@ -96,7 +99,7 @@ export class SeriesCache {
       const left = room.get(s.metric) ?? 0;
       if (kind !== s.kind) out.set(key, { refused: kindClash(s, kind) });
       else if (left <= 0) {
-        out.set(key, { refused: `metric ${s.metric} has reached its limit of ${this.maxSeriesPerMetric} series` });
+        out.set(key, { refused: `metric ${s.metric} has reached its limit of ${limit} series` });
       } else {
         room.set(s.metric, left - 1);
         allowed.push([key, s]);

@@ -14,7 +14,10 @@ import { ensureLocalAdminToken } from "../tokens/local-admin.js";
 import { TokenStore } from "../tokens/tokens.js";
 import { versionInfo } from "../version.js";
 import { endpointProbe } from "../worker/endpoint-probe.js";
+import { LateSamples } from "../worker/late-samples.js";
 import { Engine, type Handler } from "../worker/engine.js";
+import { retention } from "../worker/retention.js";
+import { rollups } from "../worker/rollups.js";
 import { databaseCheck, partitionsAhead } from "../worker/storage-upkeep.js";
 import { authenticate } from "./auth.js";
 import { httpRoutes } from "./http-routes.js";
@@ -60,7 +63,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     routes: routes({
       instruments,
       instrumentStore,
-      push: { series, partitions, writer, retentionMs: config.retention.samplesMs },
+      push: { series, partitions, writer, retentionMs: config.retention.samplesMs, lateSamples: new LateSamples(storage.db) },
+      db: storage.db,
+      retention: config.retention,
       readiness,
       shutdown: shutdown.signal,
     }),
@@ -69,7 +74,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     fallback: httpRoutes(registry, readiness),
   });
 
-  const handlers: Handler[] = [databaseCheck(storage, readiness), partitionsAhead(partitions)];
+  const handlers: Handler[] = [
+    databaseCheck(storage, readiness),
+    partitionsAhead(partitions),
+    retention({ db: storage.db, partitions, retention: config.retention, log }),
+    rollups({ db: storage.db, log }),
+  ];
   if (config.probes.urls.length > 0) handlers.push(endpointProbe(config.probes, registry));
   const engine = new Engine(handlers, log);
   engine.start();

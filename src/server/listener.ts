@@ -41,7 +41,8 @@ export async function listen(handler: NodeHandler, host: string, port: number, l
   // Bounded request reading: slow or stuck clients cannot hold a connection forever.
   http1.headersTimeout = 30_000;
   http1.keepAliveTimeout = 65_000;
-  const http2 = createHttp2Server({ settings: { maxConcurrentStreams: 1000 } }, tracked);
+  // Session memory above the largest message (maxRequestBytes), else nghttp2 resets big calls with ENHANCE_YOUR_CALM.
+  const http2 = createHttp2Server({ settings: { maxConcurrentStreams: 1000 }, maxSessionMemory: 64 }, tracked);
   const sessions = new Set<Http2Session>();
   http2.on("session", (session: Http2Session) => {
     sessions.add(session);

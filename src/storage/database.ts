@@ -19,6 +19,8 @@ export interface Storage {
   pool: pg.Pool;
   /** Where the data lives, for log lines and errors (never with a password). */
   location: string;
+  /** Names of the migrations this open applied (empty when the schema was up to date). */
+  applied: string[];
   /** Whether the last check reached the database. */
   healthy(): boolean;
   /** Runs one round trip and updates healthy(). */
@@ -80,8 +82,9 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   }
 
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  let applied: string[];
   try {
-    await migrate(db, log);
+    applied = await migrate(db, log);
   } catch (err) {
     await db.destroy().catch(() => undefined);
     await embedded?.stop().catch(() => undefined);
@@ -93,6 +96,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     db,
     pool,
     location,
+    applied,
     healthy: () => healthy,
     async ping() {
       try {

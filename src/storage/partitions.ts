@@ -39,19 +39,18 @@ export class Partitions {
     for (const day of days) this.known.add(day);
   }
 
-  /** Drops every partition whose whole day ends before `cutoffMs`; returns their names. */
-  async dropBefore(cutoffMs: number): Promise<string[]> {
+  /**
+   * Drops every partition whose whole day ends before `cutoffMs`; returns their names.
+   * DROP needs an exclusive lock on `samples` itself: waiting behind a long query would queue
+   * every insert behind the DROP, so it gives up after `lockTimeoutMs` (error 55P03) instead.
+   */
+  async dropBefore(cutoffMs: number, lockTimeoutMs = 5_000): Promise<string[]> {
     const lastDroppable = Math.floor(cutoffMs / dayMs) - 1;
     return this.db.transaction().execute(async (tx) => {
       await sql`SELECT pg_advisory_xact_lock(${partitionLock})`.execute(tx);
-      const { rows } = await sql<{ name: string }>`
-        SELECT c.relname AS name FROM pg_inherits i
-        JOIN pg_class c ON c.oid = i.inhrelid
-        JOIN pg_class p ON p.oid = i.inhparent
-        WHERE p.relname = 'samples' AND c.relname ~ '^samples_p[0-9]{8}$'`.execute(tx);
+      await sql`SELECT set_config('lock_timeout', ${`${Math.max(1, Math.round(lockTimeoutMs))}ms`}, true)`.execute(tx);
       const dropped: string[] = [];
-      for (const { name } of rows) {
-        const day = Date.UTC(Number(name.slice(9, 13)), Number(name.slice(13, 15)) - 1, Number(name.slice(15, 17))) / dayMs;
+      for (const { name, day } of await listPartitions(tx)) {
         if (day <= lastDroppable) {
           await sql`DROP TABLE ${sql.table(name)}`.execute(tx);
           this.known.delete(day);
@@ -61,4 +60,16 @@ export class Partitions {
       return dropped.sort();
     });
   }
+}
+
+/** The day partitions of `samples` that exist, oldest first. */
+export async function listPartitions(db: Kysely<Database>): Promise<{ name: string; day: number }[]> {
+  const { rows } = await sql<{ name: string }>`
+    SELECT c.relname AS name FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid
+    JOIN pg_class p ON p.oid = i.inhparent
+    WHERE p.relname = 'samples' AND c.relname ~ '^samples_p[0-9]{8}$'`.execute(db);
+  return rows
+    .map(({ name }) => ({ name, day: Date.UTC(Number(name.slice(9, 13)), Number(name.slice(13, 15)) - 1, Number(name.slice(15, 17))) / dayMs }))
+    .sort((a, b) => a.day - b.day);
 }

