@@ -1,6 +1,8 @@
 import { Command } from "commander";
 import { versionInfo } from "../version.js";
 import { daemonCommand } from "./daemon.js";
+import { migrateCommand } from "./migrate.js";
+import { queryCommands } from "./query.js";
 
 const program = new Command()
   .name("specta")
@@ -10,6 +12,8 @@ const program = new Command()
   .enablePositionalOptions();
 
 daemonCommand(program);
+migrateCommand(program);
+queryCommands(program);
 
 program
   .command("version")

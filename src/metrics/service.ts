@@ -1,12 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import type { InstrumentKind } from "../config/config.js";
+import type { Kysely } from "kysely";
+import type { InstrumentKind, RetentionConfig } from "../config/config.js";
 import { API as MetricsAPI, ResultSchema, type Action, type Result } from "../../gen/metrics/metrics_pb.js";
-import { unimplemented } from "../server/unimplemented.js";
 import { toConnectError } from "../storage/errors.js";
+import type { Database } from "../storage/schema.js";
 import type { InstrumentStore } from "./instrument-store.js";
 import type { Instruments } from "./instruments.js";
+import { list } from "./list.js";
 import { push, type PushDeps } from "./push.js";
+import { query } from "./query.js";
 
 /** Specta's limit on actions per Counter, Gauge or Histogram call. */
 export const maxActionsPerCall = 100;
@@ -15,9 +18,13 @@ export interface MetricsDeps {
   instruments: Instruments;
   instrumentStore: InstrumentStore;
   push: PushDeps;
+  /** The database Query and List read. */
+  db: Kysely<Database>;
+  /** Retention of each tier: Query picks raw samples or rollups by it. */
+  retention: RetentionConfig;
 }
 
-export function metricsService({ instruments, instrumentStore, push: pushDeps }: MetricsDeps): ServiceImpl<typeof MetricsAPI> {
+export function metricsService({ instruments, instrumentStore, push: pushDeps, db, retention }: MetricsDeps): ServiceImpl<typeof MetricsAPI> {
   const recordAll = async (kind: InstrumentKind, actions: Action[]): Promise<{ result: Result[] }> => {
     if (actions.length === 0 || actions.length > maxActionsPerCall) {
       throw new ConnectError(
@@ -52,7 +59,19 @@ export function metricsService({ instruments, instrumentStore, push: pushDeps }:
         throw toConnectError(err, "storing the batch");
       }
     },
-    query: () => unimplemented("metrics.API/Query"),
-    list: () => unimplemented("metrics.API/List"),
+    async query(req) {
+      try {
+        return await query(req, { db, retention });
+      } catch (err) {
+        throw toConnectError(err, `querying metric ${req.metric}`);
+      }
+    },
+    async list(req) {
+      try {
+        return await list(req, { db, declaration: (name) => instruments.declaration(name) });
+      } catch (err) {
+        throw toConnectError(err, "listing metrics");
+      }
+    },
   };
 }

@@ -1,0 +1,172 @@
+import { create, toJson } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { Option, type Command } from "commander";
+import {
+  API as MetricsAPI,
+  Aggregation,
+  Kind,
+  ListResponseSchema,
+  MatchOperator,
+  QueryRequestSchema,
+  QueryResponseSchema,
+  type ListResponse,
+  type Matcher,
+  type QueryResponse,
+} from "../../gen/metrics/metrics_pb.js";
+import { parseDuration } from "../config/duration.js";
+import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
+import { collect } from "./util.js";
+
+const aggregations = ["avg", "min", "max", "sum", "count", "last", "rate", "increase", "quantile"] as const;
+type AggregationName = (typeof aggregations)[number];
+
+interface QueryFlags extends ClientFlags {
+  match?: string[];
+  since?: string;
+  until?: string;
+  step?: string;
+  agg?: AggregationName;
+  quantile?: string;
+  by?: string[];
+  json?: boolean;
+}
+
+interface MetricsFlags extends ClientFlags {
+  prefix?: string;
+  json?: boolean;
+}
+
+/** `specta query` and `specta metrics`: the command-line face of metrics.API/Query and List. */
+export function queryCommands(program: Command): void {
+  addClientOptions(
+    program
+      .command("query")
+      .description("print a metric's points over a time range (metrics.API/Query)")
+      .argument("<metric>", "metric name (for --agg quantile: the histogram's name, without _bucket)")
+      .option("--match <matcher>", "label matcher k=v, k!=v, k=~regex or k!~regex (repeatable)", collect, undefined)
+      .option("--since <when>", "start: a duration ago (e.g. 1h) or an RFC 3339 time (default: 1h before --until)")
+      .option("--until <when>", "end: a duration ago (e.g. 10m) or an RFC 3339 time (default: now)")
+      .option("--step <duration>", "width of each point, e.g. 1m (default: the range / 120, at least 1s)")
+      .addOption(new Option("--agg <aggregation>", "how points are combined (default avg; quantile when --quantile is given)").choices(aggregations))
+      .option("--quantile <q>", "quantile in [0, 1] for --agg quantile (default 0.99)")
+      .option("--by <label>", "group series by this label (repeatable); default: each series on its own", collect, undefined)
+      .option("--json", "print the QueryResponse as JSON"),
+  ).action((metric: string, flags: QueryFlags) =>
+    runClient(flags, async (connection) => {
+      const request = queryRequest(metric, flags, Date.now());
+      const response = await daemonClient(MetricsAPI, connection).query(request);
+      process.stdout.write(flags.json ? JSON.stringify(toJson(QueryResponseSchema, response)) + "\n" : formatQuery(response));
+    }),
+  );
+
+  addClientOptions(
+    program
+      .command("metrics")
+      .description("list the known metrics with their kinds, series counts and labels (metrics.API/List)")
+      .option("--prefix <prefix>", "only metrics whose name starts with this")
+      .option("--json", "print the ListResponse as JSON"),
+  ).action((flags: MetricsFlags) =>
+    runClient(flags, async (connection) => {
+      const response = await daemonClient(MetricsAPI, connection).list({ prefix: flags.prefix ?? "" });
+      process.stdout.write(flags.json ? JSON.stringify(toJson(ListResponseSchema, response)) + "\n" : formatMetrics(response));
+    }),
+  );
+}
+
+/** Builds the QueryRequest of `specta query`; leaves out what the daemon defaults itself. */
+export function queryRequest(metric: string, flags: QueryFlags, nowMs: number) {
+  const aggName = flags.agg ?? (flags.quantile !== undefined ? "quantile" : "avg");
+  const quantile = flags.quantile === undefined ? 0.99 : Number(flags.quantile);
+  if (flags.quantile !== undefined && (flags.quantile.trim() === "" || !Number.isFinite(quantile))) {
+    throw new ClientError(`--quantile "${flags.quantile}" is not a number`);
+  }
+  let stepMs: number | undefined;
+  if (flags.step !== undefined) {
+    stepMs = parseDuration(flags.step);
+    if (stepMs === undefined || stepMs <= 0) throw new ClientError(`--step "${flags.step}" is not a duration such as 30s, 1m or 1h`);
+  }
+  // With --since alone, the end is this command's "now" too, so that the range is exactly what
+  // was asked (the daemon's clock would add the call's latency).
+  const end = flags.until !== undefined ? parseWhen(flags.until, "--until", nowMs) : flags.since !== undefined ? nowMs : undefined;
+  const start = flags.since === undefined ? undefined : parseWhen(flags.since, "--since", nowMs);
+  return create(QueryRequestSchema, {
+    metric,
+    matchers: (flags.match ?? []).map(parseMatcher),
+    ...(start !== undefined ? { start: timestampFromMs(start) } : {}),
+    ...(end !== undefined ? { end: timestampFromMs(end) } : {}),
+    ...(stepMs !== undefined ? { step: durationFromMs(stepMs) } : {}),
+    aggregation: Aggregation[aggName.toUpperCase() as Uppercase<AggregationName>],
+    groupBy: flags.by ?? [],
+    ...(aggName === "quantile" ? { quantile } : {}),
+  });
+}
+
+const rfc3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** A time given as a duration ago ("1h") or as an RFC 3339 time; returns Unix ms. */
+export function parseWhen(text: string, flag: string, nowMs: number): number {
+  const ago = parseDuration(text);
+  if (ago !== undefined) return nowMs - ago;
+  const t = rfc3339.test(text.trim()) ? Date.parse(text.trim()) : NaN;
+  if (Number.isNaN(t)) throw new ClientError(`${flag} "${text}" is neither a duration ago (e.g. 1h) nor an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)`);
+  return t;
+}
+
+const matcherOperators: Record<string, MatchOperator> = {
+  "=": MatchOperator.EQUAL,
+  "!=": MatchOperator.NOT_EQUAL,
+  "=~": MatchOperator.REGEX,
+  "!~": MatchOperator.NOT_REGEX,
+};
+
+/** Parses k=v, k!=v, k=~re and k!~re (a label key holds none of = ! ~, so the first operator splits). */
+export function parseMatcher(text: string): Omit<Matcher, "$typeName"> {
+  const m = /^([a-zA-Z_][a-zA-Z0-9_]*)(=~|!~|!=|=)(.*)$/s.exec(text);
+  if (!m) throw new ClientError(`--match "${text}" is not label=value, label!=value, label=~regex or label!~regex`);
+  return { label: m[1]!, operator: matcherOperators[m[2]!]!, value: m[3]! };
+}
+
+/** Prometheus-style label text: {a="1", b="2"}, keys sorted. */
+export function formatLabels(labels: Record<string, string>): string {
+  const keys = Object.keys(labels).sort();
+  return `{${keys.map((k) => `${k}=${JSON.stringify(labels[k])}`).join(", ")}}`;
+}
+
+function formatTime(ms: number): string {
+  return new Date(ms).toISOString().replace(".000Z", "Z");
+}
+
+/** Numbers as people read them: at most 12 significant digits, no float noise (0.30000000000000004). */
+export function formatNumber(value: number): string {
+  return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(12)));
+}
+
+/** One block per series: its labels, then one "time  value" row per point. */
+export function formatQuery(response: QueryResponse): string {
+  if (response.series.length === 0) return "(no data)\n";
+  return response.series
+    .map((s) => {
+      const rows = s.points.map((p) => `  ${formatTime(p.time ? timestampMs(p.time) : 0)}  ${formatNumber(p.value)}`);
+      return [formatLabels(s.labels), ...rows].join("\n") + "\n";
+    })
+    .join("\n");
+}
+
+const kindNames: Record<number, string> = { [Kind.COUNTER]: "counter", [Kind.GAUGE]: "gauge", [Kind.HISTOGRAM]: "histogram" };
+
+/** Label keys with their values when there are few, else how many there are. */
+function labelSummary(labels: ListResponse["metrics"][number]["labels"]): string {
+  return labels
+    .map(({ key, values }) => (values.length <= 3 ? `${key}=${values.join(",")}` : `${key}=(${values.length}${values.length >= 1000 ? "+" : ""} values)`))
+    .join(" ");
+}
+
+/** A table: name, kind, series, labels. */
+export function formatMetrics(response: ListResponse): string {
+  const rows = [
+    ["NAME", "KIND", "SERIES", "LABELS"],
+    ...response.metrics.map((m) => [m.name, kindNames[m.kind] ?? "unknown", String(m.series), labelSummary(m.labels)]),
+  ];
+  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => (i < 3 ? cell.padEnd(widths[i]!) : cell)).join("  ").trimEnd()).join("\n") + "\n";
+}

@@ -1,0 +1,402 @@
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { sql, type Kysely, type RawBuilder } from "kysely";
+import {
+  Aggregation,
+  MatchOperator,
+  PointSchema,
+  QueryResponseSchema,
+  SeriesPointsSchema,
+  type Matcher,
+  type QueryRequest,
+  type QueryResponse,
+  type SeriesPoints,
+} from "../../gen/metrics/metrics_pb.js";
+import type { RetentionConfig } from "../config/config.js";
+import { SeriesKind, type Database, type Labels } from "../storage/schema.js";
+import { alignedSteps, readPoints, type StepAggregate } from "./points.js";
+import { seriesKey } from "./series.js";
+
+/** Limits of one Query call, as documented on metrics.QueryRequest. */
+export const queryLimits = {
+  /** Series a query may select (for quantiles: _bucket series). */
+  maxSeries: 10_000,
+  maxPointsPerSeries: 11_000,
+  /** Selected series × steps: bounds the rows one query reads into memory. */
+  maxPointsPerQuery: 2_000_000,
+  defaultRangeMs: 3_600_000,
+  /** The default step is the range divided by this, at least minDefaultStepMs. */
+  defaultPoints: 120,
+  minDefaultStepMs: 1_000,
+};
+
+export interface QueryDeps {
+  db: Kysely<Database>;
+  retention: RetentionConfig;
+  /** The clock; tests may fix it. */
+  now?: () => number;
+}
+
+interface SelectedSeries {
+  id: number;
+  labels: Labels;
+  kind: number;
+}
+
+interface Range {
+  startMs: number;
+  endMs: number;
+  stepMs: number;
+}
+
+/** Answers metrics.API/Query: selects series, reads their points (one statement) and combines them per group. */
+export async function query(req: QueryRequest, deps: QueryDeps): Promise<QueryResponse> {
+  const aggregation = validateRequest(req);
+  const isQuantile = aggregation === Aggregation.QUANTILE;
+  const nowMs = deps.now?.() ?? Date.now();
+  const range = resolveRange(req, nowMs);
+
+  const metric = isQuantile ? `${req.metric}_bucket` : req.metric;
+  const selected = await selectSeries(deps.db, metric, req.matchers);
+  const response = create(QueryResponseSchema, { step: durationFromMs(range.stepMs) });
+  if (selected.length === 0) return response;
+  checkKind(metric, selected[0]!.kind, aggregation);
+  const steps = alignedSteps(range.startMs, range.endMs, range.stepMs).count;
+  if (selected.length * steps > queryLimits.maxPointsPerQuery) {
+    throw new ConnectError(
+      `the query would read up to ${selected.length * steps} points (${selected.length} series × ${steps} steps), at most ${queryLimits.maxPointsPerQuery}: use a larger step, a shorter range or narrower matchers`,
+      Code.ResourceExhausted,
+    );
+  }
+
+  const increase = aggregation === Aggregation.RATE || aggregation === Aggregation.INCREASE || isQuantile;
+  const last = aggregation === Aggregation.LAST;
+  const points = await readPoints(deps.db, { seriesIds: selected.map((s) => s.id), ...range, increase, last }, deps.retention, nowMs);
+  response.series = isQuantile
+    ? quantileGroups(selected, points.series, req.groupBy, req.quantile)
+    : valueGroups(selected, points.series, req.groupBy, aggregation, range.stepMs);
+  return response;
+}
+
+/** Checks what needs no database; returns the aggregation (AVG when unspecified). */
+function validateRequest(req: QueryRequest): Aggregation {
+  if (req.metric === "") invalid("metric is required");
+  const aggregation = req.aggregation === Aggregation.UNSPECIFIED ? Aggregation.AVG : req.aggregation;
+  if (Aggregation[aggregation] === undefined) invalid(`aggregation ${req.aggregation} is unknown`);
+  if (aggregation === Aggregation.QUANTILE) {
+    if (!(req.quantile >= 0 && req.quantile <= 1)) invalid(`quantile must be in [0, 1], got ${req.quantile}`);
+    if (req.groupBy.includes("le")) invalid("a quantile combines the le buckets: group_by must not name le");
+  }
+  for (const label of req.groupBy) if (label === "") invalid("group_by holds an empty label name");
+  validateMatchers(req.matchers);
+  return aggregation;
+}
+
+function invalid(message: string): never {
+  throw new ConnectError(message, Code.InvalidArgument);
+}
+
+/** end defaults to now, start to an hour before end, step to the range / 120 in whole seconds (≥ 1 s). */
+export function resolveRange(req: Pick<QueryRequest, "start" | "end" | "step">, nowMs: number): Range {
+  const endMs = req.end ? timestampMs(req.end) : nowMs;
+  const startMs = req.start ? timestampMs(req.start) : endMs - queryLimits.defaultRangeMs;
+  if (startMs > endMs) invalid(`start (${new Date(startMs).toISOString()}) is after end (${new Date(endMs).toISOString()})`);
+  const asked = req.step ? durationMs(req.step) : 0;
+  if (asked < 0 || (asked > 0 && asked < 1)) invalid("step must be at least 1 ms");
+  // A zero step counts as not set: JSON clients often send "0s" for "the default".
+  const stepMs = asked > 0 ? Math.round(asked) : defaultStep(endMs - startMs);
+  const points = alignedSteps(startMs, endMs, stepMs).count;
+  if (points > queryLimits.maxPointsPerSeries) {
+    invalid(`the range and step give ${points} points per series, at most ${queryLimits.maxPointsPerSeries}: use a larger step or a shorter range`);
+  }
+  return { startMs, endMs, stepMs };
+}
+
+/** The range / 120 to the nearest whole second (a range a few ms over 30 min still gets 15 s), at least 1 s. */
+function defaultStep(rangeMs: number): number {
+  const wanted = rangeMs / queryLimits.defaultPoints;
+  return Math.max(queryLimits.minDefaultStepMs, Math.round(wanted / 1000) * 1000);
+}
+
+function validateMatchers(matchers: Matcher[]): void {
+  for (const m of matchers) {
+    if (m.label === "") invalid("a matcher has an empty label name");
+    if (MatchOperator[m.operator] === undefined || m.operator === MatchOperator.UNSPECIFIED) {
+      invalid(`matcher on ${m.label}: operator must be MATCH_OPERATOR_EQUAL, _NOT_EQUAL, _REGEX or _NOT_REGEX`);
+    }
+  }
+}
+
+// PostgreSQL's SQLSTATE for an invalid regular expression.
+const invalidRegex = "2201B";
+
+/** The SQL condition of one matcher; a missing label equals "" (as in Prometheus). */
+function condition(m: Matcher): RawBuilder<unknown> {
+  const value = sql`coalesce(labels ->> ${m.label}, '')`;
+  // Anchored: the whole value must match, as in Prometheus. The pattern alone is checked to
+  // compile first (checkRegexes), so wrapping it cannot change what it groups.
+  const anchored = `^(?:${m.value})$`;
+  switch (m.operator) {
+    case MatchOperator.EQUAL:
+      return sql`${value} = ${m.value}`;
+    case MatchOperator.NOT_EQUAL:
+      return sql`${value} <> ${m.value}`;
+    case MatchOperator.REGEX:
+      return sql`${value} ~ ${anchored}`;
+    default:
+      return sql`${value} !~ ${anchored}`;
+  }
+}
+
+function isRegex(m: Matcher): boolean {
+  return m.operator === MatchOperator.REGEX || m.operator === MatchOperator.NOT_REGEX;
+}
+
+/**
+ * Compiles every regex of the matchers in PostgreSQL, whose dialect the selection uses; the
+ * selection alone would not notice a bad one when no series has the metric.
+ */
+async function checkRegexes(db: Kysely<Database>, matchers: Matcher[]): Promise<void> {
+  const regexes = matchers.filter(isRegex);
+  if (regexes.length === 0) return;
+  try {
+    await sql`SELECT count(*) FROM unnest(${regexes.map((m) => m.value)}::text[]) AS r(re) WHERE '' ~ re`.execute(db);
+  } catch (err) {
+    if (!hasState(err, invalidRegex)) throw err;
+    for (const m of regexes) {
+      try {
+        await sql`SELECT '' ~ ${m.value}`.execute(db);
+      } catch (inner) {
+        if (hasState(inner, invalidRegex)) invalid(`matcher ${describeMatcher(m)}: ${(inner as Error).message}`);
+        throw inner;
+      }
+    }
+    throw err;
+  }
+}
+
+function hasState(err: unknown, state: string): boolean {
+  return (err as { code?: unknown } | undefined)?.code === state;
+}
+
+const operatorText: Record<number, string> = {
+  [MatchOperator.EQUAL]: "=",
+  [MatchOperator.NOT_EQUAL]: "!=",
+  [MatchOperator.REGEX]: "=~",
+  [MatchOperator.NOT_REGEX]: "!~",
+};
+
+function describeMatcher(m: Matcher): string {
+  return `${m.label}${operatorText[m.operator] ?? "?"}${JSON.stringify(m.value)}`;
+}
+
+/** The series of `metric` that satisfy every matcher; ResourceExhausted beyond the limit. */
+async function selectSeries(db: Kysely<Database>, metric: string, matchers: Matcher[]): Promise<SelectedSeries[]> {
+  await checkRegexes(db, matchers);
+  const conditions = [sql`metric = ${metric}`, ...matchers.map(condition)];
+  let rows: SelectedSeries[];
+  try {
+    ({ rows } = await sql<SelectedSeries>`
+      SELECT id, labels, kind FROM series
+      WHERE ${sql.join(conditions, sql` AND `)}
+      ORDER BY id LIMIT ${queryLimits.maxSeries + 1}`.execute(db));
+  } catch (err) {
+    // A pattern that compiles alone but not inside ^(?:…)$, e.g. one with embedded options.
+    if (hasState(err, invalidRegex)) invalid(`a regular expression of the matchers is invalid: ${(err as Error).message}`);
+    throw err;
+  }
+  if (rows.length > queryLimits.maxSeries) {
+    throw new ConnectError(
+      `the query selects more than ${queryLimits.maxSeries} series of metric ${metric}: narrow it with matchers`,
+      Code.ResourceExhausted,
+    );
+  }
+  return rows;
+}
+
+/** rate and increase need running totals: counters, or the _bucket/_sum/_count series of histograms. */
+function checkKind(metric: string, kind: number, aggregation: Aggregation): void {
+  if ((aggregation === Aggregation.RATE || aggregation === Aggregation.INCREASE) && kind === SeriesKind.gauge) {
+    invalid(`metric ${metric} is a gauge: rate and increase need a counter`);
+  }
+  if (aggregation === Aggregation.QUANTILE && kind !== SeriesKind.histogram) {
+    invalid(`metric ${metric} is not a histogram's bucket series: quantile needs a histogram`);
+  }
+}
+
+/** The labels a series is grouped under: the group_by labels it has, or all of its labels (minus `drop`). */
+function groupLabels(labels: Labels, groupBy: string[], drop?: string): Labels {
+  const out: Labels = {};
+  if (groupBy.length === 0) {
+    for (const [k, v] of Object.entries(labels)) if (k !== drop) out[k] = v;
+  } else {
+    for (const k of groupBy) if (labels[k] !== undefined) out[k] = labels[k];
+  }
+  return out;
+}
+
+/** Groups series by their group labels, in a stable order (by the canonical label text). */
+function groupSeries(selected: SelectedSeries[], groupBy: string[], drop?: string): { labels: Labels; members: SelectedSeries[] }[] {
+  const groups = new Map<string, { labels: Labels; members: SelectedSeries[] }>();
+  for (const s of selected) {
+    const labels = groupLabels(s.labels, groupBy, drop);
+    const key = seriesKey("", labels);
+    let group = groups.get(key);
+    if (!group) groups.set(key, (group = { labels, members: [] }));
+    group.members.push(s);
+  }
+  return [...groups].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, g]) => g);
+}
+
+type Combined = Omit<StepAggregate, "time">;
+
+/** Merges the steps of a group's series: one accumulator per step time. */
+function combineSteps(members: SelectedSeries[], points: Map<number, StepAggregate[]>): Map<number, Combined> {
+  const byTime = new Map<number, Combined>();
+  for (const s of members) {
+    for (const p of points.get(s.id) ?? []) {
+      const acc = byTime.get(p.time);
+      if (!acc) {
+        byTime.set(p.time, { min: p.min, max: p.max, sum: p.sum, count: p.count, last: p.last, increase: p.increase, deltas: p.deltas });
+        continue;
+      }
+      acc.min = Math.min(acc.min, p.min);
+      acc.max = Math.max(acc.max, p.max);
+      acc.sum += p.sum;
+      acc.count += p.count;
+      acc.last += p.last;
+      acc.increase += p.increase;
+      acc.deltas += p.deltas;
+    }
+  }
+  return byTime;
+}
+
+/** The value of one combined step, or undefined when the step has nothing to say (left out). */
+function stepValue(c: Combined, aggregation: Aggregation, stepMs: number): number | undefined {
+  switch (aggregation) {
+    case Aggregation.MIN:
+      return c.min;
+    case Aggregation.MAX:
+      return c.max;
+    case Aggregation.SUM:
+      return c.sum;
+    case Aggregation.COUNT:
+      return c.count;
+    case Aggregation.LAST:
+      return c.last;
+    case Aggregation.INCREASE:
+      return c.deltas > 0 ? c.increase : undefined;
+    case Aggregation.RATE:
+      return c.deltas > 0 ? c.increase / (stepMs / 1000) : undefined;
+    default:
+      return c.count > 0 ? c.sum / c.count : undefined;
+  }
+}
+
+function valueGroups(
+  selected: SelectedSeries[],
+  points: Map<number, StepAggregate[]>,
+  groupBy: string[],
+  aggregation: Aggregation,
+  stepMs: number,
+): SeriesPoints[] {
+  const out: SeriesPoints[] = [];
+  for (const group of groupSeries(selected, groupBy)) {
+    const steps = combineSteps(group.members, points);
+    const series = create(SeriesPointsSchema, { labels: group.labels });
+    for (const time of [...steps.keys()].sort((a, b) => a - b)) {
+      const value = stepValue(steps.get(time)!, aggregation, stepMs);
+      if (value !== undefined) series.points.push(create(PointSchema, { time: timestampFromMs(time), value }));
+    }
+    if (series.points.length > 0) out.push(series);
+  }
+  return out;
+}
+
+/** Upper bound of a bucket from its le label ("+Inf" included); undefined when it does not parse. */
+function parseLe(le: string | undefined): number | undefined {
+  if (le === undefined) return undefined;
+  if (le === "+Inf" || le === "Inf" || le === "inf" || le === "+inf") return Infinity;
+  const n = Number(le);
+  return le.trim() === "" || Number.isNaN(n) ? undefined : n;
+}
+
+/**
+ * Quantiles per group and step from the increases of the group's _bucket series, summed by le
+ * (series without a valid le are ignored). Each histogram (series labels without le) is its
+ * own group unless group_by says otherwise.
+ */
+function quantileGroups(selected: SelectedSeries[], points: Map<number, StepAggregate[]>, groupBy: string[], q: number): SeriesPoints[] {
+  const out: SeriesPoints[] = [];
+  const buckets = selected.filter((s) => parseLe(s.labels.le) !== undefined);
+  for (const group of groupSeries(buckets, groupBy, "le")) {
+    const byTime = new Map<number, { counts: Map<number, number>; deltas: number }>();
+    for (const s of group.members) {
+      const le = parseLe(s.labels.le)!;
+      for (const p of points.get(s.id) ?? []) {
+        let step = byTime.get(p.time);
+        if (!step) byTime.set(p.time, (step = { counts: new Map(), deltas: 0 }));
+        step.counts.set(le, (step.counts.get(le) ?? 0) + p.increase);
+        step.deltas += p.deltas;
+      }
+    }
+    const series = create(SeriesPointsSchema, { labels: group.labels });
+    for (const time of [...byTime.keys()].sort((a, b) => a - b)) {
+      const step = byTime.get(time)!;
+      if (step.deltas === 0) continue;
+      const value = bucketQuantile(q, [...step.counts].map(([upperBound, count]) => ({ upperBound, count })));
+      if (!Number.isNaN(value)) series.points.push(create(PointSchema, { time: timestampFromMs(time), value }));
+    }
+    if (series.points.length > 0) out.push(series);
+  }
+  return out;
+}
+
+export interface Bucket {
+  upperBound: number;
+  /** Cumulative count of observations ≤ upperBound. */
+  count: number;
+}
+
+/**
+ * Prometheus' histogram_quantile: finds the bucket holding rank q × total and interpolates
+ * linearly within it. NaN without a +Inf bucket, with fewer than two buckets or no
+ * observations; the upper bound of the last finite bucket when the rank falls in +Inf.
+ */
+export function bucketQuantile(q: number, input: Bucket[]): number {
+  const buckets = coalesce(input);
+  if (buckets.length < 2 || buckets[buckets.length - 1]!.upperBound !== Infinity) return NaN;
+  // Counts from different series may be slightly out of order (e.g. a reset in one bucket
+  // series only): force them monotonic, as Prometheus does.
+  for (let i = 1; i < buckets.length; i++) buckets[i]!.count = Math.max(buckets[i]!.count, buckets[i - 1]!.count);
+  const observations = buckets[buckets.length - 1]!.count;
+  if (observations === 0) return NaN;
+  let rank = q * observations;
+  let b = buckets.findIndex((x, i) => i < buckets.length - 1 && x.count >= rank);
+  if (b === -1) b = buckets.length - 1;
+  if (b === buckets.length - 1) return buckets[buckets.length - 2]!.upperBound;
+  if (b === 0 && buckets[0]!.upperBound <= 0) return buckets[0]!.upperBound;
+  let bucketStart = 0;
+  const bucketEnd = buckets[b]!.upperBound;
+  let count = buckets[b]!.count;
+  if (b > 0) {
+    bucketStart = buckets[b - 1]!.upperBound;
+    count -= buckets[b - 1]!.count;
+    rank -= buckets[b - 1]!.count;
+  }
+  return bucketStart + (bucketEnd - bucketStart) * (rank / count);
+}
+
+/** Sorted by upper bound, with equal bounds merged. */
+function coalesce(input: Bucket[]): Bucket[] {
+  const sorted = [...input].sort((a, b) => a.upperBound - b.upperBound);
+  const out: Bucket[] = [];
+  for (const b of sorted) {
+    const last = out[out.length - 1];
+    if (last && last.upperBound === b.upperBound) last.count += b.count;
+    else out.push({ ...b });
+  }
+  return out;
+}
