@@ -5,7 +5,8 @@
  *
  * Settings (environment): BENCH_AGENTS (default 8), BENCH_SERIES per agent (1000),
  * BENCH_POINTS per series per batch (10), BENCH_SECONDS (20), BENCH_DATABASE_URL (default: the
- * daemon's embedded PostgreSQL in a temporary data directory).
+ * daemon's embedded PostgreSQL in a temporary data directory), BENCH_PROFILE_DIR (write a CPU
+ * profile of the daemon there).
  */
 import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -29,8 +30,13 @@ chmodSync(dataDir, 0o711);
 async function main(): Promise<void> {
   const daemon = spawn(
     process.execPath,
-    ["bin/specta.js", "daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info", ...(externalUrl ? ["--database-url", externalUrl] : [])],
-    { stdio: ["ignore", "pipe", "inherit"] },
+    [
+      // BENCH_PROFILE_DIR=dir writes a CPU profile of the daemon there (open it in Chrome DevTools).
+      ...(process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []),
+      "bin/specta.js", "daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info", ...(externalUrl ? ["--database-url", externalUrl] : [])],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
   );
   const url = await new Promise<string>((resolve, reject) => {
     let buffered = "";

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { resolveDaemonConfig, type DaemonFlags } from "../config/config.js";
 import { createLogger } from "../log.js";
 import { startDaemon } from "../server/daemon.js";
-import { collect, fail } from "./util.js";
+import { collect, exitOnSignals, fail } from "./util.js";
 
 export function daemonCommand(program: Command): void {
   program
@@ -27,20 +27,6 @@ export function daemonCommand(program: Command): void {
       const log = createLogger(config.logLevel);
       const daemon = await startDaemon(config, log).catch((err: unknown) => fail(err, log));
 
-      let signals = 0;
-      const onSignal = (signal: NodeJS.Signals) => {
-        signals++;
-        if (signals > 1) {
-          log.warn({ signal }, "second signal: exiting at once");
-          process.exit(1);
-        }
-        log.info({ signal }, "signal received; draining");
-        daemon.stop().then(
-          () => process.exit(0),
-          (err: unknown) => fail(err, log),
-        );
-      };
-      process.on("SIGTERM", onSignal);
-      process.on("SIGINT", onSignal);
+      exitOnSignals(() => daemon.stop(), log);
     });
 }

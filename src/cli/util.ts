@@ -16,3 +16,21 @@ export function fail(err: unknown, log?: Logger): never {
   process.stderr.write(`specta: ${message}\n`);
   process.exit(err instanceof ConfigError ? 2 : 1);
 }
+
+/** Stops gracefully on the first SIGTERM or SIGINT and exits 0; a second signal exits at once. */
+export function exitOnSignals(stop: () => Promise<void>, log: Logger): void {
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (++signals > 1) {
+      log.warn({ signal }, "second signal: exiting at once");
+      process.exit(1);
+    }
+    log.info({ signal }, "signal received; draining");
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => fail(err, log),
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}
