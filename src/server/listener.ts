@@ -90,22 +90,31 @@ export async function listen(handler: NodeHandler, host: string, port: number, l
     async close(timeoutMs) {
       const closed = new Promise<void>((resolve) => net.close(() => resolve()));
       // GOAWAY lets running HTTP/2 streams finish but starts no new ones.
-      for (const session of sessions) session.close();
+      for (const session of sessions) session.goaway();
       http1.closeIdleConnections();
-      if (inFlight > 0) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, timeoutMs);
-          drained = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-      }
+      if (inFlight > 0) await waitUntil(() => inFlight === 0, timeoutMs, (wake) => (drained = wake));
       if (inFlight > 0) log.warn({ inFlight }, "shutdown timeout reached; closing connections with calls in flight");
+      // Let clients read the last frames (a stream's trailers) and close their sessions themselves.
+      for (const session of sessions) session.close();
+      await waitUntil(() => sessions.size === 0, 1_000, (wake) => sessions.forEach((s) => s.once("close", wake)));
       for (const session of sessions) session.destroy();
       http1.closeAllConnections();
       for (const socket of sockets) socket.destroy();
       await closed;
     },
   };
+}
+
+/** Resolves when `done()` holds (checked at each wake-up) or after `timeoutMs`. */
+function waitUntil(done: () => boolean, timeoutMs: number, onWake: (wake: () => void) => void): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    const wake = () => {
+      if (!done()) return;
+      clearTimeout(timer);
+      resolve();
+    };
+    onWake(wake);
+    wake();
+  });
 }

@@ -23,8 +23,8 @@ export function twirpCompatible(next: NodeHandler): NodeHandler {
     // Connect answers a unary call with writeHead, then write/end of the whole body.
     const response = res as unknown as {
       writeHead(status: number, headers?: OutgoingHttpHeaders): unknown;
-      write(chunk: Uint8Array): boolean;
-      end(chunk?: Uint8Array | (() => void)): unknown;
+      write(chunk: Uint8Array | string): boolean;
+      end(chunk?: Uint8Array | string | (() => void)): unknown;
     };
     const writeHead = response.writeHead.bind(response);
     const write = response.write.bind(response);
@@ -44,12 +44,13 @@ export function twirpCompatible(next: NodeHandler): NodeHandler {
     };
     response.write = (chunk) => {
       if (status === 200) return write(chunk);
-      errorBody.push(chunk);
+      errorBody.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
       return true;
     };
     response.end = (chunk) => {
       if (status === 200) return end(chunk as Uint8Array);
-      if (chunk instanceof Uint8Array) errorBody.push(chunk);
+      if (typeof chunk === "string") errorBody.push(Buffer.from(chunk));
+      else if (chunk instanceof Uint8Array) errorBody.push(chunk);
       const body = Buffer.from(withTwirpMessage(Buffer.concat(errorBody).toString("utf8")));
       writeHead(status, { ...head, "content-type": "application/json", "content-length": body.length });
       return end(body);
@@ -61,7 +62,9 @@ export function twirpCompatible(next: NodeHandler): NodeHandler {
 function withTwirpMessage(text: string): string {
   try {
     const error = JSON.parse(text) as { code?: string; message?: string };
-    return JSON.stringify({ code: error.code ?? "internal", msg: error.message ?? "", message: error.message ?? "" });
+    // Twirp names an unknown method bad_route.
+    const code = error.code === "not_found" && /^no route for/.test(error.message ?? "") ? "bad_route" : (error.code ?? "internal");
+    return JSON.stringify({ code, msg: error.message ?? "", message: error.message ?? "" });
   } catch {
     return JSON.stringify({ code: "internal", msg: text });
   }

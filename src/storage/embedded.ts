@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { accessSync, chmodSync, chownSync, constants, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { accessSync, chmodSync, chownSync, constants, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { arch, platform } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -35,10 +35,10 @@ const socketPort = 5432;
  * class itself is not used: it takes over SIGTERM and SIGINT, which would cut the daemon's drain short.)
  */
 export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<EmbeddedPostgres> {
-  const binaries = await loadBinaries();
   const pgData = join(dataDir, "postgres");
   const owner = process.getuid?.() === 0 ? await postgresUser() : undefined;
   if (owner) checkReachable(dataDir, owner.name);
+  const binaries = owner ? reachableCopy(await loadBinaries(), log) : await loadBinaries();
   if (Buffer.byteLength(join(pgData, `.s.PGSQL.${socketPort}`)) > 100) {
     throw new EmbeddedPostgresError(`the data directory path ${dataDir} is too long for PostgreSQL's socket (at most ~80 characters); choose a shorter --data-dir`);
   }
@@ -59,7 +59,11 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promi
   if (running) {
     log.warn({ pgData }, "the embedded PostgreSQL is already running (left by a daemon that did not stop cleanly); using it");
   } else {
-    const options = `-c listen_addresses='' -c unix_socket_directories='${pgData}' -p ${socketPort}`;
+    // Unix socket only; and fewer checkpoints (so fewer full-page writes) under steady ingest.
+    const options = [
+      `-c listen_addresses='' -c unix_socket_directories='${pgData}' -p ${socketPort}`,
+      "-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=15min -c checkpoint_completion_target=0.9",
+    ].join(" ");
     log.info({ pgData }, "starting the embedded PostgreSQL");
     await pgCommand(
       binaries.pg_ctl,
@@ -112,6 +116,34 @@ async function pgCommand(
 
 function tail(text: string): string {
   return text.trim().split("\n").slice(-5).join("\n");
+}
+
+/**
+ * As root the server runs as the postgres user, which cannot run binaries inside a private
+ * folder (a checkout under /root or a mode-700 temp dir). Then the binaries are copied once,
+ * per PostgreSQL package version, to /var/cache/specta, where that user can reach them.
+ */
+function reachableCopy(binaries: Binaries, log: Logger): Binaries {
+  const native = dirname(dirname(binaries.initdb));
+  if (everyoneCanEnter(native)) return binaries;
+  const version = (JSON.parse(readFileSync(join(dirname(native), "package.json"), "utf8")) as { version: string }).version;
+  const target = join("/var/cache/specta", `postgres-${platform()}-${arch()}-${version}`);
+  if (!existsSync(join(target, "bin", "postgres"))) {
+    log.info({ from: native, to: target }, "copying the embedded PostgreSQL where its user can run it");
+    mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
+    const staging = `${target}.${process.pid}.tmp`;
+    cpSync(native, staging, { recursive: true, verbatimSymlinks: true });
+    rmSync(target, { recursive: true, force: true });
+    renameSync(staging, target);
+  }
+  return { initdb: join(target, "bin", "initdb"), pg_ctl: join(target, "bin", "pg_ctl") };
+}
+
+function everyoneCanEnter(dir: string): boolean {
+  for (let d = dir; ; d = dirname(d)) {
+    if ((statSync(d).mode & 0o001) === 0) return false;
+    if (d === dirname(d)) return true;
+  }
 }
 
 /** PostgreSQL refuses to run as root: as root, run it as the `postgres` system user, created if missing. */
