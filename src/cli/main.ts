@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { versionInfo } from "../version.js";
+import { agentsCommand } from "./agents.js";
 import { daemonCommand } from "./daemon.js";
 import { migrateCommand } from "./migrate.js";
 import { queryCommands } from "./query.js";
@@ -14,6 +15,7 @@ const program = new Command()
 daemonCommand(program);
 migrateCommand(program);
 queryCommands(program);
+agentsCommand(program);
 
 program
   .command("version")

@@ -57,6 +57,8 @@ export interface DaemonConfig {
   probes: ProbeConfig;
   /** How long a shutdown waits for in-flight calls before closing connections. */
   shutdownTimeoutMs: number;
+  /** The agents' enrolment token (SPECTA_ENROLL_TOKEN / enrollToken); undefined: generated in `<dataDir>/enroll.token`. */
+  enrollToken?: string;
   /** Where the configuration file was read from, if one was. */
   configFile?: string;
 }
@@ -147,6 +149,11 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
     throw new ConfigError("limits.seriesPerMetric must be a positive whole number");
   }
 
+  const enrollToken = fromEnv("SPECTA_ENROLL_TOKEN") ?? optionalString(file?.enrollToken, "enrollToken");
+  if (enrollToken !== undefined && (enrollToken.trim() !== enrollToken || enrollToken.length < 16 || enrollToken.length > 200)) {
+    throw new ConfigError("the enrolment token (SPECTA_ENROLL_TOKEN / enrollToken) must be 16 to 200 characters without surrounding spaces");
+  }
+
   const shutdown = fromEnv("SPECTA_SHUTDOWN_TIMEOUT") ?? optionalString(file?.shutdownTimeout, "shutdownTimeout") ?? "10s";
 
   return {
@@ -161,6 +168,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
     instruments,
     probes,
     shutdownTimeoutMs: durationSetting(shutdown, "shutdownTimeout"),
+    ...(enrollToken ? { enrollToken } : {}),
     ...(file ? { configFile } : {}),
   };
 }

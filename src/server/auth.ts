@@ -37,8 +37,11 @@ export function callerOf(ctx: HandlerContext): Principal {
   return principal;
 }
 
-/** Reads `Authorization: Bearer <token>`, verifies it and enforces accessPolicy. */
-export function authenticate(tokens: TokenStore): Interceptor {
+/**
+ * Reads `Authorization: Bearer <token>`, verifies it and enforces accessPolicy. `onAgentCall`
+ * hears of every admitted call made with an agent credential (the agents' last_seen).
+ */
+export function authenticate(tokens: TokenStore, onAgentCall: (agentId: string) => void): Interceptor {
   return (next) => async (req) => {
     const procedure = `${req.service.typeName}/${req.method.name}`;
     const policy = accessPolicy[procedure] ?? ["admin"];
@@ -60,6 +63,7 @@ export function authenticate(tokens: TokenStore): Interceptor {
       throw new ConnectError(`a ${principal.role} credential may not call ${procedure}`, Code.PermissionDenied);
     }
     req.contextValues.set(principalKey, principal);
+    if (principal.agentId) onAgentCall(principal.agentId);
     return next(req);
   };
 }

@@ -2,6 +2,9 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import { ensureEnrollToken, enrollTokenChecker } from "../agents/enroll-token.js";
+import { fleetGauge } from "../agents/fleet-metrics.js";
+import { AgentLiveness } from "../agents/liveness.js";
 import { ConfigError, type DaemonConfig } from "../config/config.js";
 import type { Logger } from "../log.js";
 import { InstrumentStore } from "../metrics/instrument-store.js";
@@ -13,6 +16,7 @@ import { Partitions } from "../storage/partitions.js";
 import { ensureLocalAdminToken } from "../tokens/local-admin.js";
 import { TokenStore } from "../tokens/tokens.js";
 import { versionInfo } from "../version.js";
+import { agentLiveness } from "../worker/agent-liveness.js";
 import { endpointProbe } from "../worker/endpoint-probe.js";
 import { LateSamples } from "../worker/late-samples.js";
 import { Engine, type Handler } from "../worker/engine.js";
@@ -58,6 +62,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   const series = new SeriesCache(storage.db, config.maxSeriesPerMetric);
   const writer = new SampleWriter(storage.pool);
   const instrumentStore = new InstrumentStore(storage.pool, series, partitions, instruments);
+  const liveness = new AgentLiveness();
+  const enrollToken = ensureEnrollToken(config.dataDir, config.enrollToken);
+  fleetGauge(registry, storage.db, liveness);
 
   const handler = connectNodeAdapter({
     routes: routes({
@@ -68,8 +75,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       retention: config.retention,
       readiness,
       shutdown: shutdown.signal,
+      agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness },
     }),
-    interceptors: [observeCalls(registry, log), authenticate(tokens)],
+    interceptors: [observeCalls(registry, log), authenticate(tokens, (agentId) => liveness.record(agentId))],
     readMaxBytes: maxRequestBytes,
     fallback: httpRoutes(registry, readiness),
   });
@@ -79,6 +87,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     partitionsAhead(partitions),
     retention({ db: storage.db, partitions, retention: config.retention, log }),
     rollups({ db: storage.db, log }),
+    agentLiveness({ db: storage.db, liveness }),
   ];
   if (config.probes.urls.length > 0) handlers.push(endpointProbe(config.probes, registry));
   const engine = new Engine(handlers, log);

@@ -9,7 +9,7 @@ import {
   file_grpc_reflection_v1alpha_reflection,
 } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { API as MetricsAPI, file_metrics_metrics } from "../../gen/metrics/metrics_pb.js";
-import { agentService } from "../agents/service.js";
+import { agentService, type AgentDeps } from "../agents/service.js";
 import { commandsService } from "../commands/service.js";
 import { metricsService, type MetricsDeps } from "../metrics/service.js";
 import { healthService } from "./health.js";
@@ -20,6 +20,7 @@ export interface RouteDeps extends MetricsDeps {
   readiness: Readiness;
   /** Aborted when the daemon begins to stop: long-lived streams end on it. */
   shutdown: AbortSignal;
+  agents: AgentDeps;
 }
 
 const servedFiles: DescFile[] = [
@@ -37,7 +38,7 @@ export function routes(deps: RouteDeps) {
   const registry = reflectionRegistry(servedFiles);
   return (router: ConnectRouter) => {
     router.service(MetricsAPI, metricsService(deps));
-    router.service(AgentAPI, agentService());
+    router.service(AgentAPI, agentService(deps.agents));
     router.service(CommandsAPI, commandsService());
     router.service(Health, healthService(deps.readiness, serviceNames, deps.shutdown));
     router.service(ReflectionV1, reflectionV1(registry, serviceNames));

@@ -63,6 +63,26 @@ export interface TokensTable {
   revoked: Date | null;
 }
 
+/** The fleet's inventory: one row per enrolled agent; deregistered agents keep their row. */
+export interface AgentsTable {
+  id: Generated<string>;
+  hostname: string;
+  os: string;
+  os_version: string;
+  kernel: string;
+  arch: string;
+  cpu_model: string;
+  cpu_count: number;
+  /** bigint: written as a decimal string, read as a number (the pool parses int8 as numbers). */
+  memory_bytes: ColumnType<number, string, string>;
+  boot_time: Date | null;
+  labels: ColumnType<Labels, string, string>;
+  agent_version: string;
+  first_seen: ColumnType<Date, Date | undefined, never>;
+  last_seen: ColumnType<Date, Date | undefined, Date>;
+  deregistered: ColumnType<Date | null, never, Date>;
+}
+
 export interface Database {
   series: SeriesTable;
   samples: SamplesTable;
@@ -72,4 +92,5 @@ export interface Database {
   rollup_state: RollupStateTable;
   late_hours: LateHoursTable;
   tokens: TokensTable;
+  agents: AgentsTable;
 }

@@ -1,0 +1,41 @@
+import type { Kysely } from "kysely";
+import { Gauge, type Registry } from "prom-client";
+import { Status } from "../../gen/agent/agent_pb.js";
+import type { Database } from "../storage/schema.js";
+import { statusAt, type AgentLiveness } from "./liveness.js";
+
+const statusNames: Record<Status, string> = {
+  [Status.UNSPECIFIED]: "unspecified",
+  [Status.ONLINE]: "online",
+  [Status.STALE]: "stale",
+  [Status.OFFLINE]: "offline",
+};
+
+/**
+ * `specta_agents{status}`: the inventory's agents by status, counted when /metrics is scraped.
+ * A scrape while the database is away keeps the previous counts.
+ */
+export function fleetGauge(registry: Registry, db: Kysely<Database>, liveness: AgentLiveness): Gauge<"status"> {
+  return new Gauge({
+    name: "specta_agents",
+    help: "Agents in the inventory, by status (online: seen within 30 s, stale: within 5 min, offline).",
+    labelNames: ["status"],
+    registers: [registry],
+    async collect() {
+      let rows: { id: string; last_seen: Date }[];
+      try {
+        rows = await db.selectFrom("agents").select(["id", "last_seen"]).where("deregistered", "is", null).execute();
+      } catch {
+        return;
+      }
+      const counts: Record<string, number> = { online: 0, stale: 0, offline: 0 };
+      const now = Date.now();
+      for (const row of rows) {
+        const seen = Math.max(row.last_seen.getTime(), liveness.unflushed(row.id) ?? 0);
+        const name = statusNames[statusAt(seen, now)];
+        counts[name] = (counts[name] ?? 0) + 1;
+      }
+      for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
+    },
+  });
+}

@@ -1,0 +1,62 @@
+import { sql, type Kysely } from "kysely";
+import { Status } from "../../gen/agent/agent_pb.js";
+import type { Database } from "../storage/schema.js";
+
+/** An agent seen less than this long ago is online. */
+export const onlineWithinMs = 30_000;
+/** An agent seen less than this long ago (but not online) is stale; older: offline. */
+export const staleWithinMs = 5 * 60_000;
+
+/** The status of an agent last seen at `lastSeenMs`. */
+export function statusAt(lastSeenMs: number, nowMs: number): Status {
+  const age = nowMs - lastSeenMs;
+  if (age < onlineWithinMs) return Status.ONLINE;
+  if (age < staleWithinMs) return Status.STALE;
+  return Status.OFFLINE;
+}
+
+/**
+ * When each agent last called this daemon, kept in memory and written to `agents.last_seen` in
+ * one statement per flush (the agent-liveness handler), so that an agent's calls cost no query.
+ */
+export class AgentLiveness {
+  private pending = new Map<string, number>();
+
+  /** Notes a call by `agentId` at `atMs` (default: now). */
+  record(agentId: string, atMs: number = Date.now()): void {
+    const previous = this.pending.get(agentId);
+    if (previous === undefined || atMs > previous) this.pending.set(agentId, atMs);
+  }
+
+  /** The last call of `agentId` not yet written to the database, in Unix ms. */
+  unflushed(agentId: string): number | undefined {
+    return this.pending.get(agentId);
+  }
+
+  /** Drops what is pending for an agent (it was deregistered). */
+  forget(agentId: string): void {
+    this.pending.delete(agentId);
+  }
+
+  /**
+   * Writes every pending time in one UPDATE (never moving last_seen back); returns how many
+   * agents were written. On failure the times stay pending for the next flush.
+   */
+  async flush(db: Kysely<Database>): Promise<number> {
+    if (this.pending.size === 0) return 0;
+    const batch = this.pending;
+    this.pending = new Map();
+    const ids = [...batch.keys()];
+    const times = ids.map((id) => new Date(batch.get(id)!).toISOString());
+    try {
+      const result = await sql`
+        UPDATE agents a SET last_seen = greatest(a.last_seen, v.seen)
+        FROM unnest(${ids}::uuid[], ${times}::timestamptz[]) AS v(id, seen)
+        WHERE a.id = v.id AND a.deregistered IS NULL`.execute(db);
+      return Number(result.numAffectedRows ?? 0);
+    } catch (err) {
+      for (const [id, at] of batch) this.record(id, at);
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,90 @@
+import { toJson } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import type { Command } from "commander";
+import { API as AgentAPI, ListResponseSchema, Status, type ListResponse } from "../../gen/agent/agent_pb.js";
+import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
+import { collect } from "./util.js";
+
+interface AgentsFlags extends ClientFlags {
+  label?: string[];
+  json?: boolean;
+}
+
+/** `specta agents`: the command-line face of agent.API/List. */
+export function agentsCommand(program: Command): void {
+  addClientOptions(
+    program
+      .command("agents")
+      .description("list the enrolled agents with their hosts, status and last call (agent.API/List)")
+      .option("--label <k=v>", "only agents with this label (repeatable: all must match)", collect, undefined)
+      .option("--json", "print the ListResponse as JSON"),
+  ).action((flags: AgentsFlags) =>
+    runClient(flags, async (connection) => {
+      const labels = parseLabels(flags.label ?? []);
+      const response = await daemonClient(AgentAPI, connection).list({ labels });
+      process.stdout.write(flags.json ? JSON.stringify(toJson(ListResponseSchema, response)) + "\n" : formatAgents(response, Date.now()));
+    }),
+  );
+}
+
+/** Parses repeated `--label k=v` into a map; the first "=" splits. */
+export function parseLabels(texts: string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const text of texts) {
+    const at = text.indexOf("=");
+    if (at <= 0) throw new ClientError(`--label "${text}" is not key=value`);
+    labels[text.slice(0, at)] = text.slice(at + 1);
+  }
+  return labels;
+}
+
+const statusNames: Record<Status, string> = {
+  [Status.UNSPECIFIED]: "unknown",
+  [Status.ONLINE]: "online",
+  [Status.STALE]: "stale",
+  [Status.OFFLINE]: "offline",
+};
+
+/** Bytes in binary units with one decimal: 16.0 GiB. */
+export function formatBytes(bytes: bigint): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+  let value = Number(bytes);
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** How long ago, in the largest whole unit: 4s ago, 12m ago, 3h ago, 2d ago. */
+export function formatAgo(ms: number, nowMs: number): string {
+  const s = Math.max(0, Math.floor((nowMs - ms) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86_400)}d ago`;
+}
+
+/** A table: id, hostname, status, os, kernel, arch, cpus, memory, version, last seen. */
+export function formatAgents(response: ListResponse, nowMs: number): string {
+  if (response.agents.length === 0) return "(no agents)\n";
+  const rows = [
+    ["ID", "HOSTNAME", "STATUS", "OS", "KERNEL", "ARCH", "CPUS", "MEMORY", "VERSION", "LAST SEEN"],
+    ...response.agents.map((a) => [
+      a.id,
+      a.host?.hostname ?? "",
+      statusNames[a.status] ?? "unknown",
+      a.host?.os ?? "",
+      a.host?.kernel ?? "",
+      a.host?.arch ?? "",
+      String(a.host?.cpuCount ?? 0),
+      formatBytes(a.host?.memoryBytes ?? 0n),
+      a.agentVersion,
+      a.lastSeen ? formatAgo(timestampMs(a.lastSeen), nowMs) : "never",
+    ]),
+  ];
+  const last = rows[0]!.length - 1;
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => (i < last ? cell.padEnd(widths[i]!) : cell)).join("  ").trimEnd()).join("\n") + "\n";
+}
