@@ -1,4 +1,7 @@
 import type { Command } from "commander";
+import { join } from "node:path";
+import { startAgent } from "../agent/agent.js";
+import { ensureEnrollToken } from "../agents/enroll-token.js";
 import { resolveDaemonConfig, type DaemonFlags } from "../config/config.js";
 import { createLogger } from "../log.js";
 import { startDaemon } from "../server/daemon.js";
@@ -15,8 +18,9 @@ export function daemonCommand(program: Command): void {
     .option("--config <file>", "JSON configuration file (env SPECTA_CONFIG, default <data-dir>/specta.json)")
     .option("--environment <name>", "development, testing, staging or production (env SPECTA_ENVIRONMENT)")
     .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent (env SPECTA_LOG_LEVEL)")
+    .option("--with-agent", "also run a host agent for this host, enrolled with this daemon (state in <data-dir>/agent)")
     .option("--probe <url>", "probe this URL and record http_endpoint_health (repeatable)", collect, undefined)
-    .action(async (flags: DaemonFlags) => {
+    .action(async (flags: DaemonFlags & { withAgent?: boolean }) => {
       const config = (() => {
         try {
           return resolveDaemonConfig(flags);
@@ -27,6 +31,18 @@ export function daemonCommand(program: Command): void {
       const log = createLogger(config.logLevel);
       const daemon = await startDaemon(config, log).catch((err: unknown) => fail(err, log));
 
-      exitOnSignals(() => daemon.stop(), log);
+      if (!flags.withAgent) return exitOnSignals(() => daemon.stop(), log);
+      const agent = await startAgent({
+        server: daemon.url,
+        protocol: "grpc",
+        stateDir: join(config.dataDir, "agent"),
+        enrollToken: ensureEnrollToken(config.dataDir, config.enrollToken),
+        labels: {},
+        log: log.child({ component: "agent" }),
+      }).catch((err: unknown) => fail(err, log));
+      exitOnSignals(async () => {
+        await agent.stop();
+        await daemon.stop();
+      }, log);
     });
 }

@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { versionInfo } from "../version.js";
+import { agentCommand } from "./agent.js";
 import { agentsCommand } from "./agents.js";
 import { daemonCommand } from "./daemon.js";
 import { migrateCommand } from "./migrate.js";
@@ -15,6 +16,7 @@ const program = new Command()
 daemonCommand(program);
 migrateCommand(program);
 queryCommands(program);
+agentCommand(program);
 agentsCommand(program);
 
 program

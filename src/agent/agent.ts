@@ -1,0 +1,239 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
+import { Kind, PushRequestSchema, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
+import type { Logger } from "../log.js";
+import { seriesKey } from "../metrics/series.js";
+import { versionInfo } from "../version.js";
+import { defaultCollectors, type Collector, type Measurement } from "./collectors/collector.js";
+import { hostInventory } from "./collectors/inventory.js";
+import { backoffMs, daemonTransport, Sender, type Protocol } from "./sender.js";
+import { Spool, type SpoolLimits } from "./spool.js";
+
+export interface AgentOptions {
+  /** The daemon, e.g. http://127.0.0.1:7777. */
+  server: string;
+  protocol: Protocol;
+  /** Where the credential and the spool live. */
+  stateDir: string;
+  /** Needed at first start only. */
+  enrollToken?: string;
+  hostname?: string;
+  labels: Record<string, string>;
+  collectors?: Collector[];
+  /** How often collected samples are closed into a batch. */
+  flushIntervalMs?: number;
+  /** A batch is closed early when it holds this many points. */
+  maxBatchPoints?: number;
+  spool?: SpoolLimits;
+  log: Logger;
+}
+
+export interface RunningAgent {
+  agentId(): string | undefined;
+  /** Closes the current batch into the spool, keeps unsent batches on disk and stops. */
+  stop(): Promise<void>;
+}
+
+/** A problem that stops the agent, reported as one line. */
+export class AgentError extends Error {
+  override name = "AgentError";
+}
+
+interface StoredCredential {
+  server: string;
+  agentId: string;
+  credential: string;
+}
+
+const defaultSpool: SpoolLimits = { memoryBytes: 8 * 2 ** 20, diskBytes: 256 * 2 ** 20 };
+
+/**
+ * The host agent: enrols once (keeping its credential, mode 0600, in the state directory), runs
+ * each collector on its own interval, closes samples into batches, and hands them to a spool
+ * that a sender empties into metrics.API/Push. Collection never waits for the daemon.
+ */
+export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
+  const { log } = options;
+  mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
+  const credentialFile = join(options.stateDir, "credential.json");
+  let stored = readCredential(credentialFile);
+  if (stored && stored.server !== options.server) {
+    log.warn({ enrolledWith: stored.server, server: options.server }, "the credential was issued by another daemon URL; using it anyway");
+  }
+  if (!stored && !options.enrollToken) {
+    throw new AgentError(`this agent is not enrolled yet: pass --enroll-token (the daemon keeps it in its data directory as enroll.token)`);
+  }
+
+  const transport = daemonTransport(options.server, options.protocol, () => stored?.credential);
+  const inventory = await hostInventory();
+  const hostname = options.hostname ?? inventory.hostname;
+  const registration = {
+    host: { ...inventory, hostname, memoryBytes: BigInt(Math.round(inventory.memoryBytes)), bootTime: timestampFromDate(inventory.bootTime) },
+    labels: options.labels,
+    agentVersion: versionInfo.ver,
+  };
+  const controller = new AbortController();
+  const { signal } = controller;
+
+  const register = async () => {
+    const agents = createClient(AgentAPI, transport);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const res = await agents.register(
+          { ...registration, enrollToken: stored ? "" : options.enrollToken ?? "" },
+          { signal, timeoutMs: 15_000 },
+        );
+        if (!stored) {
+          stored = { server: options.server, agentId: res.agentId, credential: res.credential };
+          writeFileSync(credentialFile, JSON.stringify(stored, null, 2) + "\n", { mode: 0o600 });
+          log.info({ agentId: res.agentId, hostname }, "enrolled");
+        }
+        return;
+      } catch (err) {
+        const error = ConnectError.from(err);
+        if (signal.aborted) return;
+        if (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied || error.code === Code.InvalidArgument) {
+          throw new AgentError(
+            stored
+              ? `the daemon refused this agent's credential (${error.rawMessage}); if it was deregistered, delete ${credentialFile} and enrol again with --enroll-token`
+              : `enrolment refused: ${error.rawMessage}`,
+          );
+        }
+        if (attempt === 0) log.warn({ server: options.server, code: Code[error.code], reason: error.rawMessage }, "cannot register yet; retrying");
+        await sleep(backoffMs(attempt, { initialMs: 500, maxMs: 30_000 }), undefined, { signal }).catch(() => undefined);
+      }
+    }
+  };
+
+  // Without a credential nothing can be sent: enrol first. With one, collect at once and let
+  // the registration (an inventory update) retry in the background while the daemon is away.
+  if (!stored) await register();
+  else void register().catch((err: unknown) => log.error({ err: (err as Error).message }, "registration failed"));
+
+  const spool = new Spool(join(options.stateDir, "spool"), options.spool ?? defaultSpool, log);
+  const sender = new Sender(transport, spool, log);
+  const batch = new Batch({ host: hostname });
+  const maxBatchPoints = options.maxBatchPoints ?? 5_000;
+  const closeBatch = () => {
+    batch.addAll(agentMeasurements(spool, sender), Date.now());
+    const closed = batch.close();
+    if (!closed) return;
+    spool.add(closed.bytes, closed.points);
+    sender.notify();
+  };
+
+  const loops = [
+    sender.run(signal),
+    ...(options.collectors ?? defaultCollectors({})).map((collector) =>
+      runCollector(collector, signal, log, (measurements, at) => {
+        batch.addAll(measurements, at);
+        if (batch.points >= maxBatchPoints) closeBatch();
+      }),
+    ),
+  ];
+  const flushTimer = setInterval(closeBatch, options.flushIntervalMs ?? 5_000);
+  log.info({ server: options.server, protocol: options.protocol, hostname, agentId: stored?.agentId }, "agent running");
+
+  return {
+    agentId: () => stored?.agentId,
+    async stop() {
+      clearInterval(flushTimer);
+      controller.abort();
+      await Promise.all(loops);
+      closeBatch();
+      spool.persist();
+      log.info({ spooled: spool.stats() }, "agent stopped");
+    },
+  };
+}
+
+/** Runs one collector every interval; a failure is logged once (and again only after a success). */
+async function runCollector(
+  collector: Collector,
+  signal: AbortSignal,
+  log: Logger,
+  deliver: (measurements: Measurement[], at: number) => void,
+): Promise<void> {
+  let failing = false;
+  while (!signal.aborted) {
+    const started = Date.now();
+    try {
+      deliver(await collector.collect(signal), started);
+      if (failing) log.info({ collector: collector.name }, "collector works again");
+      failing = false;
+    } catch (err) {
+      if (signal.aborted) break;
+      if (!failing) log.warn({ collector: collector.name, reason: (err as Error).message }, "collector failed; the others go on");
+      failing = true;
+    }
+    await sleep(Math.max(0, collector.intervalMs - (Date.now() - started)), undefined, { signal }).catch(() => undefined);
+  }
+}
+
+/** The agent's own health as samples: what is waiting, and what was lost. */
+function agentMeasurements(spool: Spool, sender: Sender): Measurement[] {
+  const s = spool.stats();
+  return [
+    { metric: "specta_agent_spool_batches", labels: {}, kind: "gauge", value: s.batches },
+    { metric: "specta_agent_spool_bytes", labels: {}, kind: "gauge", value: s.bytes },
+    { metric: "specta_agent_spool_dropped_points_total", labels: {}, kind: "counter", value: s.droppedPoints },
+    { metric: "specta_agent_spool_corrupt_files_total", labels: {}, kind: "counter", value: s.corruptFiles },
+    { metric: "specta_agent_rejected_points_total", labels: {}, kind: "counter", value: sender.rejectedPoints },
+    { metric: "specta_agent_failed_pushes_total", labels: {}, kind: "counter", value: sender.failedPushes },
+  ];
+}
+
+/** Samples collected since the last close, grouped by series (columnar, as Push takes them). */
+export class Batch {
+  private series = new Map<string, { metric: string; labels: Record<string, string>; kind: Kind; times: number[]; values: number[] }>();
+  points = 0;
+
+  constructor(private readonly extraLabels: Record<string, string>) {}
+
+  addAll(measurements: Measurement[], at: number): void {
+    for (const m of measurements) {
+      const labels = { ...m.labels, ...this.extraLabels };
+      const key = seriesKey(m.metric, labels);
+      let s = this.series.get(key);
+      if (!s) {
+        s = { metric: m.metric, labels, kind: m.kind === "counter" ? Kind.COUNTER : Kind.GAUGE, times: [], values: [] };
+        this.series.set(key, s);
+      }
+      // Two runs within one millisecond would collide on the (series, time) key: keep the later.
+      if (s.times[s.times.length - 1] === at) s.values[s.values.length - 1] = m.value;
+      else {
+        s.times.push(at);
+        s.values.push(m.value);
+        this.points++;
+      }
+    }
+  }
+
+  /** The encoded PushRequest of everything added, or undefined when empty; starts a new batch. */
+  close(): { bytes: Uint8Array; points: number } | undefined {
+    if (this.points === 0) return undefined;
+    const request = create(PushRequestSchema, { series: [...this.series.values()].map((s) => create(SeriesSchema, s)) });
+    const closed = { bytes: toBinary(PushRequestSchema, request), points: this.points };
+    this.series = new Map();
+    this.points = 0;
+    return closed;
+  }
+}
+
+function readCredential(file: string): StoredCredential | undefined {
+  if (!existsSync(file)) return undefined;
+  try {
+    const parsed = JSON.parse(readFileSync(file, "utf8")) as Partial<StoredCredential>;
+    if (typeof parsed.agentId === "string" && typeof parsed.credential === "string" && typeof parsed.server === "string") {
+      return parsed as StoredCredential;
+    }
+  } catch {
+    // fall through
+  }
+  throw new AgentError(`${file} is not a valid credential file; delete it and enrol again with --enroll-token`);
+}

@@ -1,0 +1,190 @@
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { crc32 } from "node:zlib";
+import type { Logger } from "../log.js";
+
+/** One unacknowledged batch: its encoded PushRequest and how many points it holds. */
+export interface SpoolEntry {
+  seq: number;
+  points: number;
+  bytes: Uint8Array;
+}
+
+export interface SpoolLimits {
+  /** Batches kept in memory before new ones go to disk. */
+  memoryBytes: number;
+  /** Batches kept on disk; beyond this the oldest are dropped, counted and logged. */
+  diskBytes: number;
+}
+
+export interface SpoolStats {
+  batches: number;
+  points: number;
+  bytes: number;
+  /** Points dropped because the spool was full, since start. */
+  droppedPoints: number;
+  /** Spool files that could not be read back (and were set aside), since start. */
+  corruptFiles: number;
+}
+
+// A spool file: magic, crc32 of the rest, point count, then the batch.
+const magic = 0x5350_4c31; // "SPL1"
+const headerBytes = 12;
+
+/**
+ * Keeps batches until the daemon acknowledges them, oldest first: in memory up to a bound,
+ * then in files in the state directory, so that nothing is lost while the daemon is away or
+ * the agent restarts. When the disk bound is reached the oldest batches are dropped, and every
+ * dropped point is counted and reported, never silently.
+ */
+export class Spool {
+  private memory: SpoolEntry[] = [];
+  private memoryBytes = 0;
+  /** Sequence numbers of the files on disk, oldest first; all newer than every memory entry. */
+  private disk: { seq: number; points: number; size: number }[] = [];
+  private diskBytes = 0;
+  private nextSeq = 1;
+  private droppedPoints = 0;
+  private corruptFiles = 0;
+
+  constructor(
+    private readonly dir: string,
+    private readonly limits: SpoolLimits,
+    private readonly log: Logger,
+  ) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const name of readdirSync(dir).filter((n) => /^\d{16}\.batch$/.test(n)).sort()) {
+      const seq = Number(name.slice(0, 16));
+      const file = join(dir, name);
+      const header = readHeader(file);
+      if (!header) {
+        this.setAside(file, "unreadable header");
+        continue;
+      }
+      this.disk.push({ seq, points: header.points, size: header.size });
+      this.diskBytes += header.size;
+      this.nextSeq = seq + 1;
+    }
+    if (this.disk.length > 0) this.log.info({ batches: this.disk.length, bytes: this.diskBytes }, "spooled batches found; sending them first");
+  }
+
+  add(bytes: Uint8Array, points: number): void {
+    const entry = { seq: this.nextSeq++, points, bytes };
+    // Once anything is on disk, new batches go there too, so that order is kept.
+    if (this.disk.length === 0 && this.memoryBytes + bytes.length <= this.limits.memoryBytes) {
+      this.memory.push(entry);
+      this.memoryBytes += bytes.length;
+      return;
+    }
+    this.makeRoom(bytes.length + headerBytes);
+    this.writeFile(entry);
+  }
+
+  /** The oldest batch, or undefined when the spool is empty. A corrupted file is set aside, counted and skipped. */
+  peek(): SpoolEntry | undefined {
+    if (this.memory.length > 0) return this.memory[0];
+    while (this.disk.length > 0) {
+      const head = this.disk[0]!;
+      const entry = this.readFile(head.seq);
+      if (entry) return entry;
+      this.disk.shift();
+      this.diskBytes -= head.size;
+    }
+    return undefined;
+  }
+
+  /** Forgets the oldest batch (after the daemon acknowledged it). */
+  remove(seq: number): void {
+    if (this.memory[0]?.seq === seq) {
+      this.memoryBytes -= this.memory.shift()!.bytes.length;
+    } else if (this.disk[0]?.seq === seq) {
+      this.diskBytes -= this.disk.shift()!.size;
+      rmSync(this.path(seq), { force: true });
+    }
+  }
+
+  /** Moves memory batches to disk, e.g. at shutdown, so that a restart sends them. */
+  persist(): void {
+    const entries = this.memory;
+    this.memory = [];
+    this.memoryBytes = 0;
+    // Memory entries are older than disk ones: keep them first by their (smaller) sequence numbers.
+    for (const entry of entries) this.writeFile(entry);
+    this.disk.sort((a, b) => a.seq - b.seq);
+  }
+
+  stats(): SpoolStats {
+    return {
+      batches: this.memory.length + this.disk.length,
+      points: this.memory.reduce((n, e) => n + e.points, 0) + this.disk.reduce((n, e) => n + e.points, 0),
+      bytes: this.memoryBytes + this.diskBytes,
+      droppedPoints: this.droppedPoints,
+      corruptFiles: this.corruptFiles,
+    };
+  }
+
+  private makeRoom(size: number): void {
+    while (this.disk.length > 0 && this.diskBytes + size > this.limits.diskBytes) {
+      const oldest = this.disk.shift()!;
+      this.diskBytes -= oldest.size;
+      rmSync(this.path(oldest.seq), { force: true });
+      this.droppedPoints += oldest.points;
+      this.log.warn({ points: oldest.points, droppedPoints: this.droppedPoints, diskBytes: this.limits.diskBytes }, "spool full: dropped its oldest batch");
+    }
+  }
+
+  private writeFile(entry: SpoolEntry): void {
+    const header = Buffer.alloc(headerBytes);
+    header.writeUInt32BE(magic, 0);
+    header.writeUInt32BE(entry.points, 8);
+    const body = Buffer.concat([header.subarray(8), entry.bytes]);
+    header.writeUInt32BE(crc32(body), 4);
+    const file = this.path(entry.seq);
+    // Write then rename, so that a crash never leaves a half-written batch under its real name.
+    writeFileSync(`${file}.tmp`, Buffer.concat([header.subarray(0, 8), body]), { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
+    const size = entry.bytes.length + headerBytes;
+    this.disk.push({ seq: entry.seq, points: entry.points, size });
+    this.diskBytes += size;
+  }
+
+  private readFile(seq: number): SpoolEntry | undefined {
+    const file = this.path(seq);
+    try {
+      const data = readFileSync(file);
+      if (data.length < headerBytes || data.readUInt32BE(0) !== magic || data.readUInt32BE(4) !== crc32(data.subarray(8))) {
+        this.setAside(file, "checksum mismatch");
+        return undefined;
+      }
+      return { seq, points: data.readUInt32BE(8), bytes: data.subarray(headerBytes) };
+    } catch (err) {
+      this.setAside(file, (err as Error).message);
+      return undefined;
+    }
+  }
+
+  private setAside(file: string, reason: string): void {
+    this.corruptFiles++;
+    this.log.error({ file, reason, corruptFiles: this.corruptFiles }, "corrupted spool file set aside (renamed to .corrupt) and skipped");
+    try {
+      renameSync(file, `${file}.corrupt`);
+    } catch {
+      rmSync(file, { force: true });
+    }
+  }
+
+  private path(seq: number): string {
+    return join(this.dir, `${String(seq).padStart(16, "0")}.batch`);
+  }
+}
+
+function readHeader(file: string): { points: number; size: number } | undefined {
+  try {
+    const size = statSync(file).size;
+    const data = readFileSync(file).subarray(0, headerBytes);
+    if (data.length < headerBytes || data.readUInt32BE(0) !== magic) return undefined;
+    return { points: data.readUInt32BE(8), size };
+  } catch {
+    return undefined;
+  }
+}
