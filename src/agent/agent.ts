@@ -51,6 +51,8 @@ interface StoredCredential {
 }
 
 const defaultSpool: SpoolLimits = { memoryBytes: 8 * 2 ** 20, diskBytes: 256 * 2 ** 20 };
+/** Waits between retries while the daemon is away: up to 10 s, so that a returning daemon is found soon. */
+const retryBackoff = { initialMs: 500, maxMs: 10_000 };
 
 /**
  * The host agent: enrols once (keeping its credential, mode 0600, in the state directory), runs
@@ -80,7 +82,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const controller = new AbortController();
   const { signal } = controller;
 
-  const register = async () => {
+  /** Registers (or, with a credential, updates the inventory); retries while the daemon is away. */
+  const register = async (onFirstFailure: () => void) => {
     const agents = createClient(AgentAPI, transport);
     for (let attempt = 0; ; attempt++) {
       try {
@@ -104,19 +107,28 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
               : `enrolment refused: ${error.rawMessage}`,
           );
         }
-        if (attempt === 0) log.warn({ server: options.server, code: Code[error.code], reason: error.rawMessage }, "cannot register yet; retrying");
-        await sleep(backoffMs(attempt, { initialMs: 500, maxMs: 30_000 }), undefined, { signal }).catch(() => undefined);
+        if (attempt === 0) {
+          log.warn({ server: options.server, code: Code[error.code], reason: error.rawMessage }, "cannot register yet; retrying");
+          onFirstFailure();
+        }
+        await sleep(backoffMs(attempt, retryBackoff), undefined, { signal }).catch(() => undefined);
       }
     }
   };
 
-  // Without a credential nothing can be sent: enrol first. With one, collect at once and let
-  // the registration (an inventory update) retry in the background while the daemon is away.
-  if (!stored) await register();
-  else void register().catch((err: unknown) => log.error({ err: (err as Error).message }, "registration failed"));
+  // Without a credential nothing can be sent: enrol first. With one, a refusal stops the agent
+  // at once, but a daemon that is away does not: collection starts and registration retries.
+  await new Promise<void>((resolve, reject) => {
+    register(() => {
+      if (stored) resolve();
+    }).then(resolve, (err: unknown) => {
+      log.error({ err: (err as Error).message }, "registration failed");
+      reject(err);
+    });
+  });
 
   const spool = new Spool(join(options.stateDir, "spool"), options.spool ?? defaultSpool, log);
-  const sender = new Sender(transport, spool, log);
+  const sender = new Sender(transport, spool, log, retryBackoff);
   const batch = new Batch({ host: hostname });
   const maxBatchPoints = options.maxBatchPoints ?? 5_000;
   const closeBatch = () => {
@@ -137,12 +149,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     ),
   ];
   const flushTimer = setInterval(closeBatch, options.flushIntervalMs ?? 5_000);
+  // The first samples go out at once, so that a new host shows up within a second.
+  const firstFlush = setTimeout(closeBatch, 1_000);
   log.info({ server: options.server, protocol: options.protocol, hostname, agentId: stored?.agentId }, "agent running");
 
   return {
     agentId: () => stored?.agentId,
     async stop() {
       clearInterval(flushTimer);
+      clearTimeout(firstFlush);
       controller.abort();
       await Promise.all(loops);
       closeBatch();

@@ -1,0 +1,157 @@
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
+import { Aggregation, API as MetricsAPI, Kind, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { spawnSpecta, startTestDaemon, tempDir, type TestDaemon } from "../../test/support/daemon.js";
+import { readEnrollToken } from "../agents/enroll-token.js";
+import { createLogger } from "../log.js";
+import { startAgent, type RunningAgent } from "./agent.js";
+import type { Collector } from "./collectors/collector.js";
+
+const log = createLogger("silent");
+const bearer = (token: string): Interceptor => (next) => (req) => {
+  req.header.set("authorization", `Bearer ${token}`);
+  return next(req);
+};
+
+describe("the host agent with a real daemon", () => {
+  let daemon: TestDaemon;
+  const dirs: { remove(): void }[] = [];
+  const agents: RunningAgent[] = [];
+  const stateDir = () => {
+    const d = tempDir("specta-agent-");
+    dirs.push(d);
+    return d.path;
+  };
+  beforeAll(async () => {
+    daemon = await startTestDaemon();
+  });
+  afterAll(async () => {
+    await Promise.all(agents.map((a) => a.stop()));
+    await daemon?.stop();
+    for (const d of dirs) d.remove();
+  });
+
+  it("enrols, and this host's CPU series can be queried within one interval; a corrupted spool file is set aside", async () => {
+    const dir = stateDir();
+    mkdirSync(join(dir, "spool"), { recursive: true });
+    writeFileSync(join(dir, "spool", "0000000000000001.batch"), "not a batch");
+    const started = Date.now();
+    const agent = await startAgent({ server: daemon.url, protocol: "grpc", stateDir: dir, enrollToken: readEnrollToken(daemon.dataDir)!, labels: { role: "test" }, log });
+    agents.push(agent);
+    const metrics = createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] }));
+    await expect
+      .poll(async () => (await metrics.query({ metric: "node_cpu_all_seconds_total", aggregation: Aggregation.LAST })).series.length, { timeout: 5_000, interval: 200 })
+      .toBeGreaterThan(0);
+    expect(Date.now() - started).toBeLessThan(5_000); // the CPU collector's interval
+    expect(readdirSync(join(dir, "spool"))).toContain("0000000000000001.batch.corrupt");
+
+    const credential = JSON.parse(readFileSync(join(dir, "credential.json"), "utf8")) as { agentId: string };
+    const { agents: listed } = await createClient(AgentAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] })).list({});
+    expect(listed.find((a) => a.id === credential.agentId)).toMatchObject({ labels: { role: "test" }, host: { cpuCount: expect.any(Number) } });
+  });
+
+  it("is refused with a wrong enrolment token", async () => {
+    await expect(startAgent({ server: daemon.url, protocol: "grpc", stateDir: stateDir(), enrollToken: "not-the-token", labels: {}, log })).rejects.toThrow(/enrolment refused/);
+  });
+
+  it("is refused once deregistered", async () => {
+    const dir = stateDir();
+    const agent = await startAgent({ server: daemon.url, protocol: "connect", stateDir: dir, enrollToken: readEnrollToken(daemon.dataDir)!, labels: {}, log, collectors: [] });
+    await agent.stop();
+    const { agentId, credential } = JSON.parse(readFileSync(join(dir, "credential.json"), "utf8")) as { agentId: string; credential: string };
+    await createClient(AgentAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] })).deregister({ agentId });
+
+    const asAgent = createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(credential)] }));
+    const push = asAgent.push({ series: [create(SeriesSchema, { metric: "x", kind: Kind.GAUGE, times: [Date.now()], values: [1] })] });
+    await expect(push).rejects.toSatisfy((err) => ConnectError.from(err).code === Code.Unauthenticated);
+    await expect(startAgent({ server: daemon.url, protocol: "grpc", stateDir: dir, labels: {}, log })).rejects.toThrow(/refused this agent's credential/);
+  });
+});
+
+/** Emits an increasing number every 100 ms while `on`, and counts what it emitted. */
+function sequenceCollector() {
+  const state = { on: true, emitted: 0 };
+  const collector: Collector = {
+    name: "sequence",
+    intervalMs: 100,
+    async collect() {
+      if (!state.on) return [];
+      state.emitted++;
+      return [{ metric: "agent_test_sequence", labels: {}, kind: "gauge", value: state.emitted }];
+    },
+  };
+  return { state, collector };
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe("the host agent while the daemon is away", () => {
+  const dir = tempDir("specta-outage-");
+  afterAll(() => dir.remove());
+
+  it("loses no sample when the daemon stops for 30 s and starts again", async () => {
+    const port = await freePort();
+    const dataDir = join(dir.path, "data");
+    const daemon = () => spawnSpecta(["daemon", "--addr", `127.0.0.1:${port}`, "--data-dir", dataDir], { SPECTA_LOG_LEVEL: "info" });
+    let d = daemon();
+    await d.waitForLog((l) => l.message === "daemon listening", 60_000);
+
+    const { state, collector } = sequenceCollector();
+    const agent = await startAgent({
+      server: `http://127.0.0.1:${port}`,
+      protocol: "grpc",
+      stateDir: join(dir.path, "agent"),
+      enrollToken: readEnrollToken(dataDir)!,
+      labels: {},
+      log,
+      collectors: [collector],
+      flushIntervalMs: 500,
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 2_000));
+      d.child.kill("SIGTERM");
+      expect((await d.exited).code).toBe(0);
+      const emittedBeforeOutage = state.emitted;
+      await new Promise((r) => setTimeout(r, 30_000));
+      expect(state.emitted - emittedBeforeOutage).toBeGreaterThan(200); // it kept collecting meanwhile
+
+      d = daemon();
+      await d.waitForLog((l) => l.message === "daemon listening", 60_000);
+      await new Promise((r) => setTimeout(r, 1_000));
+      state.on = false;
+
+      const db = new pg.Client({ host: join(dataDir, "postgres"), user: "postgres", database: "specta" });
+      await db.connect();
+      try {
+        const counts = async () =>
+          (
+            await db.query<{ n: number; distinct: number; max: number }>(
+              `SELECT count(*)::int AS n, count(DISTINCT value)::int AS distinct, max(value) AS max
+               FROM samples JOIN series s ON s.id = series_id WHERE s.metric = 'agent_test_sequence'`,
+            )
+          ).rows[0]!;
+        await expect.poll(async () => (await counts()).n, { timeout: 30_000, interval: 250 }).toBe(state.emitted);
+        expect(await counts()).toEqual({ n: state.emitted, distinct: state.emitted, max: state.emitted });
+      } finally {
+        await db.end();
+      }
+    } finally {
+      await agent.stop();
+      d.child.kill("SIGTERM");
+      await d.exited;
+    }
+  }, 120_000);
+});
