@@ -1,10 +1,7 @@
 import type { Command } from "commander";
 import { join } from "node:path";
-import { startAgent } from "../agent/agent.js";
-import { ensureEnrollToken } from "../agents/enroll-token.js";
 import { resolveDaemonConfig, type DaemonFlags } from "../config/config.js";
 import { createLogger } from "../log.js";
-import { startDaemon } from "../server/daemon.js";
 import { collect, exitOnSignals, fail } from "./util.js";
 
 export function daemonCommand(program: Command): void {
@@ -29,9 +26,13 @@ export function daemonCommand(program: Command): void {
         }
       })();
       const log = createLogger(config.logLevel);
+      // Loaded here, not at the top: every `specta` command loads this file, and most need none of it.
+      const { startDaemon } = await import("../server/daemon.js");
       const daemon = await startDaemon(config, log).catch((err: unknown) => fail(err, log));
 
       if (!flags.withAgent) return exitOnSignals(() => daemon.stop(), log);
+      const { startAgent } = await import("../agent/agent.js");
+      const { ensureEnrollToken } = await import("../agents/enroll-token.js");
       const agent = await startAgent({
         server: daemon.url,
         protocol: "grpc",

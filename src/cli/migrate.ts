@@ -3,7 +3,6 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { ConfigError, resolveDaemonConfig, type DaemonFlags } from "../config/config.js";
 import { createLogger } from "../log.js";
-import { openStorage } from "../storage/database.js";
 import { fail } from "./util.js";
 
 type MigrateFlags = Pick<DaemonFlags, "dataDir" | "databaseUrl" | "config">;
@@ -33,6 +32,7 @@ async function migrateDatabase(flags: MigrateFlags): Promise<string[]> {
   const log = createLogger("warn", process.stderr);
   const release = config.databaseUrl ? () => undefined : claimDataDir(config.dataDir);
   try {
+    const { openStorage } = await import("../storage/database.js");
     const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log });
     await storage.close();
     return storage.applied;

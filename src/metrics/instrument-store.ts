@@ -4,7 +4,8 @@ import type { InstrumentKind } from "../config/config.js";
 import type { Partitions } from "../storage/partitions.js";
 import { SeriesKind, type Labels } from "../storage/schema.js";
 import type { Instruments, Measurement } from "./instruments.js";
-import { seriesKey, type SeriesCache, type SeriesKey } from "./series.js";
+import { seriesKey } from "./series-key.js";
+import type { SeriesCache, SeriesKey } from "./series.js";
 
 // Counters and histogram series hold running totals shared by every daemon: the total is
 // advanced in instrument_totals (row lock) and the new total stored as a sample.

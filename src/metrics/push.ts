@@ -6,7 +6,8 @@ import type { SeriesKindNumber } from "../storage/schema.js";
 import type { LateSamples } from "../worker/late-samples.js";
 import { maxMetricNameLength } from "./instruments.js";
 import type { SampleWriter } from "./sample-writer.js";
-import { seriesKey, type SeriesCache, type SeriesKey } from "./series.js";
+import { seriesKey } from "./series-key.js";
+import type { SeriesCache, SeriesKey } from "./series.js";
 
 /** Limits of one Push call, as documented on metrics.PushRequest. */
 export const pushLimits = {

@@ -16,7 +16,7 @@ import {
 import type { RetentionConfig } from "../config/config.js";
 import { SeriesKind, type Database, type Labels } from "../storage/schema.js";
 import { alignedSteps, readPoints, type StepAggregate } from "./points.js";
-import { seriesKey } from "./series.js";
+import { seriesKey } from "./series-key.js";
 
 /** Limits of one Query call, as documented on metrics.QueryRequest. */
 export const queryLimits = {

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from "kysely";
 import type { Database, Labels, SeriesKindNumber } from "../storage/schema.js";
+import { seriesKey } from "./series-key.js";
 
 /** A series to resolve: a metric, its labels and its kind. */
 export interface SeriesKey {
@@ -10,16 +11,6 @@ export interface SeriesKey {
 
 /** The outcome for one series: its id, or why it was refused. */
 export type Resolved = { id: number } | { refused: string };
-
-/** Canonical text of a series: metric and labels sorted by key. */
-export function seriesKey(metric: string, labels: Labels): string {
-  const keys = Object.keys(labels);
-  if (keys.length === 0) return metric;
-  keys.sort();
-  let out = metric;
-  for (const k of keys) out += `\u0000${k}\u0001${labels[k]}`;
-  return out;
-}
 
 const kindNames = ["", "counter", "gauge", "histogram"];
 

@@ -1,0 +1,85 @@
+/**
+ * The agent as a process, at its default intervals, against a real daemon: its CPU share of
+ * one core, its RSS, and the processes it spawns (counted with strace when it is installed).
+ * Part of `npm run bench:agent` (after bench/agent-collectors.ts, the per-collector figures).
+ *
+ * Settings (environment): BENCH_SECONDS (default 60) measured after a 10 s warm-up.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 60);
+const dir = mkdtempSync(join(tmpdir(), "specta-bench-agent-"));
+chmodSync(dir, 0o711);
+const children: ChildProcess[] = [];
+
+/** Starts `specta ...args` and resolves with the process and the first log line matching `ready`. */
+function start(args: string[], ready: RegExp): Promise<{ child: ChildProcess; line: string }> {
+  const child = spawn(process.execPath, ["bin/specta.js", ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      const line = out.split("\n").find((l) => ready.test(l));
+      if (line) resolve({ child, line });
+    });
+    child.once("exit", (code) => reject(new Error(`specta ${args[0]} exited with ${code}: ${out.slice(-500)}`)));
+  });
+}
+
+/** utime + stime of a process, in seconds (USER_HZ = 100). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function rssBytes(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+}
+
+async function main(): Promise<void> {
+  const dataDir = join(dir, "data");
+  const daemon = await start(["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir], /"daemon listening"/);
+  const server = (JSON.parse(daemon.line) as { url: string }).url;
+  const enroll = readFileSync(join(dataDir, "enroll.token"), "utf8").trim();
+  const agent = await start(["agent", "--server", server, "--enroll-token", enroll, "--state-dir", join(dir, "agent")], /"agent running"/);
+  const pid = agent.child.pid!;
+
+  await new Promise((r) => setTimeout(r, 10_000));
+  const strace = existsSync("/usr/bin/strace")
+    ? spawn("strace", ["-f", "-qq", "-e", "trace=execve,execveat,clone3,fork,vfork", "-o", join(dir, "strace.out"), "-p", String(pid)], { stdio: "ignore" })
+    : undefined;
+  await new Promise((r) => setTimeout(r, 500));
+  const cpuBefore = cpuSeconds(pid);
+  let peakRss = 0;
+  const timer = setInterval(() => (peakRss = Math.max(peakRss, rssBytes(pid))), 500);
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  clearInterval(timer);
+  const cpuUsed = cpuSeconds(pid) - cpuBefore;
+  const rss = rssBytes(pid);
+  strace?.kill("SIGINT");
+  if (strace) await new Promise((r) => strace.once("exit", r));
+  const execs = strace ? readFileSync(join(dir, "strace.out"), "utf8").split("\n").filter((l) => /execve\(/.test(l)).length : undefined;
+
+  console.log(`machine: ${cpus()[0]?.model} x${cpus().length}, Node ${process.versions.node}`);
+  console.log(`agent at default intervals, ${seconds} s after a 10 s warm-up (pushing to a daemon on this host):`);
+  console.log(`  CPU: ${((cpuUsed / seconds) * 100).toFixed(2)} % of one core (${cpuUsed.toFixed(2)} s CPU)`);
+  console.log(`  RSS: ${(rss / 2 ** 20).toFixed(1)} MiB at the end, ${(peakRss / 2 ** 20).toFixed(1)} MiB peak`);
+  console.log(`  processes spawned: ${execs === undefined ? "not counted (install strace)" : `${execs} in ${seconds} s`}`);
+}
+
+main()
+  .catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  .finally(async () => {
+    for (const child of children.reverse()) {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
