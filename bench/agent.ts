@@ -3,7 +3,8 @@
  * one core, its RSS, and the processes it spawns (counted with strace when it is installed).
  * Part of `npm run bench:agent` (after bench/agent-collectors.ts, the per-collector figures).
  *
- * Settings (environment): BENCH_SECONDS (default 60) measured after a 10 s warm-up.
+ * Settings (environment): BENCH_SECONDS (default 60) measured after a 10 s warm-up;
+ * BENCH_AGENT_NODE_ARGS, node flags for the agent process.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -16,8 +17,8 @@ chmodSync(dir, 0o711);
 const children: ChildProcess[] = [];
 
 /** Starts `specta ...args` and resolves with the process and the first log line matching `ready`. */
-function start(args: string[], ready: RegExp): Promise<{ child: ChildProcess; line: string }> {
-  const child = spawn(process.execPath, ["bin/specta.js", ...args], { stdio: ["ignore", "pipe", "inherit"] });
+function start(args: string[], ready: RegExp, nodeArgs: string[] = []): Promise<{ child: ChildProcess; line: string }> {
+  const child = spawn(process.execPath, [...nodeArgs, "bin/specta.js", ...args], { stdio: ["ignore", "pipe", "inherit"] });
   children.push(child);
   return new Promise((resolve, reject) => {
     let out = "";
@@ -45,7 +46,9 @@ async function main(): Promise<void> {
   const daemon = await start(["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir], /"daemon listening"/);
   const server = (JSON.parse(daemon.line) as { url: string }).url;
   const enroll = readFileSync(join(dataDir, "enroll.token"), "utf8").trim();
-  const agent = await start(["agent", "--server", server, "--enroll-token", enroll, "--state-dir", join(dir, "agent")], /"agent running"/);
+  // BENCH_AGENT_NODE_ARGS: node flags for the agent process, e.g. "--max-semi-space-size=1".
+  const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const agent = await start(["agent", "--server", server, "--enroll-token", enroll, "--state-dir", join(dir, "agent")], /"agent running"/, nodeArgs);
   const pid = agent.child.pid!;
 
   await new Promise((r) => setTimeout(r, 10_000));
@@ -65,7 +68,7 @@ async function main(): Promise<void> {
   const execs = strace ? readFileSync(join(dir, "strace.out"), "utf8").split("\n").filter((l) => /execve\(/.test(l)).length : undefined;
 
   console.log(`machine: ${cpus()[0]?.model} x${cpus().length}, Node ${process.versions.node}`);
-  console.log(`agent at default intervals, ${seconds} s after a 10 s warm-up (pushing to a daemon on this host):`);
+  console.log(`agent at default intervals${nodeArgs.length ? ` with node ${nodeArgs.join(" ")}` : ""}, ${seconds} s after a 10 s warm-up (pushing to a daemon on this host):`);
   console.log(`  CPU: ${((cpuUsed / seconds) * 100).toFixed(2)} % of one core (${cpuUsed.toFixed(2)} s CPU)`);
   console.log(`  RSS: ${(rss / 2 ** 20).toFixed(1)} MiB at the end, ${(peakRss / 2 ** 20).toFixed(1)} MiB peak`);
   console.log(`  processes spawned: ${execs === undefined ? "not counted (install strace)" : `${execs} in ${seconds} s`}`);

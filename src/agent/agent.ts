@@ -1,16 +1,18 @@
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { setMaxListeners } from "node:events";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
-import { Kind, PushRequestSchema, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
+import { Kind, PushRequestSchema, SeriesSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../log.js";
 import { seriesKey } from "../metrics/series-key.js";
 import { versionInfo } from "../version.js";
 import { defaultCollectors, type Collector, type Measurement } from "./collectors/collector.js";
 import { hostInventory } from "./collectors/inventory.js";
+import { runCommandLoop } from "./commands.js";
 import { backoffMs, daemonTransport, Sender, type Protocol } from "./sender.js";
 import { Spool, type SpoolLimits } from "./spool.js";
 
@@ -25,11 +27,13 @@ export interface AgentOptions {
   hostname?: string;
   labels: Record<string, string>;
   collectors?: Collector[];
-  /** How often collected samples are closed into a batch. */
+  /** How often collected samples are closed into a batch (default 10 s). */
   flushIntervalMs?: number;
   /** A batch is closed early when it holds this many points. */
   maxBatchPoints?: number;
   spool?: SpoolLimits;
+  /** Diagnostics this agent runs on request (e.g. "ping", "connect"); empty or unset: all. */
+  allow?: string[];
   log: Logger;
 }
 
@@ -50,7 +54,7 @@ interface StoredCredential {
   credential: string;
 }
 
-const defaultSpool: SpoolLimits = { memoryBytes: 8 * 2 ** 20, diskBytes: 256 * 2 ** 20 };
+const defaultSpool: SpoolLimits = { memoryPoints: 200_000, diskBytes: 256 * 2 ** 20 };
 /** Waits between retries while the daemon is away: up to 10 s, so that a returning daemon is found soon. */
 const retryBackoff = { initialMs: 500, maxMs: 10_000 };
 
@@ -81,6 +85,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   };
   const controller = new AbortController();
   const { signal } = controller;
+  // Every collector loop and the sender wait on this one signal: more than Node's default of 10.
+  setMaxListeners(64, signal);
 
   /** Registers (or, with a credential, updates the inventory); retries while the daemon is away. */
   const register = async (onFirstFailure: () => void) => {
@@ -135,12 +141,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     batch.addAll(agentMeasurements(spool, sender), Date.now());
     const closed = batch.close();
     if (!closed) return;
-    spool.add(closed.bytes, closed.points);
+    spool.add(closed.request, closed.points);
     sender.notify();
   };
 
   const loops = [
     sender.run(signal),
+    runCommandLoop({ transport, allow: options.allow ?? [], log, signal }),
     ...(options.collectors ?? defaultCollectors({})).map((collector) =>
       runCollector(collector, signal, log, (measurements, at) => {
         batch.addAll(measurements, at);
@@ -148,7 +155,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       }),
     ),
   ];
-  const flushTimer = setInterval(closeBatch, options.flushIntervalMs ?? 5_000);
+  const flushTimer = setInterval(closeBatch, options.flushIntervalMs ?? 10_000);
   // The first samples go out at once, so that a new host shows up within a second.
   const firstFlush = setTimeout(closeBatch, 1_000);
   log.info({ server: options.server, protocol: options.protocol, hostname, agentId: stored?.agentId }, "agent running");
@@ -195,7 +202,8 @@ function agentMeasurements(spool: Spool, sender: Sender): Measurement[] {
   const s = spool.stats();
   return [
     { metric: "specta_agent_spool_batches", labels: {}, kind: "gauge", value: s.batches },
-    { metric: "specta_agent_spool_bytes", labels: {}, kind: "gauge", value: s.bytes },
+    { metric: "specta_agent_spool_points", labels: {}, kind: "gauge", value: s.points },
+    { metric: "specta_agent_spool_disk_bytes", labels: {}, kind: "gauge", value: s.diskBytes },
     { metric: "specta_agent_spool_dropped_points_total", labels: {}, kind: "counter", value: s.droppedPoints },
     { metric: "specta_agent_spool_corrupt_files_total", labels: {}, kind: "counter", value: s.corruptFiles },
     { metric: "specta_agent_rejected_points_total", labels: {}, kind: "counter", value: sender.rejectedPoints },
@@ -229,11 +237,11 @@ export class Batch {
     }
   }
 
-  /** The encoded PushRequest of everything added, or undefined when empty; starts a new batch. */
-  close(): { bytes: Uint8Array; points: number } | undefined {
+  /** The PushRequest of everything added, or undefined when empty; starts a new batch. */
+  close(): { request: PushRequest; points: number } | undefined {
     if (this.points === 0) return undefined;
     const request = create(PushRequestSchema, { series: [...this.series.values()].map((s) => create(SeriesSchema, s)) });
-    const closed = { bytes: toBinary(PushRequestSchema, request), points: this.points };
+    const closed = { request, points: this.points };
     this.series = new Map();
     this.points = 0;
     return closed;

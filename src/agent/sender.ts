@@ -1,8 +1,7 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { fromBinary } from "@bufbuild/protobuf";
 import { setTimeout as sleep } from "node:timers/promises";
-import { API as MetricsAPI, PushRequestSchema } from "../../gen/metrics/metrics_pb.js";
+import { API as MetricsAPI } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../log.js";
 import type { Spool } from "./spool.js";
 
@@ -81,7 +80,7 @@ export class Sender {
         continue;
       }
       try {
-        await this.client.push(fromBinary(PushRequestSchema, entry.bytes), { signal, timeoutMs: this.timeoutMs });
+        await this.client.push(entry.request, { signal, timeoutMs: this.timeoutMs });
         this.spool.remove(entry.seq);
         if (this.attempt > 0) this.log.info({ afterAttempts: this.attempt }, "daemon reachable again; sending spooled batches");
         this.attempt = 0;

@@ -2,6 +2,8 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { create } from "@bufbuild/protobuf";
+import { Kind, PushRequestSchema } from "../../gen/metrics/metrics_pb.js";
 import { createLogger } from "../log.js";
 import { Spool } from "./spool.js";
 
@@ -16,13 +18,17 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-const batch = (n: number, size = 100) => new Uint8Array(size).fill(n);
+/** A batch named n with `points` points. */
+const batch = (n: number, points = 10) =>
+  create(PushRequestSchema, {
+    series: [{ metric: `m${n}`, kind: Kind.GAUGE, times: Array.from({ length: points }, (_, i) => i), values: new Array<number>(points).fill(n) }],
+  });
 
 /** Takes everything out of the spool, oldest first, as the sender does after each acknowledgement. */
 function drain(spool: Spool): number[] {
   const out: number[] = [];
   for (let e = spool.peek(); e; e = spool.peek()) {
-    out.push(e.bytes[0]!);
+    out.push(Number(e.request.series[0]!.metric.slice(1)));
     spool.remove(e.seq);
   }
   return out;
@@ -31,33 +37,34 @@ function drain(spool: Spool): number[] {
 describe("the agent's spool", () => {
   it("keeps order across memory and disk, and across a restart", () => {
     const dir = tempSpoolDir();
-    const spool = new Spool(dir, { memoryBytes: 250, diskBytes: 10_000 }, log);
+    const spool = new Spool(dir, { memoryPoints: 25, diskBytes: 10_000 }, log);
     for (let i = 1; i <= 5; i++) spool.add(batch(i), 10);
     expect(readdirSync(dir).length).toBe(3); // two in memory, then the rest on disk
     expect(spool.stats()).toMatchObject({ batches: 5, points: 50 });
     spool.persist(); // as at shutdown
-    const reopened = new Spool(dir, { memoryBytes: 250, diskBytes: 10_000 }, log);
+    const reopened = new Spool(dir, { memoryPoints: 25, diskBytes: 10_000 }, log);
     reopened.add(batch(6), 10);
     expect(drain(reopened)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(readdirSync(dir)).toEqual([]);
   });
 
   it("drops the oldest batches beyond its disk bound, and counts what it dropped", () => {
-    const spool = new Spool(tempSpoolDir(), { memoryBytes: 0, diskBytes: 350 }, log);
-    for (let i = 1; i <= 5; i++) spool.add(batch(i), 7);
+    // Each batch takes 136 bytes on disk (124 encoded, 12 of header): three fit in 420.
+    const spool = new Spool(tempSpoolDir(), { memoryPoints: 0, diskBytes: 420 }, log);
+    for (let i = 1; i <= 5; i++) spool.add(batch(i, 7), 7);
     expect(spool.stats()).toMatchObject({ batches: 3, droppedPoints: 14 });
     expect(drain(spool)).toEqual([3, 4, 5]);
   });
 
   it("sets a corrupted file aside, reports it and goes on with the next", () => {
     const dir = tempSpoolDir();
-    const spool = new Spool(dir, { memoryBytes: 0, diskBytes: 10_000 }, log);
+    const spool = new Spool(dir, { memoryPoints: 0, diskBytes: 10_000 }, log);
     for (let i = 1; i <= 3; i++) spool.add(batch(i), 1);
     const [first, second] = readdirSync(dir).sort();
     writeFileSync(join(dir, second!), "garbage that is not a batch");
     writeFileSync(join(dir, "0000000000000099.batch"), Buffer.alloc(3));
 
-    const reopened = new Spool(dir, { memoryBytes: 0, diskBytes: 10_000 }, log);
+    const reopened = new Spool(dir, { memoryPoints: 0, diskBytes: 10_000 }, log);
     expect(drain(reopened)).toEqual([1, 3]);
     expect(reopened.stats().corruptFiles).toBe(2);
     expect(readdirSync(dir).sort()).toEqual([`${second}.corrupt`, "0000000000000099.batch.corrupt"].sort());

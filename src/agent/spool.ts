@@ -1,18 +1,20 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { PushRequestSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../log.js";
 
-/** One unacknowledged batch: its encoded PushRequest and how many points it holds. */
+/** One unacknowledged batch and how many points it holds. */
 export interface SpoolEntry {
   seq: number;
   points: number;
-  bytes: Uint8Array;
+  request: PushRequest;
 }
 
 export interface SpoolLimits {
-  /** Batches kept in memory before new ones go to disk. */
-  memoryBytes: number;
+  /** Points kept in memory (as messages, never encoded) before new batches go to disk. */
+  memoryPoints: number;
   /** Batches kept on disk; beyond this the oldest are dropped, counted and logged. */
   diskBytes: number;
 }
@@ -20,7 +22,7 @@ export interface SpoolLimits {
 export interface SpoolStats {
   batches: number;
   points: number;
-  bytes: number;
+  diskBytes: number;
   /** Points dropped because the spool was full, since start. */
   droppedPoints: number;
   /** Spool files that could not be read back (and were set aside), since start. */
@@ -39,7 +41,7 @@ const headerBytes = 12;
  */
 export class Spool {
   private memory: SpoolEntry[] = [];
-  private memoryBytes = 0;
+  private memoryPoints = 0;
   /** Sequence numbers of the files on disk, oldest first; all newer than every memory entry. */
   private disk: { seq: number; points: number; size: number }[] = [];
   private diskBytes = 0;
@@ -68,15 +70,14 @@ export class Spool {
     if (this.disk.length > 0) this.log.info({ batches: this.disk.length, bytes: this.diskBytes }, "spooled batches found; sending them first");
   }
 
-  add(bytes: Uint8Array, points: number): void {
-    const entry = { seq: this.nextSeq++, points, bytes };
+  add(request: PushRequest, points: number): void {
+    const entry = { seq: this.nextSeq++, points, request };
     // Once anything is on disk, new batches go there too, so that order is kept.
-    if (this.disk.length === 0 && this.memoryBytes + bytes.length <= this.limits.memoryBytes) {
+    if (this.disk.length === 0 && this.memoryPoints + points <= this.limits.memoryPoints) {
       this.memory.push(entry);
-      this.memoryBytes += bytes.length;
+      this.memoryPoints += points;
       return;
     }
-    this.makeRoom(bytes.length + headerBytes);
     this.writeFile(entry);
   }
 
@@ -96,7 +97,7 @@ export class Spool {
   /** Forgets the oldest batch (after the daemon acknowledged it). */
   remove(seq: number): void {
     if (this.memory[0]?.seq === seq) {
-      this.memoryBytes -= this.memory.shift()!.bytes.length;
+      this.memoryPoints -= this.memory.shift()!.points;
     } else if (this.disk[0]?.seq === seq) {
       this.diskBytes -= this.disk.shift()!.size;
       rmSync(this.path(seq), { force: true });
@@ -107,7 +108,7 @@ export class Spool {
   persist(): void {
     const entries = this.memory;
     this.memory = [];
-    this.memoryBytes = 0;
+    this.memoryPoints = 0;
     // Memory entries are older than disk ones: keep them first by their (smaller) sequence numbers.
     for (const entry of entries) this.writeFile(entry);
     this.disk.sort((a, b) => a.seq - b.seq);
@@ -117,7 +118,7 @@ export class Spool {
     return {
       batches: this.memory.length + this.disk.length,
       points: this.memory.reduce((n, e) => n + e.points, 0) + this.disk.reduce((n, e) => n + e.points, 0),
-      bytes: this.memoryBytes + this.diskBytes,
+      diskBytes: this.diskBytes,
       droppedPoints: this.droppedPoints,
       corruptFiles: this.corruptFiles,
     };
@@ -134,16 +135,18 @@ export class Spool {
   }
 
   private writeFile(entry: SpoolEntry): void {
+    const bytes = toBinary(PushRequestSchema, entry.request);
+    this.makeRoom(bytes.length + headerBytes);
     const header = Buffer.alloc(headerBytes);
     header.writeUInt32BE(magic, 0);
     header.writeUInt32BE(entry.points, 8);
-    const body = Buffer.concat([header.subarray(8), entry.bytes]);
+    const body = Buffer.concat([header.subarray(8), bytes]);
     header.writeUInt32BE(crc32(body), 4);
     const file = this.path(entry.seq);
     // Write then rename, so that a crash never leaves a half-written batch under its real name.
     writeFileSync(`${file}.tmp`, Buffer.concat([header.subarray(0, 8), body]), { mode: 0o600 });
     renameSync(`${file}.tmp`, file);
-    const size = entry.bytes.length + headerBytes;
+    const size = bytes.length + headerBytes;
     this.disk.push({ seq: entry.seq, points: entry.points, size });
     this.diskBytes += size;
   }
@@ -156,7 +159,7 @@ export class Spool {
         this.setAside(file, "checksum mismatch");
         return undefined;
       }
-      return { seq, points: data.readUInt32BE(8), bytes: data.subarray(headerBytes) };
+      return { seq, points: data.readUInt32BE(8), request: fromBinary(PushRequestSchema, data.subarray(headerBytes)) };
     } catch (err) {
       this.setAside(file, (err as Error).message);
       return undefined;

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { AgentError, startAgent } from "../agent/agent.js";
+import { DiagnosticError, parseAllow } from "../agent/diagnostics/validate.js";
 import type { Protocol } from "../agent/sender.js";
 import { ConfigError } from "../config/config.js";
 import { createLogger, logLevels, type LogLevel } from "../log.js";
@@ -16,6 +17,7 @@ interface AgentFlags {
   stateDir?: string;
   protocol?: string;
   logLevel?: string;
+  allow?: string[];
 }
 
 /** The agent's default state directory: /var/lib/specta-agent for root, else under XDG_STATE_HOME. */
@@ -45,6 +47,12 @@ export function agentCommand(program: Command): void {
     .option("--label <key=value>", "label of this agent, e.g. role=db (repeatable)", collect, undefined)
     .option("--state-dir <dir>", "where the credential and unsent batches are kept (env SPECTA_AGENT_STATE_DIR)")
     .option("--protocol <protocol>", "grpc or connect (default grpc)")
+    .option(
+      "--allow <diagnostics>",
+      "diagnostics this agent runs on request, comma separated: logs, disk-usage, mounts, ping, connect, connections, traceroute (repeatable; default all)",
+      collect,
+      undefined,
+    )
     .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent (env SPECTA_LOG_LEVEL)")
     .action(async (flags: AgentFlags) => {
       const env = (name: string) => (process.env[name] === "" ? undefined : process.env[name]);
@@ -57,7 +65,14 @@ export function agentCommand(program: Command): void {
           const server = (flags.server ?? env("SPECTA_SERVER") ?? defaultServer).replace(/\/+$/, "");
           if (!/^https?:\/\/[^/]/.test(server)) throw new ConfigError(`--server "${server}" must be an http:// or https:// URL`);
           const enrollToken = flags.enrollToken ?? env("SPECTA_ENROLL_TOKEN");
+          let allow: string[] = [];
+          try {
+            allow = parseAllow(flags.allow ?? []);
+          } catch (err) {
+            throw err instanceof DiagnosticError ? new ConfigError(`--allow: ${err.message}`) : err;
+          }
           return {
+            allow,
             server,
             protocol: protocol as Protocol,
             stateDir: resolve(flags.stateDir ?? env("SPECTA_AGENT_STATE_DIR") ?? defaultAgentStateDir()),

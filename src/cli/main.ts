@@ -5,6 +5,7 @@ import { agentsCommand } from "./agents.js";
 import { daemonCommand } from "./daemon.js";
 import { migrateCommand } from "./migrate.js";
 import { queryCommands } from "./query.js";
+import { runCommand } from "./run.js";
 
 const program = new Command()
   .name("specta")
@@ -18,6 +19,7 @@ migrateCommand(program);
 queryCommands(program);
 agentCommand(program);
 agentsCommand(program);
+runCommand(program);
 
 program
   .command("version")

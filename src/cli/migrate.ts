@@ -1,7 +1,6 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import type { Command } from "commander";
-import { ConfigError, resolveDaemonConfig, type DaemonFlags } from "../config/config.js";
+import { resolveDaemonConfig, type DaemonFlags } from "../config/config.js";
+import { claimDataDir } from "../storage/data-dir.js";
 import { createLogger } from "../log.js";
 import { fail } from "./util.js";
 
@@ -30,7 +29,15 @@ async function migrateDatabase(flags: MigrateFlags): Promise<string[]> {
   const config = resolveDaemonConfig(flags);
   // Logs go to stderr so that stdout holds only the result; info lines (starting PostgreSQL…) would be noise.
   const log = createLogger("warn", process.stderr);
-  const release = config.databaseUrl ? () => undefined : claimDataDir(config.dataDir);
+  // The embedded PostgreSQL belongs to the daemon of its data directory: closing it would stop
+  // a running daemon's server, so refuse while one runs, and hold the directory meanwhile.
+  const release = config.databaseUrl
+    ? () => undefined
+    : claimDataDir(
+        config.dataDir,
+        (pid) =>
+          `a specta daemon (pid ${pid}) is using the data directory ${config.dataDir} and applied the migrations it knows when it started; stop it first to migrate its embedded PostgreSQL`,
+      );
   try {
     const { openStorage } = await import("../storage/database.js");
     const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log });
@@ -38,47 +45,5 @@ async function migrateDatabase(flags: MigrateFlags): Promise<string[]> {
     return storage.applied;
   } finally {
     release();
-  }
-}
-
-/**
- * The embedded PostgreSQL belongs to the daemon of its data directory: closing would stop a
- * running daemon's server. So refuse while one runs, and hold the daemon's pid file meanwhile
- * so that a daemon starting now waits for us instead of sharing the server.
- */
-function claimDataDir(dataDir: string): () => void {
-  const pidFile = join(dataDir, "daemon.pid");
-  const pid = readPid(pidFile);
-  if (pid !== undefined && pid !== process.pid && isRunning(pid)) {
-    throw new ConfigError(
-      `a specta daemon (pid ${pid}) is using the data directory ${dataDir} and applied the migrations it knows when it started; stop it first to migrate its embedded PostgreSQL`,
-    );
-  }
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  writeFileSync(pidFile, `${process.pid}\n`);
-  return () => rmSync(pidFile, { force: true });
-}
-
-function readPid(file: string): number | undefined {
-  try {
-    const pid = Number(readFileSync(file, "utf8").trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    // A killed daemon may linger as a zombie until its parent reaps it.
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    if (process.platform === "linux") return false;
-  }
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }

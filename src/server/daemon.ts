@@ -1,22 +1,23 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { ensureEnrollToken, enrollTokenChecker } from "../agents/enroll-token.js";
 import { fleetGauge } from "../agents/fleet-metrics.js";
 import { AgentLiveness } from "../agents/liveness.js";
+import { startCommands, type CommandsTuning } from "../commands/hub.js";
 import { ConfigError, type DaemonConfig } from "../config/config.js";
 import type { Logger } from "../log.js";
 import { InstrumentStore } from "../metrics/instrument-store.js";
 import { Instruments } from "../metrics/instruments.js";
 import { SampleWriter } from "../metrics/sample-writer.js";
 import { SeriesCache } from "../metrics/series.js";
+import { claimDataDir } from "../storage/data-dir.js";
 import { openStorage } from "../storage/database.js";
 import { Partitions } from "../storage/partitions.js";
 import { ensureLocalAdminToken } from "../tokens/local-admin.js";
 import { TokenStore } from "../tokens/tokens.js";
 import { versionInfo } from "../version.js";
 import { agentLiveness } from "../worker/agent-liveness.js";
+import { commandExpiry } from "../worker/command-expiry.js";
 import { endpointProbe } from "../worker/endpoint-probe.js";
 import { LateSamples } from "../worker/late-samples.js";
 import { Engine, type Handler } from "../worker/engine.js";
@@ -42,8 +43,16 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
-export async function startDaemon(config: DaemonConfig, log: Logger): Promise<RunningDaemon> {
-  const releaseDataDir = claimDataDir(config.dataDir);
+/** Settings that are not configuration: tests shorten the command queue's timings. */
+export interface DaemonOptions {
+  commands?: Partial<CommandsTuning>;
+}
+
+export async function startDaemon(config: DaemonConfig, log: Logger, options: DaemonOptions = {}): Promise<RunningDaemon> {
+  const releaseDataDir = claimDataDir(
+    config.dataDir,
+    (pid) => `another specta daemon (pid ${pid}) is using the data directory ${config.dataDir}; stop it or choose another --data-dir`,
+  );
   const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log }).catch((err: unknown) => {
     releaseDataDir();
     throw err;
@@ -65,6 +74,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   const liveness = new AgentLiveness();
   const enrollToken = ensureEnrollToken(config.dataDir, config.enrollToken);
   fleetGauge(registry, storage.db, liveness);
+  const commands = await startCommands(storage.db, storage.pool, log, options.commands);
 
   const handler = connectNodeAdapter({
     routes: routes({
@@ -76,6 +86,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       readiness,
       shutdown: shutdown.signal,
       agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness },
+      commands: { db: storage.db, hub: commands.hub },
     }),
     interceptors: [observeCalls(registry, log), authenticate(tokens, (agentId) => liveness.record(agentId))],
     readMaxBytes: maxRequestBytes,
@@ -88,6 +99,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     retention({ db: storage.db, partitions, retention: config.retention, log }),
     rollups({ db: storage.db, log }),
     agentLiveness({ db: storage.db, liveness }),
+    commandExpiry({ db: storage.db, log, intervalMs: commands.hub.tuning.expiryIntervalMs, graceMs: commands.hub.tuning.timeoutGraceMs }),
   ];
   if (config.probes.urls.length > 0) handlers.push(endpointProbe(config.probes, registry));
   const engine = new Engine(handlers, log);
@@ -95,6 +107,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
 
   const listener = await listen(twirpCompatible(handler), config.host, config.port, log).catch(async (err: unknown) => {
     await engine.stop();
+    await commands.stop();
     await storage.close();
     releaseDataDir();
     throw new ConfigError(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`);
@@ -117,6 +130,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         readiness.markStopping();
         shutdown.abort();
         await Promise.all([listener.close(config.shutdownTimeoutMs), engine.stop()]);
+        await commands.stop();
         await storage.close();
         releaseDataDir();
         log.info("daemon stopped");
@@ -124,38 +138,4 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       return stopping;
     },
   };
-}
-
-/**
- * One daemon per data directory: a second one would share (and later stop) the first one's
- * embedded PostgreSQL. A pid file left by a killed daemon is taken over.
- */
-function claimDataDir(dataDir: string): () => void {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const pidFile = join(dataDir, "daemon.pid");
-  try {
-    const pid = Number(readFileSync(pidFile, "utf8").trim());
-    if (pid && pid !== process.pid && isAlive(pid)) {
-      throw new ConfigError(`another specta daemon (pid ${pid}) is using the data directory ${dataDir}; stop it or choose another --data-dir`);
-    }
-  } catch (err) {
-    if (err instanceof ConfigError) throw err;
-  }
-  writeFileSync(pidFile, `${process.pid}\n`);
-  return () => rmSync(pidFile, { force: true });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    // A killed daemon may linger as a zombie until its parent reaps it.
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    if (process.platform === "linux") return false;
-  }
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }

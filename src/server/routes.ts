@@ -10,7 +10,7 @@ import {
 } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { API as MetricsAPI, file_metrics_metrics } from "../../gen/metrics/metrics_pb.js";
 import { agentService, type AgentDeps } from "../agents/service.js";
-import { commandsService } from "../commands/service.js";
+import { commandsService, type CommandsDeps } from "../commands/service.js";
 import { metricsService, type MetricsDeps } from "../metrics/service.js";
 import { healthService } from "./health.js";
 import type { Readiness } from "./readiness.js";
@@ -21,6 +21,7 @@ export interface RouteDeps extends MetricsDeps {
   /** Aborted when the daemon begins to stop: long-lived streams end on it. */
   shutdown: AbortSignal;
   agents: AgentDeps;
+  commands: Omit<CommandsDeps, "shutdown">;
 }
 
 const servedFiles: DescFile[] = [
@@ -39,7 +40,7 @@ export function routes(deps: RouteDeps) {
   return (router: ConnectRouter) => {
     router.service(MetricsAPI, metricsService(deps));
     router.service(AgentAPI, agentService(deps.agents));
-    router.service(CommandsAPI, commandsService());
+    router.service(CommandsAPI, commandsService({ ...deps.commands, shutdown: deps.shutdown }));
     router.service(Health, healthService(deps.readiness, serviceNames, deps.shutdown));
     router.service(ReflectionV1, reflectionV1(registry, serviceNames));
     router.service(ReflectionV1alpha, reflectionV1alpha(registry, serviceNames));

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../log.js";
 
@@ -22,6 +23,8 @@ export class Engine {
   ) {}
 
   start(): void {
+    // Each handler's loop waits on the one signal.
+    setMaxListeners(this.handlers.length + 10, this.controller.signal);
     this.loops = this.handlers.map((handler) => this.run(handler));
   }
 

@@ -9,6 +9,7 @@ import type { Database } from "../storage/schema.js";
 export const leaderLocks = {
   retention: 0x5e_c7_a0_02,
   rollups: 0x5e_c7_a0_03,
+  commandExpiry: 0x5e_c7_a0_04,
 } as const;
 
 /**

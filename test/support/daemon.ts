@@ -12,7 +12,7 @@ import { afterAll, beforeAll } from "vitest";
 import type { InstrumentDeclaration } from "../../src/config/config.js";
 import { resolveDaemonConfig, type DaemonFlags } from "../../src/config/config.js";
 import { createLogger } from "../../src/log.js";
-import { startDaemon, type RunningDaemon } from "../../src/server/daemon.js";
+import { startDaemon, type DaemonOptions, type RunningDaemon } from "../../src/server/daemon.js";
 import { readLocalAdminToken } from "../../src/tokens/local-admin.js";
 import { createTestDatabase, type TestDatabase } from "./postgres.js";
 
@@ -83,6 +83,8 @@ export interface TestDaemonOptions {
   flags?: Partial<DaemonFlags>;
   /** The environment resolveDaemonConfig sees (never the test runner's own SPECTA_* variables). */
   env?: NodeJS.ProcessEnv;
+  /** Non-configuration settings of startDaemon (e.g. the command queue's timings). */
+  daemon?: DaemonOptions;
 }
 
 export interface TestDaemon extends RunningDaemon {
@@ -126,7 +128,7 @@ export async function startTestDaemon(options: TestDaemonOptions = {}): Promise<
       ...options.flags,
     };
     const config = resolveDaemonConfig(flags, options.env ?? {});
-    const daemon = await startDaemon(config, createLogger("silent"));
+    const daemon = await startDaemon(config, createLogger("silent"), options.daemon);
     return {
       ...daemon,
       dataDir: config.dataDir,

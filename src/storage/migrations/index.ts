@@ -2,10 +2,12 @@ import type { Migration } from "kysely";
 import * as initial from "./2026_11_22_0001_initial.js";
 import * as samplesTsBrin from "./2026_11_22_0002_samples_ts_brin.js";
 import * as agents from "./2026_11_22_0003_agents.js";
+import * as commands from "./2026_11_22_0004_commands.js";
 
 /** Every migration, by name; names sort in the order they apply. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
   "2026_11_22_0001_initial": initial,
   "2026_11_22_0002_samples_ts_brin": samplesTsBrin,
   "2026_11_22_0003_agents": agents,
+  "2026_11_22_0004_commands": commands,
 };

@@ -1,0 +1,268 @@
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { sql, type Kysely } from "kysely";
+import type { Logger } from "../log.js";
+import type { Database } from "../storage/schema.js";
+import pg from "pg";
+import { CommandNotifier, type CommandNote } from "./notifier.js";
+
+/** Timings of the command queue; tests shorten them. */
+export interface CommandsTuning {
+  /** A Keepalive goes out on a stream idle this long; default 15 s. */
+  keepaliveMs: number;
+  /** Every this often the tables are re-read, in case a notification was missed; default 3 s. */
+  recheckMs: number;
+  /** Every this often a daemon refreshes its rows of agent_streams; default 20 s (a row older than 1 min is stale). */
+  presenceRefreshMs: number;
+  /** How often the expiry handler runs; default 1 s. */
+  expiryIntervalMs: number;
+  /** A delivered or running command times out this long after its timeout; default 30 s. */
+  timeoutGraceMs: number;
+}
+
+export const defaultCommandsTuning: CommandsTuning = {
+  keepaliveMs: 15_000,
+  recheckMs: 3_000,
+  presenceRefreshMs: 20_000,
+  expiryIntervalMs: 1_000,
+  timeoutGraceMs: 30_000,
+};
+
+/** A stream whose agent_streams row is older than this is not counted as connected. */
+export const presenceStaleMs = 60_000;
+
+/** A one-shot wake-up that is never lost: a wake() before wait() makes the next wait() return at once. */
+export class Waker {
+  private pending = false;
+  private resolve: (() => void) | undefined;
+
+  wake(): void {
+    if (this.resolve) this.resolve();
+    else this.pending = true;
+  }
+
+  /** Resolves true when woken, false after `ms`; rejects with the signal's reason when it aborts. */
+  wait(ms: number, signal: AbortSignal): Promise<boolean> {
+    if (this.pending) {
+      this.pending = false;
+      return Promise.resolve(true);
+    }
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<boolean>((resolve, reject) => {
+      const cleanup = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        this.resolve = undefined;
+      };
+      const onAbort = () => {
+        cleanup();
+        reject(signal.reason);
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        resolve(false);
+      }, ms);
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.resolve = () => {
+        cleanup();
+        resolve(true);
+      };
+    });
+  }
+}
+
+/** One agent's open Stream on this daemon. */
+export interface LocalStream {
+  agentId: string;
+  streamId: string;
+  waker: Waker;
+  /** Aborted (with a ConnectError) when a newer stream of the same agent replaced this one. */
+  replaced: AbortSignal;
+  /** Set once its agent_streams row is written. */
+  registered: boolean;
+}
+
+interface StreamEntry extends LocalStream {
+  controller: AbortController;
+}
+
+/**
+ * This daemon's open agent streams and command watchers, woken by the notifier and by a periodic
+ * re-check of the tables (one query per daemon and tick, not one per stream). Also keeps this
+ * daemon's rows of agent_streams fresh.
+ */
+export class CommandHub {
+  readonly daemonId = randomUUID();
+  private readonly streams = new Map<string, StreamEntry>();
+  private readonly watchers = new Map<string, Set<Waker>>();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private lastRefresh = Date.now();
+  private stopped = false;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    notifier: CommandNotifier,
+    readonly tuning: CommandsTuning,
+    private readonly log: Logger,
+  ) {
+    this.unsubscribe = notifier.on((note) => this.onNote(note));
+  }
+
+  start(): void {
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.unsubscribe();
+    await this.ticking;
+  }
+
+  /** How many agent streams this daemon holds. */
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /** Registers a new stream of `agentId`; an older one on this daemon ends at once. */
+  openStream(agentId: string): LocalStream {
+    this.streams.get(agentId)?.controller.abort(replacedError());
+    const controller = new AbortController();
+    const entry: StreamEntry = { agentId, streamId: randomUUID(), waker: new Waker(), replaced: controller.signal, registered: false, controller };
+    this.streams.set(agentId, entry);
+    return entry;
+  }
+
+  closeStream(stream: LocalStream): void {
+    if (this.streams.get(stream.agentId) === stream) this.streams.delete(stream.agentId);
+  }
+
+  /** A waker for changes of `commandId`; call the returned function when done. */
+  watch(commandId: string): { waker: Waker; close(): void } {
+    const waker = new Waker();
+    let set = this.watchers.get(commandId);
+    if (!set) this.watchers.set(commandId, (set = new Set()));
+    set.add(waker);
+    return {
+      waker,
+      close: () => {
+        set.delete(waker);
+        if (set.size === 0 && this.watchers.get(commandId) === set) this.watchers.delete(commandId);
+      },
+    };
+  }
+
+  private onNote(note: CommandNote): void {
+    switch (note.kind) {
+      case "agent":
+        this.streams.get(note.agentId)?.waker.wake();
+        break;
+      case "command":
+        for (const waker of this.watchers.get(note.commandId) ?? []) waker.wake();
+        break;
+      case "stream": {
+        const local = this.streams.get(note.agentId);
+        // Notifications may arrive late: the table says which stream is the newest.
+        if (local && local.streamId !== note.streamId && local.registered) void this.checkReplaced([local]);
+        break;
+      }
+      case "resync":
+        this.wakeAll();
+        break;
+    }
+  }
+
+  private wakeAll(): void {
+    for (const s of this.streams.values()) s.waker.wake();
+    for (const set of this.watchers.values()) for (const w of set) w.wake();
+  }
+
+  /** Ends the given local streams whose agent_streams row now names another stream. */
+  private async checkReplaced(candidates: StreamEntry[]): Promise<void> {
+    try {
+      const rows = await this.db
+        .selectFrom("agent_streams")
+        .select(["agent_id", "stream_id"])
+        .where("agent_id", "in", candidates.map((s) => s.agentId))
+        .execute();
+      const current = new Map(rows.map((r) => [r.agent_id, r.stream_id]));
+      for (const s of candidates) {
+        if (current.get(s.agentId) !== s.streamId && this.streams.get(s.agentId) === s) s.controller.abort(replacedError());
+      }
+    } catch (err) {
+      this.log.warn({ err }, "checking for replaced command streams failed");
+    }
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.ticking = this.tick().finally(() => {
+        this.ticking = undefined;
+        this.schedule();
+      });
+    }, this.tuning.recheckMs);
+    this.timer.unref();
+  }
+
+  /** The periodic re-check: wake streams with queued commands and every watcher; refresh presence. */
+  private async tick(): Promise<void> {
+    for (const set of this.watchers.values()) for (const w of set) w.wake();
+    const entries = [...this.streams.values()].filter((s) => s.registered);
+    if (entries.length === 0) return;
+    try {
+      const agentIds = entries.map((s) => s.agentId);
+      const { rows } = await sql<{ agent_id: string }>`
+        SELECT DISTINCT agent_id FROM commands
+        WHERE state = 'queued' AND agent_id = ANY(${agentIds}::uuid[]) AND deadline > now()`.execute(this.db);
+      for (const row of rows) this.streams.get(row.agent_id)?.waker.wake();
+
+      if (Date.now() - this.lastRefresh >= this.tuning.presenceRefreshMs) {
+        this.lastRefresh = Date.now();
+        const streamIds = entries.map((s) => s.streamId);
+        const refreshed = await sql<{ stream_id: string }>`
+          UPDATE agent_streams SET refreshed = now()
+          WHERE stream_id = ANY(${streamIds}::uuid[]) RETURNING stream_id`.execute(this.db);
+        const alive = new Set(refreshed.rows.map((r) => r.stream_id));
+        const gone = entries.filter((s) => !alive.has(s.streamId));
+        if (gone.length > 0) await this.checkReplaced(gone);
+      }
+    } catch (err) {
+      this.log.warn({ err }, "re-checking the command queue failed");
+    }
+  }
+}
+
+function replacedError(): ConnectError {
+  return new ConnectError("a newer commands.API/Stream of this agent replaced this one", Code.Aborted);
+}
+
+/** The command queue's machinery of one daemon: its LISTEN session and its hub. */
+export interface CommandsRuntime {
+  hub: CommandHub;
+  notifier: CommandNotifier;
+  stop(): Promise<void>;
+}
+
+/** Starts the LISTEN session (on its own connection, outside the pool) and the hub's re-checks. */
+export async function startCommands(
+  db: Kysely<Database>,
+  pool: pg.Pool,
+  log: Logger,
+  tuning: Partial<CommandsTuning> = {},
+): Promise<CommandsRuntime> {
+  const notifier = new CommandNotifier({ newClient: () => new pg.Client(pool.options), log: log.child({ component: "command-notifier" }) });
+  const hub = new CommandHub(db, notifier, { ...defaultCommandsTuning, ...tuning }, log.child({ component: "command-hub" }));
+  await notifier.start();
+  hub.start();
+  return {
+    hub,
+    notifier,
+    async stop() {
+      await hub.stop();
+      await notifier.stop();
+    },
+  };
+}

@@ -1,0 +1,141 @@
+import pg from "pg";
+import type { Logger } from "../log.js";
+
+/** The one PostgreSQL channel of the command queue. */
+export const commandsChannel = "specta_commands";
+
+/**
+ * What a notification on the channel says. Payloads: `<agent id>` (a command was queued for the
+ * agent), `command:<id>` (a command changed state), `stream:<agent id>:<stream id>` (the agent
+ * opened a new stream, which replaces any other).
+ */
+export type CommandNote =
+  | { kind: "agent"; agentId: string }
+  | { kind: "command"; commandId: string }
+  | { kind: "stream"; agentId: string; streamId: string }
+  /** The LISTEN connection was (re-)established: notifications may have been missed. */
+  | { kind: "resync" };
+
+const uuid = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
+const agentPayload = new RegExp(`^(${uuid})$`);
+const commandPayload = new RegExp(`^command:(${uuid})$`);
+const streamPayload = new RegExp(`^stream:(${uuid}):(${uuid})$`);
+
+/** Parses a payload of the channel; undefined for anything else. */
+export function parseNote(payload: string): CommandNote | undefined {
+  let m = agentPayload.exec(payload);
+  if (m) return { kind: "agent", agentId: m[1]! };
+  m = commandPayload.exec(payload);
+  if (m) return { kind: "command", commandId: m[1]! };
+  m = streamPayload.exec(payload);
+  if (m) return { kind: "stream", agentId: m[1]!, streamId: m[2]! };
+  return undefined;
+}
+
+export interface NotifierOptions {
+  /** A new, unconnected client for the LISTEN session (not one of the pool's). */
+  newClient: () => pg.Client;
+  log: Logger;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/**
+ * One dedicated PostgreSQL session per daemon doing `LISTEN specta_commands`, re-established with
+ * backoff when it drops. Notifications are only wake-ups: the tables are the truth, and every
+ * (re-)connection is announced as a "resync" so that listeners re-read them.
+ */
+export class CommandNotifier {
+  private client: pg.Client | undefined;
+  private stopped = false;
+  private retry: NodeJS.Timeout | undefined;
+  private backoffMs: number;
+  private readonly listeners = new Set<(note: CommandNote) => void>();
+  private readonly minBackoffMs: number;
+  private readonly maxBackoffMs: number;
+
+  constructor(private readonly options: NotifierOptions) {
+    this.minBackoffMs = options.minBackoffMs ?? 250;
+    this.maxBackoffMs = options.maxBackoffMs ?? 10_000;
+    this.backoffMs = this.minBackoffMs;
+  }
+
+  /** Whether the LISTEN session is up now. */
+  get listening(): boolean {
+    return this.client !== undefined;
+  }
+
+  /** Subscribes to every note; returns the unsubscribe function. */
+  on(listener: (note: CommandNote) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Connects once (a failure is logged and retried in the background). */
+  async start(): Promise<void> {
+    await this.connect();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retry);
+    const client = this.client;
+    this.client = undefined;
+    await client?.end().catch(() => undefined);
+  }
+
+  private emit(note: CommandNote): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(note);
+      } catch (err) {
+        this.options.log.error({ err }, "command notification listener failed");
+      }
+    }
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped) return;
+    const client = this.options.newClient();
+    let lost = false;
+    const onLost = (err?: Error) => {
+      if (lost) return;
+      lost = true;
+      if (this.client === client) this.client = undefined;
+      client.end().catch(() => undefined);
+      if (!this.stopped) {
+        this.options.log.warn({ err: err?.message, retryMs: this.backoffMs }, "command notifications connection lost; reconnecting");
+        this.schedule();
+      }
+    };
+    client.on("error", onLost);
+    client.on("end", () => onLost());
+    client.on("notification", (msg) => {
+      if (msg.channel !== commandsChannel || !msg.payload) return;
+      const note = parseNote(msg.payload);
+      if (note) this.emit(note);
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${commandsChannel}`);
+    } catch (err) {
+      onLost(err as Error);
+      return;
+    }
+    if (this.stopped || lost) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.client = client;
+    this.backoffMs = this.minBackoffMs;
+    this.emit({ kind: "resync" });
+  }
+
+  private schedule(): void {
+    clearTimeout(this.retry);
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.maxBackoffMs, this.backoffMs * 2);
+    this.retry = setTimeout(() => void this.connect(), delay);
+    this.retry.unref();
+  }
+}
