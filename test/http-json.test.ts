@@ -114,15 +114,15 @@ describe("Twirp errors", () => {
     expect(error.msg).not.toBe("");
   });
 
-  it("carry code and msg for an RPC that is not implemented yet", async () => {
+  it("carry code and msg for an RPC that needs a credential", async () => {
     const res = await fetch(`${daemon().url}/commands.API/Submit`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: `Bearer ${daemon().adminToken()}` },
+      headers: { "Content-Type": "application/json" },
       body: "{}",
     });
-    expect(res.status).toBe(501);
+    expect(res.status).toBe(401);
     const error = (await res.json()) as Record<string, unknown>;
-    expect(error.code).toBe("unimplemented");
+    expect(error.code).toBe("unauthenticated");
     expect(error.msg).toEqual(expect.stringContaining("commands.API/Submit"));
   });
 
