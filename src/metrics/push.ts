@@ -1,10 +1,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Kind, type PushRequest, type Refusal, type Series } from "../../gen/metrics/metrics_pb.js";
 import { labelKeyPattern, metricNamePattern } from "../config/config.js";
-import type { Partitions } from "../storage/partitions.js";
+import { dayMs, type Partitions } from "../storage/partitions.js";
 import type { SeriesKindNumber } from "../storage/schema.js";
 import type { LateSamples } from "../worker/late-samples.js";
 import { maxMetricNameLength } from "./instruments.js";
+import { SampleRows } from "./sample-rows.js";
 import type { SampleWriter } from "./sample-writer.js";
 import { seriesKey } from "./series-key.js";
 import type { SeriesCache, SeriesKey } from "./series.js";
@@ -62,9 +63,7 @@ export async function push(req: PushRequest, deps: PushDeps): Promise<PushOutcom
   });
 
   const resolved = await deps.series.resolve(wanted);
-  const ids: number[] = [];
-  const times: number[] = [];
-  const values: number[] = [];
+  const rows = new SampleRows(points);
   const refused = new Map<string, number>();
   batch.forEach((s, i) => {
     const r = resolved.get(keys[i]!)!;
@@ -72,22 +71,18 @@ export async function push(req: PushRequest, deps: PushDeps): Promise<PushOutcom
       refused.set(keys[i]!, (refused.get(keys[i]!) ?? 0) + s.times.length);
       return;
     }
-    for (let p = 0; p < s.times.length; p++) {
-      ids.push(r.id);
-      times.push(Math.floor(s.times[p]!));
-      values.push(s.values[p]!);
-    }
+    for (let p = 0; p < s.times.length; p++) rows.add(r.id, Math.floor(s.times[p]!), s.values[p]!);
   });
 
-  await deps.partitions.ensureFor(times);
-  await deps.writer.write(ids, times, values);
-  await deps.lateSamples.record(times);
+  await deps.partitions.ensureFor([...rows.byDay.keys()].map((day) => day * dayMs));
+  await deps.writer.write(rows);
+  await deps.lateSamples.record(rows.times);
 
   const refusals = [...refused].slice(0, pushLimits.maxListedRefusals).map(([key, n]) => {
     const s = wanted.get(key)!;
     return { metric: s.metric, labels: s.labels, reason: (resolved.get(key) as { refused: string }).refused, points: n };
   });
-  return { accepted: ids.length, refused: points - ids.length, refusals };
+  return { accepted: rows.rows, refused: points - rows.rows, refusals };
 }
 
 /** Validates one series of a batch and returns its canonical key; throws InvalidArgument naming what is wrong. */

@@ -5,6 +5,7 @@ import { Kind, PushRequestSchema } from "../../gen/metrics/metrics_pb.js";
 import { createTestDatabase, testServers, type TestDatabase, type TestServer } from "../../test/support/postgres.js";
 import { createLogger } from "../log.js";
 import { push } from "../metrics/push.js";
+import { SampleRows } from "../metrics/sample-rows.js";
 import { SampleWriter } from "../metrics/sample-writer.js";
 import { SeriesCache } from "../metrics/series.js";
 import { openStorage, type Storage } from "../storage/database.js";
@@ -76,11 +77,9 @@ function makeSamples(series: number[], from: number, to: number, stepMs: number)
 
 async function store(storage: Storage, samples: Sample[]): Promise<void> {
   await new Partitions(storage.db).ensureFor(samples.map((s) => s.t));
-  await new SampleWriter(storage.pool).write(
-    samples.map((s) => s.series),
-    samples.map((s) => s.t),
-    samples.map((s) => s.value),
-  );
+  const rows = new SampleRows(samples.length);
+  for (const s of samples) rows.add(s.series, s.t, s.value);
+  await new SampleWriter(storage.pool).write(rows);
 }
 
 /** Runs the handler until it has caught up; returns how many runs that took. */
