@@ -69,16 +69,23 @@ async function main(): Promise<void> {
         req.header.set("authorization", `Bearer ${token}`);
         return next(req);
       }] }));
-      const series = Array.from({ length: seriesPerAgent }, (_, s) => ({
-        metric: s % 2 === 0 ? "node_cpu_seconds_total" : "node_memory_bytes",
-        labels: { host: `bench-${a}`, id: String(s) },
-        kind: s % 2 === 0 ? Kind.COUNTER : Kind.GAUGE,
-      }));
+      // Like an agent, each keeps its series and sends new points for them in every batch.
+      const series = Array.from({ length: seriesPerAgent }, (_, s) =>
+        create(SeriesSchema, {
+          metric: s % 2 === 0 ? "node_cpu_seconds_total" : "node_memory_bytes",
+          labels: { host: `bench-${a}`, id: String(s) },
+          kind: s % 2 === 0 ? Kind.COUNTER : Kind.GAUGE,
+        }),
+      );
+      const request = create(PushRequestSchema, { series });
       while (performance.now() < deadline) {
         const times = Array.from({ length: pointsPerSeries }, () => clock--);
-        const batch = series.map((s) => create(SeriesSchema, { ...s, times, values: times.map(() => Math.random() * 100) }));
+        for (const s of series) {
+          s.times = times;
+          s.values = times.map(() => Math.random() * 100);
+        }
         const t0 = performance.now();
-        const res = await client.push(create(PushRequestSchema, { series: batch }));
+        const res = await client.push(request);
         latencies.push(performance.now() - t0);
         samples += res.accepted;
       }
