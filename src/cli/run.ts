@@ -1,4 +1,4 @@
-import { create, toJson } from "@bufbuild/protobuf";
+import { create, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Command as Commander } from "commander";
 import {
@@ -115,7 +115,7 @@ const severities: Record<string, Severity> = {
 
 /** The Diagnostic for `specta run … DIAGNOSTIC ARGS…`; ClientError says what is wrong. */
 export function parseDiagnostic(name: string, args: string[], nowMs: number = Date.now()): Diagnostic {
-  const d = (kind: Diagnostic["kind"]) => create(DiagnosticSchema, { kind });
+  const d = (kind: NonNullable<MessageInitShape<typeof DiagnosticSchema>["kind"]>) => create(DiagnosticSchema, { kind });
   switch (name) {
     case "logs": {
       const { positionals, options } = splitArgs(args, [], ["severity", "since", "limit", "unit"]);
@@ -133,19 +133,19 @@ export function parseDiagnostic(name: string, args: string[], nowMs: number = Da
       }
       return d({
         case: "logs",
-        value: { minSeverity, limit: count(options.get("limit"), "limit"), unit: options.get("unit") ?? "", ...(since ? { since } : {}) } as never,
+        value: { minSeverity, limit: count(options.get("limit"), "limit"), unit: options.get("unit") ?? "", ...(since ? { since } : {}) },
       });
     }
     case "disk-usage": {
       const { positionals, options } = splitArgs(args, [], ["top"]);
-      return d({ case: "diskUsage", value: { path: one(positionals, "PATH"), top: count(options.get("top"), "top") } as never });
+      return d({ case: "diskUsage", value: { path: one(positionals, "PATH"), top: count(options.get("top"), "top") } });
     }
     case "mounts":
       splitArgs(args, [], []).positionals.length === 0 || throwExtra("mounts");
-      return d({ case: "mounts", value: {} as never });
+      return d({ case: "mounts", value: {} });
     case "ping": {
       const { positionals, options } = splitArgs(args, [], ["count"]);
-      return d({ case: "ping", value: { host: one(positionals, "HOST"), count: count(options.get("count"), "count") } as never });
+      return d({ case: "ping", value: { host: one(positionals, "HOST"), count: count(options.get("count"), "count") } });
     }
     case "connect": {
       const { positionals, options } = splitArgs(args, [], ["connect-timeout"]);
@@ -155,7 +155,7 @@ export function parseDiagnostic(name: string, args: string[], nowMs: number = Da
       const timeoutMs = durationFlag(options.get("connect-timeout"), "--connect-timeout");
       return d({
         case: "tcpConnect",
-        value: { host: m[1]!, port: Number(m[2]), ...(timeoutMs ? { timeout: durationFromMs(timeoutMs) } : {}) } as never,
+        value: { host: m[1]!, port: Number(m[2]), ...(timeoutMs ? { timeout: durationFromMs(timeoutMs) } : {}) },
       });
     }
     case "connections": {
@@ -163,11 +163,11 @@ export function parseDiagnostic(name: string, args: string[], nowMs: number = Da
       if (positionals.length > 0) throwExtra("connections");
       const listening = options.has("listening");
       const established = options.has("established");
-      return d({ case: "connections", value: listening || established ? { listening, established } : { listening: true, established: true } } as never);
+      return d({ case: "connections", value: listening || established ? { listening, established } : { listening: true, established: true } });
     }
     case "traceroute": {
       const { positionals, options } = splitArgs(args, [], ["max-hops"]);
-      return d({ case: "traceroute", value: { host: one(positionals, "HOST"), maxHops: count(options.get("max-hops"), "max-hops") } as never });
+      return d({ case: "traceroute", value: { host: one(positionals, "HOST"), maxHops: count(options.get("max-hops"), "max-hops") } });
     }
     default:
       throw new ClientError(`unknown diagnostic "${name}"\n${usage}`);
@@ -182,7 +182,7 @@ function throwExtra(name: string): never {
 export function buildSubmit(target: string, diagnostic: string, args: string[], flags: Pick<RunFlags, "timeout" | "ttl"> = {}): SubmitRequest {
   const timeoutMs = durationFlag(flags.timeout, "--timeout");
   const ttlMs = durationFlag(flags.ttl, "--ttl");
-  let targetField: SubmitRequest["target"];
+  let targetField: MessageInitShape<typeof SubmitRequestSchema>["target"];
   if (target.startsWith("label:")) {
     const labels: Record<string, string> = {};
     for (const pair of target.slice("label:".length).split(",")) {
@@ -190,7 +190,7 @@ export function buildSubmit(target: string, diagnostic: string, args: string[], 
       if (at <= 0) throw new ClientError(`"${pair}" in ${target} is not key=value`);
       labels[pair.slice(0, at)] = pair.slice(at + 1);
     }
-    targetField = { case: "selector", value: { labels } as never };
+    targetField = { case: "selector", value: { labels } };
   } else {
     if (target === "") throw new ClientError("TARGET is empty");
     targetField = { case: "agent", value: target };
