@@ -66,6 +66,15 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     healthy = false;
     log.warn({ err: err.message }, "idle database connection failed");
   });
+  // A connection that drops while checked out (a COPY, a leader's lock, a transaction) fails its
+  // query, and also emits "error" on the client, which pg-pool leaves unhandled during checkout:
+  // without this listener a database outage would crash the daemon.
+  pool.on("connect", (client) => {
+    client.on("error", (err) => {
+      healthy = false;
+      log.warn({ err: err.message }, "database connection failed");
+    });
+  });
 
   try {
     await pool.query("SELECT 1");
