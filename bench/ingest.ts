@@ -6,7 +6,7 @@
  * Settings (environment): BENCH_AGENTS (default 8), BENCH_SERIES per agent (1000),
  * BENCH_POINTS per series per batch (10), BENCH_SECONDS (20), BENCH_DATABASE_URL (default: the
  * daemon's embedded PostgreSQL in a temporary data directory), BENCH_PROFILE_DIR (write a CPU
- * profile of the daemon there).
+ * profile of the daemon there), BENCH_DAEMON_NODE_ARGS (node flags for the daemon).
  */
 import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -33,6 +33,8 @@ async function main(): Promise<void> {
     [
       // BENCH_PROFILE_DIR=dir writes a CPU profile of the daemon there (open it in Chrome DevTools).
       ...(process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []),
+      // BENCH_DAEMON_NODE_ARGS: node flags for the daemon, e.g. "--max-semi-space-size=32".
+      ...(process.env.BENCH_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean),
       "bin/specta.js", "daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info", ...(externalUrl ? ["--database-url", externalUrl] : [])],
     {
       stdio: ["ignore", "pipe", "inherit"],
