@@ -2,7 +2,6 @@
  * `specta agents` as a user runs it: the built CLI (`npm run build` first; `npm test` does it)
  * in a child process, against a real daemon on a real PostgreSQL.
  */
-import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -11,28 +10,9 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
-import { childEnv, cliPath, repoRoot, startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
+import { repoRoot, runSpecta, startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { formatAgo, formatBytes, parseLabels } from "./agents.js";
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `node bin/specta.js …args` without the runner's SPECTA_* variables, plus `env`. */
-function specta(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const child = spawn(process.execPath, [cliPath, ...args], { cwd: repoRoot, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  return new Promise((done, fail) => {
-    child.once("error", fail);
-    child.once("close", (code) => done({ code, stdout, stderr }));
-  });
-}
 
 beforeAll(() => {
   if (!existsSync(join(repoRoot, "dist", "src", "cli", "agents.js"))) {
@@ -88,7 +68,7 @@ describe.each(testServers())("specta agents on $name PostgreSQL", (server) => {
   });
 
   it("prints the inventory as a table", async () => {
-    const run = await specta(["agents", ...at]);
+    const run = await runSpecta(["agents", ...at]);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
     const lines = run.stdout.trimEnd().split("\n");
@@ -103,7 +83,7 @@ describe.each(testServers())("specta agents on $name PostgreSQL", (server) => {
   });
 
   it("prints the ListResponse as JSON with --json, filtered by --label", async () => {
-    const run = await specta(["agents", "--json", ...at]);
+    const run = await runSpecta(["agents", "--json", ...at]);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
     const body = JSON.parse(run.stdout) as { agents: Record<string, unknown>[] };
@@ -129,18 +109,18 @@ describe.each(testServers())("specta agents on $name PostgreSQL", (server) => {
     expect(body.agents[0]).toHaveProperty("firstSeen");
     expect(body.agents[0]).toHaveProperty("lastSeen");
 
-    const filtered = await specta(["agents", "--json", "--label", "role=web", "--label", "zone=a", ...at]);
+    const filtered = await runSpecta(["agents", "--json", "--label", "role=web", "--label", "zone=a", ...at]);
     expect((JSON.parse(filtered.stdout) as { agents: { id: string }[] }).agents.map((a) => a.id)).toEqual([ids["cli-web"]]);
-    const none = await specta(["agents", "--label", "role=none", ...at]);
+    const none = await runSpecta(["agents", "--label", "role=none", ...at]);
     expect(none).toEqual({ code: 0, stdout: "(no agents)\n", stderr: "" });
-    const noneJson = await specta(["agents", "--json", "--label", "role=none", ...at]);
+    const noneJson = await runSpecta(["agents", "--json", "--label", "role=none", ...at]);
     expect(JSON.parse(noneJson.stdout)).toEqual({});
   });
 
   it("reports errors as one line and exits 1", async () => {
-    const badLabel = await specta(["agents", "--label", "role", ...at]);
+    const badLabel = await runSpecta(["agents", "--label", "role", ...at]);
     expect(badLabel).toEqual({ code: 1, stdout: "", stderr: 'specta: --label "role" is not key=value\n' });
-    const noToken = await specta(["agents", "--server", daemon.url, "--data-dir", "/nonexistent"]);
+    const noToken = await runSpecta(["agents", "--server", daemon.url, "--data-dir", "/nonexistent"]);
     expect(noToken.code).toBe(1);
     expect(noToken.stderr).toMatch(/^specta: unauthenticated: agent\.API\/List needs a credential/);
   });

@@ -2,49 +2,26 @@
  * `specta query` and `specta metrics` as a user runs them: the built CLI (`npm run build`
  * first; `npm test` does it) in a child process, against a real daemon on a real PostgreSQL.
  */
-import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API as MetricsAPI, Kind, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
+import { repoRoot, runSpecta } from "../../test/support/daemon.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { resolveDaemonConfig } from "../config/config.js";
 import { createLogger } from "../log.js";
 import { startDaemon, type RunningDaemon } from "../server/daemon.js";
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const cli = join(repoRoot, "bin", "specta.js");
 
 const minute = 60_000;
 const hour = 60 * minute;
 // The samples lie in the hour that starts 3 to 4 hours ago.
 const t0 = Math.floor((Date.now() - 3 * hour) / hour) * hour;
 const iso = (ms: number) => new Date(ms).toISOString().replace(".000Z", "Z");
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `node bin/specta.js …args` without the runner's SPECTA_* variables, plus `env`. */
-function specta(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("SPECTA_")));
-  const child = spawn(process.execPath, [cli, ...args], { cwd: repoRoot, env: { ...clean, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  return new Promise((done, fail) => {
-    child.once("error", fail);
-    child.once("close", (code) => done({ code, stdout, stderr }));
-  });
-}
 
 beforeAll(() => {
   if (!existsSync(join(repoRoot, "dist", "src", "cli", "query.js"))) {
@@ -92,7 +69,7 @@ describe.each(testServers())("specta query and specta metrics on $name PostgreSQ
   const range = () => ["--since", iso(t0), "--until", iso(t0 + 119_000), "--step", "1m"];
 
   it("prints one block per series: its labels, then time and value rows", async () => {
-    const run = await specta(["query", "test_cpu_usage", ...range(), ...at]);
+    const run = await runSpecta(["query", "test_cpu_usage", ...range(), ...at]);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
     expect(run.stdout).toBe(
@@ -101,31 +78,31 @@ describe.each(testServers())("specta query and specta metrics on $name PostgreSQ
   });
 
   it("prints the QueryResponse as JSON with --json, with matchers, aggregation and grouping", async () => {
-    const run = await specta(["query", "test_cpu_usage", "--match", "host=~a|b", "--match", "dc!=y", "--agg", "max", "--by", "dc", "--json", ...range(), ...at]);
+    const run = await runSpecta(["query", "test_cpu_usage", "--match", "host=~a|b", "--match", "dc!=y", "--agg", "max", "--by", "dc", "--json", ...range(), ...at]);
     expect(run.stderr).toBe("");
     expect(JSON.parse(run.stdout)).toEqual({
       series: [{ labels: { dc: "x" }, points: [{ time: iso(t0), value: 10 }, { time: iso(t0 + minute), value: 20.25 }] }],
       step: "60s",
     });
-    const one = await specta(["query", "test_cpu_usage", "--match", "host!~a", "--agg", "count", "--json", ...range(), ...at]);
+    const one = await runSpecta(["query", "test_cpu_usage", "--match", "host!~a", "--agg", "count", "--json", ...range(), ...at]);
     expect(JSON.parse(one.stdout).series).toEqual([{ labels: { dc: "x", host: "b" }, points: [{ time: iso(t0), value: 1 }, { time: iso(t0 + minute), value: 1 }] }]);
   });
 
   it("takes --since and --until as durations ago, and says so when nothing matches", async () => {
-    const run = await specta(["query", "test_cpu_usage", "--since", "30m", "--until", "1m", ...at]);
+    const run = await runSpecta(["query", "test_cpu_usage", "--since", "30m", "--until", "1m", ...at]);
     expect(run).toEqual({ code: 0, stdout: "(no data)\n", stderr: "" });
-    const json = await specta(["query", "test_cpu_usage", "--since", "30m", "--json", ...at]);
+    const json = await runSpecta(["query", "test_cpu_usage", "--since", "30m", "--json", ...at]);
     expect(JSON.parse(json.stdout)).toEqual({ step: "15s" });
   });
 
   it("lists metrics as a table and as JSON", async () => {
-    const table = await specta(["metrics", "--prefix", "test_", ...at]);
+    const table = await runSpecta(["metrics", "--prefix", "test_", ...at]);
     expect(table).toEqual({
       code: 0,
       stdout: "NAME            KIND   SERIES  LABELS\ntest_cpu_usage  gauge  2       dc=x host=a,b\n",
       stderr: "",
     });
-    const json = await specta(["metrics", "--prefix", "test_", "--json", ...at]);
+    const json = await runSpecta(["metrics", "--prefix", "test_", "--json", ...at]);
     expect(JSON.parse(json.stdout)).toEqual({
       metrics: [
         {
@@ -142,32 +119,32 @@ describe.each(testServers())("specta query and specta metrics on $name PostgreSQ
   });
 
   it("finds the server, the token and the data directory in SPECTA_SERVER, SPECTA_TOKEN and SPECTA_DATA_DIR", async () => {
-    const fromDataDir = await specta(["metrics", "--prefix", "test_"], { SPECTA_SERVER: daemon.url, SPECTA_DATA_DIR: dataDir });
+    const fromDataDir = await runSpecta(["metrics", "--prefix", "test_"], { SPECTA_SERVER: daemon.url, SPECTA_DATA_DIR: dataDir });
     expect(fromDataDir.stdout).toMatch(/^test_cpu_usage +gauge +2 /m);
     const token = readFileSync(join(dataDir, "admin.token"), "utf8").trim();
-    const fromToken = await specta(["metrics", "--prefix", "test_"], { SPECTA_SERVER: daemon.url, SPECTA_TOKEN: token, SPECTA_DATA_DIR: "/nonexistent" });
+    const fromToken = await runSpecta(["metrics", "--prefix", "test_"], { SPECTA_SERVER: daemon.url, SPECTA_TOKEN: token, SPECTA_DATA_DIR: "/nonexistent" });
     expect(fromToken.stdout).toBe(fromDataDir.stdout);
   });
 
   it("reports errors as one line and exits 1", async () => {
-    const badToken = await specta(["metrics", "--server", daemon.url], { SPECTA_TOKEN: "wrong" });
+    const badToken = await runSpecta(["metrics", "--server", daemon.url], { SPECTA_TOKEN: "wrong" });
     expect(badToken).toEqual({ code: 1, stdout: "", stderr: "specta: unauthenticated: the credential is unknown or revoked (token from SPECTA_TOKEN)\n" });
-    const noToken = await specta(["metrics", "--server", daemon.url, "--data-dir", "/nonexistent"]);
+    const noToken = await runSpecta(["metrics", "--server", daemon.url, "--data-dir", "/nonexistent"]);
     expect(noToken.code).toBe(1);
     expect(noToken.stderr).toBe(
       "specta: unauthenticated: metrics.API/List needs a credential: send 'Authorization: Bearer <token>' " +
         "(no --token or SPECTA_TOKEN given, and no readable admin token at /nonexistent/admin.token)\n",
     );
-    const unreachable = await specta(["query", "test_cpu_usage", "--server", "http://127.0.0.1:1", "--token", "t"]);
+    const unreachable = await runSpecta(["query", "test_cpu_usage", "--server", "http://127.0.0.1:1", "--token", "t"]);
     expect(unreachable).toEqual({ code: 1, stdout: "", stderr: "specta: unavailable: cannot reach the daemon at http://127.0.0.1:1: is it running?\n" });
-    const badRegex = await specta(["query", "test_cpu_usage", "--match", "host=~(", ...at]);
+    const badRegex = await runSpecta(["query", "test_cpu_usage", "--match", "host=~(", ...at]);
     expect(badRegex.code).toBe(1);
     expect(badRegex.stderr).toMatch(/^specta: invalid_argument: matcher host=~"\(": .*regular expression.*\n$/);
-    const badQuantile = await specta(["query", "test_cpu_usage", "--quantile", "2", ...at]);
+    const badQuantile = await runSpecta(["query", "test_cpu_usage", "--quantile", "2", ...at]);
     expect(badQuantile).toEqual({ code: 1, stdout: "", stderr: "specta: invalid_argument: quantile must be in [0, 1], got 2\n" });
-    const badMatcher = await specta(["query", "test_cpu_usage", "--match", "host~a", ...at]);
+    const badMatcher = await runSpecta(["query", "test_cpu_usage", "--match", "host~a", ...at]);
     expect(badMatcher).toEqual({ code: 1, stdout: "", stderr: 'specta: --match "host~a" is not label=value, label!=value, label=~regex or label!~regex\n' });
-    const badWhen = await specta(["query", "test_cpu_usage", "--since", "yesterday", ...at]);
+    const badWhen = await runSpecta(["query", "test_cpu_usage", "--since", "yesterday", ...at]);
     expect(badWhen.stderr).toMatch(/^specta: --since "yesterday" is neither a duration ago/);
   });
 });

@@ -1,9 +1,9 @@
 import { sql } from "kysely";
-import { afterEach, describe, expect, it } from "vitest";
-import { createTestDatabase, testServers, type TestDatabase, type TestServer } from "../../test/support/postgres.js";
+import { describe, expect, it } from "vitest";
+import { storagePerTest, testServers, type TestServer } from "../../test/support/postgres.js";
 import type { RetentionConfig } from "../config/config.js";
 import { createLogger } from "../log.js";
-import { openStorage, type Storage } from "../storage/database.js";
+import type { Storage } from "../storage/database.js";
 import { Partitions, dayMs, listPartitions, partitionName } from "../storage/partitions.js";
 import { leaderLocks } from "./leader.js";
 import { retention } from "./retention.js";
@@ -25,19 +25,7 @@ async function rollupBuckets(storage: Storage, table: "samples_1m" | "samples_1h
 }
 
 describe.each(testServers())("retention on $name PostgreSQL", (server: TestServer) => {
-  const opened: Storage[] = [];
-  let database: TestDatabase | undefined;
-  const open = async () => {
-    database ??= await createTestDatabase(server);
-    const storage = await openStorage({ databaseUrl: database.url, dataDir: "/nonexistent", log: createLogger("silent") });
-    opened.push(storage);
-    return storage;
-  };
-  afterEach(async () => {
-    await Promise.all(opened.splice(0).map((s) => s.close()));
-    await database?.drop();
-    database = undefined;
-  });
+  const open = storagePerTest(server);
 
   const today = Math.floor(Date.now() / dayMs);
   const days = [today - 10, today - 5, today - 4, today - 3, today - 1, today];

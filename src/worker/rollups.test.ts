@@ -1,14 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { sql } from "kysely";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Kind, PushRequestSchema } from "../../gen/metrics/metrics_pb.js";
-import { createTestDatabase, testServers, type TestDatabase, type TestServer } from "../../test/support/postgres.js";
+import { storagePerTest, testServers, type TestServer } from "../../test/support/postgres.js";
 import { createLogger } from "../log.js";
 import { push } from "../metrics/push.js";
 import { SampleRows } from "../metrics/sample-rows.js";
 import { SampleWriter } from "../metrics/sample-writer.js";
 import { SeriesCache } from "../metrics/series.js";
-import { openStorage, type Storage } from "../storage/database.js";
+import type { Storage } from "../storage/database.js";
 import { Partitions } from "../storage/partitions.js";
 import { LateSamples, rollupLagMs } from "./late-samples.js";
 import { leaderLocks } from "./leader.js";
@@ -92,19 +92,7 @@ async function catchUp(handler: RollupsHandler): Promise<number> {
 }
 
 describe.each(testServers())("rollups on $name PostgreSQL", (server: TestServer) => {
-  const opened: Storage[] = [];
-  let database: TestDatabase | undefined;
-  const open = async () => {
-    database ??= await createTestDatabase(server);
-    const storage = await openStorage({ databaseUrl: database.url, dataDir: "/nonexistent", log: createLogger("silent") });
-    opened.push(storage);
-    return storage;
-  };
-  afterEach(async () => {
-    await Promise.all(opened.splice(0).map((s) => s.close()));
-    await database?.drop();
-    database = undefined;
-  });
+  const open = storagePerTest(server);
 
   const now = Date.now();
   // Three days of samples, every 23 s (so minutes hold 2 or 3 samples), ending 10 minutes ago.

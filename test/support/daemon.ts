@@ -317,3 +317,23 @@ export async function spawnDaemon(args: string[] = [], env: Record<string, strin
     throw err;
   }
 }
+
+/** What a finished `specta` run printed and how it exited. */
+export interface SpectaRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node bin/specta.js ...args` to the end (hermetic environment, see childEnv) and collects its output. */
+export function runSpecta(args: string[], env: Record<string, string> = {}): Promise<SpectaRun> {
+  const child = spawn(process.execPath, [cliPath, ...args], { cwd: repoRoot, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  return new Promise((done, fail) => {
+    child.once("error", fail);
+    child.once("close", (code) => done({ code, stdout, stderr }));
+  });
+}

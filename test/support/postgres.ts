@@ -5,7 +5,9 @@
  */
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { inject } from "vitest";
+import { afterEach, inject } from "vitest";
+import { createLogger } from "../../src/log.js";
+import { openStorage, type Storage } from "../../src/storage/database.js";
 
 export interface TestServer {
   /** "external" (SPECTA_TEST_DATABASE_URL) or "embedded". */
@@ -70,4 +72,24 @@ export function withDatabase(url: string, database: string): string {
   const u = new URL(url);
   u.pathname = `/${database}`;
   return u.toString();
+}
+
+/**
+ * For a describe block: `open()` gives a Storage on a fresh database of `server` (one database
+ * per test, shared by every open() in it); after each test all are closed and the database dropped.
+ */
+export function storagePerTest(server: TestServer): () => Promise<Storage> {
+  const opened: Storage[] = [];
+  let database: TestDatabase | undefined;
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((s) => s.close()));
+    await database?.drop();
+    database = undefined;
+  });
+  return async () => {
+    database ??= await createTestDatabase(server);
+    const storage = await openStorage({ databaseUrl: database.url, dataDir: "/nonexistent", log: createLogger("silent") });
+    opened.push(storage);
+    return storage;
+  };
 }
