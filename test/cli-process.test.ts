@@ -320,7 +320,7 @@ describe("shutdown", () => {
     const start = Date.now();
     d.child.kill(second);
     const exit = await d.exited;
-    expect(Date.now() - start).toBeLessThan(3_000);
+    expect(Date.now() - start).toBeLessThan(10_000); // against a 60 s drain
     expect(exit.code).not.toBe(0);
     expect(exit.code).not.toBeNull();
     expect(d.logs().some((l) => /second signal/.test(String(l.message)))).toBe(true);

@@ -32,10 +32,13 @@ async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {
 const ping = (host = "127.0.0.1", count = 1): Diagnostic => create(DiagnosticSchema, { kind: { case: "ping", value: { host, count } } });
 const diskUsage = (path: string): Diagnostic => create(DiagnosticSchema, { kind: { case: "diskUsage", value: { path, top: 5 } } });
 
-// Re-checks are slow on purpose: deliveries within the tests' bounds come from NOTIFY.
+// Re-checks of the tables are slow on purpose (30 s): a delivery within notifyBoundMs came from
+// a NOTIFY wake-up, not from polling. The latency itself (the 1 s target) is measured by
+// `npm run bench:commands`, not here, where a loaded CI machine would make it flaky.
 const tuning: DaemonOptions = {
-  commands: { keepaliveMs: 300, recheckMs: 5_000, presenceRefreshMs: 1_000, expiryIntervalMs: 200, timeoutGraceMs: 500 },
+  commands: { keepaliveMs: 300, recheckMs: 30_000, presenceRefreshMs: 1_000, expiryIntervalMs: 200, timeoutGraceMs: 500 },
 };
+const notifyBoundMs = 5_000;
 
 describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
   let database: TestDatabase;
@@ -101,7 +104,7 @@ describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
     })();
     await agent.until(() => seen.length === 1, 5_000, "the watch's first message");
     await agent.report(id1, State.RUNNING);
-    await agent.until(() => seen.length === 2, 2_000, "RUNNING on the watch");
+    await agent.until(() => seen.length === 2, notifyBoundMs, "RUNNING on the watch");
     await agent.report(id1, State.SUCCEEDED, { text: "3 packets transmitted, 3 received", data: { fields: {} } });
     await watching;
     expect(seen.map((c) => c.state)).toEqual([State.DELIVERED, State.RUNNING, State.SUCCEEDED]);
@@ -122,10 +125,10 @@ describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
     const sent = Date.now();
     const { commands } = await submit(agent.agentId);
     expect(commands[0]!.agentOnline).toBe(true);
-    const { at } = await agent.nextCommand(commands[0]!.commandId, 2_000);
-    expect(at - sent).toBeLessThan(1_000);
+    const { at } = await agent.nextCommand(commands[0]!.commandId, notifyBoundMs);
+    expect(at - sent).toBeLessThan(notifyBoundMs);
     agent.close();
-    await agent.until(() => agent.ended !== undefined, 2_000, "the stream's end");
+    await agent.until(() => agent.ended !== undefined, notifyBoundMs, "the stream's end");
     // Its presence is gone with the stream.
     await new Promise((r) => setTimeout(r, 100));
     expect((await submit(agent.agentId)).commands[0]!.agentOnline).toBe(false);
@@ -286,7 +289,7 @@ describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
     expect(await codeOf(admin().submit({ diagnostic: ping() }))).toBe(Code.InvalidArgument);
   });
 
-  it("delivers a command submitted on daemon A to an agent streaming from daemon B within 1 s", async () => {
+  it("wakes an agent's stream on daemon B when a command is submitted on daemon A (NOTIFY, not polling)", async () => {
     const agent = await enrol();
     const onB = agent.on(daemonB.url);
     await onB.open();
@@ -295,12 +298,12 @@ describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
       const sent = Date.now();
       const { commands } = await submit(agent.agentId);
       expect(commands[0]!.agentOnline).toBe(true);
-      const { at } = await onB.nextCommand(commands[0]!.commandId, 2_000);
+      const { at } = await onB.nextCommand(commands[0]!.commandId, notifyBoundMs);
       times.push(at - sent);
       // And the report made on B reaches a watcher on A.
       await onB.report(commands[0]!.commandId, State.SUCCEEDED, { text: "ok" });
     }
-    expect(Math.max(...times)).toBeLessThan(1_000);
+    expect(Math.max(...times)).toBeLessThan(notifyBoundMs);
     onB.close();
   });
 
@@ -309,15 +312,15 @@ describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
     await agent.open();
     const second = agent.on(daemonA.url);
     await second.open();
-    await agent.until(() => agent.ended !== undefined, 2_000, "the first stream's end");
+    await agent.until(() => agent.ended !== undefined, notifyBoundMs, "the first stream's end");
     expect(ConnectError.from(agent.ended!.error).code).toBe(Code.Aborted);
 
     const third = agent.on(daemonB.url);
     await third.open();
-    await second.until(() => second.ended !== undefined, 2_000, "the second stream's end");
+    await second.until(() => second.ended !== undefined, notifyBoundMs, "the second stream's end");
     expect(ConnectError.from(second.ended!.error).code).toBe(Code.Aborted);
     const { commands } = await submit(agent.agentId);
-    await third.nextCommand(commands[0]!.commandId, 2_000);
+    await third.nextCommand(commands[0]!.commandId, notifyBoundMs);
     third.close();
   });
 

@@ -1,7 +1,8 @@
 /**
  * Load: one daemon holds 1,000 concurrent agent streams (1,000 enrolled agents, each with its own
- * credential, multiplexed over 10 HTTP/2 connections) with bounded memory, and still delivers a
- * command to a random one of them within 1 s.
+ * credential, multiplexed over 10 HTTP/2 connections) with bounded memory, and still wakes a
+ * random one of them for a command at once (NOTIFY, not the 30 s re-check). `npm run
+ * bench:commands` measures the delivery latency itself.
  *
  * The memory figure is process.memoryUsage() of this process, which runs the daemon AND the
  * 1,000 fake agents' client side: it is an upper bound of what the daemon needs.
@@ -42,14 +43,14 @@ describe("commands.API/Stream under load", () => {
   let agents: FakeAgent[] = [];
 
   beforeAll(async () => {
-    daemon = await startTestDaemon();
+    daemon = await startTestDaemon({ daemon: { commands: { recheckMs: 30_000 } } });
   });
   afterAll(async () => {
     for (const a of agents) a.close();
     await daemon?.stop();
   });
 
-  it(`holds ${agentCount} concurrent agent streams with bounded memory and delivers within 1 s`, async () => {
+  it(`holds ${agentCount} concurrent agent streams with bounded memory and wakes the right one at once`, async () => {
     const enrollToken = enrollTokenOf(daemon.dataDir);
     const registerTransport = createGrpcTransport({ baseUrl: daemon.url });
     const enrolled = await inBatches(
@@ -75,7 +76,7 @@ describe("commands.API/Stream under load", () => {
       diagnostic: create(DiagnosticSchema, { kind: { case: "mounts", value: {} } }),
     });
     expect(commands[0]!.agentOnline).toBe(true);
-    const { at } = await target.nextCommand(commands[0]!.commandId, 2_000);
+    const { at } = await target.nextCommand(commands[0]!.commandId, 5_000);
     const deliveryMs = at - sent;
 
     const heapDelta = during.heapUsed - before.heapUsed;
@@ -93,7 +94,7 @@ describe("commands.API/Stream under load", () => {
       rssDeltaMiB: mib(rssDelta),
     };
     process.stdout.write(`commands streams load: ${JSON.stringify(figure)}\n`);
-    expect(deliveryMs).toBeLessThan(1_000);
+    expect(deliveryMs).toBeLessThan(5_000);
     expect(heapDelta).toBeLessThan(200 * 1024 * 1024);
     expect(rssDelta).toBeLessThan(200 * 1024 * 1024);
     // Nobody else got the command.

@@ -148,7 +148,8 @@ describe("hostile arguments are refused and nothing runs", () => {
       expect(result.state, label).toBe("failed");
       expect(result.output.error, label).toMatch(/^invalid \w+ arguments: /);
       expect(result.output.text, label).toBe("");
-      expect(Date.now() - started, label).toBeLessThan(200);
+      // Far below the 5 s timeout: refused up front, not run until killed.
+      expect(Date.now() - started, label).toBeLessThan(2_000);
       // No child was started along the way.
       expect([...children().keys()].filter((pid) => !before.has(pid)), label).toEqual([]);
     }
