@@ -4,7 +4,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { sql, type Kysely, type Selectable } from "kysely";
 import { AgentSchema, API as AgentAPI, HostSchema, type Agent, type RegisterRequest } from "../../gen/agent/agent_pb.js";
 import { principalKey } from "../server/auth.js";
-import { toConnectError } from "../storage/errors.js";
+import { storageStep } from "../storage/errors.js";
 import type { AgentsTable, Database } from "../storage/schema.js";
 import { TokenStore } from "../tokens/tokens.js";
 import { statusAt, type AgentLiveness } from "./liveness.js";
@@ -57,7 +57,7 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
         // Re-registration with the agent's own credential: same id, inventory updated, no new credential.
         const inventory = validateRegister(req);
         const agentId = principal.agentId;
-        const row = await run("updating the agent's inventory", () =>
+        const row = await storageStep("updating the agent's inventory", () =>
           db
             .updateTable("agents")
             .set({ ...inventory, last_seen: new Date() })
@@ -74,7 +74,7 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
       }
       if (!checkEnrollToken(req.enrollToken)) throw new ConnectError("the enrolment token is wrong", Code.Unauthenticated);
       const inventory = validateRegister(req);
-      return run("enrolling the agent", () =>
+      return storageStep("enrolling the agent", () =>
         db.transaction().execute(async (trx) => {
           const { id } = await trx.insertInto("agents").values(inventory).returning("id").executeTakeFirstOrThrow();
           const { token } = await new TokenStore(trx).create("agent", inventory.hostname, id);
@@ -87,7 +87,7 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
       for (const [key, value] of Object.entries(req.labels)) checkLabel(key, value, "label filter");
       let query = db.selectFrom("agents").selectAll().where("deregistered", "is", null);
       if (Object.keys(req.labels).length > 0) query = query.where(sql<boolean>`labels @> ${JSON.stringify(req.labels)}::jsonb`);
-      const rows = await run("listing the agents", () => query.orderBy("hostname").orderBy("id").execute());
+      const rows = await storageStep("listing the agents", () => query.orderBy("hostname").orderBy("id").execute());
       const now = Date.now();
       return { agents: rows.map((row) => toAgent(row, liveness.unflushed(row.id), now)) };
     },
@@ -97,8 +97,8 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
       if (!uuidPattern.test(agentId)) throw new ConnectError(`agent id "${req.agentId}" is not a UUID`, Code.InvalidArgument);
       // Credentials first: a failure after this leaves an agent that a retry deregisters, never a
       // deregistered agent whose credential still works.
-      await run("revoking the agent's credentials", () => tokens.revoke({ agentId }));
-      const row = await run("deregistering the agent", () =>
+      await storageStep("revoking the agent's credentials", () => tokens.revoke({ agentId }));
+      const row = await storageStep("deregistering the agent", () =>
         db
           .updateTable("agents")
           .set({ deregistered: new Date() })
@@ -112,15 +112,6 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
       return {};
     },
   };
-}
-
-/** Runs a storage step, mapping its failure to Unavailable or Internal. */
-async function run<T>(what: string, step: () => Promise<T>): Promise<T> {
-  try {
-    return await step();
-  } catch (err) {
-    throw toConnectError(err, what);
-  }
 }
 
 function invalid(message: string): ConnectError {

@@ -3,7 +3,7 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { API as AgentAPI, ListResponseSchema, Status, type ListResponse } from "../../gen/agent/agent_pb.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
-import { collect } from "./util.js";
+import { collect, formatTable } from "./util.js";
 
 interface AgentsFlags extends ClientFlags {
   label?: string[];
@@ -84,7 +84,5 @@ export function formatAgents(response: ListResponse, nowMs: number): string {
       a.lastSeen ? formatAgo(timestampMs(a.lastSeen), nowMs) : "never",
     ]),
   ];
-  const last = rows[0]!.length - 1;
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => (i < last ? cell.padEnd(widths[i]!) : cell)).join("  ").trimEnd()).join("\n") + "\n";
+  return formatTable(rows);
 }

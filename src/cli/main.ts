@@ -6,6 +6,7 @@ import { daemonCommand } from "./daemon.js";
 import { migrateCommand } from "./migrate.js";
 import { queryCommands } from "./query.js";
 import { runCommand } from "./run.js";
+import { tokenCommand } from "./token.js";
 
 const program = new Command()
   .name("specta")
@@ -20,6 +21,7 @@ queryCommands(program);
 agentCommand(program);
 agentsCommand(program);
 runCommand(program);
+tokenCommand(program);
 
 program
   .command("version")

@@ -15,7 +15,7 @@ import {
 } from "../../gen/metrics/metrics_pb.js";
 import { parseDuration } from "../config/duration.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
-import { collect } from "./util.js";
+import { collect, formatTable } from "./util.js";
 
 const aggregations = ["avg", "min", "max", "sum", "count", "last", "rate", "increase", "quantile"] as const;
 type AggregationName = (typeof aggregations)[number];
@@ -167,6 +167,5 @@ export function formatMetrics(response: ListResponse): string {
     ["NAME", "KIND", "SERIES", "LABELS"],
     ...response.metrics.map((m) => [m.name, kindNames[m.kind] ?? "unknown", String(m.series), labelSummary(m.labels)]),
   ];
-  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => (i < 3 ? cell.padEnd(widths[i]!) : cell)).join("  ").trimEnd()).join("\n") + "\n";
+  return formatTable(rows);
 }

@@ -15,7 +15,7 @@ import {
   type StreamResponse,
 } from "../../gen/commands/commands_pb.js";
 import { callerOf } from "../server/auth.js";
-import { toConnectError } from "../storage/errors.js";
+import { storageStep, toConnectError } from "../storage/errors.js";
 import type { CommandState, CommandsTable, Database } from "../storage/schema.js";
 import { presenceStaleMs, type CommandHub } from "./hub.js";
 import { commandsChannel } from "./notifier.js";
@@ -70,14 +70,6 @@ export function toCommand(row: CommandRow): Command {
     updated: timestampFromDate(row.updated),
     ...(row.output != null ? { output: fromJson(OutputSchema, row.output as JsonValue, { ignoreUnknownFields: true }) } : {}),
   });
-}
-
-async function run<T>(what: string, step: () => Promise<T>): Promise<T> {
-  try {
-    return await step();
-  } catch (err) {
-    throw toConnectError(err, what);
-  }
 }
 
 function checkCommandId(id: string): string {
@@ -203,7 +195,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
       const next = reportable[req.state];
       if (!next) throw new ConnectError("state must be STATE_RUNNING, STATE_SUCCEEDED, STATE_FAILED or STATE_TIMED_OUT", Code.InvalidArgument);
       const output = next === "running" ? undefined : capOutput(req.output);
-      await run("recording the report", () =>
+      await storageStep("recording the report", () =>
         db.transaction().execute(async (trx) => {
           const row = await trx
             .selectFrom("commands")
@@ -236,7 +228,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
       if (target.case === "agent") {
         const name = target.value.trim();
         if (name === "") throw new ConnectError("target agent is empty: give an agent id or a hostname", Code.InvalidArgument);
-        const rows = await run("finding the agent", () => {
+        const rows = await storageStep("finding the agent", () => {
           let q = db.selectFrom("agents").select("id").where("deregistered", "is", null);
           q = uuidPattern.test(name) ? q.where("id", "=", name.toLowerCase()) : q.where("hostname", "=", name);
           return q.execute();
@@ -249,7 +241,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
       } else if (target.case === "selector") {
         const labels = target.value.labels;
         if (Object.keys(labels).length === 0) throw new ConnectError("selector has no labels: give at least one", Code.InvalidArgument);
-        const rows = await run("selecting the agents", () =>
+        const rows = await storageStep("selecting the agents", () =>
           db
             .selectFrom("agents")
             .select("id")
@@ -265,7 +257,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
       }
 
       const diagnostic = JSON.stringify(toJson(DiagnosticSchema, req.diagnostic!));
-      const created = await run("queueing the commands", () =>
+      const created = await storageStep("queueing the commands", () =>
         db.transaction().execute(async (trx) => {
           const { rows } = await sql<{ id: string; agent_id: string }>`
             INSERT INTO commands (agent_id, kind, diagnostic, timeout_ms, deadline)
@@ -277,7 +269,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
           return rows;
         }),
       );
-      const online = await run("checking which agents are connected", () =>
+      const online = await storageStep("checking which agents are connected", () =>
         db
           .selectFrom("agent_streams")
           .select("agent_id")
@@ -291,7 +283,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
 
     async get(req) {
       const id = checkCommandId(req.commandId);
-      const row = await run("reading the command", () => getRow(id));
+      const row = await storageStep("reading the command", () => getRow(id));
       if (!row) throw new ConnectError(`no command ${id}`, Code.NotFound);
       return { command: toCommand(row) };
     },
@@ -323,7 +315,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
 
     async cancel(req) {
       const id = checkCommandId(req.commandId);
-      const row = await run("cancelling the command", async () => {
+      const row = await storageStep("cancelling the command", async () => {
         const { rows } = await sql<CommandRow>`
           WITH c AS (
             UPDATE commands SET state = 'cancelled', updated = now()

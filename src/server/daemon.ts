@@ -87,6 +87,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       shutdown: shutdown.signal,
       agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness },
       commands: { db: storage.db, hub: commands.hub },
+      tokens: { tokens },
     }),
     interceptors: [observeCalls(registry, log), authenticate(tokens, (agentId) => liveness.record(agentId))],
     readMaxBytes: maxRequestBytes,

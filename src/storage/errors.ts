@@ -26,3 +26,12 @@ export function toConnectError(err: unknown, what: string): ConnectError {
     ? new ConnectError(`${what}: the database is unavailable, retry later`, Code.Unavailable, undefined, undefined, err)
     : new ConnectError(`${what} failed`, Code.Internal, undefined, undefined, err);
 }
+
+/** Runs a storage step of an RPC, mapping its failure to Unavailable or Internal. */
+export async function storageStep<T>(what: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    throw toConnectError(err, what);
+  }
+}

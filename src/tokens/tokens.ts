@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
-import type { Kysely } from "kysely";
-import type { Database, TokenRole } from "../storage/schema.js";
+import type { Kysely, Selectable } from "kysely";
+import type { Database, TokenRole, TokensTable } from "../storage/schema.js";
 
 /** Who is calling: what a verified credential stands for. */
 export interface Principal {
@@ -21,6 +21,12 @@ export interface TokenInfo {
 }
 
 const tokenPrefix = "specta_";
+
+const tokenColumns = ["id", "name", "role", "agent_id", "created", "revoked"] as const;
+
+function toInfo(r: Pick<Selectable<TokensTable>, (typeof tokenColumns)[number]>): TokenInfo {
+  return { id: r.id, name: r.name, role: r.role, agentId: r.agent_id, created: r.created, revoked: r.revoked };
+}
 
 /** How long a verified token is trusted without asking the database again; revocation on another daemon takes effect within this. */
 export const tokenCacheMs = 10_000;
@@ -68,13 +74,36 @@ export class TokenStore {
     return principal;
   }
 
-  async list(): Promise<TokenInfo[]> {
-    const rows = await this.db
-      .selectFrom("tokens")
-      .select(["id", "name", "role", "agent_id", "created", "revoked"])
-      .orderBy("created")
-      .execute();
-    return rows.map((r) => ({ id: r.id, name: r.name, role: r.role, agentId: r.agent_id, created: r.created, revoked: r.revoked }));
+  /** Tokens, oldest first: by default the valid admin and viewer ones. */
+  async list(options: { includeRevoked?: boolean; includeAgents?: boolean } = {}): Promise<TokenInfo[]> {
+    let query = this.db.selectFrom("tokens").select(tokenColumns).orderBy("created").orderBy("id");
+    if (!options.includeRevoked) query = query.where("revoked", "is", null);
+    if (!options.includeAgents) query = query.where("role", "<>", "agent");
+    return (await query.execute()).map(toInfo);
+  }
+
+  async get(id: string): Promise<TokenInfo | undefined> {
+    const row = await this.db.selectFrom("tokens").select(tokenColumns).where("id", "=", id).executeTakeFirst();
+    return row && toInfo(row);
+  }
+
+  /**
+   * Revokes one admin or viewer token. The valid admin tokens are locked first, so that two
+   * daemons revoking the last two admins at once cannot leave none.
+   */
+  async revokeOne(id: string): Promise<{ revoked: TokenInfo } | { refused: "unknown" | "agent" | "last-admin" | "already-revoked" }> {
+    const outcome = await this.db.transaction().execute(async (trx) => {
+      const admins = await trx.selectFrom("tokens").select("id").where("role", "=", "admin").where("revoked", "is", null).forUpdate().execute();
+      const row = await trx.selectFrom("tokens").select(tokenColumns).where("id", "=", id).forUpdate().executeTakeFirst();
+      if (!row) return { refused: "unknown" as const };
+      if (row.role === "agent") return { refused: "agent" as const };
+      if (row.revoked) return { refused: "already-revoked" as const };
+      if (row.role === "admin" && admins.length <= 1) return { refused: "last-admin" as const };
+      const updated = await trx.updateTable("tokens").set({ revoked: new Date() }).where("id", "=", id).returning(tokenColumns).executeTakeFirstOrThrow();
+      return { revoked: toInfo(updated) };
+    });
+    if ("revoked" in outcome) this.cache.clear();
+    return outcome;
   }
 
   /** Revokes by token id (or every credential of an agent); returns how many were revoked. */

@@ -1,0 +1,77 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { API as TokensAPI, Role, TokenSchema, type Token } from "../../gen/tokens/tokens_pb.js";
+import { callerOf } from "../server/auth.js";
+import { storageStep } from "../storage/errors.js";
+import type { TokenRole } from "../storage/schema.js";
+import type { TokenInfo, TokenStore } from "./tokens.js";
+
+export interface TokensDeps {
+  tokens: TokenStore;
+}
+
+/** Limits of a token's name, as documented on tokens.CreateRequest. */
+export const maxTokenNameLength = 100;
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const roleOf: Record<TokenRole, Role> = { admin: Role.ADMIN, viewer: Role.VIEWER, agent: Role.AGENT };
+
+/** tokens.API: admin and viewer tokens for people and programs; Whoami for any credential. */
+export function tokensService({ tokens }: TokensDeps): ServiceImpl<typeof TokensAPI> {
+  return {
+    async create(req) {
+      const role = req.role === Role.ADMIN ? "admin" : req.role === Role.VIEWER ? "viewer" : undefined;
+      if (!role) throw new ConnectError("role must be ROLE_ADMIN or ROLE_VIEWER (agents get theirs from agent.API/Register)", Code.InvalidArgument);
+      const name = req.name.trim();
+      if (name.length === 0 || name.length > maxTokenNameLength || /\p{Cc}/u.test(name)) {
+        throw new ConnectError(`name must be 1 to ${maxTokenNameLength} printable characters`, Code.InvalidArgument);
+      }
+      const created = await storageStep("creating the token", async () => {
+        const { id, token } = await tokens.create(role, name);
+        return { info: await tokens.get(id), token };
+      });
+      return { info: created.info && toToken(created.info), token: created.token };
+    },
+
+    async list(req) {
+      const list = await storageStep("listing the tokens", () => tokens.list({ includeRevoked: req.includeRevoked, includeAgents: req.includeAgents }));
+      return { tokens: list.map(toToken) };
+    },
+
+    async revoke(req) {
+      if (!uuidPattern.test(req.id)) throw new ConnectError(`id "${req.id.slice(0, 64)}" is not a token id (a UUID, see tokens.API/List)`, Code.InvalidArgument);
+      const outcome = await storageStep("revoking the token", () => tokens.revokeOne(req.id));
+      if ("revoked" in outcome) return { token: toToken(outcome.revoked) };
+      switch (outcome.refused) {
+        case "unknown":
+          throw new ConnectError(`no token has the id ${req.id}`, Code.NotFound);
+        case "agent":
+          throw new ConnectError("this is an agent's credential: remove the agent with agent.API/Deregister", Code.FailedPrecondition);
+        case "already-revoked":
+          throw new ConnectError(`the token ${req.id} is already revoked`, Code.FailedPrecondition);
+        case "last-admin":
+          throw new ConnectError("this is the last valid admin token: create another admin token before revoking it", Code.FailedPrecondition);
+      }
+    },
+
+    async whoami(_req, ctx) {
+      const caller = callerOf(ctx);
+      const info = await storageStep("reading the token", () => tokens.get(caller.tokenId));
+      if (!info) throw new ConnectError("the credential is unknown or revoked", Code.Unauthenticated);
+      return { token: toToken(info) };
+    },
+  };
+}
+
+function toToken(info: TokenInfo): Token {
+  return create(TokenSchema, {
+    id: info.id,
+    name: info.name,
+    role: roleOf[info.role],
+    agentId: info.agentId ?? "",
+    created: timestampFromDate(info.created),
+    ...(info.revoked ? { revoked: timestampFromDate(info.revoked) } : {}),
+  });
+}
