@@ -5,6 +5,7 @@ import { fleetGauge } from "../agents/fleet-metrics.js";
 import { AgentLiveness } from "../agents/liveness.js";
 import { startCommands, type CommandsTuning } from "../commands/hub.js";
 import { ConfigError, type DaemonConfig } from "../config/config.js";
+import { dashboard, dashboardDir } from "../dashboard/serve.js";
 import type { Logger } from "../log.js";
 import { InstrumentStore } from "../metrics/instrument-store.js";
 import { Instruments } from "../metrics/instruments.js";
@@ -76,6 +77,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   fleetGauge(registry, storage.db, liveness);
   const commands = await startCommands(storage.db, storage.pool, log, options.commands);
 
+  const site = dashboard();
+  if (!site.built) log.warn({ dir: dashboardDir }, "the dashboard is not built (npm run build): / answers 404");
   const handler = connectNodeAdapter({
     routes: routes({
       instruments,
@@ -91,7 +94,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     }),
     interceptors: [observeCalls(registry, log), authenticate(tokens, (agentId) => liveness.record(agentId))],
     readMaxBytes: maxRequestBytes,
-    fallback: httpRoutes(registry, readiness),
+    fallback: httpRoutes(registry, readiness, site),
   });
 
   const handlers: Handler[] = [

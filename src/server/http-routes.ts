@@ -3,12 +3,13 @@ import { join, relative, sep } from "node:path";
 import type { NodeRequest as Request, NodeResponse as Response } from "./listener.js";
 import type { Registry } from "prom-client";
 import { packageRoot, versionInfo } from "../version.js";
+import type { dashboard } from "../dashboard/serve.js";
 import type { Readiness } from "./readiness.js";
 
 const protoRoot = join(packageRoot, "proto");
 
-/** Plain HTTP next to the RPCs: /version, /health/*, /metrics, and the contracts under /proto/. */
-export function httpRoutes(registry: Registry, readiness: Readiness) {
+/** Plain HTTP next to the RPCs: /version, /health/*, /metrics, the contracts under /proto/ and the dashboard. */
+export function httpRoutes(registry: Registry, readiness: Readiness, site: ReturnType<typeof dashboard>) {
   const protoFiles = listProtoFiles();
   return async (req: Request, res: Response): Promise<void> => {
     const path = (req.url ?? "/").split("?")[0]!;
@@ -36,6 +37,7 @@ export function httpRoutes(registry: Registry, readiness: Readiness) {
       case "/proto/":
         return sendJson(res, 200, { files: protoFiles });
     }
+    if (site.handle(req, res, path)) return;
     const protoFile = path.startsWith("/proto/") ? path.slice("/proto/".length) : undefined;
     if (protoFile !== undefined && protoFiles.includes(protoFile)) {
       res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });

@@ -1,0 +1,228 @@
+/**
+ * The dashboard in a real browser (Debian's chromium through playwright-core) against a real
+ * `specta daemon --with-agent` process, as `npm start` runs it. A screenshot of each page is kept
+ * in test-artifacts/dashboard/. Without chromium these tests are skipped, except with CI=true.
+ */
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { adminTokenOf, repoRoot, runSpecta, spawnDaemon, type SpawnedDaemon } from "../../test/support/daemon.js";
+
+const chromiumPath = process.env.SPECTA_TEST_CHROMIUM ?? "/usr/bin/chromium";
+const haveChromium = existsSync(chromiumPath);
+if (!haveChromium && process.env.CI === "true") {
+  throw new Error(`CI=true but there is no chromium at ${chromiumPath}: install Debian's chromium package (.ci/run does)`);
+}
+const artifacts = join(repoRoot, "test-artifacts", "dashboard");
+
+describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
+  let daemon: SpawnedDaemon;
+  let browser: Browser;
+  let viewerToken: string;
+
+  beforeAll(async () => {
+    mkdirSync(artifacts, { recursive: true });
+    daemon = await spawnDaemon(["--with-agent"]);
+    browser = await chromium.launch({
+      executablePath: chromiumPath,
+      // Root needs --no-sandbox; the rest keeps Chromium off this machine's closed network.
+      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    const created = await runSpecta(["token", "create", "--role", "viewer", "--name", "browser-viewer", "--server", daemon.url, "--data-dir", daemon.dataDir]);
+    expect(created.code, created.stderr).toBe(0);
+    viewerToken = created.stdout.trim();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await daemon?.cleanup();
+  });
+
+  /** A fresh browser session (its own sessionStorage) on the daemon's page; page errors fail the test. */
+  async function open(): Promise<{ page: Page; errors: string[] }> {
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (err) => errors.push(err.message));
+    await page.goto(daemon.url + "/");
+    return { page, errors };
+  }
+
+  async function signIn(page: Page, token: string): Promise<void> {
+    await page.fill("#token", token);
+    await page.click("form.signin button[type=submit]");
+    await page.waitForSelector("header nav");
+  }
+
+  const shot = (page: Page, name: string) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+
+  it("asks for a token and shows nothing else without one; refuses an unknown token", async () => {
+    const { page, errors } = await open();
+    await page.waitForSelector("form.signin #token");
+    expect(await page.locator("header").count()).toBe(0);
+    await shot(page, "sign-in");
+    await page.fill("#token", "specta_not-a-real-token");
+    await page.click("form.signin button[type=submit]");
+    await expect.poll(() => page.locator("form.signin .error").textContent()).toBe("This token is unknown or revoked.");
+    expect(await page.evaluate("sessionStorage.length")).toBe(0);
+    expect(errors).toEqual([]);
+    await page.context().close();
+  });
+
+  it("signs in as admin, shows the local agent online, and its host page draws CPU points", async () => {
+    const { page, errors } = await open();
+    await signIn(page, adminTokenOf(daemon.dataDir));
+    const row = page.locator("table.inventory tbody tr[data-status=online]");
+    await row.first().waitFor({ timeout: 30_000 });
+    expect(await row.count()).toBe(1);
+    // The at-a-glance figures arrive with the agent's first samples (fleet refresh: 10 s).
+    await expect.poll(() => row.locator("td[data-column=memory]").textContent(), { timeout: 30_000, interval: 500 }).toMatch(/%/);
+    await shot(page, "fleet");
+
+    await row.locator("td[data-column=hostname] a").click();
+    await page.waitForSelector("h1 .status-online");
+    const cpu = page.locator("section.chart[data-title=CPU]");
+    // Two CPU samples (5 s apart) make the first rate point; the page refreshes every 5 s.
+    await expect.poll(async () => Number(await cpu.getAttribute("data-points")), { timeout: 45_000, interval: 500 }).toBeGreaterThan(0);
+    expect(await cpu.locator("canvas").count()).toBe(1);
+    expect(Number(await page.locator("section.chart[data-title=Memory]").getAttribute("data-points"))).toBeGreaterThan(0);
+    await shot(page, "host");
+
+    // A longer range is kept in the address, and redraws.
+    await page.click(".range button:text-is('24h')");
+    await expect.poll(() => page.evaluate("location.hash")).toMatch(/range=24h/);
+    await expect.poll(async () => Number(await cpu.getAttribute("data-points")), { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(errors).toEqual([]);
+    await page.context().close();
+  }, 120_000);
+
+  it("shows instruments with their histogram quantiles", async () => {
+    // Two calls: a quantile needs observations that arrive after the series' first sample.
+    for (const number of [0.2, 0.4]) {
+      const res = await fetch(`${daemon.url}/metrics.API/Histogram`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ action: [{ metric: "page_ready_duration_seconds", number }] }),
+      });
+      expect(await res.json()).toEqual({ result: [{ status: "success" }] });
+    }
+    const { page, errors } = await open();
+    await signIn(page, viewerToken);
+    await page.click("header nav a:text-is('Instruments')");
+    const card = page.locator("article.instrument[data-instrument=page_ready_duration_seconds]");
+    await card.waitFor();
+    expect(await card.getAttribute("data-kind")).toBe("histogram");
+    await expect.poll(async () => Number(await card.locator("section.chart").getAttribute("data-points")), { timeout: 20_000 }).toBeGreaterThan(0);
+    await expect.poll(() => card.locator(".latest").textContent()).toMatch(/p50 development: [\d.]+ s/);
+    await shot(page, "instruments");
+    expect(errors).toEqual([]);
+    await page.context().close();
+  });
+
+  it("runs ping 127.0.0.1 from the console and shows the result", async () => {
+    const { page, errors } = await open();
+    await signIn(page, adminTokenOf(daemon.dataDir));
+    await page.click("header nav a:text-is('Console')");
+    await page.waitForSelector("#agent option", { state: "attached" });
+    await page.selectOption("#diagnostic", "ping");
+    await page.fill("#field-host", "127.0.0.1");
+    await page.fill("#field-count", "2");
+    await page.click("form.console button[type=submit]");
+    const result = page.locator(".result").first();
+    await expect.poll(() => result.getAttribute("data-state"), { timeout: 30_000, interval: 200 }).toBe("succeeded");
+    expect(await result.locator("pre.text").textContent()).toContain("2 packets transmitted, 2 received");
+    expect(await result.locator(".timeline li").allTextContents()).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^running /), expect.stringMatching(/^succeeded /)]),
+    );
+    await shot(page, "console");
+
+    // Bad arguments come back from the daemon as a clear message, and nothing is queued.
+    await page.fill("#field-host", "-oProxyCommand=x");
+    await page.click("form.console button[type=submit]");
+    await expect.poll(() => page.locator("main > .error").textContent()).toMatch(/host/i);
+    expect(await page.locator(".result").count()).toBe(1);
+    expect(errors).toEqual([]);
+    await page.context().close();
+  });
+
+  it("does not let a viewer run commands: the page refuses, and so does the API", async () => {
+    const { page, errors } = await open();
+    await signIn(page, viewerToken);
+    await expect.poll(() => page.locator("header .role").textContent()).toBe("browser-viewer · viewer");
+    await page.click("header nav a:text-is('Console')");
+    await page.waitForSelector("#agent option", { state: "attached" });
+    expect(await page.locator("form.console button[type=submit]").isDisabled()).toBe(true);
+    expect(await page.locator(".notice").textContent()).toMatch(/Viewer tokens cannot run commands/);
+    await shot(page, "console-viewer");
+
+    // The same call the page would make, sent with the viewer's token from the page itself.
+    const agent = await page.locator("#agent").inputValue();
+    const answer = await page.evaluate(async ({ token, agent }) => {
+      const res = await fetch("/commands.API/Submit", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body: JSON.stringify({ agent, diagnostic: { ping: { host: "127.0.0.1", count: 1 } } }),
+      });
+      return { status: res.status, body: (await res.json()) as { code: string } };
+    }, { token: viewerToken, agent });
+    expect(answer).toMatchObject({ status: 403, body: { code: "permission_denied" } });
+    expect(errors).toEqual([]);
+    await page.context().close();
+  });
+
+  it("signs out when the token is revoked, and on request", async () => {
+    const created = await runSpecta(["token", "create", "--role", "viewer", "--name", "short-lived", "--json", "--server", daemon.url, "--data-dir", daemon.dataDir]);
+    const { info, token } = JSON.parse(created.stdout) as { info: { id: string }; token: string };
+    const { page } = await open();
+    await signIn(page, token);
+    await page.locator("table.inventory tbody tr").first().waitFor();
+    const revoked = await runSpecta(["token", "revoke", info.id, "--server", daemon.url, "--data-dir", daemon.dataDir]);
+    expect(revoked.code).toBe(0);
+    // The next refresh (10 s) is refused: back to the sign-in, saying why.
+    await page.waitForSelector("form.signin", { timeout: 20_000 });
+    expect(await page.locator("form.signin .error").textContent()).toMatch(/^Signed out: the credential is unknown or revoked/);
+    expect(await page.evaluate("sessionStorage.length")).toBe(0);
+
+    await signIn(page, viewerToken);
+    await page.click("header button:text-is('Sign out')");
+    await page.waitForSelector("form.signin");
+    expect(await page.evaluate("sessionStorage.length")).toBe(0);
+    await page.context().close();
+  });
+});
+
+describe("the dashboard's files", () => {
+  let daemon: SpawnedDaemon;
+  beforeAll(async () => {
+    daemon = await spawnDaemon();
+  });
+  afterAll(async () => {
+    await daemon?.cleanup();
+  });
+
+  it("are served compressed, with a strict content security policy and ETags", async () => {
+    const page = await fetch(daemon.url + "/", { headers: { "accept-encoding": "gzip" } });
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    expect(page.headers.get("content-security-policy")).toContain("script-src 'self'");
+    expect(page.headers.get("content-security-policy")).toContain("frame-ancestors 'none'");
+    expect(page.headers.get("x-content-type-options")).toBe("nosniff");
+    const html = await page.text();
+    expect(html).toContain('<script type="module" src="/dashboard/app.js">');
+    // Nothing from elsewhere: every src and href is local (or an inline icon).
+    for (const [, url] of html.matchAll(/(?:src|href)="([^"]+)"/g)) expect(url).toMatch(/^(\/|data:)/);
+
+    const script = await fetch(daemon.url + "/dashboard/app.js", { headers: { "accept-encoding": "gzip" } });
+    expect(script.status).toBe(200);
+    expect(script.headers.get("content-encoding")).toBe("gzip");
+    expect(script.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
+    expect((await script.text()).length).toBeGreaterThan(10_000);
+    const etag = script.headers.get("etag")!;
+    const again = await fetch(daemon.url + "/dashboard/app.js", { headers: { "if-none-match": etag } });
+    expect(again.status).toBe(304);
+    const css = await fetch(daemon.url + "/dashboard/style.css", { method: "HEAD" });
+    expect(css.status).toBe(200);
+    expect(css.headers.get("content-type")).toBe("text/css; charset=utf-8");
+    expect((await fetch(daemon.url + "/dashboard/other.js")).status).toBe(404);
+  });
+});

@@ -1,0 +1,88 @@
+/**
+ * The daemon's own API, as every other client sees it: Connect (binary) over fetch to the page's
+ * origin, with the signed-in token. No second REST layer.
+ */
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { API as AgentAPI } from "../../../gen/agent/agent_pb.js";
+import { API as CommandsAPI } from "../../../gen/commands/commands_pb.js";
+import { API as MetricsAPI } from "../../../gen/metrics/metrics_pb.js";
+import { API as TokensAPI, Role } from "../../../gen/tokens/tokens_pb.js";
+
+/** Who is signed in; kept in sessionStorage, so it ends with the browser tab. */
+export interface Session {
+  token: string;
+  name: string;
+  role: "admin" | "viewer";
+}
+
+export interface Api {
+  agents: Client<typeof AgentAPI>;
+  metrics: Client<typeof MetricsAPI>;
+  commands: Client<typeof CommandsAPI>;
+  tokens: Client<typeof TokensAPI>;
+}
+
+const sessionKey = "specta.session";
+
+export function loadSession(): Session | undefined {
+  try {
+    const value = JSON.parse(sessionStorage.getItem(sessionKey) ?? "null") as Session | null;
+    return value && typeof value.token === "string" && (value.role === "admin" || value.role === "viewer") ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function clearSession(): void {
+  sessionStorage.removeItem(sessionKey);
+}
+
+/** Clients that send `token`; `onRefused` hears when the daemon no longer accepts it. */
+export function createApi(token: string, onRefused: (message: string) => void = () => undefined): Api {
+  const auth: Interceptor = (next) => async (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    try {
+      return await next(req);
+    } catch (err) {
+      const error = ConnectError.from(err);
+      if (error.code === Code.Unauthenticated) onRefused(error.rawMessage);
+      throw err;
+    }
+  };
+  const transport = createConnectTransport({ baseUrl: location.origin, useBinaryFormat: true, interceptors: [auth] });
+  return {
+    agents: createClient(AgentAPI, transport),
+    metrics: createClient(MetricsAPI, transport),
+    commands: createClient(CommandsAPI, transport),
+    tokens: createClient(TokensAPI, transport),
+  };
+}
+
+/** Checks a token with tokens.API/Whoami and keeps it for this browser session. */
+export async function signIn(token: string): Promise<Session> {
+  const trimmed = token.trim();
+  if (!trimmed) throw new Error("Enter a token.");
+  let role: Role | undefined;
+  let name = "";
+  try {
+    const { token: info } = await createApi(trimmed).tokens.whoami({});
+    role = info?.role;
+    name = info?.name ?? "";
+  } catch (err) {
+    const error = ConnectError.from(err);
+    if (error.code === Code.Unauthenticated) throw new Error("This token is unknown or revoked.");
+    throw new Error(`The daemon did not answer: ${error.rawMessage}`);
+  }
+  if (role !== Role.ADMIN && role !== Role.VIEWER) throw new Error("Sign in with an admin or viewer token; agent credentials cannot.");
+  const session: Session = { token: trimmed, name, role: role === Role.ADMIN ? "admin" : "viewer" };
+  sessionStorage.setItem(sessionKey, JSON.stringify(session));
+  return session;
+}
+
+/** A one-line description of a failed call, for the page. */
+export function describeError(err: unknown): string {
+  if (err instanceof DOMException && err.name === "AbortError") return "cancelled";
+  const error = ConnectError.from(err);
+  return error.code === Code.Unavailable ? `the daemon is unavailable (${error.rawMessage})` : error.rawMessage;
+}

@@ -1,0 +1,116 @@
+/** Time-series charts: uPlot, fed with the points of metrics.API/Query. */
+import uPlot from "uplot";
+import { h } from "./dom.js";
+import { formatBytes, formatNumber, formatPercent, formatRate } from "./format.js";
+
+export type Unit = "percent" | "bytes" | "bytes/s" | "number" | "seconds";
+
+/** One line: a label and its points (times in ms). */
+export interface Line {
+  label: string;
+  points: { t: number; v: number }[];
+}
+
+const palette = ["#2f7ef5", "#e8590c", "#2b8a3e", "#ae3ec9", "#f08c00", "#0c8599", "#c92a2a", "#5c940d", "#364fc7", "#862e9c", "#d6336c", "#495057"];
+
+/** Axis steps for bytes: 1, 2, 5, 10, … of B, KiB, MiB, … so that ticks read 8 GiB, not 9.3 GiB. */
+const binaryIncrements = [0, 1, 2, 3, 4, 5].flatMap((power) => [1, 2, 5, 10, 20, 50, 100, 200, 500].map((m) => m * 1024 ** power));
+
+export const formatValue: Record<Unit, (v: number) => string> = {
+  percent: (v) => formatPercent(v),
+  bytes: formatBytes,
+  "bytes/s": formatRate,
+  number: formatNumber,
+  seconds: (v) => `${formatNumber(v)} s`,
+};
+
+/** Lines on a shared time axis: every distinct time, each line null where it has no point. */
+export function align(lines: Line[]): uPlot.AlignedData {
+  const times = [...new Set(lines.flatMap((l) => l.points.map((p) => p.t)))].sort((a, b) => a - b);
+  const index = new Map(times.map((t, i) => [t, i]));
+  const columns = lines.map((line) => {
+    const column: (number | null)[] = new Array<number | null>(times.length).fill(null);
+    for (const p of line.points) column[index.get(p.t)!] = p.v;
+    return column;
+  });
+  return [times.map((t) => t / 1000), ...columns];
+}
+
+/**
+ * A titled chart that keeps its size with its container. `update` redraws with new lines; the
+ * element's data-points attribute says how many points are drawn (for people and tests alike).
+ */
+export class TimeChart {
+  readonly element: HTMLElement;
+  private readonly plotArea: HTMLElement;
+  private readonly empty: HTMLElement;
+  private plot: uPlot | undefined;
+  private labels = "";
+  private range: [number, number] = [0, 1];
+  private readonly resize: ResizeObserver;
+
+  constructor(
+    readonly title: string,
+    readonly unit: Unit,
+    private readonly height = 180,
+  ) {
+    this.plotArea = h("div", { class: "plot" });
+    this.empty = h("div", { class: "empty" }, "Waiting for data…");
+    this.element = h("section", { class: "chart", "data-title": title, "data-points": 0 }, h("h3", {}, title), this.plotArea, this.empty);
+    this.resize = new ResizeObserver(() => this.plot?.setSize(this.size()));
+    this.resize.observe(this.plotArea);
+  }
+
+  update(lines: Line[], startMs: number, endMs: number): void {
+    this.range = [startMs / 1000, endMs / 1000];
+    const shown = lines.filter((l) => l.points.length > 0);
+    const points = shown.reduce((n, l) => n + l.points.length, 0);
+    this.element.dataset.points = String(points);
+    this.empty.hidden = points > 0;
+    const labels = shown.map((l) => l.label).join("\u0000");
+    const data = align(shown);
+    if (this.plot && labels === this.labels) {
+      this.plot.setData(data);
+      return;
+    }
+    // A different set of lines: a new plot (uPlot's series are fixed at creation).
+    this.plot?.destroy();
+    this.labels = labels;
+    this.plot = new uPlot(this.options(shown), data, this.plotArea);
+  }
+
+  destroy(): void {
+    this.resize.disconnect();
+    this.plot?.destroy();
+  }
+
+  private size(): { width: number; height: number } {
+    return { width: Math.max(200, this.plotArea.clientWidth), height: this.height };
+  }
+
+  private options(lines: Line[]): uPlot.Options {
+    const format = formatValue[this.unit];
+    return {
+      ...this.size(),
+      cursor: { drag: { x: false, y: false } },
+      legend: { live: true },
+      scales: {
+        x: { time: true, range: () => this.range },
+        y: { range: (_u, min, max) => (this.unit === "percent" ? [0, Math.max(1, max)] : [Math.min(0, min), max > 0 ? max * 1.1 : 1]) },
+      },
+      axes: [{}, { size: 70, values: (_u, splits) => splits.map(format), ...(this.unit.startsWith("bytes") ? { incrs: binaryIncrements } : {}) }],
+      series: [
+        { value: (_u, v) => (v == null ? "–" : new Date(v * 1000).toLocaleTimeString(undefined, { hour12: false })) },
+        ...lines.map((line, i) => ({
+          label: line.label,
+          stroke: palette[i % palette.length]!,
+          width: 1.5,
+          spanGaps: true,
+          // uPlot shows the points themselves only where they are sparse, e.g. a new host's first minutes.
+          points: { size: 5 },
+          value: (_u: uPlot, v: number | null) => (v == null ? "–" : format(v)),
+        })),
+      ],
+    };
+  }
+}

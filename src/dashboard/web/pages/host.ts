@@ -1,0 +1,163 @@
+/** One host: its inventory and charts of CPU, load, memory, network, disk I/O and filesystems, updating live. */
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import type { Agent } from "../../../../gen/agent/agent_pb.js";
+import { Aggregation } from "../../../../gen/metrics/metrics_pb.js";
+import { TimeChart, type Line } from "../chart.js";
+import { h, replace } from "../dom.js";
+import { formatAgo, formatBytes, formatDuration, formatPercent } from "../format.js";
+import { every, rangePicker, statusLine, type Page } from "../page.js";
+import { ask, combine, cpuShares, rangeEndingNow, type Range } from "../queries.js";
+import { osText, statusNames } from "./inventory.js";
+
+export const hostPage: Page = (root, ctx) => {
+  const agentId = ctx.path[0] ?? "";
+  const facts = h("dl", { class: "facts" });
+  const title = h("h1", {}, "Host");
+  const problem = statusLine();
+  const charts = {
+    cpu: new TimeChart("CPU", "percent"),
+    load: new TimeChart("Load average", "number"),
+    memory: new TimeChart("Memory", "bytes"),
+    network: new TimeChart("Network", "bytes/s"),
+    diskIo: new TimeChart("Disk I/O", "bytes/s"),
+    filesystems: new TimeChart("Filesystems used", "percent"),
+  };
+  ctx.signal.addEventListener("abort", () => Object.values(charts).forEach((c) => c.destroy()), { once: true });
+  const filesystems = h("table", { class: "filesystems" });
+  let lastRefresh = 0;
+  const picker = rangePicker(ctx, () => {
+    lastRefresh = Date.now();
+    void refresh();
+  });
+  const runLink = ctx.session.role === "admin" ? h("a", { class: "button", href: `#/console?agent=${encodeURIComponent(agentId)}` }, "Run a diagnostic") : null;
+
+  replace(
+    root,
+    h("div", { class: "toolbar" }, title, picker.element, runLink),
+    problem.element,
+    facts,
+    h("div", { class: "charts" }, ...Object.values(charts).map((c) => c.element)),
+    h("h2", {}, "Filesystems"),
+    filesystems,
+  );
+
+  let busy = false;
+  const refresh = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      // The inventory changes too (status, last seen): re-read it with the charts.
+      const list = await ctx.api.agents.list({}, { signal: ctx.signal });
+      const agent = list.agents.find((a) => a.id === agentId) ?? list.agents.find((a) => a.host?.hostname === agentId);
+      if (!agent) {
+        replace(root, h("h1", {}, "Unknown host"), h("p", {}, `No agent has the id or hostname "${agentId}". `, h("a", { href: "#/" }, "Back to the fleet")));
+        return;
+      }
+      drawFacts(agent);
+      await drawCharts(agent.host?.hostname ?? "", rangeEndingNow(picker.current()));
+      problem.clear();
+    } catch (err) {
+      problem.show(err);
+    } finally {
+      busy = false;
+    }
+  };
+
+  const drawFacts = (a: Agent) => {
+    const host = a.host;
+    const status = statusNames[a.status];
+    title.replaceChildren(host?.hostname ?? a.id, " ", h("span", { class: `status status-${status}` }, status));
+    const now = Date.now();
+    const fact = (label: string, value: string) => [h("dt", {}, label), h("dd", {}, value || "–")];
+    replace(
+      facts,
+      fact("OS", osText(host)),
+      fact("Kernel", `${host?.kernel ?? ""} · ${host?.arch ?? ""}`),
+      fact("CPU", `${host?.cpuCount ?? "?"} × ${host?.cpuModel ?? ""}`),
+      fact("Memory", formatBytes(Number(host?.memoryBytes ?? 0n))),
+      fact("Uptime", host?.bootTime ? formatDuration(now - timestampMs(host.bootTime)) : ""),
+      fact("Last seen", a.lastSeen ? formatAgo(timestampMs(a.lastSeen), now) : "never"),
+      fact("Agent", `${a.agentVersion} · ${a.id}`),
+      fact("Labels", Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(" ")),
+    );
+  };
+
+  const drawCharts = async (hostname: string, range: Range) => {
+    const host = { host: hostname };
+    const q = (metric: string, aggregation: Aggregation, extra: { groupBy?: string[]; notEqual?: Record<string, string> } = {}) =>
+      ask(ctx.api, { metric, labels: host, aggregation, ...extra }, range, ctx.signal);
+    const one = (series: Awaited<ReturnType<typeof q>>) => series[0]?.points ?? [];
+    const [cpu, load1, load5, load15, memTotal, memAvailable, buffers, cached, swapTotal, swapFree, rx, tx, read, written, used, size] = await Promise.all([
+      q("node_cpu_all_seconds_total", Aggregation.RATE, { groupBy: ["mode"] }),
+      q("node_load1", Aggregation.AVG),
+      q("node_load5", Aggregation.AVG),
+      q("node_load15", Aggregation.AVG),
+      q("node_memory_total_bytes", Aggregation.AVG),
+      q("node_memory_available_bytes", Aggregation.AVG),
+      q("node_memory_buffers_bytes", Aggregation.AVG),
+      q("node_memory_cached_bytes", Aggregation.AVG),
+      q("node_memory_swap_total_bytes", Aggregation.AVG),
+      q("node_memory_swap_free_bytes", Aggregation.AVG),
+      q("node_network_receive_bytes_total", Aggregation.RATE, { groupBy: ["host"], notEqual: { device: "lo" } }),
+      q("node_network_transmit_bytes_total", Aggregation.RATE, { groupBy: ["host"], notEqual: { device: "lo" } }),
+      q("node_disk_read_bytes_total", Aggregation.RATE, { groupBy: ["host"] }),
+      q("node_disk_written_bytes_total", Aggregation.RATE, { groupBy: ["host"] }),
+      q("node_filesystem_used_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
+      q("node_filesystem_size_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
+    ]);
+    const { startMs, endMs } = range;
+
+    const { busy, byMode } = cpuShares(new Map(cpu.map((s) => [s.labels.mode ?? "", s.points])));
+    charts.cpu.update(
+      [{ label: "busy", points: busy }, ...["user", "system", "iowait", "steal"].map((mode) => ({ label: mode, points: byMode.get(mode) ?? [] }))],
+      startMs,
+      endMs,
+    );
+    charts.load.update([{ label: "1 min", points: one(load1) }, { label: "5 min", points: one(load5) }, { label: "15 min", points: one(load15) }], startMs, endMs);
+    charts.memory.update(
+      [
+        { label: "used", points: combine(one(memTotal), one(memAvailable), (t, a) => t - a) },
+        { label: "cache", points: combine(one(buffers), one(cached), (b, c) => b + c) },
+        { label: "swap used", points: combine(one(swapTotal), one(swapFree), (t, f) => t - f) },
+        { label: "total", points: one(memTotal) },
+      ],
+      startMs,
+      endMs,
+    );
+    charts.network.update([{ label: "received", points: one(rx) }, { label: "sent", points: one(tx) }], startMs, endMs);
+    charts.diskIo.update([{ label: "read", points: one(read) }, { label: "written", points: one(written) }], startMs, endMs);
+
+    const key = (labels: Record<string, string>) => labels.mountpoint ?? "";
+    const sizes = new Map(size.map((s) => [key(s.labels), s.points]));
+    const shares: Line[] = used
+      .map((s) => ({ label: key(s.labels), points: combine(s.points, sizes.get(key(s.labels)) ?? [], (u, t) => (t > 0 ? u / t : 0)) }))
+      .sort((a, b) => a.label.localeCompare(b.label));
+    charts.filesystems.update(shares, startMs, endMs);
+
+    const rows = used
+      .map((s) => {
+        const total = sizes.get(key(s.labels))?.at(-1)?.v ?? 0;
+        const now = s.points.at(-1)?.v ?? 0;
+        return { mountpoint: key(s.labels), fstype: s.labels.fstype ?? "", used: now, size: total };
+      })
+      .sort((a, b) => a.mountpoint.localeCompare(b.mountpoint));
+    replace(
+      filesystems,
+      h("thead", {}, h("tr", {}, ...["Mount point", "Type", "Size", "Used", "Free", "Used %"].map((c) => h("th", { scope: "col" }, c)))),
+      h(
+        "tbody",
+        {},
+        ...rows.map((r) =>
+          h("tr", {}, h("td", {}, r.mountpoint), h("td", {}, r.fstype), h("td", {}, formatBytes(r.size)), h("td", {}, formatBytes(r.used)), h("td", {}, formatBytes(r.size - r.used)), h("td", {}, r.size > 0 ? formatPercent(r.used / r.size) : "–")),
+        ),
+      ),
+    );
+  };
+
+  // Live: as often as the agents collect (5 s) on short ranges, once a step on long ones.
+  every(5_000, ctx.signal, async () => {
+    if (Date.now() - lastRefresh < rangeEndingNow(picker.current()).stepMs) return;
+    lastRefresh = Date.now();
+    await refresh();
+  });
+};

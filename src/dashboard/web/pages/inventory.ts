@@ -1,0 +1,132 @@
+/** The fleet: every agent with its status and, at a glance, CPU, memory, fullest disk and uptime. */
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Status, type Agent, type Host } from "../../../../gen/agent/agent_pb.js";
+import { h, replace } from "../dom.js";
+import { formatAgo, formatBytes, formatDuration, formatPercent } from "../format.js";
+import { every, statusLine, type Page } from "../page.js";
+import { fleetFigures, type HostFigures } from "../queries.js";
+
+export const statusNames: Record<Status, string> = {
+  [Status.UNSPECIFIED]: "unknown",
+  [Status.ONLINE]: "online",
+  [Status.STALE]: "stale",
+  [Status.OFFLINE]: "offline",
+};
+
+/** "Debian GNU/Linux 12". */
+export const osText = (host: Host | undefined) => [host?.os, host?.osVersion].filter(Boolean).join(" ") || "–";
+
+interface Row {
+  agent: Agent;
+  hostname: string;
+  status: string;
+  figures: HostFigures;
+  memory?: number;
+  uptimeMs?: number;
+  lastSeenMs?: number;
+}
+
+type Column = { key: string; label: string; value: (r: Row) => string | number | undefined; cell: (r: Row) => Node | string };
+
+/** A share as a bar with its figure; red from 90 %. */
+function meter(share: number | undefined, detail = ""): Node {
+  if (share === undefined) return h("span", { class: "muted" }, "–");
+  const bar = h("span", { class: "fill" });
+  bar.style.width = `${Math.min(100, Math.max(0, share * 100)).toFixed(1)}%`;
+  return h("span", { class: `meter${share >= 0.9 ? " high" : ""}`, title: detail }, h("span", { class: "bar" }, bar), h("span", {}, formatPercent(share)));
+}
+
+const columns: Column[] = [
+  { key: "hostname", label: "Host", value: (r) => r.hostname, cell: (r) => h("a", { href: `#/hosts/${encodeURIComponent(r.agent.id)}` }, r.hostname) },
+  { key: "status", label: "Status", value: (r) => r.status, cell: (r) => h("span", { class: `status status-${r.status}` }, r.status) },
+  { key: "os", label: "OS", value: (r) => osText(r.agent.host), cell: (r) => `${osText(r.agent.host)} · ${r.agent.host?.arch ?? ""}` },
+  { key: "uptime", label: "Uptime", value: (r) => r.uptimeMs, cell: (r) => (r.uptimeMs === undefined ? "–" : formatDuration(r.uptimeMs)) },
+  { key: "cpu", label: "CPU", value: (r) => r.figures.cpu, cell: (r) => meter(r.figures.cpu, `${r.agent.host?.cpuCount ?? "?"} × ${r.agent.host?.cpuModel ?? ""}`) },
+  { key: "memory", label: "Memory", value: (r) => r.memory, cell: (r) => meter(r.memory, formatBytes(r.figures.memoryTotal ?? Number(r.agent.host?.memoryBytes ?? 0n))) },
+  { key: "disk", label: "Fullest disk", value: (r) => r.figures.disk?.used, cell: (r) => (r.figures.disk ? h("span", {}, meter(r.figures.disk.used), " ", h("span", { class: "muted" }, r.figures.disk.mountpoint)) : "–") },
+  { key: "seen", label: "Last seen", value: (r) => r.lastSeenMs, cell: (r) => (r.lastSeenMs === undefined ? "never" : formatAgo(r.lastSeenMs)) },
+];
+
+export const inventoryPage: Page = (root, ctx) => {
+  const filter = h("input", { type: "search", placeholder: "Filter by host, OS or label (role=db)", "aria-label": "filter", value: ctx.params.get("q") ?? "" });
+  const statusSelect = h(
+    "select",
+    { "aria-label": "status" },
+    h("option", { value: "" }, "any status"),
+    ...["online", "stale", "offline"].map((s) => h("option", { value: s, selected: ctx.params.get("status") === s }, s)),
+  );
+  const table = h("table", { class: "inventory" });
+  const summary = h("p", { class: "summary" });
+  const problem = statusLine();
+  let sort = { key: ctx.params.get("sort") ?? "hostname", descending: ctx.params.get("desc") === "1" };
+  let rows: Row[] = [];
+
+  const draw = () => {
+    const text = filter.value.trim().toLowerCase();
+    const wanted = statusSelect.value;
+    const shown = rows.filter((r) => {
+      if (wanted && r.status !== wanted) return false;
+      if (!text) return true;
+      const labels = Object.entries(r.agent.labels).map(([k, v]) => `${k}=${v}`);
+      return [r.hostname, r.agent.host?.os, r.agent.host?.osVersion, r.agent.host?.kernel, ...labels].some((f) => f?.toLowerCase().includes(text));
+    });
+    const column = columns.find((c) => c.key === sort.key) ?? columns[0]!;
+    shown.sort((a, b) => {
+      const x = column.value(a);
+      const y = column.value(b);
+      if (x === undefined || y === undefined) return x === y ? 0 : x === undefined ? 1 : -1; // unknowns last
+      const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+      return sort.descending ? -order : order;
+    });
+    const head = h(
+      "tr",
+      {},
+      ...columns.map((c) =>
+        h("th", { scope: "col", "aria-sort": c.key === sort.key ? (sort.descending ? "descending" : "ascending") : false },
+          h("button", {
+            type: "button",
+            onclick: () => {
+              sort = { key: c.key, descending: c.key === sort.key ? !sort.descending : false };
+              ctx.setParam("sort", sort.key);
+              ctx.setParam("desc", sort.descending ? "1" : "0");
+              draw();
+            },
+          }, c.label),
+        ),
+      ),
+    );
+    const body = shown.map((r) => h("tr", { "data-agent": r.agent.id, "data-status": r.status }, ...columns.map((c) => h("td", { "data-column": c.key }, c.cell(r)))));
+    replace(table, h("thead", {}, head), h("tbody", {}, ...body));
+    const counts = ["online", "stale", "offline"].map((s) => `${rows.filter((r) => r.status === s).length} ${s}`);
+    summary.textContent = rows.length === 0 ? "No agents yet: start one with `specta agent --server … --enroll-token …`." : `${rows.length} agents: ${counts.join(", ")}${shown.length < rows.length ? ` (${shown.length} shown)` : ""}`;
+  };
+  filter.addEventListener("input", () => (ctx.setParam("q", filter.value), draw()));
+  statusSelect.addEventListener("change", () => (ctx.setParam("status", statusSelect.value), draw()));
+
+  replace(root, h("div", { class: "toolbar" }, h("h1", {}, "Fleet"), filter, statusSelect), summary, problem.element, table);
+
+  every(10_000, ctx.signal, async () => {
+    try {
+      const [list, figures] = await Promise.all([ctx.api.agents.list({}, { signal: ctx.signal }), fleetFigures(ctx.api, ctx.signal)]);
+      const now = Date.now();
+      rows = list.agents.map((agent) => {
+        const hostname = agent.host?.hostname ?? agent.id;
+        const f = figures.get(hostname) ?? {};
+        const total = f.memoryTotal ?? Number(agent.host?.memoryBytes ?? 0n);
+        return {
+          agent,
+          hostname,
+          status: statusNames[agent.status] ?? "unknown",
+          figures: f,
+          memory: f.memoryAvailable !== undefined && total > 0 ? 1 - f.memoryAvailable / total : undefined,
+          uptimeMs: agent.host?.bootTime ? now - timestampMs(agent.host.bootTime) : undefined,
+          lastSeenMs: agent.lastSeen ? timestampMs(agent.lastSeen) : undefined,
+        };
+      });
+      problem.clear();
+      draw();
+    } catch (err) {
+      problem.show(err);
+    }
+  });
+};

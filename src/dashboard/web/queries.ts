@@ -1,0 +1,135 @@
+/** The dashboard's questions to metrics.API/Query, and the host metrics' arithmetic. */
+import { durationFromMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { Aggregation, MatchOperator, type SeriesPoints } from "../../../gen/metrics/metrics_pb.js";
+import type { Api } from "./api.js";
+import type { Line } from "./chart.js";
+
+export interface Range {
+  startMs: number;
+  endMs: number;
+  stepMs: number;
+}
+
+/** The ranges people pick from, by name. */
+export const ranges: Record<string, number> = {
+  "15m": 15 * 60_000,
+  "1h": 3_600_000,
+  "6h": 6 * 3_600_000,
+  "24h": 24 * 3_600_000,
+  "7d": 7 * 24 * 3_600_000,
+};
+
+/** About 240 points per line, and never a step shorter than the agents' 5 s collection interval. */
+export function rangeEndingNow(name: string, now = Date.now()): Range {
+  const spanMs = ranges[name] ?? ranges["1h"]!;
+  const stepMs = Math.max(5_000, Math.ceil(spanMs / 240 / 5_000) * 5_000);
+  const endMs = Math.ceil(now / stepMs) * stepMs;
+  return { startMs: endMs - spanMs, endMs, stepMs };
+}
+
+export interface Ask {
+  metric: string;
+  labels?: Record<string, string>;
+  /** Label matchers other than equality, e.g. device != "lo". */
+  notEqual?: Record<string, string>;
+  aggregation: Aggregation;
+  groupBy?: string[];
+  quantile?: number;
+}
+
+/** One Query; points come back as {t, v} with times in ms. */
+export async function ask(api: Api, question: Ask, range: Range, signal?: AbortSignal): Promise<{ labels: Record<string, string>; points: Line["points"] }[]> {
+  const matchers = [
+    ...Object.entries(question.labels ?? {}).map(([label, value]) => ({ label, value, operator: MatchOperator.EQUAL })),
+    ...Object.entries(question.notEqual ?? {}).map(([label, value]) => ({ label, value, operator: MatchOperator.NOT_EQUAL })),
+  ];
+  const response = await api.metrics.query(
+    {
+      metric: question.metric,
+      matchers,
+      aggregation: question.aggregation,
+      groupBy: question.groupBy ?? [],
+      quantile: question.quantile ?? 0,
+      start: timestampFromMs(range.startMs),
+      end: timestampFromMs(range.endMs),
+      step: durationFromMs(range.stepMs),
+    },
+    { signal },
+  );
+  return response.series.map(toPoints);
+}
+
+function toPoints(series: SeriesPoints): { labels: Record<string, string>; points: Line["points"] } {
+  return { labels: series.labels, points: series.points.map((p) => ({ t: p.time ? timestampMs(p.time) : 0, v: p.value })) };
+}
+
+/**
+ * CPU busy share per time from the per-mode rates of node_cpu_all_seconds_total: everything but
+ * idle and iowait, over all modes. `modes` maps a mode to its points.
+ */
+export function cpuShares(modes: Map<string, Line["points"]>): { busy: Line["points"]; byMode: Map<string, Line["points"]> } {
+  const totals = new Map<number, number>();
+  for (const points of modes.values()) for (const p of points) totals.set(p.t, (totals.get(p.t) ?? 0) + p.v);
+  const share = (points: Line["points"]) => points.flatMap((p) => (totals.get(p.t) ? [{ t: p.t, v: p.v / totals.get(p.t)! }] : []));
+  const byMode = new Map([...modes].map(([mode, points]) => [mode, share(points)]));
+  const idle = new Map<number, number>();
+  for (const mode of ["idle", "iowait"]) for (const p of byMode.get(mode) ?? []) idle.set(p.t, (idle.get(p.t) ?? 0) + p.v);
+  const busy = [...totals.keys()].sort((a, b) => a - b).map((t) => ({ t, v: Math.max(0, 1 - (idle.get(t) ?? 0)) }));
+  return { busy, byMode };
+}
+
+/** Combines two lines point by point (same times only). */
+export function combine(a: Line["points"], b: Line["points"], f: (x: number, y: number) => number): Line["points"] {
+  const other = new Map(b.map((p) => [p.t, p.v]));
+  return a.flatMap((p) => (other.has(p.t) ? [{ t: p.t, v: f(p.v, other.get(p.t)!) }] : []));
+}
+
+/** The fleet at a glance, one query per figure for every host at once (grouped by host). */
+export interface HostFigures {
+  cpu?: number;
+  memoryAvailable?: number;
+  memoryTotal?: number;
+  /** The fullest filesystem: its mount point and used share. */
+  disk?: { mountpoint: string; used: number };
+}
+
+export async function fleetFigures(api: Api, signal?: AbortSignal, now = Date.now()): Promise<Map<string, HostFigures>> {
+  // Long enough for two CPU samples (5 s apart) and one disk sample (every 60 s).
+  const recent: Range = { startMs: now - 120_000, endMs: now, stepMs: 120_000 };
+  const disks: Range = { startMs: now - 300_000, endMs: now, stepMs: 300_000 };
+  const [cpu, available, total, used, size] = await Promise.all([
+    ask(api, { metric: "node_cpu_all_seconds_total", aggregation: Aggregation.RATE, groupBy: ["host", "mode"] }, recent, signal),
+    ask(api, { metric: "node_memory_available_bytes", aggregation: Aggregation.LAST, groupBy: ["host"] }, recent, signal),
+    ask(api, { metric: "node_memory_total_bytes", aggregation: Aggregation.LAST, groupBy: ["host"] }, recent, signal),
+    ask(api, { metric: "node_filesystem_used_bytes", aggregation: Aggregation.LAST, groupBy: ["host", "mountpoint"] }, disks, signal),
+    ask(api, { metric: "node_filesystem_size_bytes", aggregation: Aggregation.LAST, groupBy: ["host", "mountpoint"] }, disks, signal),
+  ]);
+  const figures = new Map<string, HostFigures>();
+  const of = (host: string | undefined) => {
+    const key = host ?? "";
+    let f = figures.get(key);
+    if (!f) figures.set(key, (f = {}));
+    return f;
+  };
+  const latest = (points: Line["points"]) => points.at(-1)?.v;
+
+  const modesByHost = new Map<string, Map<string, Line["points"]>>();
+  for (const s of cpu) {
+    const host = s.labels.host ?? "";
+    if (!modesByHost.has(host)) modesByHost.set(host, new Map());
+    modesByHost.get(host)!.set(s.labels.mode ?? "", s.points);
+  }
+  for (const [host, modes] of modesByHost) of(host).cpu = latest(cpuShares(modes).busy);
+  for (const s of available) of(s.labels.host).memoryAvailable = latest(s.points);
+  for (const s of total) of(s.labels.host).memoryTotal = latest(s.points);
+  const sizes = new Map(size.map((s) => [`${s.labels.host}\u0000${s.labels.mountpoint}`, latest(s.points)]));
+  for (const s of used) {
+    const total = sizes.get(`${s.labels.host}\u0000${s.labels.mountpoint}`);
+    const value = latest(s.points);
+    if (!total || value === undefined) continue;
+    const figure = of(s.labels.host);
+    const share = value / total;
+    if (!figure.disk || share > figure.disk.used) figure.disk = { mountpoint: s.labels.mountpoint ?? "", used: share };
+  }
+  return figures;
+}
