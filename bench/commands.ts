@@ -81,11 +81,16 @@ async function main(): Promise<void> {
     const sentAt = Date.now();
     const { commands } = await admin.submit({ target: { case: "agent", value: agent.agentId }, diagnostic });
     const id = commands[0]!.commandId;
-    const watch = admin.watch({ commandId: id });
+    // Watching from before the delivery, so that the end of the command is seen as it happens.
+    const watched = (async () => {
+      for await (const change of admin.watch({ commandId: id })) if (change.command?.state === State.SUCCEEDED) return;
+      throw new Error(`the watch of ${id} ended before the command succeeded`);
+    })();
+    watched.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
     const { at } = await agent.nextCommand(id, 10_000);
     delivery.push(at - sentAt);
     await agent.commands.report({ commandId: id, state: State.SUCCEEDED, output: { text: "ok" } }, { headers: { authorization: `Bearer ${agent.credential}` } });
-    for await (const change of watch) if (change.command?.state === State.SUCCEEDED) break;
+    await watched;
     roundTrip.push(performance.now() - sent);
   }
   for (const agent of agents) agent.close();

@@ -1,15 +1,8 @@
 import type { Kysely } from "kysely";
 import { Gauge, type Registry } from "prom-client";
-import { Status } from "../../gen/agent/agent_pb.js";
 import type { Database } from "../storage/schema.js";
 import { statusAt, type AgentLiveness } from "./liveness.js";
-
-const statusNames: Record<Status, string> = {
-  [Status.UNSPECIFIED]: "unspecified",
-  [Status.ONLINE]: "online",
-  [Status.STALE]: "stale",
-  [Status.OFFLINE]: "offline",
-};
+import { statusNames } from "./status.js";
 
 /**
  * `specta_agents{status}`: the inventory's agents by status, counted when /metrics is scraped.

@@ -5,6 +5,7 @@ import { sql, type Kysely, type Selectable } from "kysely";
 import { AgentSchema, API as AgentAPI, HostSchema, type Agent, type RegisterRequest } from "../../gen/agent/agent_pb.js";
 import { principalKey } from "../server/auth.js";
 import { storageStep } from "../storage/errors.js";
+import { isUuid } from "../storage/ids.js";
 import type { AgentsTable, Database } from "../storage/schema.js";
 import { TokenStore } from "../tokens/tokens.js";
 import { statusAt, type AgentLiveness } from "./liveness.js";
@@ -30,7 +31,6 @@ const maxBigint = 2n ** 63n - 1n;
 const maxInteger = 2 ** 31 - 1;
 /** 9999-12-31T23:59:59.999Z */
 const latestTime = 253_402_300_799_999;
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The inventory columns Register writes, validated. */
 interface Inventory {
@@ -94,10 +94,10 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
 
     async deregister(req) {
       const agentId = req.agentId.trim();
-      if (!uuidPattern.test(agentId)) throw new ConnectError(`agent id "${req.agentId}" is not a UUID`, Code.InvalidArgument);
+      if (!isUuid(agentId)) throw new ConnectError(`agent id "${req.agentId}" is not a UUID`, Code.InvalidArgument);
       // Credentials first: a failure after this leaves an agent that a retry deregisters, never a
       // deregistered agent whose credential still works.
-      await storageStep("revoking the agent's credentials", () => tokens.revoke({ agentId }));
+      await storageStep("revoking the agent's credentials", () => tokens.revokeAgent(agentId));
       const row = await storageStep("deregistering the agent", () =>
         db
           .updateTable("agents")

@@ -1,8 +1,9 @@
 import { toJson } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
-import { API as AgentAPI, ListResponseSchema, Status, type ListResponse } from "../../gen/agent/agent_pb.js";
+import { API as AgentAPI, ListResponseSchema, type ListResponse } from "../../gen/agent/agent_pb.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
+import { statusNames } from "../agents/status.js";
 import { collect, formatTable } from "./util.js";
 
 interface AgentsFlags extends ClientFlags {
@@ -37,13 +38,6 @@ export function parseLabels(texts: string[]): Record<string, string> {
   }
   return labels;
 }
-
-const statusNames: Record<Status, string> = {
-  [Status.UNSPECIFIED]: "unknown",
-  [Status.ONLINE]: "online",
-  [Status.STALE]: "stale",
-  [Status.OFFLINE]: "offline",
-};
 
 /** Bytes in binary units with one decimal: 16.0 GiB. */
 export function formatBytes(bytes: bigint): string {

@@ -26,7 +26,7 @@ export function tokenCommand(program: Command): void {
       .option("--json", "print the CreateResponse as JSON"),
   ).action((flags: JsonFlags & { role: string; name: string }) =>
     runClient(flags, async (connection) => {
-      const role = { admin: Role.ADMIN, viewer: Role.VIEWER }[flags.role];
+      const role = new Map([["admin", Role.ADMIN], ["viewer", Role.VIEWER]]).get(flags.role);
       if (role === undefined) throw new ClientError(`--role must be admin or viewer, not "${flags.role}"`);
       const response = await daemonClient(TokensAPI, connection).create({ role, name: flags.name });
       if (flags.json) {

@@ -19,15 +19,7 @@ import { createTestDatabase, testServers, type TestDatabase } from "../../test/s
 import type { DaemonOptions } from "../server/daemon.js";
 import type { Database } from "../storage/schema.js";
 import { TokenStore } from "../tokens/tokens.js";
-
-async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {
-  try {
-    await call;
-    return "ok";
-  } catch (err) {
-    return ConnectError.from(err).code;
-  }
-}
+import { codeOf } from "../../test/support/rpc.js";
 
 const ping = (host = "127.0.0.1", count = 1): Diagnostic => create(DiagnosticSchema, { kind: { case: "ping", value: { host, count } } });
 const diskUsage = (path: string): Diagnostic => create(DiagnosticSchema, { kind: { case: "diskUsage", value: { path, top: 5 } } });

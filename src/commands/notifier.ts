@@ -1,5 +1,6 @@
 import pg from "pg";
 import type { Logger } from "../log.js";
+import { uuidSource as uuid } from "../storage/ids.js";
 
 /** The one PostgreSQL channel of the command queue. */
 export const commandsChannel = "specta_commands";
@@ -16,7 +17,6 @@ export type CommandNote =
   /** The LISTEN connection was (re-)established: notifications may have been missed. */
   | { kind: "resync" };
 
-const uuid = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
 const agentPayload = new RegExp(`^(${uuid})$`);
 const commandPayload = new RegExp(`^command:(${uuid})$`);
 const streamPayload = new RegExp(`^stream:(${uuid}):(${uuid})$`);

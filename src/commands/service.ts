@@ -16,6 +16,7 @@ import {
 } from "../../gen/commands/commands_pb.js";
 import { callerOf } from "../server/auth.js";
 import { storageStep, toConnectError } from "../storage/errors.js";
+import { isUuid } from "../storage/ids.js";
 import type { CommandState, CommandsTable, Database } from "../storage/schema.js";
 import { presenceStaleMs, type CommandHub } from "./hub.js";
 import { commandsChannel } from "./notifier.js";
@@ -30,7 +31,6 @@ export interface CommandsDeps {
 
 type CommandRow = Selectable<CommandsTable>;
 
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Commands taken from the queue per statement on a stream. */
 const takeLimit = 100;
 
@@ -74,7 +74,7 @@ export function toCommand(row: CommandRow): Command {
 
 function checkCommandId(id: string): string {
   const trimmed = id.trim();
-  if (!uuidPattern.test(trimmed)) throw new ConnectError(`command id ${JSON.stringify(id.slice(0, 100))} is not a UUID`, Code.InvalidArgument);
+  if (!isUuid(trimmed)) throw new ConnectError(`command id ${JSON.stringify(id.slice(0, 100))} is not a UUID`, Code.InvalidArgument);
   return trimmed.toLowerCase();
 }
 
@@ -230,7 +230,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
         if (name === "") throw new ConnectError("target agent is empty: give an agent id or a hostname", Code.InvalidArgument);
         const rows = await storageStep("finding the agent", () => {
           let q = db.selectFrom("agents").select("id").where("deregistered", "is", null);
-          q = uuidPattern.test(name) ? q.where("id", "=", name.toLowerCase()) : q.where("hostname", "=", name);
+          q = isUuid(name) ? q.where("id", "=", name.toLowerCase()) : q.where("hostname", "=", name);
           return q.execute();
         });
         if (rows.length === 0) throw new ConnectError(`no agent ${JSON.stringify(name.slice(0, 255))} in the inventory`, Code.NotFound);

@@ -218,8 +218,12 @@ describe("the dashboard's files", () => {
     expect(script.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
     expect((await script.text()).length).toBeGreaterThan(10_000);
     const etag = script.headers.get("etag")!;
-    const again = await fetch(daemon.url + "/dashboard/app.js", { headers: { "if-none-match": etag } });
+    const again = await fetch(daemon.url + "/dashboard/app.js", { headers: { "accept-encoding": "gzip", "if-none-match": etag } });
     expect(again.status).toBe(304);
+    // The uncompressed body is another representation, with its own ETag.
+    const plain = await fetch(daemon.url + "/dashboard/app.js", { headers: { "accept-encoding": "identity", "if-none-match": etag } });
+    expect(plain.status).toBe(200);
+    expect(plain.headers.get("etag")).not.toBe(etag);
     const css = await fetch(daemon.url + "/dashboard/style.css", { method: "HEAD" });
     expect(css.status).toBe(200);
     expect(css.headers.get("content-type")).toBe("text/css; charset=utf-8");

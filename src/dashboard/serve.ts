@@ -27,6 +27,7 @@ interface StaticFile {
   body: Buffer;
   gzipped: Buffer;
   type: string;
+  /** Of the content; the gzipped body's ends in "-gz" (a strong ETag names one exact body). */
   etag: string;
 }
 
@@ -49,7 +50,7 @@ export function dashboard(dir = dashboardDir): { built: boolean; handle(req: Nod
   if (built) {
     for (const [path, { file, type }] of Object.entries(served)) {
       const body = readFileSync(join(dir, file));
-      files.set(path, { body, gzipped: gzipSync(body), type, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 22)}"` });
+      files.set(path, { body, gzipped: gzipSync(body), type, etag: createHash("sha256").update(body).digest("base64url").slice(0, 22) });
     }
   }
   return {
@@ -63,9 +64,11 @@ export function dashboard(dir = dashboardDir): { built: boolean; handle(req: Nod
         res.end(text);
         return true;
       }
+      const gzip = /\bgzip\b/.test(String(req.headers["accept-encoding"] ?? ""));
+      const etag = gzip ? `"${file.etag}-gz"` : `"${file.etag}"`;
       const headers: Record<string, string | number> = {
         "content-type": file.type,
-        etag: file.etag,
+        etag,
         "cache-control": "no-cache",
         vary: "accept-encoding",
         "x-content-type-options": "nosniff",
@@ -75,12 +78,11 @@ export function dashboard(dir = dashboardDir): { built: boolean; handle(req: Nod
         headers["content-security-policy"] = contentSecurityPolicy;
         headers["x-frame-options"] = "DENY";
       }
-      if (req.headers["if-none-match"] === file.etag) {
+      if (req.headers["if-none-match"] === etag) {
         res.writeHead(304, headers);
         res.end();
         return true;
       }
-      const gzip = /\bgzip\b/.test(String(req.headers["accept-encoding"] ?? ""));
       const body = gzip ? file.gzipped : file.body;
       if (gzip) headers["content-encoding"] = "gzip";
       headers["content-length"] = body.length;

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { Code, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +11,7 @@ import { createTestDatabase, testServers, type TestDatabase } from "../../test/s
 import { createLogger } from "../log.js";
 import { startEmbeddedPostgres, stopEmbeddedPostgres } from "../storage/embedded.js";
 import { pushLimits } from "./push.js";
+import { codeOf } from "../../test/support/rpc.js";
 
 const bearer = (token: string): Interceptor => (next) => (req) => {
   req.header.set("authorization", `Bearer ${token}`);
@@ -24,15 +25,6 @@ function metricsClient(daemon: TestDaemon, token = readFileSync(join(daemon.data
 const now = Date.now();
 const gauge = (labels: Record<string, string>, times: number[], metric = "test_temperature_celsius"): Series =>
   create(SeriesSchema, { metric, labels, kind: Kind.GAUGE, times, values: times.map((_, i) => 20 + i) });
-
-async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {
-  try {
-    await call;
-    return "ok";
-  } catch (err) {
-    return ConnectError.from(err).code;
-  }
-}
 
 describe.each(testServers())("metrics.API/Push on $name PostgreSQL", (server) => {
   let database: TestDatabase;

@@ -4,6 +4,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { API as TokensAPI, Role, TokenSchema, type Token } from "../../gen/tokens/tokens_pb.js";
 import { callerOf } from "../server/auth.js";
 import { storageStep } from "../storage/errors.js";
+import { isUuid } from "../storage/ids.js";
 import type { TokenRole } from "../storage/schema.js";
 import type { TokenInfo, TokenStore } from "./tokens.js";
 
@@ -13,8 +14,6 @@ export interface TokensDeps {
 
 /** Limits of a token's name, as documented on tokens.CreateRequest. */
 export const maxTokenNameLength = 100;
-
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const roleOf: Record<TokenRole, Role> = { admin: Role.ADMIN, viewer: Role.VIEWER, agent: Role.AGENT };
 
@@ -28,11 +27,8 @@ export function tokensService({ tokens }: TokensDeps): ServiceImpl<typeof Tokens
       if (name.length === 0 || name.length > maxTokenNameLength || /\p{Cc}/u.test(name)) {
         throw new ConnectError(`name must be 1 to ${maxTokenNameLength} printable characters`, Code.InvalidArgument);
       }
-      const created = await storageStep("creating the token", async () => {
-        const { id, token } = await tokens.create(role, name);
-        return { info: await tokens.get(id), token };
-      });
-      return { info: created.info && toToken(created.info), token: created.token };
+      const created = await storageStep("creating the token", () => tokens.create(role, name));
+      return { info: toToken(created.info), token: created.token };
     },
 
     async list(req) {
@@ -41,7 +37,7 @@ export function tokensService({ tokens }: TokensDeps): ServiceImpl<typeof Tokens
     },
 
     async revoke(req) {
-      if (!uuidPattern.test(req.id)) throw new ConnectError(`id "${req.id.slice(0, 64)}" is not a token id (a UUID, see tokens.API/List)`, Code.InvalidArgument);
+      if (!isUuid(req.id)) throw new ConnectError(`id "${req.id.slice(0, 64)}" is not a token id (a UUID, see tokens.API/List)`, Code.InvalidArgument);
       const outcome = await storageStep("revoking the token", () => tokens.revokeOne(req.id));
       if ("revoked" in outcome) return { token: toToken(outcome.revoked) };
       switch (outcome.refused) {
@@ -59,7 +55,8 @@ export function tokensService({ tokens }: TokensDeps): ServiceImpl<typeof Tokens
     async whoami(_req, ctx) {
       const caller = callerOf(ctx);
       const info = await storageStep("reading the token", () => tokens.get(caller.tokenId));
-      if (!info) throw new ConnectError("the credential is unknown or revoked", Code.Unauthenticated);
+      // Another daemon may have revoked it within this daemon's credential cache time.
+      if (!info || info.revoked) throw new ConnectError("the credential is unknown or revoked", Code.Unauthenticated);
       return { token: toToken(info) };
     },
   };

@@ -3,7 +3,7 @@
  * a child process) against a real daemon, and the roles enforced by the API itself.
  */
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,16 +14,10 @@ import { API as TokensAPI, Role } from "../../gen/tokens/tokens_pb.js";
 import { requireBuild, runSpecta, startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
 import { bearer, FakeAgent } from "../../test/support/fake-agent.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
-import { hashToken } from "./tokens.js";
-
-async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {
-  try {
-    await call;
-    return "ok";
-  } catch (err) {
-    return ConnectError.from(err).code;
-  }
-}
+import { Kysely, PostgresDialect } from "kysely";
+import type { Database } from "../storage/schema.js";
+import { hashToken, TokenStore } from "./tokens.js";
+import { codeOf } from "../../test/support/rpc.js";
 
 beforeAll(() => requireBuild());
 
@@ -130,5 +124,21 @@ describe.each(testServers())("tokens on $name PostgreSQL", (server) => {
     expect(last.code).toBe(1);
     expect(last.stderr).toBe("specta: failed_precondition: this is the last valid admin token: create another admin token before revoking it\n");
     expect(await codeOf(admin.whoami({}))).toBe("ok");
+  });
+
+  it("leaves one admin token when two daemons revoke every admin token at once", async () => {
+    const stores = [0, 1].map(() => new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 4 }) }) }));
+    try {
+      const [a, b] = stores.map((db) => new TokenStore(db)) as [TokenStore, TokenStore];
+      for (const name of ["ops-1", "ops-2", "ops-3"]) await a.create("admin", name);
+      const admins = (await a.list()).filter((t) => t.role === "admin");
+      expect(admins.length).toBeGreaterThanOrEqual(4);
+      const outcomes = await Promise.all(admins.map((t, i) => (i % 2 === 0 ? a : b).revokeOne(t.id)));
+      expect(outcomes.filter((o) => "revoked" in o)).toHaveLength(admins.length - 1);
+      expect(outcomes.filter((o) => "refused" in o)).toEqual([{ refused: "last-admin" }]);
+      expect((await a.list()).filter((t) => t.role === "admin")).toHaveLength(1);
+    } finally {
+      await Promise.all(stores.map((db) => db.destroy()));
+    }
   });
 });

@@ -46,14 +46,15 @@ export class TokenStore {
 
   constructor(private readonly db: Kysely<Database>) {}
 
-  async create(role: TokenRole, name: string, agentId: string | null = null): Promise<{ id: string; token: string }> {
+  /** A new credential: its secret (never stored) and its description. */
+  async create(role: TokenRole, name: string, agentId: string | null = null): Promise<{ id: string; token: string; info: TokenInfo }> {
     const token = newToken();
-    const { id } = await this.db
+    const row = await this.db
       .insertInto("tokens")
       .values({ name, role, hash: hashToken(token), agent_id: agentId })
-      .returning("id")
+      .returning(tokenColumns)
       .executeTakeFirstOrThrow();
-    return { id, token };
+    return { id: row.id, token, info: toInfo(row) };
   }
 
   /** The principal for a token, or undefined when it is unknown or revoked. */
@@ -93,7 +94,8 @@ export class TokenStore {
    */
   async revokeOne(id: string): Promise<{ revoked: TokenInfo } | { refused: "unknown" | "agent" | "last-admin" | "already-revoked" }> {
     const outcome = await this.db.transaction().execute(async (trx) => {
-      const admins = await trx.selectFrom("tokens").select("id").where("role", "=", "admin").where("revoked", "is", null).forUpdate().execute();
+      // Always in id order, so that concurrent revocations cannot deadlock.
+      const admins = await trx.selectFrom("tokens").select("id").where("role", "=", "admin").where("revoked", "is", null).orderBy("id").forUpdate().execute();
       const row = await trx.selectFrom("tokens").select(tokenColumns).where("id", "=", id).forUpdate().executeTakeFirst();
       if (!row) return { refused: "unknown" as const };
       if (row.role === "agent") return { refused: "agent" as const };
@@ -106,11 +108,9 @@ export class TokenStore {
     return outcome;
   }
 
-  /** Revokes by token id (or every credential of an agent); returns how many were revoked. */
-  async revoke(where: { id: string } | { agentId: string }): Promise<number> {
-    let query = this.db.updateTable("tokens").set({ revoked: new Date() }).where("revoked", "is", null);
-    query = "id" in where ? query.where("id", "=", where.id) : query.where("agent_id", "=", where.agentId);
-    const result = await query.executeTakeFirst();
+  /** Revokes every credential of an agent; returns how many were revoked. */
+  async revokeAgent(agentId: string): Promise<number> {
+    const result = await this.db.updateTable("tokens").set({ revoked: new Date() }).where("revoked", "is", null).where("agent_id", "=", agentId).executeTakeFirst();
     this.cache.clear(); // this daemon stops trusting it at once; others within tokenCacheMs
     return Number(result.numUpdatedRows);
   }

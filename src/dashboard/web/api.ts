@@ -40,13 +40,18 @@ export function clearSession(): void {
 
 /** Clients that send `token`; `onRefused` hears when the daemon no longer accepts it. */
 export function createApi(token: string, onRefused: (message: string) => void = () => undefined): Api {
+  // Calls run in parallel: several may be refused at once, the page hears of it once.
+  let refused = false;
   const auth: Interceptor = (next) => async (req) => {
     req.header.set("authorization", `Bearer ${token}`);
     try {
       return await next(req);
     } catch (err) {
       const error = ConnectError.from(err);
-      if (error.code === Code.Unauthenticated) onRefused(error.rawMessage);
+      if (error.code === Code.Unauthenticated && !refused) {
+        refused = true;
+        onRefused(error.rawMessage);
+      }
       throw err;
     }
   };
@@ -72,7 +77,7 @@ export async function signIn(token: string): Promise<Session> {
   } catch (err) {
     const error = ConnectError.from(err);
     if (error.code === Code.Unauthenticated) throw new Error("This token is unknown or revoked.");
-    throw new Error(`The daemon did not answer: ${error.rawMessage}`);
+    throw new Error(`Cannot sign in: ${describeError(err)}`);
   }
   if (role !== Role.ADMIN && role !== Role.VIEWER) throw new Error("Sign in with an admin or viewer token; agent credentials cannot.");
   const session: Session = { token: trimmed, name, role: role === Role.ADMIN ? "admin" : "viewer" };
@@ -80,9 +85,16 @@ export async function signIn(token: string): Promise<Session> {
   return session;
 }
 
+/** Whether a call failed only because the page cancelled it (it was left). */
+export function isCancel(err: unknown): boolean {
+  return (err instanceof DOMException && err.name === "AbortError") || ConnectError.from(err).code === Code.Canceled;
+}
+
 /** A one-line description of a failed call, for the page. */
 export function describeError(err: unknown): string {
-  if (err instanceof DOMException && err.name === "AbortError") return "cancelled";
   const error = ConnectError.from(err);
-  return error.code === Code.Unavailable ? `the daemon is unavailable (${error.rawMessage})` : error.rawMessage;
+  // fetch() itself failed: nothing answered (connect-web reports it as Unknown).
+  if (error.code === Code.Unknown && error.cause instanceof TypeError) return `cannot reach the daemon at ${location.origin}: is it running?`;
+  if (error.code === Code.Unavailable) return `the daemon is unavailable: ${error.rawMessage}`;
+  return error.rawMessage;
 }

@@ -20,7 +20,14 @@ const routes: Record<string, { page: Page; nav: string }> = {
 /** "#/hosts/abc?range=1h" → name "hosts", path ["abc"], params range=1h. */
 function parseRoute(): { name: string; path: string[]; params: URLSearchParams } {
   const [route = "", query = ""] = location.hash.replace(/^#\/?/, "").split("?");
-  const [name = "", ...path] = route.split("/").filter(Boolean).map(decodeURIComponent);
+  const decode = (part: string) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      return part; // a malformed %-escape: taken as it is
+    }
+  };
+  const [name = "", ...path] = route.split("/").filter(Boolean).map(decode);
   return { name, path, params: new URLSearchParams(query) };
 }
 

@@ -1,6 +1,6 @@
 /** What every page gets, and the helpers they share. */
 import type { Api, Session } from "./api.js";
-import { describeError } from "./api.js";
+import { describeError, isCancel } from "./api.js";
 import { h } from "./dom.js";
 import { ranges } from "./queries.js";
 
@@ -25,6 +25,8 @@ export function every(ms: number, signal: AbortSignal, work: () => Promise<void>
   const run = async () => {
     try {
       await work();
+    } catch (err) {
+      if (!isCancel(err)) console.error(err);
     } finally {
       if (!signal.aborted) timer = setTimeout(run, ms);
     }
@@ -33,13 +35,36 @@ export function every(ms: number, signal: AbortSignal, work: () => Promise<void>
   void run();
 }
 
+/**
+ * Wraps a page's refresh so that runs never overlap, and a call during a run (a new range
+ * picked, say) is not lost: it runs once more right after.
+ */
+export function serially(work: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  let again = false;
+  const run = async (): Promise<void> => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        await work();
+      } while (again);
+    })().finally(() => (running = undefined));
+    return running;
+  };
+  return run;
+}
+
 /** A line that says what went wrong with the last refresh, or nothing when it went right. */
 export function statusLine(): { element: HTMLElement; show(err: unknown): void; clear(): void } {
   const element = h("p", { class: "error", role: "alert", hidden: true });
   return {
     element,
     show(err) {
-      if (err instanceof DOMException && err.name === "AbortError") return;
+      if (isCancel(err)) return;
       element.textContent = describeError(err);
       element.hidden = false;
     },

@@ -30,18 +30,27 @@ export function rangeEndingNow(name: string, now = Date.now()): Range {
 export interface Ask {
   metric: string;
   labels?: Record<string, string>;
-  /** Label matchers other than equality, e.g. device != "lo". */
-  notEqual?: Record<string, string>;
+  /** Labels that must not match these regular expressions, e.g. device !~ "lo|veth.*". */
+  notMatching?: Record<string, string>;
   aggregation: Aggregation;
   groupBy?: string[];
   quantile?: number;
+  /** Keep a rate's step that is still filling: right for ratios of rates, such as CPU shares. */
+  keepPartial?: boolean;
 }
 
-/** One Query; points come back as {t, v} with times in ms. */
+/** Interfaces that carry no traffic of their own: loopback and container plumbing (counted on the real NIC too). */
+export const virtualInterfaces = "lo|veth.*|docker.*|br-.*|virbr.*|cni.*|flannel.*|cali.*|vxlan.*";
+
+/**
+ * One Query; points come back as {t, v} with times in ms. A rate or increase over the step that
+ * is still filling would read low (its increase is divided by the whole step): that point is
+ * left out.
+ */
 export async function ask(api: Api, question: Ask, range: Range, signal?: AbortSignal): Promise<{ labels: Record<string, string>; points: Line["points"] }[]> {
   const matchers = [
     ...Object.entries(question.labels ?? {}).map(([label, value]) => ({ label, value, operator: MatchOperator.EQUAL })),
-    ...Object.entries(question.notEqual ?? {}).map(([label, value]) => ({ label, value, operator: MatchOperator.NOT_EQUAL })),
+    ...Object.entries(question.notMatching ?? {}).map(([label, value]) => ({ label, value, operator: MatchOperator.NOT_REGEX })),
   ];
   const response = await api.metrics.query(
     {
@@ -56,7 +65,9 @@ export async function ask(api: Api, question: Ask, range: Range, signal?: AbortS
     },
     { signal },
   );
-  return response.series.map(toPoints);
+  const perStep = !question.keepPartial && (question.aggregation === Aggregation.RATE || question.aggregation === Aggregation.INCREASE);
+  const now = Date.now();
+  return response.series.map(toPoints).map((s) => (perStep ? { ...s, points: s.points.filter((p) => p.t + range.stepMs <= now) } : s));
 }
 
 function toPoints(series: SeriesPoints): { labels: Record<string, string>; points: Line["points"] } {
@@ -74,8 +85,17 @@ export function cpuShares(modes: Map<string, Line["points"]>): { busy: Line["poi
   const byMode = new Map([...modes].map(([mode, points]) => [mode, share(points)]));
   const idle = new Map<number, number>();
   for (const mode of ["idle", "iowait"]) for (const p of byMode.get(mode) ?? []) idle.set(p.t, (idle.get(p.t) ?? 0) + p.v);
-  const busy = [...totals.keys()].sort((a, b) => a - b).map((t) => ({ t, v: Math.max(0, 1 - (idle.get(t) ?? 0)) }));
+  const busy = [...totals]
+    .filter(([, total]) => total > 0)
+    .map(([t]) => t)
+    .sort((a, b) => a - b)
+    .map((t) => ({ t, v: Math.max(0, 1 - (idle.get(t) ?? 0)) }));
   return { busy, byMode };
+}
+
+/** A filesystem's used share as df shows it: blocks reserved for root count as neither used nor available. */
+export function diskShare(used: number, available: number): number {
+  return used + available > 0 ? used / (used + available) : 0;
 }
 
 /** Combines two lines point by point (same times only). */
@@ -97,12 +117,12 @@ export async function fleetFigures(api: Api, signal?: AbortSignal, now = Date.no
   // Long enough for two CPU samples (5 s apart) and one disk sample (every 60 s).
   const recent: Range = { startMs: now - 120_000, endMs: now, stepMs: 120_000 };
   const disks: Range = { startMs: now - 300_000, endMs: now, stepMs: 300_000 };
-  const [cpu, available, total, used, size] = await Promise.all([
-    ask(api, { metric: "node_cpu_all_seconds_total", aggregation: Aggregation.RATE, groupBy: ["host", "mode"] }, recent, signal),
+  const [cpu, available, total, used, avail] = await Promise.all([
+    ask(api, { metric: "node_cpu_all_seconds_total", aggregation: Aggregation.RATE, groupBy: ["host", "mode"], keepPartial: true }, recent, signal),
     ask(api, { metric: "node_memory_available_bytes", aggregation: Aggregation.LAST, groupBy: ["host"] }, recent, signal),
     ask(api, { metric: "node_memory_total_bytes", aggregation: Aggregation.LAST, groupBy: ["host"] }, recent, signal),
     ask(api, { metric: "node_filesystem_used_bytes", aggregation: Aggregation.LAST, groupBy: ["host", "mountpoint"] }, disks, signal),
-    ask(api, { metric: "node_filesystem_size_bytes", aggregation: Aggregation.LAST, groupBy: ["host", "mountpoint"] }, disks, signal),
+    ask(api, { metric: "node_filesystem_avail_bytes", aggregation: Aggregation.LAST, groupBy: ["host", "mountpoint"] }, disks, signal),
   ]);
   const figures = new Map<string, HostFigures>();
   const of = (host: string | undefined) => {
@@ -122,13 +142,13 @@ export async function fleetFigures(api: Api, signal?: AbortSignal, now = Date.no
   for (const [host, modes] of modesByHost) of(host).cpu = latest(cpuShares(modes).busy);
   for (const s of available) of(s.labels.host).memoryAvailable = latest(s.points);
   for (const s of total) of(s.labels.host).memoryTotal = latest(s.points);
-  const sizes = new Map(size.map((s) => [`${s.labels.host}\u0000${s.labels.mountpoint}`, latest(s.points)]));
+  const free = new Map(avail.map((s) => [`${s.labels.host}\u0000${s.labels.mountpoint}`, latest(s.points)]));
   for (const s of used) {
-    const total = sizes.get(`${s.labels.host}\u0000${s.labels.mountpoint}`);
+    const available = free.get(`${s.labels.host}\u0000${s.labels.mountpoint}`);
     const value = latest(s.points);
-    if (!total || value === undefined) continue;
+    if (available === undefined || value === undefined || value + available === 0) continue;
     const figure = of(s.labels.host);
-    const share = value / total;
+    const share = diskShare(value, available);
     if (!figure.disk || share > figure.disk.used) figure.disk = { mountpoint: s.labels.mountpoint ?? "", used: share };
   }
   return figures;

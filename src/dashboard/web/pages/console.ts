@@ -5,11 +5,11 @@
 import { durationFromMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Severity, State, type Command, type DiagnosticSchema } from "../../../../gen/commands/commands_pb.js";
-import { describeError } from "../api.js";
+import { describeError, isCancel } from "../api.js";
 import { h, replace } from "../dom.js";
 import { formatTime } from "../format.js";
 import type { Page } from "../page.js";
-import { statusNames } from "./inventory.js";
+import { statusNames } from "../../../agents/status.js";
 
 type Values = Record<string, string | boolean>;
 type DiagnosticInit = MessageInitShape<typeof DiagnosticSchema>;
@@ -89,6 +89,13 @@ const diagnostics: Record<string, { label: string; fields: Field[]; kind(v: Valu
 };
 
 const ended = new Set([State.SUCCEEDED, State.FAILED, State.TIMED_OUT, State.EXPIRED, State.CANCELLED]);
+
+/**
+ * Watch streams open at once. Over plain HTTP the browser allows six connections to the daemon
+ * and each stream holds one, so the rest of the commands are followed by polling Get.
+ */
+const maxWatches = 3;
+const pollMs = 2_000;
 const stateName = (s: State) => State[s].toLowerCase();
 
 export const consolePage: Page = (root, ctx) => {
@@ -140,6 +147,7 @@ export const consolePage: Page = (root, ctx) => {
   });
 
   const hostnames = new Map<string, string>();
+  let watches = 0;
   const submit = async (agentId: string, label: string, diagnostic: DiagnosticInit, timeoutMs: number) => {
     message.hidden = true;
     run.disabled = true;
@@ -183,13 +191,33 @@ export const consolePage: Page = (root, ctx) => {
       }
       if (ended.has(command.state)) drawOutput(body, command);
     };
+    let last: Command | undefined;
+    const update = (command: Command | undefined) => {
+      if (!command) return;
+      last = command;
+      show(command);
+    };
+    const done = () => last !== undefined && ended.has(last.state);
     try {
-      for await (const change of ctx.api.commands.watch({ commandId }, { signal: ctx.signal })) {
-        if (change.command) show(change.command);
-        if (change.command && ended.has(change.command.state)) break;
+      if (watches < maxWatches) {
+        watches++;
+        try {
+          for await (const change of ctx.api.commands.watch({ commandId }, { signal: ctx.signal })) {
+            update(change.command);
+            if (done()) break;
+          }
+        } finally {
+          watches--;
+        }
+      }
+      // Polling: too many streams open, or the stream ended (a daemon restart, a proxy) before the command did.
+      while (!done()) {
+        await new Promise((resolve) => setTimeout(resolve, pollMs));
+        if (ctx.signal.aborted) return;
+        update((await ctx.api.commands.get({ commandId }, { signal: ctx.signal })).command);
       }
     } catch (err) {
-      if (!ctx.signal.aborted) body.append(h("p", { class: "error" }, `Lost the command's updates: ${describeError(err)}`));
+      if (!isCancel(err)) body.append(h("p", { class: "error" }, `Lost the command's updates: ${describeError(err)}`));
     }
   };
 

@@ -5,9 +5,10 @@ import { Aggregation } from "../../../../gen/metrics/metrics_pb.js";
 import { TimeChart, type Line } from "../chart.js";
 import { h, replace } from "../dom.js";
 import { formatAgo, formatBytes, formatDuration, formatPercent } from "../format.js";
-import { every, rangePicker, statusLine, type Page } from "../page.js";
-import { ask, combine, cpuShares, rangeEndingNow, type Range } from "../queries.js";
-import { osText, statusNames } from "./inventory.js";
+import { every, rangePicker, serially, statusLine, type Page } from "../page.js";
+import { ask, combine, cpuShares, diskShare, rangeEndingNow, virtualInterfaces, type Ask, type Range } from "../queries.js";
+import { statusNames } from "../../../agents/status.js";
+import { osText } from "./inventory.js";
 
 export const hostPage: Page = (root, ctx) => {
   const agentId = ctx.path[0] ?? "";
@@ -25,6 +26,7 @@ export const hostPage: Page = (root, ctx) => {
   ctx.signal.addEventListener("abort", () => Object.values(charts).forEach((c) => c.destroy()), { once: true });
   const filesystems = h("table", { class: "filesystems" });
   let lastRefresh = 0;
+  let unknown = false;
   const picker = rangePicker(ctx, () => {
     lastRefresh = Date.now();
     void refresh();
@@ -41,15 +43,14 @@ export const hostPage: Page = (root, ctx) => {
     filesystems,
   );
 
-  let busy = false;
-  const refresh = async () => {
-    if (busy) return;
-    busy = true;
+  const refresh = serially(async () => {
+    if (unknown) return;
     try {
       // The inventory changes too (status, last seen): re-read it with the charts.
       const list = await ctx.api.agents.list({}, { signal: ctx.signal });
       const agent = list.agents.find((a) => a.id === agentId) ?? list.agents.find((a) => a.host?.hostname === agentId);
       if (!agent) {
+        unknown = true;
         replace(root, h("h1", {}, "Unknown host"), h("p", {}, `No agent has the id or hostname "${agentId}". `, h("a", { href: "#/" }, "Back to the fleet")));
         return;
       }
@@ -58,10 +59,8 @@ export const hostPage: Page = (root, ctx) => {
       problem.clear();
     } catch (err) {
       problem.show(err);
-    } finally {
-      busy = false;
     }
-  };
+  });
 
   const drawFacts = (a: Agent) => {
     const host = a.host;
@@ -84,11 +83,11 @@ export const hostPage: Page = (root, ctx) => {
 
   const drawCharts = async (hostname: string, range: Range) => {
     const host = { host: hostname };
-    const q = (metric: string, aggregation: Aggregation, extra: { groupBy?: string[]; notEqual?: Record<string, string> } = {}) =>
+    const q = (metric: string, aggregation: Aggregation, extra: Pick<Ask, "groupBy" | "notMatching" | "keepPartial"> = {}) =>
       ask(ctx.api, { metric, labels: host, aggregation, ...extra }, range, ctx.signal);
     const one = (series: Awaited<ReturnType<typeof q>>) => series[0]?.points ?? [];
-    const [cpu, load1, load5, load15, memTotal, memAvailable, buffers, cached, swapTotal, swapFree, rx, tx, read, written, used, size] = await Promise.all([
-      q("node_cpu_all_seconds_total", Aggregation.RATE, { groupBy: ["mode"] }),
+    const [cpu, load1, load5, load15, memTotal, memAvailable, buffers, cached, swapTotal, swapFree, rx, tx, read, written, used, avail, size] = await Promise.all([
+      q("node_cpu_all_seconds_total", Aggregation.RATE, { groupBy: ["mode"], keepPartial: true }),
       q("node_load1", Aggregation.AVG),
       q("node_load5", Aggregation.AVG),
       q("node_load15", Aggregation.AVG),
@@ -98,11 +97,12 @@ export const hostPage: Page = (root, ctx) => {
       q("node_memory_cached_bytes", Aggregation.AVG),
       q("node_memory_swap_total_bytes", Aggregation.AVG),
       q("node_memory_swap_free_bytes", Aggregation.AVG),
-      q("node_network_receive_bytes_total", Aggregation.RATE, { groupBy: ["host"], notEqual: { device: "lo" } }),
-      q("node_network_transmit_bytes_total", Aggregation.RATE, { groupBy: ["host"], notEqual: { device: "lo" } }),
+      q("node_network_receive_bytes_total", Aggregation.RATE, { groupBy: ["host"], notMatching: { device: virtualInterfaces } }),
+      q("node_network_transmit_bytes_total", Aggregation.RATE, { groupBy: ["host"], notMatching: { device: virtualInterfaces } }),
       q("node_disk_read_bytes_total", Aggregation.RATE, { groupBy: ["host"] }),
       q("node_disk_written_bytes_total", Aggregation.RATE, { groupBy: ["host"] }),
       q("node_filesystem_used_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
+      q("node_filesystem_avail_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
       q("node_filesystem_size_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
     ]);
     const { startMs, endMs } = range;
@@ -128,27 +128,28 @@ export const hostPage: Page = (root, ctx) => {
     charts.diskIo.update([{ label: "read", points: one(read) }, { label: "written", points: one(written) }], startMs, endMs);
 
     const key = (labels: Record<string, string>) => labels.mountpoint ?? "";
-    const sizes = new Map(size.map((s) => [key(s.labels), s.points]));
+    const availBy = new Map(avail.map((s) => [key(s.labels), s.points]));
+    const sizeBy = new Map(size.map((s) => [key(s.labels), s.points]));
     const shares: Line[] = used
-      .map((s) => ({ label: key(s.labels), points: combine(s.points, sizes.get(key(s.labels)) ?? [], (u, t) => (t > 0 ? u / t : 0)) }))
+      .map((s) => ({ label: key(s.labels), points: combine(s.points, availBy.get(key(s.labels)) ?? [], diskShare) }))
       .sort((a, b) => a.label.localeCompare(b.label));
     charts.filesystems.update(shares, startMs, endMs);
 
     const rows = used
       .map((s) => {
-        const total = sizes.get(key(s.labels))?.at(-1)?.v ?? 0;
-        const now = s.points.at(-1)?.v ?? 0;
-        return { mountpoint: key(s.labels), fstype: s.labels.fstype ?? "", used: now, size: total };
+        const mountpoint = key(s.labels);
+        const last = (points: Line["points"] | undefined) => points?.at(-1)?.v ?? 0;
+        return { mountpoint, fstype: s.labels.fstype ?? "", used: last(s.points), avail: last(availBy.get(mountpoint)), size: last(sizeBy.get(mountpoint)) };
       })
       .sort((a, b) => a.mountpoint.localeCompare(b.mountpoint));
     replace(
       filesystems,
-      h("thead", {}, h("tr", {}, ...["Mount point", "Type", "Size", "Used", "Free", "Used %"].map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, ...["Mount point", "Type", "Size", "Used", "Available", "Use %"].map((c) => h("th", { scope: "col" }, c)))),
       h(
         "tbody",
         {},
         ...rows.map((r) =>
-          h("tr", {}, h("td", {}, r.mountpoint), h("td", {}, r.fstype), h("td", {}, formatBytes(r.size)), h("td", {}, formatBytes(r.used)), h("td", {}, formatBytes(r.size - r.used)), h("td", {}, r.size > 0 ? formatPercent(r.used / r.size) : "–")),
+          h("tr", {}, h("td", {}, r.mountpoint), h("td", {}, r.fstype), h("td", {}, formatBytes(r.size)), h("td", {}, formatBytes(r.used)), h("td", {}, formatBytes(r.avail)), h("td", {}, formatPercent(diskShare(r.used, r.avail)))),
         ),
       ),
     );

@@ -5,7 +5,7 @@
 import { Aggregation, Kind, type MetricInfo } from "../../../../gen/metrics/metrics_pb.js";
 import { TimeChart, formatValue, type Line, type Unit } from "../chart.js";
 import { h, replace } from "../dom.js";
-import { every, rangePicker, statusLine, type Page } from "../page.js";
+import { every, rangePicker, serially, statusLine, type Page } from "../page.js";
 import { ask, rangeEndingNow, type Ask } from "../queries.js";
 
 interface Instrument {
@@ -50,7 +50,6 @@ export function instrumentsOf(metrics: MetricInfo[]): Instrument[] {
 
 const labelText = (labels: Record<string, string>) =>
   Object.entries(labels)
-    .filter(([k]) => k !== "env")
     .map(([k, v]) => `${k}=${v}`)
     .join(", ") || "all";
 
@@ -116,10 +115,7 @@ export const instrumentsPage: Page = (root, ctx) => {
     latest.textContent = [latestValues.slice(0, maxLines).join(" · "), lines.length > maxLines ? `(${lines.length - maxLines} more lines not drawn)` : ""].filter(Boolean).join(" ");
   };
 
-  let busy = false;
-  const refresh = async () => {
-    if (busy) return;
-    busy = true;
+  const refresh = serially(async () => {
     try {
       const { metrics } = await ctx.api.metrics.list({}, { signal: ctx.signal });
       const instruments = instrumentsOf(metrics);
@@ -132,9 +128,7 @@ export const instrumentsPage: Page = (root, ctx) => {
       problem.clear();
     } catch (err) {
       problem.show(err);
-    } finally {
-      busy = false;
     }
-  };
+  });
   every(15_000, ctx.signal, refresh);
 };

@@ -1,17 +1,11 @@
 /** The fleet: every agent with its status and, at a glance, CPU, memory, fullest disk and uptime. */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { Status, type Agent, type Host } from "../../../../gen/agent/agent_pb.js";
+import type { Agent, Host } from "../../../../gen/agent/agent_pb.js";
+import { statusNames } from "../../../agents/status.js";
 import { h, replace } from "../dom.js";
 import { formatAgo, formatBytes, formatDuration, formatPercent } from "../format.js";
 import { every, statusLine, type Page } from "../page.js";
 import { fleetFigures, type HostFigures } from "../queries.js";
-
-export const statusNames: Record<Status, string> = {
-  [Status.UNSPECIFIED]: "unknown",
-  [Status.ONLINE]: "online",
-  [Status.STALE]: "stale",
-  [Status.OFFLINE]: "offline",
-};
 
 /** "Debian GNU/Linux 12". */
 export const osText = (host: Host | undefined) => [host?.os, host?.osVersion].filter(Boolean).join(" ") || "–";
