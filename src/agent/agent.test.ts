@@ -6,7 +6,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
-import { Aggregation, API as MetricsAPI, Kind, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
+import { Aggregation, API as MetricsAPI, Kind, MatchOperator, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { spawnSpecta, startTestDaemon, tempDir, type TestDaemon } from "../../test/support/daemon.js";
 import { readEnrollToken } from "../agents/enroll-token.js";
@@ -72,6 +72,27 @@ describe("the host agent with a real daemon", () => {
     const push = asAgent.push({ series: [create(SeriesSchema, { metric: "x", kind: Kind.GAUGE, times: [Date.now()], values: [1] })] });
     await expect(push).rejects.toSatisfy((err) => ConnectError.from(err).code === Code.Unauthenticated);
     await expect(startAgent({ server: daemon.url, protocol: "grpc", stateDir: dir, labels: {}, log })).rejects.toThrow(/refused this agent's credential/);
+  });
+
+  it("runs as `specta agent` from its bundle: enrols, pushes, stops on SIGTERM; refuses bad flags with exit code 2", async () => {
+    const dir = stateDir();
+    const agent = spawnSpecta(["agent", "--server", daemon.url, "--enroll-token", readEnrollToken(daemon.dataDir)!, "--state-dir", dir, "--hostname", "bundled", "--label", "via=cli"]);
+    try {
+      await agent.waitForLog((l) => l.message === "agent running", 30_000);
+      const metrics = createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] }));
+      await expect
+        .poll(async () => (await metrics.query({ metric: "node_memory_available_bytes", matchers: [{ label: "host", value: "bundled", operator: MatchOperator.EQUAL }], aggregation: Aggregation.LAST })).series.length, { timeout: 15_000, interval: 250 })
+        .toBe(1);
+      const { agents } = await createClient(AgentAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] })).list({ labels: { via: "cli" } });
+      expect(agents.map((a) => a.host?.hostname)).toEqual(["bundled"]);
+      agent.child.kill("SIGTERM");
+      expect(await agent.exited).toEqual({ code: 0, signal: null });
+    } finally {
+      await agent.cleanup();
+    }
+    const bad = spawnSpecta(["agent", "--server", daemon.url, "--protocol", "carrier-pigeon", "--state-dir", dir]);
+    expect((await bad.exited).code).toBe(2);
+    expect(bad.stderr()).toContain('--protocol must be grpc or connect, got "carrier-pigeon"');
   });
 });
 
