@@ -37,9 +37,11 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-function rssBytes(pid: number): number {
-  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+/** A field of /proc/<pid>/status in bytes: VmRSS, RssAnon (the process's own memory) or RssFile (mapped files: the node binary's pages, shared with every node process). */
+function statusBytes(pid: number, field: "VmRSS" | "RssAnon" | "RssFile"): number {
+  return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
 }
+const rssBytes = (pid: number) => statusBytes(pid, "VmRSS");
 
 async function main(): Promise<void> {
   const dataDir = join(dir, "data");
@@ -61,6 +63,8 @@ async function main(): Promise<void> {
   clearInterval(timer);
   const cpuUsed = cpuSeconds(pid) - cpuBefore;
   const rss = rssBytes(pid);
+  const anon = statusBytes(pid, "RssAnon");
+  const file = statusBytes(pid, "RssFile");
   // Then the processes it starts, over a window as long as the slowest frequent collector's
   // interval (15 s) twice.
   const straceSeconds = 30;
@@ -77,7 +81,7 @@ async function main(): Promise<void> {
   console.log(`machine: ${cpus()[0]?.model} x${cpus().length}, Node ${process.versions.node}`);
   console.log(`agent at default intervals${nodeArgs.length ? ` with node ${nodeArgs.join(" ")}` : ""}, ${seconds} s after a 10 s warm-up (pushing to a daemon on this host):`);
   console.log(`  CPU: ${((cpuUsed / seconds) * 100).toFixed(2)} % of one core (${cpuUsed.toFixed(2)} s CPU)`);
-  console.log(`  RSS: ${(rss / 2 ** 20).toFixed(1)} MiB at the end, ${(peakRss / 2 ** 20).toFixed(1)} MiB peak`);
+  console.log(`  RSS: ${(rss / 2 ** 20).toFixed(1)} MiB at the end (${(anon / 2 ** 20).toFixed(1)} MiB its own, ${(file / 2 ** 20).toFixed(1)} MiB mapped files: the node binary, shared), ${(peakRss / 2 ** 20).toFixed(1)} MiB peak`);
   console.log(`  processes spawned: ${execs === undefined ? "not counted (install strace)" : `${execs} in ${straceSeconds} s (counted with strace, after the CPU window)`}`);
 }
 
