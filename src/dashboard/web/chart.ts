@@ -24,6 +24,12 @@ export const formatValue: Record<Unit, (v: number) => string> = {
   seconds: (v) => `${formatNumber(v)} s`,
 };
 
+/** The last non-null value of a column. */
+function latest(column: uPlot.AlignedData[number] | undefined): number | null {
+  for (let i = (column?.length ?? 0) - 1; i >= 0; i--) if (column![i] != null) return column![i] as number;
+  return null;
+}
+
 /** Lines on a shared time axis: every distinct time, each line null where it has no point. */
 export function align(lines: Line[]): uPlot.AlignedData {
   const times = [...new Set(lines.flatMap((l) => l.points.map((p) => p.t)))].sort((a, b) => a - b);
@@ -71,12 +77,14 @@ export class TimeChart {
     const data = align(shown);
     if (this.plot && labels === this.labels) {
       this.plot.setData(data);
-      return;
+    } else {
+      // A different set of lines: a new plot (uPlot's series are fixed at creation).
+      this.plot?.destroy();
+      this.labels = labels;
+      this.plot = new uPlot(this.options(shown), data, this.plotArea);
     }
-    // A different set of lines: a new plot (uPlot's series are fixed at creation).
-    this.plot?.destroy();
-    this.labels = labels;
-    this.plot = new uPlot(this.options(shown), data, this.plotArea);
+    // The legend's latest values, unless the cursor is on a point.
+    if (this.plot.cursor.idx == null) this.plot.setLegend({ idxs: data.map(() => null) });
   }
 
   destroy(): void {
@@ -100,7 +108,8 @@ export class TimeChart {
       },
       axes: [{}, { size: 70, values: (_u, splits) => splits.map(format), ...(this.unit.startsWith("bytes") ? { incrs: binaryIncrements } : {}) }],
       series: [
-        { value: (_u, v) => (v == null ? "–" : new Date(v * 1000).toLocaleTimeString(undefined, { hour12: false })) },
+        // Without the cursor on the chart, the legend shows each line's latest value.
+        { value: (_u, v, _s, idx) => (idx == null ? "latest" : v == null ? "–" : new Date(v * 1000).toLocaleTimeString(undefined, { hour12: false })) },
         ...lines.map((line, i) => ({
           label: line.label,
           stroke: palette[i % palette.length]!,
@@ -108,7 +117,10 @@ export class TimeChart {
           spanGaps: true,
           // uPlot shows the points themselves only where they are sparse, e.g. a new host's first minutes.
           points: { size: 5 },
-          value: (_u: uPlot, v: number | null) => (v == null ? "–" : format(v)),
+          value: (u: uPlot, v: number | null, seriesIdx: number, idx: number | null) => {
+            const shown = idx == null ? latest(u.data[seriesIdx]) : v;
+            return shown == null ? "–" : format(shown);
+          },
         })),
       ],
     };
