@@ -6,30 +6,15 @@
  * Settings (environment): BENCH_SECONDS (default 60) measured after a 10 s warm-up;
  * BENCH_AGENT_NODE_ARGS, node flags for the agent process.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
+import { listeningUrl, startSpecta, stopSpecta } from "./specta-process.js";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 60);
 const dir = mkdtempSync(join(tmpdir(), "specta-bench-agent-"));
 chmodSync(dir, 0o711);
-const children: ChildProcess[] = [];
-
-/** Starts `specta ...args` and resolves with the process and the first log line matching `ready`. */
-function start(args: string[], ready: RegExp, nodeArgs: string[] = []): Promise<{ child: ChildProcess; line: string }> {
-  const child = spawn(process.execPath, [...nodeArgs, "bin/specta.js", ...args], { stdio: ["ignore", "pipe", "inherit"] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const line = out.split("\n").find((l) => ready.test(l));
-      if (line) resolve({ child, line });
-    });
-    child.once("exit", (code) => reject(new Error(`specta ${args[0]} exited with ${code}: ${out.slice(-500)}`)));
-  });
-}
 
 /** utime + stime of a process, in seconds (USER_HZ = 100). */
 function cpuSeconds(pid: number): number {
@@ -45,12 +30,12 @@ const rssBytes = (pid: number) => statusBytes(pid, "VmRSS");
 
 async function main(): Promise<void> {
   const dataDir = join(dir, "data");
-  const daemon = await start(["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir], /"daemon listening"/);
-  const server = (JSON.parse(daemon.line) as { url: string }).url;
+  const daemon = await startSpecta(["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir], /"daemon listening"/);
+  const server = listeningUrl(daemon.line);
   const enroll = readFileSync(join(dataDir, "enroll.token"), "utf8").trim();
   // BENCH_AGENT_NODE_ARGS: node flags for the agent process, e.g. "--max-semi-space-size=1".
   const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);
-  const agent = await start(["agent", "--server", server, "--enroll-token", enroll, "--state-dir", join(dir, "agent")], /"agent running"/, nodeArgs);
+  const agent = await startSpecta(["agent", "--server", server, "--enroll-token", enroll, "--state-dir", join(dir, "agent")], /"agent running"/, nodeArgs);
   const pid = agent.child.pid!;
 
   await new Promise((r) => setTimeout(r, 10_000));
@@ -91,9 +76,6 @@ main()
     process.exitCode = 1;
   })
   .finally(async () => {
-    for (const child of children.reverse()) {
-      child.kill("SIGTERM");
-      await new Promise((r) => child.once("exit", r));
-    }
+    await stopSpecta();
     rmSync(dir, { recursive: true, force: true });
   });

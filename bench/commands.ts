@@ -7,7 +7,6 @@
  * Settings (environment): BENCH_AGENTS (default 100) streaming agents, BENCH_COMMANDS (200),
  * BENCH_DATABASE_URL (default: daemon A's embedded PostgreSQL, which B reaches over its socket).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, totalmem, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +15,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { API as CommandsAPI, DiagnosticSchema, State } from "../gen/commands/commands_pb.js";
 import { bearer, enrolAgent, FakeAgent } from "../test/support/fake-agent.js";
+import { listeningUrl, startSpecta, stopSpecta } from "./specta-process.js";
 
 const agentCount = Number(process.env.BENCH_AGENTS ?? 100);
 const commandCount = Number(process.env.BENCH_COMMANDS ?? 200);
@@ -23,28 +23,13 @@ const externalUrl = process.env.BENCH_DATABASE_URL;
 
 const dir = mkdtempSync(join(tmpdir(), "specta-bench-cmd-"));
 chmodSync(dir, 0o711);
-const children: ChildProcess[] = [];
 
 /** Starts a daemon with its own data directory; resolves with its URL once it listens. */
-function startDaemon(name: string, databaseUrl: string | undefined): Promise<{ url: string; dataDir: string }> {
+async function startDaemon(name: string, databaseUrl: string | undefined): Promise<{ url: string; dataDir: string }> {
   const dataDir = join(dir, name);
-  const args = ["bin/specta.js", "daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info"];
-  const child = spawn(process.execPath, [...args, ...(databaseUrl ? ["--database-url", databaseUrl] : [])], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /"url":"([^"]+)".*"daemon listening"/.exec(out);
-      if (!match) return;
-      child.stdout.removeAllListeners("data");
-      child.stdout.resume(); // later log lines are not needed
-      resolve({ url: match[1]!, dataDir });
-    });
-    child.once("exit", (code) => reject(new Error(`daemon ${name} exited with ${code}: ${out.slice(-500)}`)));
-  });
+  const args = ["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info", ...(databaseUrl ? ["--database-url", databaseUrl] : [])];
+  const { line } = await startSpecta(args, /"daemon listening"/);
+  return { url: listeningUrl(line), dataDir };
 }
 
 const percentile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
@@ -104,12 +89,8 @@ async function main(): Promise<void> {
 }
 
 async function stopAll(): Promise<void> {
-  // B first: A owns the embedded PostgreSQL that B uses.
-  for (const child of [...children].reverse()) {
-    if (child.exitCode !== null) continue;
-    child.kill("SIGTERM");
-    await new Promise((resolve) => child.once("exit", resolve));
-  }
+  // B first (the last started): A owns the embedded PostgreSQL that B uses.
+  await stopSpecta();
   rmSync(dir, { recursive: true, force: true });
 }
 

@@ -8,7 +8,6 @@
  * daemon's embedded PostgreSQL in a temporary data directory), BENCH_PROFILE_DIR (write a CPU
  * profile of the daemon there), BENCH_DAEMON_NODE_ARGS (node flags for the daemon).
  */
-import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, totalmem, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,6 +16,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { API as MetricsAPI, Kind, PushRequestSchema, SeriesSchema } from "../gen/metrics/metrics_pb.js";
+import { listeningUrl, startSpecta, stopSpecta } from "./specta-process.js";
 
 const agents = Number(process.env.BENCH_AGENTS ?? 8);
 const seriesPerAgent = Number(process.env.BENCH_SERIES ?? 1000);
@@ -28,27 +28,17 @@ const dataDir = mkdtempSync(join(tmpdir(), "specta-bench-"));
 chmodSync(dataDir, 0o711);
 
 async function main(): Promise<void> {
-  const daemon = spawn(
-    process.execPath,
+  const { child: daemon, line } = await startSpecta(
+    ["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info", ...(externalUrl ? ["--database-url", externalUrl] : [])],
+    /"daemon listening"/,
     [
       // BENCH_PROFILE_DIR=dir writes a CPU profile of the daemon there (open it in Chrome DevTools).
       ...(process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []),
       // BENCH_DAEMON_NODE_ARGS: node flags for the daemon, e.g. "--max-semi-space-size=32".
       ...(process.env.BENCH_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean),
-      "bin/specta.js", "daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info", ...(externalUrl ? ["--database-url", externalUrl] : [])],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
+    ],
   );
-  const url = await new Promise<string>((resolve, reject) => {
-    let buffered = "";
-    daemon.stdout.on("data", (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const match = /"url":"([^"]+)".*"daemon listening"/.exec(buffered);
-      if (match) resolve(match[1]!);
-    });
-    daemon.once("exit", (code) => reject(new Error(`daemon exited with ${code}`)));
-  });
+  const url = listeningUrl(line);
   const token = readFileSync(join(dataDir, "admin.token"), "utf8").trim();
 
   let peakRss = 0;
@@ -105,8 +95,7 @@ async function main(): Promise<void> {
             WHERE i.inhparent = 'samples'::regclass) AS bytes,
            (SELECT count(*) FROM samples) AS n`);
   await db.end();
-  daemon.kill("SIGTERM");
-  await new Promise((resolve) => daemon.once("exit", resolve));
+  await stopSpecta();
   rmSync(dataDir, { recursive: true, force: true });
 
   latencies.sort((x, y) => x - y);
@@ -122,8 +111,9 @@ async function main(): Promise<void> {
 }
 
 
-main().catch((err: unknown) => {
+main().catch(async (err: unknown) => {
   console.error(err);
+  await stopSpecta();
   rmSync(dataDir, { recursive: true, force: true });
   process.exit(1);
 });
