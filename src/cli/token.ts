@@ -2,6 +2,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { API as TokensAPI, CreateResponseSchema, ListResponseSchema, RevokeResponseSchema, Role, type Token } from "../../gen/tokens/tokens_pb.js";
+import { roleNames } from "../tokens/roles.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
 import { formatTable } from "./util.js";
 
@@ -9,7 +10,6 @@ interface JsonFlags extends ClientFlags {
   json?: boolean;
 }
 
-const roleNames: Record<Role, string> = { [Role.UNSPECIFIED]: "unknown", [Role.ADMIN]: "admin", [Role.VIEWER]: "viewer", [Role.AGENT]: "agent" };
 
 /** `specta token create|list|revoke`: the command-line face of tokens.API. */
 export function tokenCommand(program: Command): void {
@@ -72,6 +72,6 @@ export function formatTokens(tokens: Token[]): string {
   const when = (t: Token["created"]) => (t ? timestampDate(t).toISOString().replace(/\.\d+Z$/, "Z") : "");
   return formatTable([
     ["ID", "NAME", "ROLE", "CREATED", "REVOKED"],
-    ...tokens.map((t) => [t.id, t.name, roleNames[t.role] ?? "unknown", when(t.created), when(t.revoked)]),
+    ...tokens.map((t) => [t.id, t.name, roleNames[t.role], when(t.created), when(t.revoked)]),
   ]);
 }

@@ -1,4 +1,5 @@
 import type { ColumnType, Generated } from "kysely";
+import type { TokenRole } from "../tokens/roles.js";
 
 /** Numeric kinds stored in series.kind; the same numbers as metrics.Kind in proto/metrics/metrics.proto. */
 export const SeriesKind = { counter: 1, gauge: 2, histogram: 3 } as const;
@@ -50,7 +51,8 @@ export interface LateHoursTable {
   hour: Date;
 }
 
-export type TokenRole = "admin" | "viewer" | "agent";
+/** Defined with the contract's roles, where the dashboard can use it too. */
+export type { TokenRole };
 
 /** Credentials: only a SHA-256 hash of each token is stored. */
 export interface TokensTable {

@@ -1,11 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { API as TokensAPI, Role, TokenSchema, type Token } from "../../gen/tokens/tokens_pb.js";
+import { API as TokensAPI, TokenSchema, type Token } from "../../gen/tokens/tokens_pb.js";
 import { callerOf } from "../server/auth.js";
 import { storageStep } from "../storage/errors.js";
 import { isUuid } from "../storage/ids.js";
-import type { TokenRole } from "../storage/schema.js";
+import { personRole, roleOf } from "./roles.js";
 import type { TokenInfo, TokenStore } from "./tokens.js";
 
 export interface TokensDeps {
@@ -15,13 +15,12 @@ export interface TokensDeps {
 /** Limits of a token's name, as documented on tokens.CreateRequest. */
 export const maxTokenNameLength = 100;
 
-const roleOf: Record<TokenRole, Role> = { admin: Role.ADMIN, viewer: Role.VIEWER, agent: Role.AGENT };
 
 /** tokens.API: admin and viewer tokens for people and programs; Whoami for any credential. */
 export function tokensService({ tokens }: TokensDeps): ServiceImpl<typeof TokensAPI> {
   return {
     async create(req) {
-      const role = req.role === Role.ADMIN ? "admin" : req.role === Role.VIEWER ? "viewer" : undefined;
+      const role = personRole(req.role);
       if (!role) throw new ConnectError("role must be ROLE_ADMIN or ROLE_VIEWER (agents get theirs from agent.API/Register)", Code.InvalidArgument);
       const name = req.name.trim();
       if (name.length === 0 || name.length > maxTokenNameLength || /\p{Cc}/u.test(name)) {

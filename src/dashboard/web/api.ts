@@ -7,7 +7,8 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { API as AgentAPI } from "../../../gen/agent/agent_pb.js";
 import { API as CommandsAPI } from "../../../gen/commands/commands_pb.js";
 import { API as MetricsAPI } from "../../../gen/metrics/metrics_pb.js";
-import { API as TokensAPI, Role } from "../../../gen/tokens/tokens_pb.js";
+import { API as TokensAPI } from "../../../gen/tokens/tokens_pb.js";
+import { personRole } from "../../tokens/roles.js";
 
 /** Who is signed in; kept in sessionStorage, so it ends with the browser tab. */
 export interface Session {
@@ -68,19 +69,19 @@ export function createApi(token: string, onRefused: (message: string) => void = 
 export async function signIn(token: string): Promise<Session> {
   const trimmed = token.trim();
   if (!trimmed) throw new Error("Enter a token.");
-  let role: Role | undefined;
+  let role: "admin" | "viewer" | undefined;
   let name = "";
   try {
     const { token: info } = await createApi(trimmed).tokens.whoami({});
-    role = info?.role;
+    role = personRole(info?.role);
     name = info?.name ?? "";
   } catch (err) {
     const error = ConnectError.from(err);
     if (error.code === Code.Unauthenticated) throw new Error("This token is unknown or revoked.");
     throw new Error(`Cannot sign in: ${describeError(err)}`);
   }
-  if (role !== Role.ADMIN && role !== Role.VIEWER) throw new Error("Sign in with an admin or viewer token; agent credentials cannot.");
-  const session: Session = { token: trimmed, name, role: role === Role.ADMIN ? "admin" : "viewer" };
+  if (!role) throw new Error("Sign in with an admin or viewer token; agent credentials cannot.");
+  const session: Session = { token: trimmed, name, role };
   sessionStorage.setItem(sessionKey, JSON.stringify(session));
   return session;
 }

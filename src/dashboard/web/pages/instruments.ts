@@ -25,25 +25,16 @@ export function instrumentsOf(metrics: MetricInfo[]): Instrument[] {
   const out = new Map<string, Instrument>();
   for (const m of metrics) {
     if (m.labels.some((l) => l.key === "host")) continue;
-    const family = m.kind === Kind.HISTOGRAM ? m.name.replace(/_(bucket|sum|count)$/, "") : m.name;
-    const kind = m.kind === Kind.HISTOGRAM ? "histogram" : m.kind === Kind.COUNTER ? "counter" : "gauge";
-    const existing = out.get(family);
-    if (existing) {
-      existing.help ||= m.help;
-      continue;
+    const histogram = m.kind === Kind.HISTOGRAM;
+    const name = histogram ? m.name.replace(/_(bucket|sum|count)$/, "") : m.name;
+    let instrument = out.get(name);
+    if (!instrument) {
+      const kind = histogram ? "histogram" : m.kind === Kind.COUNTER ? "counter" : "gauge";
+      out.set(name, (instrument = { name, kind, help: "", series: 0, labels: m.labels.filter((l) => l.key !== "le") }));
     }
-    out.set(family, {
-      name: family,
-      kind,
-      help: m.help,
-      series: m.kind === Kind.HISTOGRAM ? 0 : Number(m.series),
-      labels: m.labels.filter((l) => l.key !== "le"),
-    });
-  }
-  // A histogram has as many series as its _count has (one per label set).
-  for (const m of metrics) {
-    const family = out.get(m.name.replace(/_count$/, ""));
-    if (family?.kind === "histogram" && m.name.endsWith("_count")) family.series = Number(m.series);
+    instrument.help ||= m.help;
+    // A histogram has as many series as its _count (one per label set).
+    if (!histogram || m.name.endsWith("_count")) instrument.series = Number(m.series);
   }
   return [...out.values()].sort((a, b) => a.name.localeCompare(b.name));
 }
