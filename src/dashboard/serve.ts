@@ -5,7 +5,7 @@ import { gzipSync } from "node:zlib";
 import type { NodeRequest, NodeResponse } from "../server/listener.js";
 import { packageRoot } from "../version.js";
 
-/** Where `npm run build` puts the dashboard (scripts/build-dashboard.mjs). */
+/** Where `npm run build` puts the dashboard (scripts/bundle.mjs). */
 export const dashboardDir = join(packageRoot, "dist", "dashboard");
 
 /**
@@ -48,9 +48,14 @@ export function dashboard(dir = dashboardDir): { built: boolean; handle(req: Nod
   const built = existsSync(join(dir, "index.html"));
   const files = new Map<string, StaticFile>();
   if (built) {
+    const byName = new Map<string, StaticFile>();
     for (const [path, { file, type }] of Object.entries(served)) {
-      const body = readFileSync(join(dir, file));
-      files.set(path, { body, gzipped: gzipSync(body), type, etag: createHash("sha256").update(body).digest("base64url").slice(0, 22) });
+      let loaded = byName.get(file);
+      if (!loaded) {
+        const body = readFileSync(join(dir, file));
+        byName.set(file, (loaded = { body, gzipped: gzipSync(body), type, etag: createHash("sha256").update(body).digest("base64url").slice(0, 22) }));
+      }
+      files.set(path, loaded);
     }
   }
   return {
