@@ -35,6 +35,8 @@ await build({
   target: ["node20"],
   // Only the inventory outside Linux uses it, loaded on demand from node_modules.
   external: ["systeminformation"],
+  // Connect's Headers without loading undici: see src/agent/headers.ts.
+  inject: ["src/agent/headers.ts"],
   // Bundled CommonJS packages (pino) call require().
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   legalComments: "none",

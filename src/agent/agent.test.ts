@@ -6,9 +6,10 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
+import { API as CommandsAPI, DiagnosticSchema, State } from "../../gen/commands/commands_pb.js";
 import { Aggregation, API as MetricsAPI, Kind, MatchOperator, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
 import { create } from "@bufbuild/protobuf";
-import { spawnSpecta, startTestDaemon, tempDir, type TestDaemon } from "../../test/support/daemon.js";
+import { repoRoot, spawnSpecta, startTestDaemon, tempDir, type TestDaemon } from "../../test/support/daemon.js";
 import { readEnrollToken } from "../agents/enroll-token.js";
 import { createLogger } from "../log.js";
 import { startAgent, type RunningAgent } from "./agent.js";
@@ -74,19 +75,34 @@ describe("the host agent with a real daemon", () => {
     await expect(startAgent({ server: daemon.url, protocol: "grpc", stateDir: dir, labels: {}, log })).rejects.toThrow(/refused this agent's credential/);
   });
 
-  it("runs as `specta agent` from its bundle: enrols, pushes, stops on SIGTERM; refuses bad flags with exit code 2", async () => {
+  it("runs as `specta agent` from its bundle: enrols, pushes, runs a command, stops on SIGTERM, never loads undici; refuses bad flags with exit code 2", async () => {
     const dir = stateDir();
-    const agent = spawnSpecta(["agent", "--server", daemon.url, "--enroll-token", readEnrollToken(daemon.dataDir)!, "--state-dir", dir, "--hostname", "bundled", "--label", "via=cli"]);
+    // The bundle replaces the global Headers (src/agent/headers.ts) so that undici, Node's fetch,
+    // stays unloaded; the preload lists the built-in modules the process loaded when it exits.
+    const builtinsFile = join(dir, "builtins.txt");
+    const agent = spawnSpecta(["agent", "--server", daemon.url, "--enroll-token", readEnrollToken(daemon.dataDir)!, "--state-dir", dir, "--hostname", "bundled", "--label", "via=cli"], {
+      NODE_OPTIONS: `--require ${join(repoRoot, "test", "support", "record-builtins.cjs")}`,
+      RECORD_BUILTINS_TO: builtinsFile,
+    });
     try {
       await agent.waitForLog((l) => l.message === "agent running", 30_000);
-      const metrics = createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] }));
+      const admin = createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] });
+      const metrics = createClient(MetricsAPI, admin);
       await expect
         .poll(async () => (await metrics.query({ metric: "node_memory_available_bytes", matchers: [{ label: "host", value: "bundled", operator: MatchOperator.EQUAL }], aggregation: Aggregation.LAST })).series.length, { timeout: 15_000, interval: 250 })
         .toBe(1);
-      const { agents } = await createClient(AgentAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] })).list({ labels: { via: "cli" } });
+      const { agents } = await createClient(AgentAPI, admin).list({ labels: { via: "cli" } });
       expect(agents.map((a) => a.host?.hostname)).toEqual(["bundled"]);
+      // A command over the agent's stream and back in its report: headers and trailers both ways.
+      const commands = createClient(CommandsAPI, admin);
+      const mounts = create(DiagnosticSchema, { kind: { case: "mounts", value: {} } });
+      const [submitted] = (await commands.submit({ target: { case: "agent", value: "bundled" }, diagnostic: mounts })).commands;
+      await expect.poll(async () => (await commands.get({ commandId: submitted!.commandId })).command!.state, { timeout: 15_000, interval: 250 }).toBe(State.SUCCEEDED);
       agent.child.kill("SIGTERM");
       expect(await agent.exited).toEqual({ code: 0, signal: null });
+      const builtins = readFileSync(builtinsFile, "utf8").split("\n");
+      expect(builtins).toContain("NativeModule http2");
+      expect(builtins.filter((m) => m.includes("undici"))).toEqual([]);
     } finally {
       await agent.cleanup();
     }
