@@ -65,9 +65,13 @@ async function main(): Promise<void> {
 
   console.log(`machine: ${cpus()[0]?.model} x${cpus().length}, Node ${process.versions.node}`);
   console.log(`agent at default intervals${nodeArgs.length ? ` with node ${nodeArgs.join(" ")}` : ""}, ${seconds} s after a 10 s warm-up (pushing to a daemon on this host):`);
-  console.log(`  CPU: ${((cpuUsed / seconds) * 100).toFixed(2)} % of one core (${cpuUsed.toFixed(2)} s CPU)`);
-  console.log(`  RSS: ${(rss / 2 ** 20).toFixed(1)} MiB at the end (${(anon / 2 ** 20).toFixed(1)} MiB its own, ${(file / 2 ** 20).toFixed(1)} MiB mapped files: the node binary, shared), ${(peakRss / 2 ** 20).toFixed(1)} MiB peak`);
+  const cpuShare = (cpuUsed / seconds) * 100;
+  const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  console.log(`  CPU: ${cpuShare.toFixed(2)} % of one core (${cpuUsed.toFixed(2)} s CPU)`);
+  console.log(`  RSS: ${mib(rss)} (${(rss / 1e6).toFixed(1)} MB) at the end: ${mib(anon)} its own, ${mib(file)} mapped files (the node binary, shared); peak ${mib(peakRss)} (${(peakRss / 1e6).toFixed(1)} MB)`);
   console.log(`  processes spawned: ${execs === undefined ? "not counted (install strace)" : `${execs} in ${straceSeconds} s (counted with strace, after the CPU window)`}`);
+  const verdict = (met: boolean | undefined) => (met === undefined ? "not measured" : met ? "met" : "MISSED");
+  console.log(`targets: CPU <= 0.5 % of one core ${verdict(cpuShare <= 0.5)}; peak RSS <= 60 MB ${verdict(peakRss <= 60e6)}; no process spawned ${verdict(execs === undefined ? undefined : execs === 0)}`);
 }
 
 main()
