@@ -48,6 +48,16 @@ describe("the agent's spool", () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it("keeps a batch larger than its memory bound in memory when it holds nothing else", () => {
+    const dir = tempSpoolDir();
+    const spool = new Spool(dir, { memoryPoints: 25, diskBytes: 10_000 }, log);
+    spool.add(batch(1, 40), 40);
+    expect(readdirSync(dir)).toEqual([]);
+    spool.add(batch(2), 10);
+    expect(readdirSync(dir).length).toBe(1);
+    expect(drain(spool)).toEqual([1, 2]);
+  });
+
   it("drops the oldest batches beyond its disk bound, and counts what it dropped", () => {
     // Each batch takes 136 bytes on disk (124 encoded, 12 of header): three fit in 420.
     const spool = new Spool(tempSpoolDir(), { memoryPoints: 0, diskBytes: 420 }, log);

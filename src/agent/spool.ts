@@ -72,8 +72,11 @@ export class Spool {
 
   add(request: PushRequest, points: number): void {
     const entry = { seq: this.nextSeq++, points, request };
-    // Once anything is on disk, new batches go there too, so that order is kept.
-    if (this.disk.length === 0 && this.memoryPoints + points <= this.limits.memoryPoints) {
+    // Once anything is on disk, new batches go there too, so that order is kept. A batch larger
+    // than the whole bound (a host with very many series) may still wait in memory alone, so
+    // that while the daemon is up no batch goes through the disk.
+    const fits = this.memoryPoints + points <= this.limits.memoryPoints || (this.memory.length === 0 && this.limits.memoryPoints > 0);
+    if (this.disk.length === 0 && fits) {
       this.memory.push(entry);
       this.memoryPoints += points;
       return;
