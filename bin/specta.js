@@ -11,12 +11,12 @@ if (!existsSync(main)) {
   process.exit(1);
 }
 // The agent is a small, long-running process (npm run bench:agent measures it). It runs without
-// V8's optimising compiler (TurboFan), whose code and own pages cost about 5 MiB of resident
-// memory for work, a few short collections every few seconds, that the interpreter and the
-// baseline compiler do within the CPU budget; and in V8's small-heap mode, without which the
-// heap grew for half an hour between full collections (the agent's own memory from 15 to
-// 22 MiB) where it now stays near 15 MiB. Set here, before the agent's code is loaded, where
-// both take effect (--no-opt does not once the bundle is loaded). Flags that change the garbage
-// collector's threads must not be set this late: V8 aborts.
-if (agent) setFlagsFromString("--no-opt --optimize-for-size");
+// V8's optimising compilers (TurboFan; and Maglev, on by default from Node 22), whose code and
+// own pages cost about 5 MiB of resident memory for work, a few short collections every few
+// seconds, that the interpreter and the baseline compiler do within the CPU budget; and in V8's
+// small-heap mode, without which the heap grew for half an hour between full collections (the
+// agent's own memory from 15 to 22 MiB) where it now stays near 15 MiB. Set here, before the
+// agent's code is loaded, where they take effect (--no-opt does not once the bundle is loaded).
+// Flags that change the garbage collector's threads must not be set this late: V8 aborts.
+if (agent) setFlagsFromString("--no-opt --no-maglev --optimize-for-size");
 await import(main.href);
