@@ -22,18 +22,18 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-/** A field of /proc/<pid>/status in bytes: VmRSS, RssAnon (the process's own memory) or RssFile (mapped files: the node binary's pages, shared with every node process). */
-function statusBytes(pid: number, field: "VmRSS" | "RssAnon" | "RssFile"): number {
+/** A field of /proc/<pid>/status in bytes: VmRSS, VmHWM (the peak of VmRSS since start), RssAnon (the process's own memory) or RssFile (mapped files: the node binary's pages, shared with every node process). */
+function statusBytes(pid: number, field: "VmRSS" | "VmHWM" | "RssAnon" | "RssFile"): number {
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
 }
-const rssBytes = (pid: number) => statusBytes(pid, "VmRSS");
 
 async function main(): Promise<void> {
   const dataDir = join(dir, "data");
   const daemon = await startSpecta(["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir], /"daemon listening"/);
   const server = listeningUrl(daemon.line);
   const enroll = readFileSync(join(dataDir, "enroll.token"), "utf8").trim();
-  // BENCH_AGENT_NODE_ARGS: node flags for the agent process, e.g. "--max-semi-space-size=1".
+  // BENCH_AGENT_NODE_ARGS: node flags for the agent process, e.g. "--max-semi-space-size=1"
+  // (bin/specta.js sets --no-opt, --no-maglev and --optimize-for-size after them).
   const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);
   const agent = await startSpecta(["agent", "--server", server, "--enroll-token", enroll, "--state-dir", join(dir, "agent")], /"agent running"/, nodeArgs);
   const pid = agent.child.pid!;
@@ -42,12 +42,10 @@ async function main(): Promise<void> {
   // CPU and memory first, untraced: strace attached to a running process stops it at every
   // system call, which would be counted as the agent's CPU time.
   const cpuBefore = cpuSeconds(pid);
-  let peakRss = 0;
-  const timer = setInterval(() => (peakRss = Math.max(peakRss, rssBytes(pid))), 500);
   await new Promise((r) => setTimeout(r, seconds * 1000));
-  clearInterval(timer);
   const cpuUsed = cpuSeconds(pid) - cpuBefore;
-  const rss = rssBytes(pid);
+  const rss = statusBytes(pid, "VmRSS");
+  const peakRss = statusBytes(pid, "VmHWM"); // since start, warm-up included
   const anon = statusBytes(pid, "RssAnon");
   const file = statusBytes(pid, "RssFile");
   // Then the processes it starts, over a window as long as the slowest frequent collector's
@@ -68,7 +66,7 @@ async function main(): Promise<void> {
   const cpuShare = (cpuUsed / seconds) * 100;
   const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
   console.log(`  CPU: ${cpuShare.toFixed(2)} % of one core (${cpuUsed.toFixed(2)} s CPU)`);
-  console.log(`  RSS: ${mib(rss)} (${(rss / 1e6).toFixed(1)} MB) at the end: ${mib(anon)} its own, ${mib(file)} mapped files (the node binary, shared); peak ${mib(peakRss)} (${(peakRss / 1e6).toFixed(1)} MB)`);
+  console.log(`  RSS: ${mib(rss)} (${(rss / 1e6).toFixed(1)} MB) at the end: ${mib(anon)} its own, ${mib(file)} mapped files (the node binary, shared); peak since start ${mib(peakRss)} (${(peakRss / 1e6).toFixed(1)} MB)`);
   console.log(`  processes spawned: ${execs === undefined ? "not counted (install strace)" : `${execs} in ${straceSeconds} s (counted with strace, after the CPU window)`}`);
   const verdict = (met: boolean | undefined) => (met === undefined ? "not measured" : met ? "met" : "MISSED");
   console.log(`targets: CPU <= 0.5 % of one core ${verdict(cpuShare <= 0.5)}; peak RSS <= 60 MB ${verdict(peakRss <= 60e6)}; no process spawned ${verdict(execs === undefined ? undefined : execs === 0)}`);
