@@ -75,18 +75,18 @@ describe("the host agent with a real daemon", () => {
     await expect(startAgent({ server: daemon.url, protocol: "grpc", stateDir: dir, labels: {}, log })).rejects.toThrow(/refused this agent's credential/);
   });
 
-  it("runs as `specta agent` from its bundle: enrols, pushes, runs a command, stops on SIGTERM, never loads undici; refuses bad flags with exit code 2", async () => {
+  it("runs as `specta agent` from its bundle: enrols, pushes, runs a command, stops on SIGTERM, never loads undici; is refused once deregistered (over Connect); refuses bad flags with exit code 2", async () => {
     const dir = stateDir();
     // The bundle replaces the global Headers (src/agent/headers.ts) so that undici, Node's fetch,
     // stays unloaded; the preload lists the built-in modules the process loaded when it exits.
     const builtinsFile = join(dir, "builtins.txt");
     const agent = spawnSpecta(["agent", "--server", daemon.url, "--enroll-token", readEnrollToken(daemon.dataDir)!, "--state-dir", dir, "--hostname", "bundled", "--label", "via=cli"], {
-      NODE_OPTIONS: `--require ${join(repoRoot, "test", "support", "record-builtins.cjs")}`,
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --require "${join(repoRoot, "test", "support", "record-builtins.cjs")}"`,
       RECORD_BUILTINS_TO: builtinsFile,
     });
+    const admin = createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] });
     try {
       await agent.waitForLog((l) => l.message === "agent running", 30_000);
-      const admin = createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] });
       const metrics = createClient(MetricsAPI, admin);
       await expect
         .poll(async () => (await metrics.query({ metric: "node_memory_available_bytes", matchers: [{ label: "host", value: "bundled", operator: MatchOperator.EQUAL }], aggregation: Aggregation.LAST })).series.length, { timeout: 15_000, interval: 250 })
@@ -106,9 +106,31 @@ describe("the host agent with a real daemon", () => {
     } finally {
       await agent.cleanup();
     }
+    // Over Connect (HTTP/1.1) too, and through an error: once deregistered, the agent is refused.
+    const { agentId } = JSON.parse(readFileSync(join(dir, "credential.json"), "utf8")) as { agentId: string };
+    await createClient(AgentAPI, admin).deregister({ agentId });
+    const refused = spawnSpecta(["agent", "--server", daemon.url, "--protocol", "connect", "--state-dir", dir]);
+    expect((await refused.exited).code).toBe(2);
+    expect(refused.stderr()).toMatch(/refused this agent's credential/);
+
     const bad = spawnSpecta(["agent", "--server", daemon.url, "--protocol", "carrier-pigeon", "--state-dir", dir]);
     expect((await bad.exited).code).toBe(2);
     expect(bad.stderr()).toContain('--protocol must be grpc or connect, got "carrier-pigeon"');
+  });
+});
+
+describe("`specta agent` before it has enrolled", () => {
+  it("exits 0 on SIGTERM while it waits for a daemon that is not up", async () => {
+    const dir = tempDir("specta-agent-");
+    const agent = spawnSpecta(["agent", "--server", `http://127.0.0.1:${await freePort()}`, "--enroll-token", "any", "--state-dir", dir.path]);
+    try {
+      await agent.waitForLog((l) => l.message === "cannot register yet; retrying", 30_000);
+      agent.child.kill("SIGTERM");
+      expect(await agent.exited).toEqual({ code: 0, signal: null });
+    } finally {
+      await agent.cleanup();
+      dir.remove();
+    }
   });
 });
 

@@ -85,7 +85,11 @@ export function agentCommand(program: Command): void {
           return fail(err);
         }
       })();
+      // Enrolment may wait for a daemon that is not up yet; a signal meanwhile has nothing to drain.
+      const exitNow = () => process.exit(0);
+      process.once("SIGTERM", exitNow).once("SIGINT", exitNow);
       const agent = await startAgent(options).catch((err: unknown) => fail(err instanceof AgentError ? new ConfigError(err.message) : err, options.log));
+      process.off("SIGTERM", exitNow).off("SIGINT", exitNow);
       exitOnSignals(() => agent.stop(), options.log);
     });
 }
