@@ -54,10 +54,11 @@ interface StoredCredential {
   credential: string;
 }
 
-// In memory a point costs 300 to 400 bytes of heap as a message (bench/agent-spool.ts), so
-// 10,000 points (about 10 minutes of a typical host's samples) keep an agent whose daemon is away
-// within its memory budget; longer outages go to disk, where a point takes about 50 bytes.
-const defaultSpool: SpoolLimits = { memoryPoints: 10_000, diskBytes: 256 * 2 ** 20 };
+// In memory a point costs 300 to 400 bytes of heap as a message (bench/agent-spool.ts): 3,000
+// points (a few minutes of a typical host's samples: a daemon restart, a network blip) keep an
+// agent whose daemon is away within its memory budget; longer outages go to disk, where a point
+// takes about 50 bytes.
+const defaultSpool: SpoolLimits = { memoryPoints: 3_000, diskBytes: 256 * 2 ** 20 };
 /** Waits between retries while the daemon is away: up to 10 s, so that a returning daemon is found soon. */
 const retryBackoff = { initialMs: 500, maxMs: 10_000 };
 
