@@ -14,7 +14,8 @@ import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { API as CommandsAPI, DiagnosticSchema, State } from "../gen/commands/commands_pb.js";
-import { bearer, enrolAgent, FakeAgent } from "../test/support/fake-agent.js";
+import { enrolAgent, FakeAgent } from "../test/support/fake-agent.js";
+import { bearer } from "../test/support/rpc.js";
 import { listeningUrl, startSpecta, stopSpecta } from "./specta-process.js";
 
 const agentCount = Number(process.env.BENCH_AGENTS ?? 100);

@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API as CommandsAPI, DiagnosticSchema, State, type Command } from "../gen/commands/commands_pb.js";
@@ -16,6 +16,7 @@ import { startAgent, type RunningAgent } from "../src/agent/agent.js";
 import { readEnrollToken } from "../src/agents/enroll-token.js";
 import { createLogger } from "../src/log.js";
 import { cliPath, childEnv, repoRoot, requireBuild, startTestDaemon, tempDir, type TestDaemon } from "./support/daemon.js";
+import { bearer } from "./support/rpc.js";
 
 const log = createLogger("silent");
 const installed = (program: string) => spawnSync("sh", ["-c", `command -v ${program}`]).status === 0;
@@ -25,8 +26,7 @@ describe("diagnostics on a real agent", () => {
   let agent: RunningAgent;
   let limited: RunningAgent;
   const dir = tempDir("specta-diag-");
-  const bearer: Interceptor = (next) => (req) => (req.header.set("authorization", `Bearer ${daemon.adminToken()}`), next(req));
-  const commands = () => createClient(CommandsAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer] }));
+  const commands = () => createClient(CommandsAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] }));
 
   beforeAll(async () => {
     daemon = await startTestDaemon();

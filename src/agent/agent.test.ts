@@ -1,7 +1,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,17 +10,13 @@ import { API as CommandsAPI, DiagnosticSchema, State } from "../../gen/commands/
 import { Aggregation, API as MetricsAPI, Kind, MatchOperator, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { repoRoot, spawnSpecta, startTestDaemon, tempDir, type TestDaemon } from "../../test/support/daemon.js";
+import { bearer } from "../../test/support/rpc.js";
 import { readEnrollToken } from "../agents/enroll-token.js";
 import { createLogger } from "../log.js";
 import { startAgent, type RunningAgent } from "./agent.js";
 import type { Collector } from "./collectors/collector.js";
 
 const log = createLogger("silent");
-const bearer = (token: string): Interceptor => (next) => (req) => {
-  req.header.set("authorization", `Bearer ${token}`);
-  return next(req);
-};
-
 describe("the host agent with a real daemon", () => {
   let daemon: TestDaemon;
   const dirs: { remove(): void }[] = [];

@@ -3,7 +3,7 @@ import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { Code, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
@@ -16,15 +16,7 @@ import { resolveDaemonConfig } from "../config/config.js";
 import type { Database } from "../storage/schema.js";
 import { TokenStore } from "../tokens/tokens.js";
 import { enrollTokenChecker, enrollTokenFile, ensureEnrollToken } from "./enroll-token.js";
-import { codeOf } from "../../test/support/rpc.js";
-
-const bearer =
-  (token: string): Interceptor =>
-  (next) =>
-  (req) => {
-    req.header.set("authorization", `Bearer ${token}`);
-    return next(req);
-  };
+import { bearer, codeOf } from "../../test/support/rpc.js";
 
 const bootTime = Date.parse("2026-11-01T08:00:00Z");
 

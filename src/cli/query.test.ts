@@ -6,11 +6,12 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API as MetricsAPI, Kind, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
 import { repoRoot, runSpecta } from "../../test/support/daemon.js";
+import { bearer } from "../../test/support/rpc.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { resolveDaemonConfig } from "../config/config.js";
 import { createLogger } from "../log.js";
@@ -44,11 +45,7 @@ describe.each(testServers())("specta query and specta metrics on $name PostgreSQ
     at = ["--server", daemon.url, "--data-dir", dataDir];
 
     const token = readFileSync(join(dataDir, "admin.token"), "utf8").trim();
-    const bearer: Interceptor = (next) => (req) => {
-      req.header.set("authorization", `Bearer ${token}`);
-      return next(req);
-    };
-    const client = createClient(MetricsAPI, createConnectTransport({ baseUrl: daemon.url, httpVersion: "1.1", interceptors: [bearer] }));
+    const client = createClient(MetricsAPI, createConnectTransport({ baseUrl: daemon.url, httpVersion: "1.1", interceptors: [bearer(token)] }));
     const gauge = (host: string, points: [number, number][]) =>
       create(SeriesSchema, {
         metric: "test_cpu_usage",

@@ -14,12 +14,12 @@ import {
   type SubmitRequest,
 } from "../../gen/commands/commands_pb.js";
 import { startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
-import { bearer, FakeAgent } from "../../test/support/fake-agent.js";
+import { FakeAgent } from "../../test/support/fake-agent.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import type { DaemonOptions } from "../server/daemon.js";
 import type { Database } from "../storage/schema.js";
 import { TokenStore } from "../tokens/tokens.js";
-import { codeOf } from "../../test/support/rpc.js";
+import { bearer, codeOf } from "../../test/support/rpc.js";
 
 const ping = (host = "127.0.0.1", count = 1): Diagnostic => create(DiagnosticSchema, { kind: { case: "ping", value: { host, count } } });
 const diskUsage = (path: string): Diagnostic => create(DiagnosticSchema, { kind: { case: "diskUsage", value: { path, top: 5 } } });

@@ -15,7 +15,9 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API as CommandsAPI, DiagnosticSchema } from "../../gen/commands/commands_pb.js";
 import { startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
-import { bearer, enrolAgent, enrollTokenOf, FakeAgent } from "../../test/support/fake-agent.js";
+import { enrolAgent, FakeAgent } from "../../test/support/fake-agent.js";
+import { readEnrollToken } from "../agents/enroll-token.js";
+import { bearer } from "../../test/support/rpc.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
@@ -51,7 +53,7 @@ describe("commands.API/Stream under load", () => {
   });
 
   it(`holds ${agentCount} concurrent agent streams with bounded memory and wakes the right one at once`, async () => {
-    const enrollToken = enrollTokenOf(daemon.dataDir);
+    const enrollToken = readEnrollToken(daemon.dataDir)!;
     const registerTransport = createGrpcTransport({ baseUrl: daemon.url });
     const enrolled = await inBatches(
       Array.from({ length: agentCount }, (_, i) => i),

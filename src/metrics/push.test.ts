@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { Code, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,12 +11,7 @@ import { createTestDatabase, testServers, type TestDatabase } from "../../test/s
 import { createLogger } from "../log.js";
 import { startEmbeddedPostgres, stopEmbeddedPostgres } from "../storage/embedded.js";
 import { pushLimits } from "./push.js";
-import { codeOf } from "../../test/support/rpc.js";
-
-const bearer = (token: string): Interceptor => (next) => (req) => {
-  req.header.set("authorization", `Bearer ${token}`);
-  return next(req);
-};
+import { bearer, codeOf } from "../../test/support/rpc.js";
 
 function metricsClient(daemon: TestDaemon, token = readFileSync(join(daemon.dataDir, "admin.token"), "utf8").trim()) {
   return createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: token ? [bearer(token)] : [] }));

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +18,7 @@ import {
   type QueryResponse,
 } from "../../gen/metrics/metrics_pb.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
+import { bearer } from "../../test/support/rpc.js";
 import { resolveDaemonConfig, type RetentionConfig } from "../config/config.js";
 import { createLogger } from "../log.js";
 import { startDaemon, type RunningDaemon } from "../server/daemon.js";
@@ -31,11 +32,6 @@ const day = 24 * hour;
 
 // Every raw sample lies in the hour that starts 3 to 4 hours ago: within retention, in the past.
 const t0 = Math.floor((Date.now() - 3 * hour) / hour) * hour;
-
-const bearer = (token: string): Interceptor => (next) => (req) => {
-  req.header.set("authorization", `Bearer ${token}`);
-  return next(req);
-};
 
 /** A query of [t0 + fromS, t0 + toS] seconds with a step in seconds. */
 function req(metric: string, fromS: number, toS: number, stepS: number, rest: MessageInitShape<typeof QueryRequestSchema> = {}): QueryRequest {

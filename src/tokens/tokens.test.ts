@@ -12,12 +12,12 @@ import { API as CommandsAPI, DiagnosticSchema } from "../../gen/commands/command
 import { API as MetricsAPI } from "../../gen/metrics/metrics_pb.js";
 import { API as TokensAPI, Role } from "../../gen/tokens/tokens_pb.js";
 import { requireBuild, runSpecta, startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
-import { bearer, FakeAgent } from "../../test/support/fake-agent.js";
+import { FakeAgent } from "../../test/support/fake-agent.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { Kysely, PostgresDialect } from "kysely";
 import type { Database } from "../storage/schema.js";
 import { hashToken, TokenStore } from "./tokens.js";
-import { codeOf } from "../../test/support/rpc.js";
+import { bearer, codeOf } from "../../test/support/rpc.js";
 
 beforeAll(() => requireBuild());
 

@@ -3,25 +3,15 @@
  * enrolment token, opens commands.API/Stream with its own credential and reports what the test
  * tells it to.
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { API as AgentAPI, HostSchema } from "../../gen/agent/agent_pb.js";
 import { API as CommandsAPI, type Command, type Output, type State, type StreamResponse } from "../../gen/commands/commands_pb.js";
+import { readEnrollToken } from "../../src/agents/enroll-token.js";
+import { bearer } from "./rpc.js";
 
-export const bearer =
-  (token: string): Interceptor =>
-  (next) =>
-  (req) => {
-    req.header.set("authorization", `Bearer ${token}`);
-    return next(req);
-  };
 
-export function enrollTokenOf(dataDir: string): string {
-  return readFileSync(join(dataDir, "enroll.token"), "utf8").trim();
-}
 
 /** Enrols an agent; returns its id and credential. */
 export async function enrolAgent(
@@ -54,7 +44,7 @@ export class FakeAgent {
   }
 
   static async enrol(url: string, dataDir: string, hostname: string, labels: Record<string, string> = {}): Promise<FakeAgent> {
-    const { agentId, credential } = await enrolAgent(url, enrollTokenOf(dataDir), hostname, labels);
+    const { agentId, credential } = await enrolAgent(url, readEnrollToken(dataDir)!, hostname, labels);
     return new FakeAgent(url, agentId, credential);
   }
 
