@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
 import { Kind, PushRequestSchema, SeriesSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../log.js";
-import { seriesKey } from "../metrics/series-key.js";
+import { seriesKey } from "../shared/series-key.js";
 import { versionInfo } from "../version.js";
 import { defaultCollectors, type Collector, type Measurement } from "./collectors/collector.js";
 import { hostInventory } from "./collectors/inventory.js";

@@ -34,12 +34,12 @@ export interface ProbeConfig {
 
 /** How long data is kept. */
 export interface RetentionConfig {
-  /** Raw samples (whole day partitions are dropped). */
+  /** Raw samples (chunks; whole days are dropped). */
   samplesMs: number;
-  /** Per-minute rollups. */
-  minuteRollupsMs: number;
-  /** Per-hour rollups. */
-  hourRollupsMs: number;
+  /** 5-minute rollups. */
+  rollups5mMs: number;
+  /** Hourly rollups. */
+  rollups1hMs: number;
 }
 
 export interface DaemonConfig {
@@ -49,6 +49,8 @@ export interface DaemonConfig {
   retention: RetentionConfig;
   /** New series of a metric beyond this many are refused. */
   maxSeriesPerMetric: number;
+  /** New series created by one agent beyond this many are refused. */
+  maxSeriesPerAgent: number;
   host: string;
   port: number;
   dataDir: string;
@@ -99,6 +101,11 @@ export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(base, "specta");
 }
 
+function positiveInteger(value: unknown, name: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) throw new ConfigError(`${name} must be a positive whole number`);
+  return value;
+}
+
 /** Resolves the daemon's configuration: flags > environment (SPECTA_*) > config file > defaults. */
 export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv = process.env): DaemonConfig {
   const fromEnv = (name: string) => {
@@ -137,17 +144,22 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
     throw new ConfigError("the database URL must start with postgres:// or postgresql:// (for example postgres://user:password@host:5432/specta)");
   }
   const retentionSection = (file?.retention ?? {}) as Record<string, unknown>;
+  // rollups5m and rollups1h were named minuteRollups and hourRollups before the store kept 5-minute rollups; both names are read.
   const retention: RetentionConfig = {
     samplesMs: durationSetting(flags.retention ?? fromEnv("SPECTA_RETENTION") ?? optionalString(retentionSection.samples, "retention.samples") ?? "30d", "retention"),
-    minuteRollupsMs: durationSetting(optionalString(retentionSection.minuteRollups, "retention.minuteRollups") ?? "90d", "retention.minuteRollups"),
-    hourRollupsMs: durationSetting(optionalString(retentionSection.hourRollups, "retention.hourRollups") ?? "730d", "retention.hourRollups"),
+    rollups5mMs: durationSetting(
+      optionalString(retentionSection.rollups5m, "retention.rollups5m") ?? optionalString(retentionSection.minuteRollups, "retention.minuteRollups") ?? "90d",
+      "retention.rollups5m",
+    ),
+    rollups1hMs: durationSetting(
+      optionalString(retentionSection.rollups1h, "retention.rollups1h") ?? optionalString(retentionSection.hourRollups, "retention.hourRollups") ?? "730d",
+      "retention.rollups1h",
+    ),
   };
   if (retention.samplesMs < 86_400_000) throw new ConfigError("retention must be at least 1d (samples are kept in day partitions)");
   const limits = (file?.limits ?? {}) as Record<string, unknown>;
-  const maxSeriesPerMetric = limits.seriesPerMetric ?? 10_000;
-  if (typeof maxSeriesPerMetric !== "number" || !Number.isInteger(maxSeriesPerMetric) || maxSeriesPerMetric < 1) {
-    throw new ConfigError("limits.seriesPerMetric must be a positive whole number");
-  }
+  const maxSeriesPerMetric = positiveInteger(limits.seriesPerMetric ?? 500_000, "limits.seriesPerMetric");
+  const maxSeriesPerAgent = positiveInteger(limits.seriesPerAgent ?? 20_000, "limits.seriesPerAgent");
 
   const enrollToken = fromEnv("SPECTA_ENROLL_TOKEN") ?? optionalString(file?.enrollToken, "enrollToken");
   if (enrollToken !== undefined && (enrollToken.trim() !== enrollToken || enrollToken.length < 16 || enrollToken.length > 200)) {
@@ -161,6 +173,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
     ...(databaseUrl ? { databaseUrl } : {}),
     retention,
     maxSeriesPerMetric,
+    maxSeriesPerAgent,
     host,
     port,
     dataDir,

@@ -1,74 +1,98 @@
-import { Code, ConnectError } from "@connectrpc/connect";
-import type pg from "pg";
+import { sql } from "kysely";
 import type { InstrumentKind } from "../config/config.js";
-import type { Partitions } from "../storage/partitions.js";
-import { SeriesKind, type Labels } from "../storage/schema.js";
-import type { Instruments, Measurement } from "./instruments.js";
-import { seriesKey } from "./series-key.js";
-import type { SeriesCache, SeriesKey } from "./series.js";
+import type { Labels } from "../shared/labels.js";
+import { seriesKey } from "../shared/series-key.js";
+import { SeriesKind, type SeriesPoints, type SeriesRef, type Tsdb } from "../tsdb/index.js";
+import type { Instruments, Measurement, Refused } from "./instruments.js";
 
-// Counters and histogram series hold running totals shared by every daemon: the total is
-// advanced in instrument_totals (row lock) and the new total stored as a sample.
-const addToTotals = `
-  WITH t AS (
-    INSERT INTO instrument_totals AS c (series_id, total)
-    SELECT * FROM unnest($1::int4[], $2::float8[])
-    ON CONFLICT (series_id) DO UPDATE SET total = c.total + excluded.total
-    RETURNING series_id, total
-  )
-  INSERT INTO samples (series_id, ts, value) SELECT series_id, $3, total FROM t
-  ON CONFLICT (series_id, ts) DO UPDATE SET value = GREATEST(samples.value, excluded.value)`;
+/** One series a measurement moves: a counter or histogram series by `number`, or a gauge to it. */
+interface Move {
+  key: string;
+  ref: SeriesRef;
+  number: number;
+}
 
-const setGauges = `
-  INSERT INTO samples (series_id, ts, value)
-  SELECT s, $3, v FROM unnest($1::int4[], $2::float8[]) AS u(s, v)
-  ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value`;
-
-/** Persists Counter, Gauge and Histogram calls: one statement per call, committed before the call answers. */
+/**
+ * Persists Counter, Gauge and Histogram calls, committed before the call answers. Counters and
+ * histogram series hold running totals shared by every daemon: instrument_totals keeps them
+ * (rows locked while a call advances them), and each new total is appended to the store as a
+ * sample in the same transaction. A measurement that would make a total infinite is refused.
+ */
 export class InstrumentStore {
   constructor(
-    private readonly pool: pg.Pool,
-    private readonly series: SeriesCache,
-    private readonly partitions: Partitions,
+    private readonly tsdb: Tsdb,
     private readonly instruments: Instruments,
   ) {}
 
-  async persist(kind: InstrumentKind, measurements: Measurement[]): Promise<void> {
-    if (measurements.length === 0) return;
-    // Per series: the sum of increments (counters, histograms) or the last value (gauges).
-    const updates = new Map<string, { key: SeriesKey; number: number }>();
-    const add = (metric: string, labels: Labels, number: number, seriesKind: SeriesKey["kind"]) => {
-      const k = seriesKey(metric, labels);
-      const u = updates.get(k);
-      if (u && kind !== "gauge") u.number += number;
-      else updates.set(k, { key: { metric, labels, kind: seriesKind }, number });
-    };
-    for (const m of measurements) {
-      const labels = this.instruments.labelsOf(m);
-      if (kind === "counter") add(m.metric, labels, m.number, SeriesKind.counter);
-      else if (kind === "gauge") add(m.metric, labels, m.number, SeriesKind.gauge);
-      else {
-        for (const le of this.bucketsOf(m.metric)) {
-          add(`${m.metric}_bucket`, { ...labels, le: le === Infinity ? "+Inf" : String(le) }, m.number <= le ? 1 : 0, SeriesKind.histogram);
-        }
-        add(`${m.metric}_sum`, labels, m.number, SeriesKind.histogram);
-        add(`${m.metric}_count`, labels, 1, SeriesKind.histogram);
-      }
-    }
-
-    const resolved = await this.series.resolve(new Map([...updates].map(([k, u]) => [k, u.key])), Infinity);
-    const ids: number[] = [];
-    const numbers: number[] = [];
-    for (const [k, u] of updates) {
-      const r = resolved.get(k);
+  /** Stores the measurements; returns the refusal of each one that was not stored (by index). */
+  async persist(kind: InstrumentKind, measurements: Measurement[]): Promise<Map<number, Refused>> {
+    const refused = new Map<number, Refused>();
+    if (measurements.length === 0) return refused;
+    const moves = measurements.map((m) => this.movesOf(kind, m));
+    const wanted = new Map<string, SeriesRef>();
+    for (const list of moves) for (const move of list) wanted.set(move.key, move.ref);
+    // Declared instruments bound their own cardinality: no per-metric limit.
+    const resolved = await this.tsdb.series.resolve(wanted, { unlimited: true });
+    const idOf = (key: string): number => {
+      const r = resolved.get(key)!;
       // Only a kind clash with series an agent pushed under the same name can refuse an instrument's series.
-      if (!r || "refused" in r) throw new ConnectError(r && "refused" in r ? r.refused : `series ${k} was not resolved`, Code.FailedPrecondition);
-      ids.push(r.id);
-      numbers.push(u.number);
-    }
-    const now = new Date();
-    await this.partitions.ensureFor([now.getTime()]);
-    await this.pool.query(kind === "gauge" ? setGauges : addToTotals, [ids, numbers, now]);
+      if ("refused" in r) throw new InstrumentSeriesRefused(r.refused);
+      return r.id;
+    };
+    const now = Date.now();
+
+    await this.tsdb.appendWith(async (tx) => {
+      const values = new Map<number, number>();
+      if (kind === "gauge") {
+        for (const list of moves) for (const move of list) values.set(idOf(move.key), move.number);
+      } else {
+        const ids = [...new Set([...wanted.keys()].map(idOf))];
+        // Rows exist before they are locked, so two first calls on a series cannot both start from 0.
+        await sql`INSERT INTO instrument_totals (series_id, total) SELECT unnest(${ids}::int4[]), 0 ON CONFLICT DO NOTHING`.execute(tx);
+        const { rows } = await sql<{ series_id: number; total: number }>`
+          SELECT series_id, total FROM instrument_totals WHERE series_id = ANY(${ids}::int4[]) ORDER BY series_id FOR UPDATE`.execute(tx);
+        const totals = new Map(rows.map((r) => [r.series_id, r.total]));
+        moves.forEach((list, i) => {
+          const next = list.map((move) => totals.get(idOf(move.key))! + move.number);
+          if (next.some((total) => !Number.isFinite(total))) {
+            refused.set(i, { kind: "invalid_number", info: `number ${measurements[i]!.number} would make the stored total of ${measurements[i]!.metric} infinite` });
+            return;
+          }
+          list.forEach((move, k) => {
+            totals.set(idOf(move.key), next[k]!);
+            values.set(idOf(move.key), next[k]!);
+          });
+        });
+        if (values.size > 0) {
+          await sql`
+            UPDATE instrument_totals t SET total = u.total
+            FROM unnest(${[...values.keys()]}::int4[], ${[...values.values()]}::float8[]) AS u(id, total)
+            WHERE t.series_id = u.id`.execute(tx);
+        }
+      }
+      const points: SeriesPoints[] = [...values].map(([id, value]) => ({ id, times: [now], values: [value] }));
+      return { points, result: undefined };
+    });
+    return refused;
+  }
+
+  /** The series a measurement moves: a counter or gauge series, or a histogram's buckets, _sum and _count. */
+  private movesOf(kind: InstrumentKind, m: Measurement): Move[] {
+    const labels = this.instruments.labelsOf(m);
+    const move = (metric: string, seriesLabels: Labels, number: number, seriesKind: SeriesRef["kind"]): Move => ({
+      key: seriesKey(metric, seriesLabels),
+      ref: { metric, labels: seriesLabels, kind: seriesKind },
+      number,
+    });
+    if (kind === "counter") return [move(m.metric, labels, m.number, SeriesKind.counter)];
+    if (kind === "gauge") return [move(m.metric, labels, m.number, SeriesKind.gauge)];
+    return [
+      ...this.bucketsOf(m.metric).map((le) =>
+        move(`${m.metric}_bucket`, { ...labels, le: le === Infinity ? "+Inf" : String(le) }, m.number <= le ? 1 : 0, SeriesKind.histogram),
+      ),
+      move(`${m.metric}_sum`, labels, m.number, SeriesKind.histogram),
+      move(`${m.metric}_count`, labels, 1, SeriesKind.histogram),
+    ];
   }
 
   private bucketsOf(metric: string): number[] {
@@ -76,4 +100,9 @@ export class InstrumentStore {
     const declared = this.instruments.declaration(metric)?.buckets ?? [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
     return [...declared, Infinity];
   }
+}
+
+/** An instrument's series clashes with a series of another kind under the same name. */
+export class InstrumentSeriesRefused extends Error {
+  override name = "InstrumentSeriesRefused";
 }

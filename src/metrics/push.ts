@@ -1,20 +1,16 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Kind, type PushRequest, type Refusal, type Series } from "../../gen/metrics/metrics_pb.js";
 import { labelKeyPattern, metricNamePattern } from "../config/config.js";
-import { dayMs, type Partitions } from "../storage/partitions.js";
-import type { SeriesKindNumber } from "../storage/schema.js";
-import type { LateSamples } from "../worker/late-samples.js";
+import { seriesKey } from "../shared/series-key.js";
+import type { SeriesKindNumber, SeriesPoints, SeriesRef, Tsdb, Writer } from "../tsdb/index.js";
 import { maxMetricNameLength } from "./instruments.js";
-import { SampleRows } from "./sample-rows.js";
-import type { SampleWriter } from "./sample-writer.js";
-import { seriesKey } from "./series-key.js";
-import type { SeriesCache, SeriesKey } from "./series.js";
 
 /** Limits of one Push call, as documented on metrics.PushRequest. */
 export const pushLimits = {
   maxSeries: 10_000,
   maxPoints: 50_000,
   maxLabels: 32,
+  maxLabelKeyLength: 128,
   maxLabelValueLength: 1024,
   /** How far in the future a point may be (clock skew). */
   maxFutureMs: 10 * 60_000,
@@ -22,13 +18,9 @@ export const pushLimits = {
 };
 
 export interface PushDeps {
-  series: SeriesCache;
-  partitions: Partitions;
-  writer: SampleWriter;
-  /** Points older than this are refused: they would land in an already dropped partition. */
+  tsdb: Tsdb;
+  /** Points older than this are refused: retention would drop them at once. */
   retentionMs: number;
-  /** Notes samples older than the rollups' reach so that their hours are rolled up again. */
-  lateSamples: LateSamples;
 }
 
 export interface PushOutcome {
@@ -41,9 +33,9 @@ const kinds: Partial<Record<Kind, SeriesKindNumber>> = { [Kind.COUNTER]: 1, [Kin
 
 /**
  * Stores one batch: validates all of it first (a bad series refuses the whole batch, nothing
- * written), resolves series in bulk, writes in one grouped statement and returns after commit.
+ * written), resolves series in bulk, appends the points and returns after commit.
  */
-export async function push(req: PushRequest, deps: PushDeps): Promise<PushOutcome> {
+export async function push(req: PushRequest, deps: PushDeps, writer: Writer = {}): Promise<PushOutcome> {
   const batch = req.series;
   const points = batch.reduce((n, s) => n + s.times.length, 0);
   if (batch.length > pushLimits.maxSeries || points > pushLimits.maxPoints) {
@@ -53,36 +45,34 @@ export async function push(req: PushRequest, deps: PushDeps): Promise<PushOutcom
     );
   }
   if (points === 0) return { accepted: 0, refused: 0, refusals: [] };
-  if (!deps.writer.hasRoomFor(points)) throw new ConnectError("the daemon is writing behind; retry later", Code.ResourceExhausted);
 
-  const wanted = new Map<string, SeriesKey>();
+  const now = Date.now();
+  const wanted = new Map<string, SeriesRef>();
   const keys = batch.map((s, i) => {
-    const key = checkSeries(s, `series[${i}]`, Date.now() - deps.retentionMs, Date.now() + pushLimits.maxFutureMs);
+    const key = checkSeries(s, `series[${i}]`, now - deps.retentionMs, now + pushLimits.maxFutureMs);
     if (!wanted.has(key)) wanted.set(key, { metric: s.metric, labels: s.labels, kind: kinds[s.kind]! });
     return key;
   });
 
-  const resolved = await deps.series.resolve(wanted);
-  const rows = new SampleRows(points);
+  const resolved = await deps.tsdb.series.resolve(wanted, writer);
+  const appended: SeriesPoints[] = [];
   const refused = new Map<string, number>();
+  let accepted = 0;
   batch.forEach((s, i) => {
     const r = resolved.get(keys[i]!)!;
-    if ("refused" in r) {
-      refused.set(keys[i]!, (refused.get(keys[i]!) ?? 0) + s.times.length);
-      return;
+    if ("refused" in r) refused.set(keys[i]!, (refused.get(keys[i]!) ?? 0) + s.times.length);
+    else {
+      appended.push({ id: r.id, times: s.times, values: s.values });
+      accepted += s.times.length;
     }
-    for (let p = 0; p < s.times.length; p++) rows.add(r.id, Math.floor(s.times[p]!), s.values[p]!);
   });
-
-  await deps.partitions.ensureFor([...rows.byDay.keys()].map((day) => day * dayMs));
-  await deps.writer.write(rows);
-  await deps.lateSamples.record(rows.times);
+  await deps.tsdb.append(appended);
 
   const refusals = [...refused].slice(0, pushLimits.maxListedRefusals).map(([key, n]) => {
     const s = wanted.get(key)!;
     return { metric: s.metric, labels: s.labels, reason: (resolved.get(key) as { refused: string }).refused, points: n };
   });
-  return { accepted: rows.rows, refused: points - rows.rows, refusals };
+  return { accepted, refused: points - accepted, refusals };
 }
 
 /** Validates one series of a batch and returns its canonical key; throws InvalidArgument naming what is wrong. */
@@ -94,23 +84,36 @@ function checkSeries(s: Series, where: string, oldestMs: number, newestMs: numbe
   let labelCount = 0;
   for (const k in s.labels) {
     labelCount++;
-    if (!labelKeyPattern.test(k) || k.startsWith("__")) {
-      invalid(`${where}: label key "${k.slice(0, 300)}" must match ${labelKeyPattern.source} and not start with __`);
+    if (k.length > pushLimits.maxLabelKeyLength || !labelKeyPattern.test(k) || k.startsWith("__")) {
+      invalid(`${where}: label key "${k.slice(0, 300)}" must match ${labelKeyPattern.source}, be at most ${pushLimits.maxLabelKeyLength} characters and not start with __`);
     }
-    if (s.labels[k]!.length > pushLimits.maxLabelValueLength) {
-      invalid(`${where}: label ${k} is longer than ${pushLimits.maxLabelValueLength} characters`);
-    }
+    const value = s.labels[k]!;
+    if (value.length > pushLimits.maxLabelValueLength) invalid(`${where}: label ${k} is longer than ${pushLimits.maxLabelValueLength} characters`);
+    if (!isStorableText(value)) invalid(`${where}: label ${k} holds a NUL character or an unpaired UTF-16 surrogate`);
   }
   if (labelCount > pushLimits.maxLabels) invalid(`${where}: at most ${pushLimits.maxLabels} labels, got ${labelCount}`);
   if (s.times.length !== s.values.length) invalid(`${where}: ${s.times.length} times but ${s.values.length} values`);
-  for (let p = 0; p < s.times.length; p++) {
-    const t = s.times[p]!;
+  const { times, values } = s;
+  for (let p = 0; p < times.length; p++) {
+    const t = times[p]!;
     if (!(t >= oldestMs && t <= newestMs)) {
-      invalid(`${where}: time ${Number.isFinite(t) ? new Date(t).toISOString() : t} is outside the accepted window (the retention period up to ${pushLimits.maxFutureMs / 60_000} minutes ahead)`);
+      invalid(`${where}: time ${describeTime(t)} is outside the accepted window (the retention period up to ${pushLimits.maxFutureMs / 60_000} minutes ahead)`);
     }
-    if (!Number.isFinite(s.values[p]!)) invalid(`${where}: value ${s.values[p]} at ${new Date(t).toISOString()} is not finite`);
+    // Whole milliseconds, as documented; the store keeps times in ms.
+    times[p] = Math.floor(t);
+    if (!Number.isFinite(values[p]!)) invalid(`${where}: value ${values[p]} at ${describeTime(t)} is not finite`);
   }
   return seriesKey(s.metric, s.labels);
+}
+
+/** PostgreSQL text cannot hold NUL, and JSON cannot carry an unpaired surrogate. */
+function isStorableText(text: string): boolean {
+  return !/\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(text);
+}
+
+/** A Unix-ms time as ISO text when it is a representable date, else as the number it is. */
+function describeTime(t: number): string {
+  return Math.abs(t) <= 8.64e15 ? new Date(t).toISOString() : String(t);
 }
 
 function invalid(message: string): never {

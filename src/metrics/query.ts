@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { sql, type Kysely, type RawBuilder } from "kysely";
 import {
   Aggregation,
   MatchOperator,
@@ -13,15 +12,14 @@ import {
   type QueryResponse,
   type SeriesPoints,
 } from "../../gen/metrics/metrics_pb.js";
-import type { RetentionConfig } from "../config/config.js";
-import { SeriesKind, type Database, type Labels } from "../storage/schema.js";
-import { alignedSteps, readPoints, type StepAggregate } from "./points.js";
-import { seriesKey } from "./series-key.js";
+import type { Labels } from "../shared/labels.js";
+import { seriesKey } from "../shared/series-key.js";
+import { alignedSteps, maxSelectedSeries, SeriesKind, type LabelMatcher, type MatchOperator as StoreOperator, type SelectedSeries, type StepAggregate, type Tsdb } from "../tsdb/index.js";
 
 /** Limits of one Query call, as documented on metrics.QueryRequest. */
 export const queryLimits = {
   /** Series a query may select (for quantiles: _bucket series). */
-  maxSeries: 10_000,
+  maxSeries: maxSelectedSeries,
   maxPointsPerSeries: 11_000,
   /** Selected series × steps: bounds the rows one query reads into memory. */
   maxPointsPerQuery: 2_000_000,
@@ -32,16 +30,9 @@ export const queryLimits = {
 };
 
 export interface QueryDeps {
-  db: Kysely<Database>;
-  retention: RetentionConfig;
+  tsdb: Tsdb;
   /** The clock; tests may fix it. */
   now?: () => number;
-}
-
-interface SelectedSeries {
-  id: number;
-  labels: Labels;
-  kind: number;
 }
 
 interface Range {
@@ -58,7 +49,7 @@ export async function query(req: QueryRequest, deps: QueryDeps): Promise<QueryRe
   const range = resolveRange(req, nowMs);
 
   const metric = isQuantile ? `${req.metric}_bucket` : req.metric;
-  const selected = await selectSeries(deps.db, metric, req.matchers);
+  const selected = await deps.tsdb.series.select(metric, req.matchers.map(storeMatcher));
   const response = create(QueryResponseSchema, { step: durationFromMs(range.stepMs) });
   if (selected.length === 0) return response;
   checkKind(metric, selected[0]!.kind, aggregation);
@@ -72,7 +63,7 @@ export async function query(req: QueryRequest, deps: QueryDeps): Promise<QueryRe
 
   const increase = aggregation === Aggregation.RATE || aggregation === Aggregation.INCREASE || isQuantile;
   const last = aggregation === Aggregation.LAST;
-  const points = await readPoints(deps.db, { seriesIds: selected.map((s) => s.id), ...range, increase, last }, deps.retention, nowMs);
+  const points = await deps.tsdb.readPoints({ seriesIds: selected.map((s) => s.id), ...range, increase, last }, nowMs);
   response.series = isQuantile
     ? quantileGroups(selected, points.series, req.groupBy, req.quantile)
     : valueGroups(selected, points.series, req.groupBy, aggregation, range.stepMs);
@@ -97,10 +88,16 @@ function invalid(message: string): never {
   throw new ConnectError(message, Code.InvalidArgument);
 }
 
+/** The latest time a query may name: the end of year 9999. */
+const maxTimeMs = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
 /** end defaults to now, start to an hour before end, step to the range / 120 in whole seconds (≥ 1 s). */
 export function resolveRange(req: Pick<QueryRequest, "start" | "end" | "step">, nowMs: number): Range {
   const endMs = req.end ? timestampMs(req.end) : nowMs;
   const startMs = req.start ? timestampMs(req.start) : endMs - queryLimits.defaultRangeMs;
+  for (const [name, ms] of [["start", startMs], ["end", endMs]] as const) {
+    if (!(ms >= 0 && ms <= maxTimeMs)) invalid(`${name} must lie between 1970 and 9999, got ${ms} ms since 1970`);
+  }
   if (startMs > endMs) invalid(`start (${new Date(startMs).toISOString()}) is after end (${new Date(endMs).toISOString()})`);
   const asked = req.step ? durationMs(req.step) : 0;
   if (asked < 0 || (asked > 0 && asked < 1)) invalid("step must be at least 1 ms");
@@ -128,91 +125,15 @@ function validateMatchers(matchers: Matcher[]): void {
   }
 }
 
-// PostgreSQL's SQLSTATE for an invalid regular expression.
-const invalidRegex = "2201B";
-
-/** The SQL condition of one matcher; a missing label equals "" (as in Prometheus). */
-function condition(m: Matcher): RawBuilder<unknown> {
-  const value = sql`coalesce(labels ->> ${m.label}, '')`;
-  // Anchored: the whole value must match, as in Prometheus. The pattern alone is checked to
-  // compile first (checkRegexes), so wrapping it cannot change what it groups.
-  const anchored = `^(?:${m.value})$`;
-  switch (m.operator) {
-    case MatchOperator.EQUAL:
-      return sql`${value} = ${m.value}`;
-    case MatchOperator.NOT_EQUAL:
-      return sql`${value} <> ${m.value}`;
-    case MatchOperator.REGEX:
-      return sql`${value} ~ ${anchored}`;
-    default:
-      return sql`${value} !~ ${anchored}`;
-  }
-}
-
-function isRegex(m: Matcher): boolean {
-  return m.operator === MatchOperator.REGEX || m.operator === MatchOperator.NOT_REGEX;
-}
-
-/**
- * Compiles every regex of the matchers in PostgreSQL, whose dialect the selection uses; the
- * selection alone would not notice a bad one when no series has the metric.
- */
-async function checkRegexes(db: Kysely<Database>, matchers: Matcher[]): Promise<void> {
-  const regexes = matchers.filter(isRegex);
-  if (regexes.length === 0) return;
-  try {
-    await sql`SELECT count(*) FROM unnest(${regexes.map((m) => m.value)}::text[]) AS r(re) WHERE '' ~ re`.execute(db);
-  } catch (err) {
-    if (!hasState(err, invalidRegex)) throw err;
-    for (const m of regexes) {
-      try {
-        await sql`SELECT '' ~ ${m.value}`.execute(db);
-      } catch (inner) {
-        if (hasState(inner, invalidRegex)) invalid(`matcher ${describeMatcher(m)}: ${(inner as Error).message}`);
-        throw inner;
-      }
-    }
-    throw err;
-  }
-}
-
-function hasState(err: unknown, state: string): boolean {
-  return (err as { code?: unknown } | undefined)?.code === state;
-}
-
-const operatorText: Record<number, string> = {
+const storeOperators: Record<number, StoreOperator> = {
   [MatchOperator.EQUAL]: "=",
   [MatchOperator.NOT_EQUAL]: "!=",
   [MatchOperator.REGEX]: "=~",
   [MatchOperator.NOT_REGEX]: "!~",
 };
 
-function describeMatcher(m: Matcher): string {
-  return `${m.label}${operatorText[m.operator] ?? "?"}${JSON.stringify(m.value)}`;
-}
-
-/** The series of `metric` that satisfy every matcher; ResourceExhausted beyond the limit. */
-async function selectSeries(db: Kysely<Database>, metric: string, matchers: Matcher[]): Promise<SelectedSeries[]> {
-  await checkRegexes(db, matchers);
-  const conditions = [sql`metric = ${metric}`, ...matchers.map(condition)];
-  let rows: SelectedSeries[];
-  try {
-    ({ rows } = await sql<SelectedSeries>`
-      SELECT id, labels, kind FROM series
-      WHERE ${sql.join(conditions, sql` AND `)}
-      ORDER BY id LIMIT ${queryLimits.maxSeries + 1}`.execute(db));
-  } catch (err) {
-    // A pattern that compiles alone but not inside ^(?:…)$, e.g. one with embedded options.
-    if (hasState(err, invalidRegex)) invalid(`a regular expression of the matchers is invalid: ${(err as Error).message}`);
-    throw err;
-  }
-  if (rows.length > queryLimits.maxSeries) {
-    throw new ConnectError(
-      `the query selects more than ${queryLimits.maxSeries} series of metric ${metric}: narrow it with matchers`,
-      Code.ResourceExhausted,
-    );
-  }
-  return rows;
+function storeMatcher(m: Matcher): LabelMatcher {
+  return { label: m.label, op: storeOperators[m.operator]!, value: m.value };
 }
 
 /** rate and increase need running totals: counters, or the _bucket/_sum/_count series of histograms. */

@@ -1,15 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import type { Kysely } from "kysely";
-import type { InstrumentKind, RetentionConfig } from "../config/config.js";
+import type { InstrumentKind } from "../config/config.js";
 import { API as MetricsAPI, ResultSchema, type Action, type Result } from "../../gen/metrics/metrics_pb.js";
-import { toConnectError } from "../storage/errors.js";
-import type { Database } from "../storage/schema.js";
-import type { InstrumentStore } from "./instrument-store.js";
-import type { Instruments } from "./instruments.js";
+import { callerOf } from "../server/auth.js";
+import type { Tsdb } from "../tsdb/index.js";
+import { InstrumentSeriesRefused, type InstrumentStore } from "./instrument-store.js";
+import type { Instruments, Refused } from "./instruments.js";
 import { list } from "./list.js";
 import { push, type PushDeps } from "./push.js";
 import { query } from "./query.js";
+import { storeError } from "./store-errors.js";
 
 /** Specta's limit on actions per Counter, Gauge or Histogram call. */
 export const maxActionsPerCall = 100;
@@ -18,13 +18,11 @@ export interface MetricsDeps {
   instruments: Instruments;
   instrumentStore: InstrumentStore;
   push: PushDeps;
-  /** The database Query and List read. */
-  db: Kysely<Database>;
-  /** Retention of each tier: Query picks raw samples or rollups by it. */
-  retention: RetentionConfig;
+  /** The store Query and List read. */
+  tsdb: Tsdb;
 }
 
-export function metricsService({ instruments, instrumentStore, push: pushDeps, db, retention }: MetricsDeps): ServiceImpl<typeof MetricsAPI> {
+export function metricsService({ instruments, instrumentStore, push: pushDeps, tsdb }: MetricsDeps): ServiceImpl<typeof MetricsAPI> {
   const recordAll = async (kind: InstrumentKind, actions: Action[]): Promise<{ result: Result[] }> => {
     if (actions.length === 0 || actions.length > maxActionsPerCall) {
       throw new ConnectError(
@@ -33,13 +31,19 @@ export function metricsService({ instruments, instrumentStore, push: pushDeps, d
       );
     }
     const refusals = actions.map((action) => instruments.check(kind, action));
-    const accepted = actions.filter((_, i) => refusals[i] === undefined);
+    const checked = actions.flatMap((action, i) => (refusals[i] === undefined ? [{ action, i }] : []));
+    let stored: Map<number, Refused>;
     try {
-      await instrumentStore.persist(kind, accepted);
+      stored = await instrumentStore.persist(kind, checked.map((c) => c.action));
     } catch (err) {
-      throw toConnectError(err, `recording ${kind} actions`);
+      if (err instanceof InstrumentSeriesRefused) throw new ConnectError(err.message, Code.FailedPrecondition);
+      throw storeError(err, `recording ${kind} actions`);
     }
-    for (const action of accepted) instruments.apply(action);
+    checked.forEach(({ action, i }, k) => {
+      const refused = stored.get(k);
+      if (refused) refusals[i] = refused;
+      else instruments.apply(action);
+    });
     return {
       result: refusals.map((refused) =>
         refused
@@ -52,25 +56,26 @@ export function metricsService({ instruments, instrumentStore, push: pushDeps, d
     counter: (req) => recordAll("counter", req.action),
     gauge: (req) => recordAll("gauge", req.action),
     histogram: (req) => recordAll("histogram", req.action),
-    async push(req) {
+    async push(req, ctx) {
+      const caller = callerOf(ctx);
       try {
-        return await push(req, pushDeps);
+        return await push(req, pushDeps, caller.agentId ? { agentId: caller.agentId } : {});
       } catch (err) {
-        throw toConnectError(err, "storing the batch");
+        throw storeError(err, "storing the batch");
       }
     },
     async query(req) {
       try {
-        return await query(req, { db, retention });
+        return await query(req, { tsdb });
       } catch (err) {
-        throw toConnectError(err, `querying metric ${req.metric}`);
+        throw storeError(err, `querying metric ${req.metric}`);
       }
     },
     async list(req) {
       try {
-        return await list(req, { db, declaration: (name) => instruments.declaration(name) });
+        return await list(req, { tsdb, declaration: (name) => instruments.declaration(name) });
       } catch (err) {
-        throw toConnectError(err, "listing metrics");
+        throw storeError(err, "listing metrics");
       }
     },
   };

@@ -9,22 +9,18 @@ import { dashboard, dashboardDir } from "../dashboard/serve.js";
 import type { Logger } from "../log.js";
 import { InstrumentStore } from "../metrics/instrument-store.js";
 import { Instruments } from "../metrics/instruments.js";
-import { SampleWriter } from "../metrics/sample-writer.js";
-import { SeriesCache } from "../metrics/series.js";
 import { claimDataDir } from "../storage/data-dir.js";
 import { openStorage } from "../storage/database.js";
-import { Partitions } from "../storage/partitions.js";
 import { ensureLocalAdminToken } from "../tokens/local-admin.js";
 import { TokenStore } from "../tokens/tokens.js";
 import { versionInfo } from "../version.js";
 import { agentLiveness } from "../worker/agent-liveness.js";
 import { commandExpiry } from "../worker/command-expiry.js";
 import { endpointProbe } from "../worker/endpoint-probe.js";
-import { LateSamples } from "../worker/late-samples.js";
+import { openTsdb } from "../tsdb/index.js";
 import { Engine, type Handler } from "../worker/engine.js";
-import { retention } from "../worker/retention.js";
-import { rollups } from "../worker/rollups.js";
-import { databaseCheck, partitionsAhead } from "../worker/storage-upkeep.js";
+import { leadership } from "../worker/leader.js";
+import { databaseCheck } from "../worker/storage-upkeep.js";
 import { authenticate } from "./auth.js";
 import { httpRoutes } from "./http-routes.js";
 import { observeCalls } from "./interceptors.js";
@@ -68,10 +64,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
 
   const tokens = new TokenStore(storage.db);
   await ensureLocalAdminToken(tokens, config.dataDir);
-  const partitions = new Partitions(storage.db);
-  const series = new SeriesCache(storage.db, config.maxSeriesPerMetric);
-  const writer = new SampleWriter(storage.pool);
-  const instrumentStore = new InstrumentStore(storage.pool, series, partitions, instruments);
+  const tsdb = await openTsdb(storage.pool, {
+    limits: { perMetric: config.maxSeriesPerMetric, perAgent: config.maxSeriesPerAgent },
+    retention: { rawMs: config.retention.samplesMs, rollups5mMs: config.retention.rollups5mMs, rollups1hMs: config.retention.rollups1hMs },
+    log,
+  }).catch(async (err: unknown) => {
+    await storage.close();
+    releaseDataDir();
+    throw err;
+  });
+  const instrumentStore = new InstrumentStore(tsdb, instruments);
   const liveness = new AgentLiveness();
   const enrollToken = ensureEnrollToken(config.dataDir, config.enrollToken);
   fleetGauge(registry, storage.db, liveness);
@@ -83,9 +85,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     routes: routes({
       instruments,
       instrumentStore,
-      push: { series, partitions, writer, retentionMs: config.retention.samplesMs, lateSamples: new LateSamples(storage.db) },
-      db: storage.db,
-      retention: config.retention,
+      push: { tsdb, retentionMs: config.retention.samplesMs },
+      tsdb,
       readiness,
       shutdown: shutdown.signal,
       agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness },
@@ -99,14 +100,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
 
   const handlers: Handler[] = [
     databaseCheck(storage, readiness),
-    partitionsAhead(partitions),
-    retention({ db: storage.db, partitions, retention: config.retention, log }),
-    rollups({ db: storage.db, log }),
+    ...tsdb.jobs,
     agentLiveness({ db: storage.db, liveness }),
     commandExpiry({ db: storage.db, log, intervalMs: commands.hub.tuning.expiryIntervalMs, graceMs: commands.hub.tuning.timeoutGraceMs }),
   ];
   if (config.probes.urls.length > 0) handlers.push(endpointProbe(config.probes, registry));
-  const engine = new Engine(handlers, log);
+  const engine = new Engine(handlers, log, leadership(storage.db));
   engine.start();
 
   const listener = await listen(twirpCompatible(handler), config.host, config.port, log).catch(async (err: unknown) => {

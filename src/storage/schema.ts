@@ -1,54 +1,13 @@
 import type { ColumnType, Generated } from "kysely";
+import type { Labels } from "../shared/labels.js";
 import type { TokenRole } from "../tokens/roles.js";
 
-/** Numeric kinds stored in series.kind; the same numbers as metrics.Kind in proto/metrics/metrics.proto. */
-export const SeriesKind = { counter: 1, gauge: 2, histogram: 3 } as const;
-export type SeriesKindNumber = (typeof SeriesKind)[keyof typeof SeriesKind];
-
-export type Labels = Record<string, string>;
-
-/** One series: a metric and a canonical label set (jsonb equality ignores key order). */
-export interface SeriesTable {
-  id: Generated<number>;
-  metric: string;
-  labels: ColumnType<Labels, string, string>;
-  kind: number;
-  created: ColumnType<Date, never, never>;
-}
-
-/** Hot tier: one row per sample, partitioned by day on ts, keyed (series_id, ts). */
-export interface SamplesTable {
-  series_id: number;
-  ts: Date;
-  value: number;
-}
-
-/** Per-minute and per-hour rollups of samples. */
-export interface RollupTable {
-  series_id: number;
-  bucket: Date;
-  min: number;
-  max: number;
-  sum: number;
-  count: number;
-  last: number;
-}
+export type { Labels };
 
 /** Running totals of Counter and Histogram instruments, shared by every daemon. */
 export interface InstrumentTotalsTable {
   series_id: number;
   total: number;
-}
-
-/** How far each rollup tier is complete. */
-export interface RollupStateTable {
-  tier: string;
-  done_until: Date;
-}
-
-/** Hours that received samples after their rollups were computed; the rollup handler redoes them. */
-export interface LateHoursTable {
-  hour: Date;
 }
 
 /** Defined with the contract's roles, where the dashboard can use it too. */
@@ -115,13 +74,7 @@ export interface AgentStreamsTable {
 }
 
 export interface Database {
-  series: SeriesTable;
-  samples: SamplesTable;
-  samples_1m: RollupTable;
-  samples_1h: RollupTable;
   instrument_totals: InstrumentTotalsTable;
-  rollup_state: RollupStateTable;
-  late_hours: LateHoursTable;
   tokens: TokensTable;
   agents: AgentsTable;
   commands: CommandsTable;

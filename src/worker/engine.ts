@@ -6,8 +6,13 @@ import type { Logger } from "../log.js";
 export interface Handler {
   name: string;
   coolerMs: number;
+  /** Set for single-leader work: the advisory lock that one daemon of those sharing a database holds while it runs. */
+  leaderLock?: number;
   ensure(signal: AbortSignal): Promise<void>;
 }
+
+/** Runs `work` while holding the advisory lock `key`; resolves false at once, without running it, when another daemon holds it. */
+export type Leadership = (key: number, work: () => Promise<void>) => Promise<boolean>;
 
 /**
  * Runs each handler in its own loop. A failing handler is logged with its name and retried
@@ -20,7 +25,11 @@ export class Engine {
   constructor(
     private readonly handlers: Handler[],
     private readonly log: Logger,
-  ) {}
+    private readonly leadership?: Leadership,
+  ) {
+    const leaderOnly = handlers.find((h) => h.leaderLock !== undefined);
+    if (leaderOnly && !leadership) throw new Error(`handler ${leaderOnly.name} needs leader election, but the engine has none`);
+  }
 
   start(): void {
     // Each handler's loop waits on the one signal.
@@ -38,7 +47,8 @@ export class Engine {
     const log = this.log.child({ handler: handler.name });
     while (!signal.aborted) {
       try {
-        await handler.ensure(signal);
+        if (handler.leaderLock === undefined) await handler.ensure(signal);
+        else if (!(await this.leadership!(handler.leaderLock, () => handler.ensure(signal)))) log.debug("another daemon runs this; skipped");
       } catch (err) {
         if (signal.aborted) break;
         log.error({ err }, "handler failed; retrying after its cooler");

@@ -4,11 +4,9 @@ import type { Database } from "../storage/schema.js";
 /**
  * Advisory lock keys of single-leader jobs. Every daemon sharing a database runs the same
  * handlers; the key makes one of them do the work and the others skip their turn.
- * (0x5ec7a001 is the partition DDL lock of src/storage/partitions.ts.)
+ * (0x5ec7a001 to 0x5ec7a003 and 0x5ec7a005 are the store's: src/tsdb/.)
  */
 export const leaderLocks = {
-  retention: 0x5e_c7_a0_02,
-  rollups: 0x5e_c7_a0_03,
   commandExpiry: 0x5e_c7_a0_04,
 } as const;
 
@@ -37,4 +35,9 @@ export async function asLeader<T>(
     await unlock();
     return result;
   });
+}
+
+/** The engine's leader election on `db` (Leadership): one daemon at a time runs a leader-only handler. */
+export function leadership(db: Kysely<Database>): (key: number, work: () => Promise<void>) => Promise<boolean> {
+  return async (key, work) => (await asLeader(db, key, async () => work().then(() => true))) ?? false;
 }

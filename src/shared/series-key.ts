@@ -1,4 +1,4 @@
-import type { Labels } from "../storage/schema.js";
+import type { Labels } from "./labels.js";
 
 /** Canonical text of a series: metric and labels sorted by key. */
 export function seriesKey(metric: string, labels: Labels): string {

@@ -1,0 +1,2 @@
+/** A series' labels: key → value. */
+export type Labels = Record<string, string>;

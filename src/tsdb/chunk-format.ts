@@ -1,0 +1,116 @@
+import { deflateRawSync, inflateRawSync } from "node:zlib";
+import { ByteReader, ByteWriter, CorruptChunk, decodeSeries, decodeTimes, decodeValues, encodeSeries, encodeTimes, encodeValues, peekCount } from "./codec.js";
+
+/**
+ * What compaction writes: a chunk (one series' points over one block) and a rollup row (one
+ * series' buckets over one block). Both are the codec's layout compressed with DEFLATE behind a
+ * format byte; DEFLATE roughly halves the codec's output on node_exporter-like data
+ * (bench/codecs.ts measures the candidates).
+ */
+
+const deflated = 1;
+
+/** Rollup tiers: bucket widths. */
+export const rollupWidthMs = { "5m": 300_000, "1h": 3_600_000 } as const;
+export type RollupTier = keyof typeof rollupWidthMs;
+
+/** Points of one series: parallel arrays, the first n entries used, times strictly increasing. */
+export interface PointArrays {
+  times: Float64Array;
+  values: Float64Array;
+  n: number;
+}
+
+/** Buckets of one series: bucket start times and per bucket min, max, sum, count and last value. */
+export interface Buckets {
+  times: Float64Array;
+  min: Float64Array;
+  max: Float64Array;
+  sum: Float64Array;
+  count: Float64Array;
+  last: Float64Array;
+  n: number;
+}
+
+const writer = new ByteWriter(64 * 1024);
+
+function compress(w: ByteWriter): Buffer {
+  const body = deflateRawSync(w.view(), { level: 6 });
+  const out = Buffer.allocUnsafe(body.length + 1);
+  out[0] = deflated;
+  body.copy(out, 1);
+  return out;
+}
+
+function decompress(data: Uint8Array): Buffer {
+  if (data[0] !== deflated) throw new CorruptChunk(`unknown chunk format ${data[0]}`);
+  return inflateRawSync(data.subarray(1));
+}
+
+export function encodeChunk(p: PointArrays): Buffer {
+  writer.reset();
+  encodeSeries(writer, p.times, p.values, 0, p.n);
+  return compress(writer);
+}
+
+export function decodeChunk(data: Uint8Array): PointArrays {
+  const r = new ByteReader(decompress(data));
+  const n = peekCount(r);
+  const times = new Float64Array(n);
+  const values = new Float64Array(n);
+  decodeSeries(r, times, values);
+  return { times, values, n };
+}
+
+export function encodeRollup(b: Buckets): Buffer {
+  writer.reset();
+  writer.uvarint(b.n);
+  encodeTimes(writer, b.times, 0, b.n);
+  for (const column of [b.min, b.max, b.sum, b.count, b.last]) encodeValues(writer, column, 0, b.n);
+  return compress(writer);
+}
+
+export function decodeRollup(data: Uint8Array): Buckets {
+  const r = new ByteReader(decompress(data));
+  const n = r.uvarint();
+  const b = emptyBuckets(n);
+  decodeTimes(r, b.times, 0, n);
+  for (const column of [b.min, b.max, b.sum, b.count, b.last]) decodeValues(r, column, 0, n);
+  b.n = n;
+  return b;
+}
+
+/** Room for `capacity` buckets, none used yet. */
+export function emptyBuckets(capacity: number): Buckets {
+  const f = () => new Float64Array(capacity);
+  return { times: f(), min: f(), max: f(), sum: f(), count: f(), last: f(), n: 0 };
+}
+
+/** The points rolled up into buckets of `widthMs` aligned on the Unix epoch. */
+export function rollUp(p: PointArrays, widthMs: number): Buckets {
+  const b = emptyBuckets(p.n);
+  let k = -1;
+  let bucket = Number.NaN;
+  for (let i = 0; i < p.n; i++) {
+    const t = p.times[i]!;
+    const v = p.values[i]!;
+    const start = Math.floor(t / widthMs) * widthMs;
+    if (start !== bucket) {
+      bucket = start;
+      k++;
+      b.times[k] = start;
+      b.min[k] = v;
+      b.max[k] = v;
+      b.sum[k] = v;
+      b.count[k] = 1;
+    } else {
+      if (v < b.min[k]! || Number.isNaN(v)) b.min[k] = v;
+      if (v > b.max[k]! || Number.isNaN(v)) b.max[k] = v;
+      b.sum[k]! += v;
+      b.count[k]!++;
+    }
+    b.last[k] = v;
+  }
+  b.n = k + 1;
+  return b;
+}

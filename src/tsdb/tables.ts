@@ -1,0 +1,51 @@
+import type { ColumnType, Generated } from "kysely";
+import type { Labels } from "../shared/labels.js";
+
+/** The store's tables (migration 2026_12_01_0001_tsdb); the store reads and writes them only through its own code. */
+export interface TsdbDatabase {
+  series: SeriesTable;
+  tsdb_head: HeadTable;
+  tsdb_compacted: CompactedTable;
+  tsdb_chunks: BlockTable;
+  tsdb_rollups_5m: BlockTable;
+  tsdb_rollups_1h: BlockTable;
+}
+
+/** One series: a metric and its labels, unique by `key` (16 bytes of SHA-256 of the canonical text). */
+export interface SeriesTable {
+  id: Generated<number>;
+  metric: string;
+  labels: ColumnType<Labels, string, string>;
+  kind: number;
+  key: Buffer;
+  /** The agent that created it, for per-agent limits. */
+  agent_id: string | null;
+  created: ColumnType<Date, never, never>;
+}
+
+/** What is not compacted yet: one row per group commit and group of series, partitioned by block (`part`). */
+export interface HeadTable {
+  id: Generated<number>;
+  part: number;
+  grp: number;
+  /** First and last time of the row's points, Unix ms. */
+  lo: number;
+  hi: number;
+  n: number;
+  data: Buffer;
+}
+
+/** (head partition, group) pairs already in chunks, with the head rows they held. */
+export interface CompactedTable {
+  part: number;
+  grp: number;
+  rows: number;
+}
+
+/** One series over one block: a chunk of points or a row of rollup buckets, compressed. */
+export interface BlockTable {
+  series_id: number;
+  block: number;
+  n: number;
+  data: Buffer;
+}

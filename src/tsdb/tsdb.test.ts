@@ -1,0 +1,177 @@
+import { describe, expect, it } from "vitest";
+import { storagePerTest, testServers } from "../../test/support/postgres.js";
+import { createLogger } from "../log.js";
+import type { Storage } from "../storage/database.js";
+import { seriesKey } from "../shared/series-key.js";
+import { openTsdb, SeriesKind, type SeriesRef, type Tsdb, type TsdbOptions } from "./index.js";
+import { blockMs } from "./partitions.js";
+
+const second = 1000;
+const minute = 60 * second;
+const hour = 60 * minute;
+const day = 24 * hour;
+
+/** A clock the test moves: the store routes, compacts and expires by it. */
+class Clock {
+  constructor(public ms: number) {}
+  now = () => this.ms;
+}
+
+const retention = { rawMs: 30 * day, rollups5mMs: 90 * day, rollups1hMs: 730 * day };
+
+async function open(storage: Storage, clock: Clock, options: Partial<TsdbOptions> = {}): Promise<Tsdb> {
+  return openTsdb(storage.pool, {
+    limits: { perMetric: 1_000, perAgent: 500 },
+    retention,
+    log: createLogger("silent"),
+    now: clock.now,
+    compaction: { maxRowsPerTransaction: 3 },
+    ...options,
+  });
+}
+
+async function ids(tsdb: Tsdb, refs: SeriesRef[], agentId?: string): Promise<number[]> {
+  const wanted = new Map(refs.map((r) => [seriesKey(r.metric, r.labels), r]));
+  const resolved = await tsdb.series.resolve(wanted, agentId ? { agentId } : {});
+  return refs.map((r) => {
+    const out = resolved.get(seriesKey(r.metric, r.labels))!;
+    if ("refused" in out) throw new Error(out.refused);
+    return out.id;
+  });
+}
+
+const gauge = (metric: string, labels: Record<string, string> = {}): SeriesRef => ({ metric, labels, kind: SeriesKind.gauge });
+
+/** Points as [time, value] pairs. */
+async function samples(tsdb: Tsdb, id: number, from = 0, to = 8.64e15): Promise<[number, number][]> {
+  const p = (await tsdb.readSamples([id], from, to)).get(id);
+  return p ? Array.from(p.times.subarray(0, p.n), (t, i) => [t, p.values[i]!]) : [];
+}
+
+describe.each(testServers())("the time-series store on $name PostgreSQL", (server) => {
+  const storage = storagePerTest(server);
+  // A block start well in the past, so compaction and the read tiers can be driven by the clock.
+  const base = Math.floor((Date.now() - 5 * day) / blockMs) * blockMs;
+
+  it("appends and reads back points; equal times keep the last written; a re-sent batch changes nothing", async () => {
+    const clock = new Clock(base + 10 * minute);
+    const tsdb = await open(await storage(), clock);
+    const [a, b] = await ids(tsdb, [gauge("t_temp", { room: "a" }), gauge("t_temp", { room: "b" })]);
+    const batch = [
+      { id: a!, times: [base + 2000, base + 1000, base + 2000], values: [2, 1, 3] },
+      { id: b!, times: [base], values: [-0] },
+    ];
+    await tsdb.append(batch);
+    await tsdb.append(batch);
+    expect(await samples(tsdb, a!)).toEqual([[base + 1000, 1], [base + 2000, 3]]);
+    expect(Object.is((await samples(tsdb, b!))[0]![1], -0)).toBe(true);
+    await tsdb.append([{ id: a!, times: [base + 1000], values: [9] }]);
+    expect(await samples(tsdb, a!)).toEqual([[base + 1000, 9], [base + 2000, 3]]);
+  });
+
+  it("compacts closed blocks into chunks and rollups: every point read the same before and after, late points merged", async () => {
+    const clock = new Clock(base + 5 * minute);
+    const tsdb = await open(await storage(), clock);
+    const series = await ids(tsdb, Array.from({ length: 150 }, (_, i) => gauge("t_load", { host: String(i) })));
+    // Three blocks of points every 10 s, written as they happen, in batches of a minute.
+    const expected = new Map<number, [number, number][]>(series.map((id) => [id, []]));
+    for (let t = base; t < base + 3 * blockMs; t += minute) {
+      clock.ms = t + minute;
+      const times = Array.from({ length: 6 }, (_, k) => t + k * 10 * second);
+      await tsdb.append(series.map((id) => ({ id, times, values: times.map((x) => (x / 1000) % 97 + id) })));
+      for (const id of series) for (const x of times) expected.get(id)!.push([x, (x / 1000) % 97 + id]);
+    }
+    const before = await samples(tsdb, series[7]!);
+    expect(before).toEqual(expected.get(series[7]!));
+
+    clock.ms = base + 3 * blockMs + hour;
+    const run = await tsdb.compact();
+    expect(run.dropped.length).toBe(3);
+    expect(run.points).toBe(150 * 3 * 120 * 6);
+    for (const id of [series[0]!, series[7]!, series[149]!]) expect(await samples(tsdb, id)).toEqual(expected.get(id));
+    // Nothing left to do, and the same answer again.
+    expect((await tsdb.compact()).chunks).toBe(0);
+
+    // A late point in a compacted block, and a point that replaces one: both land in the head of
+    // the current block, are read merged at once, and are merged into the chunk by compaction.
+    await tsdb.append([{ id: series[7]!, times: [base + 5 * second, base + 10 * second], values: [-1, -2] }]);
+    const merged = [...expected.get(series[7]!)!];
+    merged.splice(1, 1, [base + 5 * second, -1], [base + 10 * second, -2]);
+    expect(await samples(tsdb, series[7]!)).toEqual(merged);
+    clock.ms += 2 * blockMs;
+    expect((await tsdb.compact()).chunks).toBe(1);
+    expect(await samples(tsdb, series[7]!)).toEqual(merged);
+  });
+
+  it("answers from the 5-minute and hourly rollups what the raw points say", async () => {
+    const clock = new Clock(base);
+    const tsdb = await open(await storage(), clock);
+    const [id] = await ids(tsdb, [{ metric: "t_requests_total", labels: {}, kind: SeriesKind.counter }]);
+    let total = 0;
+    const times: number[] = [];
+    const values: number[] = [];
+    for (let t = base; t < base + 2 * blockMs; t += 15 * second) {
+      total = t === base + blockMs ? 3 : total + ((t / 1000) % 7); // one reset
+      times.push(t);
+      values.push(total);
+    }
+    await tsdb.append([{ id: id!, times, values }]);
+    const query = { seriesIds: [id!], startMs: base, endMs: base + 2 * blockMs - 1, stepMs: hour, increase: true, last: true };
+    const raw = await tsdb.readPoints(query, base + 2 * blockMs);
+    expect(raw.tier).toBe("raw");
+    clock.ms = base + 3 * blockMs;
+    await tsdb.compact();
+    // The same range seen from 40 and 100 days later: older than raw and 5-minute retention.
+    const fiveMinutes = await tsdb.readPoints({ ...query, stepMs: 30 * minute }, base + 40 * day);
+    const rawHalfHours = await tsdb.readPoints({ ...query, stepMs: 30 * minute }, base + 2 * blockMs);
+    const hours = await tsdb.readPoints(query, base + 100 * day);
+    expect(fiveMinutes.tier).toBe("5m");
+    expect(hours.tier).toBe("1h");
+    const strip = (p: typeof raw) => p.series.get(id!)!.map(({ time, min, max, sum, count, last }) => ({ time, min, max, sum, count, last }));
+    expect(strip(hours)).toEqual(strip(raw));
+    expect(strip(fiveMinutes)).toEqual(strip(rawHalfHours));
+    // Increases from rollups compare each bucket's last value with the one before: equal to raw
+    // from the second hour on (the reset falls on a bucket start); the first has nothing before it.
+    const increases = (p: typeof raw) => p.series.get(id!)!.slice(1).map((s) => s.increase);
+    expect(increases(hours)).toEqual(increases(raw));
+  });
+
+  it("sizes and refuses series by metric, by agent and by kind; any label size fits the index", async () => {
+    const tsdb = await open(await storage(), new Clock(base), { limits: { perMetric: 3, perAgent: 2 } });
+    const refs = Array.from({ length: 5 }, (_, i) => gauge("t_limited", { i: String(i) }));
+    const resolved = await tsdb.series.resolve(new Map(refs.map((r) => [seriesKey(r.metric, r.labels), r])));
+    expect([...resolved.values()].filter((r) => "refused" in r)).toEqual([
+      { refused: "metric t_limited has reached its limit of 3 series" },
+      { refused: "metric t_limited has reached its limit of 3 series" },
+    ]);
+    const agent = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+    const agentRefs = Array.from({ length: 3 }, (_, i) => gauge(`t_agent_${i}`));
+    const byAgent = await tsdb.series.resolve(new Map(agentRefs.map((r) => [seriesKey(r.metric, r.labels), r])), { agentId: agent });
+    expect([...byAgent.values()].filter((r) => "refused" in r)).toEqual([{ refused: "this agent has reached its limit of 2 series" }]);
+    const clash = await tsdb.series.resolve(new Map([["t_limited\u0000i\u00010", { metric: "t_limited", labels: { i: "0" }, kind: SeriesKind.counter }]]));
+    expect([...clash.values()]).toEqual([{ refused: "metric t_limited is a gauge, not a counter" }]);
+    const big = gauge("t_big", { a: "x".repeat(1024), b: "y".repeat(1024), c: "z".repeat(1024) });
+    expect((await ids(tsdb, [big])).length).toBe(1);
+    expect(await tsdb.series.select("t_big", [{ label: "a", op: "=", value: "x".repeat(1024) }])).toHaveLength(1);
+  });
+
+  it("keeps every point once with two writers, a compaction and readers at the same time", async () => {
+    const db = await storage();
+    const clock = new Clock(base + 30 * minute);
+    const [one, two] = [await open(db, clock), await open(await storage(), clock)];
+    const series = await ids(one, Array.from({ length: 64 }, (_, i) => gauge("t_shared", { i: String(i) })));
+    // Old points to compact while both keep writing new ones.
+    await one.append(series.map((id) => ({ id, times: [base, base + second], values: [1, 2] })));
+    clock.ms = base + blockMs + 30 * minute;
+    const writes = Array.from({ length: 20 }, (_, k) =>
+      (k % 2 === 0 ? one : two).append(series.map((id) => ({ id, times: [base + blockMs + k * second], values: [k] }))),
+    );
+    const [run] = await Promise.all([two.compact(), ...writes]);
+    expect(run.dropped).toEqual([base / blockMs]);
+    for (const id of [series[0]!, series[63]!]) {
+      const points = await samples(one, id);
+      expect(points.length).toBe(22);
+      expect(points.slice(0, 2)).toEqual([[base, 1], [base + second, 2]]);
+    }
+  });
+});
