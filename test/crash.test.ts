@@ -6,10 +6,10 @@ import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { API as MetricsAPI, Kind, SeriesSchema, type Series } from "../gen/metrics/metrics_pb.js";
 import { adminTokenOf, spawnSpecta, tempDir, type SpectaProcess } from "./support/daemon.js";
+import { storedPoints } from "./support/stored.js";
 
 const agents = 4;
 const seriesPerBatch = 50;
@@ -81,22 +81,13 @@ describe("a daemon killed with SIGKILL while agents push", () => {
     await Promise.all(running);
     expect(failures).toBeGreaterThan(0); // the crash really interrupted pushes
 
-    const db = new pg.Client({ host: join(dataDir, "postgres"), user: "postgres", database: "specta" });
-    await db.connect();
-    try {
-      const { rows } = await db.query<{ agent: string; s: string; t: string }>(
-        `SELECT s.labels->>'agent' AS agent, s.labels->>'s' AS s, (extract(epoch FROM ts) * 1000)::bigint AS t
-         FROM samples JOIN series s ON s.id = series_id WHERE s.metric = 'crash_test_value'`,
-      );
-      const stored = rows.map((r) => `${r.agent}/${r.s}/${r.t}`);
-      expect(new Set(stored).size).toBe(stored.length); // none twice
-      const storedSet = new Set(stored);
-      const missing = [...acknowledged].filter((k) => !storedSet.has(k));
-      expect(missing).toEqual([]);
-      // Nothing is stored that no agent sent: every stored sample was sent and, once re-sent, acknowledged.
-      expect(stored.length).toBe(acknowledged.size);
-    } finally {
-      await db.end();
-    }
+    const series = await storedPoints({ host: join(dataDir, "postgres"), user: "postgres", database: "specta" }, "crash_test_value");
+    const stored = series.flatMap((s) => s.times.map((t) => `${s.labels.agent}/${s.labels.s}/${t}`));
+    expect(new Set(stored).size).toBe(stored.length); // none twice
+    const storedSet = new Set(stored);
+    const missing = [...acknowledged].filter((k) => !storedSet.has(k));
+    expect(missing).toEqual([]);
+    // Nothing is stored that no agent sent: every stored sample was sent and, once re-sent, acknowledged.
+    expect(stored.length).toBe(acknowledged.size);
   }, 120_000);
 });

@@ -260,8 +260,10 @@ export type Series = Message<"metrics.Series"> & {
 
   /**
    * Labels identifying the series within the metric: at most 32; keys follow
-   * [a-zA-Z_][a-zA-Z0-9_]* and do not start with "__"; values are at most
-   * 1,024 characters.
+   * [a-zA-Z_][a-zA-Z0-9_]*, are at most 128 characters and do not start with
+   * "__"; values are at most 1,024 characters and hold no NUL character.
+   * A batch sent with an agent credential has its "host" label set to the
+   * agent's registered hostname, whatever the batch says.
    *
    * @generated from field: map<string, string> labels = 2;
    */
@@ -305,7 +307,8 @@ export const SeriesSchema: GenMessage<Series> = /*@__PURE__*/
  * batches are refused with RESOURCE_EXHAUSTED and nothing is written. A
  * malformed series refuses the whole batch with INVALID_ARGUMENT and nothing
  * is written. Re-sending a batch is harmless: a point is keyed by its series
- * and time, and a point already stored is left as it is.
+ * and time, and of two points of a series at the same time the one written
+ * last is kept.
  *
  * @generated from message metrics.PushRequest
  */

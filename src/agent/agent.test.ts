@@ -3,7 +3,6 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
 import { API as CommandsAPI, DiagnosticSchema, State } from "../../gen/commands/commands_pb.js";
@@ -11,6 +10,7 @@ import { Aggregation, API as MetricsAPI, Kind, MatchOperator, SeriesSchema } fro
 import { create } from "@bufbuild/protobuf";
 import { repoRoot, spawnSpecta, startTestDaemon, tempDir, type TestDaemon } from "../../test/support/daemon.js";
 import { bearer } from "../../test/support/rpc.js";
+import { storedPoints } from "../../test/support/stored.js";
 import { readEnrollToken } from "../agents/enroll-token.js";
 import { createLogger } from "../log.js";
 import { startAgent, type RunningAgent } from "./agent.js";
@@ -188,21 +188,12 @@ describe("the host agent while the daemon is away", () => {
       await new Promise((r) => setTimeout(r, 1_000));
       state.on = false;
 
-      const db = new pg.Client({ host: join(dataDir, "postgres"), user: "postgres", database: "specta" });
-      await db.connect();
-      try {
-        const counts = async () =>
-          (
-            await db.query<{ n: number; distinct: number; max: number }>(
-              `SELECT count(*)::int AS n, count(DISTINCT value)::int AS distinct, max(value) AS max
-               FROM samples JOIN series s ON s.id = series_id WHERE s.metric = 'agent_test_sequence'`,
-            )
-          ).rows[0]!;
-        await expect.poll(async () => (await counts()).n, { timeout: 30_000, interval: 250 }).toBe(state.emitted);
-        expect(await counts()).toEqual({ n: state.emitted, distinct: state.emitted, max: state.emitted });
-      } finally {
-        await db.end();
-      }
+      const counts = async () => {
+        const values = (await storedPoints({ host: join(dataDir, "postgres"), user: "postgres", database: "specta" }, "agent_test_sequence")).flatMap((s) => s.values);
+        return { n: values.length, distinct: new Set(values).size, max: Math.max(0, ...values) };
+      };
+      await expect.poll(async () => (await counts()).n, { timeout: 30_000, interval: 250 }).toBe(state.emitted);
+      expect(await counts()).toEqual({ n: state.emitted, distinct: state.emitted, max: state.emitted });
     } finally {
       await agent.stop();
       d.child.kill("SIGTERM");

@@ -5,7 +5,8 @@ import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { API as MetricsAPI, Kind, SeriesSchema, type Series } from "../../gen/metrics/metrics_pb.js";
+import { durationFromMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { API as MetricsAPI, Aggregation, Kind, SeriesSchema, type Series } from "../../gen/metrics/metrics_pb.js";
 import { startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { createLogger } from "../log.js";
@@ -26,7 +27,11 @@ describe.each(testServers())("metrics.API/Push on $name PostgreSQL", (server) =>
   let daemon: TestDaemon;
   let client: Client<typeof MetricsAPI>;
   let sql: pg.Client;
-  const rows = async () => Number((await sql.query("SELECT count(*) AS n FROM samples")).rows[0].n);
+  /** Points stored for `metric` within an hour of now, through the store's read path (Query). */
+  const stored = async (metric: string) => {
+    const res = await client.query({ metric, aggregation: Aggregation.COUNT, start: timestampFromMs(now - 3_600_000), end: timestampFromMs(now + 3_600_000), step: durationFromMs(7_200_000) });
+    return res.series.reduce((n, s) => n + s.points.reduce((m, p) => m + p.value, 0), 0);
+  };
 
   beforeAll(async () => {
     database = await createTestDatabase(server);
@@ -43,16 +48,21 @@ describe.each(testServers())("metrics.API/Push on $name PostgreSQL", (server) =>
 
   it("stores a batch once, however often it is re-sent", async () => {
     const batch = [gauge({ room: "a" }, [now - 2000, now - 1000]), gauge({ room: "b" }, [now - 2000])];
-    const before = await rows();
+    const before = await stored("test_temperature_celsius");
     for (let i = 0; i < 3; i++) {
       const res = await client.push({ series: batch });
       expect(res).toMatchObject({ accepted: 3, refused: 0 });
     }
-    expect((await rows()) - before).toBe(3);
-    const { rows: stored } = await sql.query(
-      "SELECT s.labels->>'room' AS room, extract(epoch FROM ts) * 1000 AS t, value FROM samples JOIN series s ON s.id = series_id WHERE s.metric = 'test_temperature_celsius' ORDER BY 1, 2",
-    );
-    expect(stored.map((r: { room: string; t: string; value: number }) => [r.room, Number(r.t), r.value])).toEqual([
+    expect((await stored("test_temperature_celsius")) - before).toBe(3);
+    const res = await client.query({
+      metric: "test_temperature_celsius",
+      aggregation: Aggregation.LAST,
+      start: timestampFromMs(now - 2000),
+      end: timestampFromMs(now - 1000),
+      step: durationFromMs(1),
+    });
+    const points = res.series.flatMap((s) => s.points.map((p) => [s.labels.room, timestampMs(p.time!), p.value]));
+    expect(points).toEqual([
       ["a", now - 2000, 20],
       ["a", now - 1000, 21],
       ["b", now - 2000, 20],
@@ -76,15 +86,15 @@ describe.each(testServers())("metrics.API/Push on $name PostgreSQL", (server) =>
       create(SeriesSchema, { metric: "ok", kind: Kind.GAUGE, times: [now - 40 * 86_400_000], values: [1] }),
       create(SeriesSchema, { metric: "ok", kind: Kind.GAUGE, times: [Number.NaN], values: [1] }),
     ];
-    const before = await rows();
+    const before = await stored("test_temperature_celsius");
     for (const series of bad) {
       expect(await codeOf(client.push({ series: [good, series] }))).toBe(Code.InvalidArgument);
     }
-    expect(await rows()).toBe(before);
+    expect(await stored("test_temperature_celsius")).toBe(before);
+    expect(await stored("ok")).toBe(0);
   });
 
   it("refuses oversized batches with ResourceExhausted and writes none of it", async () => {
-    const before = await rows();
     const manySeries = Array.from({ length: pushLimits.maxSeries + 1 }, (_, i) => gauge({ i: String(i) }, [now], "too_many"));
     expect(await codeOf(client.push({ series: manySeries }))).toBe(Code.ResourceExhausted);
     const manyPoints = [gauge({}, Array.from({ length: pushLimits.maxPoints + 1 }, (_, i) => now - i), "too_many")];
@@ -95,7 +105,8 @@ describe.each(testServers())("metrics.API/Push on $name PostgreSQL", (server) =>
     // (A Node client refuses to queue that much itself unless its session memory is raised.)
     const roomy = createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, nodeOptions: { maxSessionMemory: 100 }, interceptors: [bearer(readFileSync(join(daemon.dataDir, "admin.token"), "utf8").trim())] }));
     expect(await codeOf(roomy.push({ series: bulky }))).toBe(Code.ResourceExhausted);
-    expect(await rows()).toBe(before);
+    expect(await stored("too_many")).toBe(0);
+    expect(await stored("huge")).toBe(0);
   });
 
   it("refuses new series over the per-metric limit, and a kind that clashes, with reasons", async () => {

@@ -19,10 +19,10 @@ import {
 } from "../../gen/metrics/metrics_pb.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { bearer } from "../../test/support/rpc.js";
-import { resolveDaemonConfig, type RetentionConfig } from "../config/config.js";
+import { resolveDaemonConfig } from "../config/config.js";
 import { createLogger } from "../log.js";
 import { startDaemon, type RunningDaemon } from "../server/daemon.js";
-import { chooseTier } from "./points.js";
+import { chooseTier, type TsdbRetention } from "../tsdb/index.js";
 import { bucketQuantile, queryLimits } from "./query.js";
 
 const second = 1000;
@@ -82,22 +82,22 @@ describe("bucketQuantile (Prometheus histogram_quantile)", () => {
 });
 
 describe("chooseTier", () => {
-  const retention: RetentionConfig = { samplesMs: 30 * day, minuteRollupsMs: 90 * day, hourRollupsMs: 730 * day };
+  const retention: TsdbRetention = { rawMs: 30 * day, rollups5mMs: 90 * day, rollups1hMs: 730 * day };
   const now = Date.UTC(2026, 10, 22);
-  it("reads raw samples for short, recent ranges and for steps finer than a rollup row", () => {
+  it("reads raw points for short, recent ranges and for steps finer than a rollup bucket", () => {
     expect(chooseTier(now - hour, now, 30 * second, retention, now)).toBe("raw");
-    expect(chooseTier(now - 2 * day, now, hour, retention, now)).toBe("raw");
+    expect(chooseTier(now - day, now, hour, retention, now)).toBe("raw");
     expect(chooseTier(now - 40 * day, now - 39 * day, 30 * second, retention, now)).toBe("raw");
   });
-  it("reads minute rollups for ranges longer than 2 days or older than raw retention", () => {
-    expect(chooseTier(now - 3 * day, now, minute, retention, now)).toBe("minute");
-    expect(chooseTier(now - 40 * day, now - 39 * day, 5 * minute, retention, now)).toBe("minute");
-    expect(chooseTier(now - 40 * day, now, 6 * hour, retention, now)).toBe("hour");
+  it("reads 5-minute rollups for ranges longer than a day or older than raw retention", () => {
+    expect(chooseTier(now - 3 * day, now, 5 * minute, retention, now)).toBe("5m");
+    expect(chooseTier(now - 40 * day, now - 39 * day, 5 * minute, retention, now)).toBe("5m");
+    expect(chooseTier(now - 3 * day, now, minute, retention, now)).toBe("raw");
   });
-  it("reads hour rollups for ranges longer than 30 days or older than minute retention", () => {
-    expect(chooseTier(now - 31 * day, now, hour, retention, now)).toBe("hour");
-    expect(chooseTier(now - 100 * day, now - 99 * day, hour, retention, now)).toBe("hour");
-    expect(chooseTier(now - 31 * day, now, 30 * minute, retention, now)).toBe("minute");
+  it("reads hourly rollups for ranges longer than 2 days or older than 5-minute retention", () => {
+    expect(chooseTier(now - 3 * day, now, hour, retention, now)).toBe("1h");
+    expect(chooseTier(now - 100 * day, now - 99 * day, hour, retention, now)).toBe("1h");
+    expect(chooseTier(now - 31 * day, now, 30 * minute, retention, now)).toBe("5m");
   });
 });
 
@@ -115,14 +115,6 @@ describe.each(testServers())("metrics.API/Query and List on $name PostgreSQL", (
     const res = await client.push({ series: [series] });
     expect(res.refused).toBe(0);
   };
-  // The daemon's rollup worker may write the same rows from raw samples meanwhile: upsert.
-  const upsertRollup = (table: "samples_1m" | "samples_1h", id: number, bucket: number, [min, max, sum, count, last]: number[]) =>
-    sql.query(
-      `INSERT INTO ${table} VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (series_id, bucket) DO UPDATE SET
-         min = excluded.min, max = excluded.max, sum = excluded.sum, count = excluded.count, last = excluded.last`,
-      [id, new Date(bucket), min, max, sum, count, last],
-    );
-  const seriesId = async (metric: string) => (await sql.query<{ id: number }>("SELECT id FROM series WHERE metric = $1", [metric])).rows[0]!.id;
   const query = async (r: QueryRequest) => simplify(await client.query(r));
 
   beforeAll(async () => {
@@ -259,61 +251,6 @@ describe.each(testServers())("metrics.API/Query and List on $name PostgreSQL", (
     expect((await codeOf(client.query(req("test_cpu", 0, 119, 60, { aggregation: Aggregation.QUANTILE, quantile: 0.5 })))).code).toBe("ok");
   });
 
-  it("reads minute rollups for a range older than raw retention", async () => {
-    await push("test_disk_free", Kind.GAUGE, { host: "r" }, [[0, 1]]);
-    const id = await seriesId("test_disk_free");
-    const base = Math.floor((Date.now() - 40 * day) / hour) * hour;
-    // Minute k: min k, max k + 10, sum 10k over 10 samples, last k + 5.
-    for (let k = 0; k < 10; k++) {
-      await upsertRollup("samples_1m", id, base + k * minute, [k, k + 10, 10 * k, 10, k + 5]);
-    }
-    const old = (aggregation: Aggregation, stepMs = 5 * minute) =>
-      client
-        .query({ metric: "test_disk_free", start: timestampFromMs(base), end: timestampFromMs(base + 9 * minute), step: durationFromMs(stepMs), aggregation })
-        .then((res) => res.series.map((s) => s.points.map((p) => [timestampMs(p.time!) - base, p.value])));
-    expect(await old(Aggregation.MIN)).toEqual([[[0, 0], [5 * minute, 5]]]);
-    expect(await old(Aggregation.MAX)).toEqual([[[0, 14], [5 * minute, 19]]]);
-    expect(await old(Aggregation.SUM)).toEqual([[[0, 100], [5 * minute, 350]]]);
-    expect(await old(Aggregation.COUNT)).toEqual([[[0, 50], [5 * minute, 50]]]);
-    expect(await old(Aggregation.LAST)).toEqual([[[0, 9], [5 * minute, 14]]]);
-    expect(await old(Aggregation.AVG)).toEqual([[[0, 2], [5 * minute, 7]]]);
-    // A step finer than a minute reads raw samples, which retention has dropped.
-    expect(await old(Aggregation.AVG, 30 * second)).toEqual([]);
-  });
-
-  it("reads hour rollups for a range longer than 30 days", async () => {
-    await push("test_disk_used", Kind.GAUGE, { host: "r" }, [[0, 1]]);
-    const id = await seriesId("test_disk_used");
-    const dayStart = Math.floor((Date.now() - 50 * day) / day) * day;
-    const rows = [[1, 10, 5, 1, 4], [2, 20, 6, 2, 5], [3, 30, 7, 3, 6]];
-    for (const [h, row] of rows.entries()) await upsertRollup("samples_1h", id, dayStart + h * hour, row);
-    const res = await client.query({
-      metric: "test_disk_used",
-      start: timestampFromMs(Date.now() - 60 * day),
-      end: timestampFromMs(Date.now() - 20 * day),
-      step: durationFromMs(day),
-      aggregation: Aggregation.SUM,
-    });
-    expect(res.series.map((s) => s.points.map((p) => [timestampMs(p.time!), p.value]))).toEqual([[[dayStart, 18]]]);
-  });
-
-  it("serves a long range from minute rollups and the newest points, not yet rolled up, from raw samples", async () => {
-    const hourStart = t0 + hour;
-    await push("test_stitched", Kind.GAUGE, { host: "s" }, [[hour / second + 10 * 60, 1000], [2 * hour / second, 3], [2 * hour / second + 30, 5]]);
-    const id = await seriesId("test_stitched");
-    for (let k = 0; k < 60; k++) await upsertRollup("samples_1m", id, hourStart + k * minute, [1, 1, 1, 1, 1]);
-    const res = await client.query({
-      metric: "test_stitched",
-      start: timestampFromMs(Date.now() - 3 * day),
-      end: timestampFromMs(Date.now()),
-      step: durationFromMs(hour),
-      aggregation: Aggregation.COUNT,
-    });
-    // The raw sample inside the rolled-up hour is counted once, through its rollup row. The
-    // answer is the same whether or not the rollup worker has rolled up the raw samples yet.
-    expect(res.series.map((s) => s.points.map((p) => [timestampMs(p.time!) - hourStart, p.value]))).toEqual([[[0, 60], [hour, 2]]]);
-  });
-
   it("applies the defaults: end now, start an hour before, step range / 120", async () => {
     const res = await client.query({ metric: "test_cpu_usage" });
     expect(durationMs(res.step!)).toBe(30_000);
@@ -336,7 +273,7 @@ describe.each(testServers())("metrics.API/Query and List on $name PostgreSQL", (
     expect((await codeOf(client.query(req("test_cpu_usage", 0, 10_999, 1)))).code).toBe("ok");
 
     await sql.query(
-      `INSERT INTO series (metric, labels, kind) SELECT 'test_many', jsonb_build_object('i', g::text), 2 FROM generate_series(1, ${queryLimits.maxSeries}) g`,
+      `INSERT INTO series (metric, labels, kind, key) SELECT 'test_many', jsonb_build_object('i', g::text), 2, decode(md5('test_many' || g), 'hex') FROM generate_series(1, ${queryLimits.maxSeries}) g`,
     );
     const many = (stepS: number) => codeOf(client.query(req("test_many", 0, 3600, stepS)));
     expect((await many(30)).code).toBe("ok");
@@ -344,7 +281,7 @@ describe.each(testServers())("metrics.API/Query and List on $name PostgreSQL", (
     expect(tooManyPoints.code).toBe(Code.ResourceExhausted);
     expect(tooManyPoints.message).toMatch(/10000 series × 3601 steps/);
 
-    await sql.query(`INSERT INTO series (metric, labels, kind) VALUES ('test_many', '{"i": "extra"}', 2)`);
+    await sql.query(`INSERT INTO series (metric, labels, kind, key) VALUES ('test_many', '{"i": "extra"}', 2, decode(md5('extra'), 'hex'))`);
     const tooMany = await many(30);
     expect(tooMany).toEqual({
       code: Code.ResourceExhausted,

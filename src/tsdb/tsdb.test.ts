@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { storagePerTest, testServers } from "../../test/support/postgres.js";
 import { createLogger } from "../log.js";
@@ -136,6 +137,28 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
     expect(increases(hours)).toEqual(increases(raw));
   });
 
+  it("drops partitions whole once they expire, each tier by its own retention", async () => {
+    const db = await storage();
+    const clock = new Clock(base + 10 * minute);
+    const tsdb = await open(db, clock);
+    const [id] = await ids(tsdb, [gauge("t_expiring")]);
+    await tsdb.append([{ id: id!, times: [base, base + blockMs], values: [1, 2] }]);
+    clock.ms = base + 3 * blockMs;
+    await tsdb.compact();
+    const tables = async () =>
+      (await db.pool.query<{ name: string }>("SELECT relname AS name FROM pg_class WHERE relname ~ '^tsdb_(chunks|rollups_5m|rollups_1h)_[0-9]{8}$' ORDER BY 1")).rows.map((r) => r.name);
+    const dayName = new Date(base).toISOString().slice(0, 10).replaceAll("-", "");
+    expect(await tables()).toEqual([`tsdb_chunks_${dayName}`, `tsdb_rollups_1h_${dayName}`, `tsdb_rollups_5m_${dayName}`]);
+    const retentionJob = tsdb.jobs.find((j) => j.name === "tsdb-retention")!;
+    clock.ms = base + retention.rawMs + 2 * day;
+    await retentionJob.ensure(new AbortController().signal);
+    expect(await tables()).toEqual([`tsdb_rollups_1h_${dayName}`, `tsdb_rollups_5m_${dayName}`]);
+    clock.ms = base + retention.rollups5mMs + 2 * day;
+    await retentionJob.ensure(new AbortController().signal);
+    expect(await tables()).toEqual([`tsdb_rollups_1h_${dayName}`]);
+    expect(await samples(tsdb, id!)).toEqual([]);
+  });
+
   it("sizes and refuses series by metric, by agent and by kind; any label size fits the index", async () => {
     const tsdb = await open(await storage(), new Clock(base), { limits: { perMetric: 3, perAgent: 2 } });
     const refs = Array.from({ length: 5 }, (_, i) => gauge("t_limited", { i: String(i) }));
@@ -173,5 +196,39 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
       expect(points.length).toBe(22);
       expect(points.slice(0, 2)).toEqual([[base, 1], [base + second, 2]]);
     }
+  });
+});
+
+describe.each(testServers())("a compaction killed with SIGKILL on $name PostgreSQL", (server) => {
+  const storage = storagePerTest(server);
+
+  it("loses nothing and doubles nothing; the next run finishes the job", async () => {
+    const db = await storage();
+    const base = Math.floor((Date.now() - 3 * day) / blockMs) * blockMs;
+    const clock = new Clock(base + minute);
+    const tsdb = await open(db, clock, { limits: { perMetric: 10_000, perAgent: 10_000 } });
+    // 40 groups of 64 series, 12 head rows each: 480 transactions for the child, one per row's group.
+    const series = await ids(tsdb, Array.from({ length: 40 * 64 }, (_, i) => gauge("t_crash", { i: String(i) })));
+    const times = (k: number) => [base + k * minute, base + k * minute + 30 * second];
+    for (let k = 0; k < 12; k++) await tsdb.append(series.map((id) => ({ id, times: times(k), values: times(k).map((t) => t / 1000 + id) })));
+    const expected = (id: number) => Array.from({ length: 12 }, (_, k) => times(k).map((t): [number, number] => [t, t / 1000 + id])).flat();
+    clock.ms = base + 2 * blockMs;
+
+    const url = (db.pool.options as { connectionString: string }).connectionString;
+    const child = spawn(process.execPath, ["--import", "tsx", "test/support/compact-once.ts", url, String(clock.ms)], { stdio: "ignore" });
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    // Kill it once some groups are compacted and recorded, and others not yet.
+    await expect.poll(async () => (await db.pool.query("SELECT count(*)::int AS n FROM tsdb_compacted")).rows[0].n, { timeout: 30_000, interval: 20 }).toBeGreaterThan(2);
+    child.kill("SIGKILL");
+    await exited;
+    const done = (await db.pool.query("SELECT count(*)::int AS n FROM tsdb_compacted")).rows[0].n;
+    expect(done).toBeLessThan(40);
+
+    for (const id of [series[0]!, series[64 * 20]!, series[series.length - 1]!]) expect(await samples(tsdb, id)).toEqual(expected(id));
+    const run = await tsdb.compact();
+    expect(run.dropped).toEqual([base / blockMs]);
+    for (const id of [series[0]!, series[64 * 20]!, series[series.length - 1]!]) expect(await samples(tsdb, id)).toEqual(expected(id));
+    const { rows } = await db.pool.query("SELECT count(*)::int AS chunks, sum(n)::int AS points FROM tsdb_chunks");
+    expect(rows[0]).toEqual({ chunks: series.length, points: series.length * 24 });
   });
 });
