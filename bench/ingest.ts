@@ -1,119 +1,107 @@
 /**
- * npm run bench:ingest — simulated agents push batches over gRPC to a real daemon (its own
- * process) on a real PostgreSQL, and this prints samples/s, Push latency, the daemon's RSS and
- * the bytes on disk per stored sample.
- *
- * Settings (environment): BENCH_AGENTS (default 8), BENCH_SERIES per agent (1000),
- * BENCH_POINTS per series per batch (10), BENCH_SECONDS (20), BENCH_DATABASE_URL (default: the
- * daemon's embedded PostgreSQL in a temporary data directory), BENCH_PROFILE_DIR (write a CPU
- * profile of the daemon there), BENCH_DAEMON_NODE_ARGS (node flags for the daemon).
+ * npm run bench:ingest — node_exporter-like samples (BENCH_HOSTS hosts, default 100, × 200
+ * series × BENCH_POINTS points, default 360, every 10 s: 7.2 M samples) pushed in requests of one
+ * host × 6 timestamps over 4 connections, into a Specta daemon on its embedded PostgreSQL and,
+ * in the same run, into VictoriaMetrics (Debian's package, its JSON line import). Prints ingest
+ * rate, server CPU per sample (daemon + PostgreSQL, compaction included), bytes per sample on
+ * disk once compacted (every table and index of the store) and PostgreSQL WAL per sample, with
+ * the ratio to VictoriaMetrics where it has one.
  */
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { cpus, totalmem, tmpdir } from "node:os";
-import { join } from "node:path";
-import { create } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { rmSync } from "node:fs";
 import pg from "pg";
-import { API as MetricsAPI, Kind, PushRequestSchema, SeriesSchema } from "../gen/metrics/metrics_pb.js";
-import { listeningUrl, startSpecta, stopSpecta } from "./specta-process.js";
+import { createLogger } from "../src/log.js";
+import { openTsdb } from "../src/tsdb/index.js";
+import { blockMs } from "../src/tsdb/partitions.js";
+import { stopSpecta } from "./specta-process.js";
+import { buildLoad, fmt, intervalMs, machine, send, startSpectaUnderTest, startVictoria } from "./store-load.js";
 
-const agents = Number(process.env.BENCH_AGENTS ?? 8);
-const seriesPerAgent = Number(process.env.BENCH_SERIES ?? 1000);
-const pointsPerSeries = Number(process.env.BENCH_POINTS ?? 10);
-const seconds = Number(process.env.BENCH_SECONDS ?? 20);
-const externalUrl = process.env.BENCH_DATABASE_URL;
-
-const dataDir = mkdtempSync(join(tmpdir(), "specta-bench-"));
-chmodSync(dataDir, 0o711);
+const hosts = Number(process.env.BENCH_HOSTS ?? 100);
+const points = Number(process.env.BENCH_POINTS ?? 360);
 
 async function main(): Promise<void> {
-  const { child: daemon, line } = await startSpecta(
-    ["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info", ...(externalUrl ? ["--database-url", externalUrl] : [])],
-    /"daemon listening"/,
-    [
-      // BENCH_PROFILE_DIR=dir writes a CPU profile of the daemon there (open it in Chrome DevTools).
-      ...(process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []),
-      // BENCH_DAEMON_NODE_ARGS: node flags for the daemon, e.g. "--max-semi-space-size=32".
-      ...(process.env.BENCH_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean),
-    ],
-  );
-  const url = listeningUrl(line);
-  const token = readFileSync(join(dataDir, "admin.token"), "utf8").trim();
+  console.log(machine());
+  // The hour ends just before the current 2-hour block, so that it lies in one block, as every
+  // hour of a steady stream does once its block closes.
+  const endMs = Math.floor(Date.now() / blockMs) * blockMs - intervalMs;
+  const load = buildLoad(hosts, points, endMs);
+  const samples = load.reduce((n, r) => n + r.samples, 0);
+  console.log(`load: ${hosts} hosts × 200 series × ${points} points at 10 s = ${fmt(samples)} samples; ${load.length} requests of one host × 6 timestamps; 4 connections; generator on the same machine`);
 
-  let peakRss = 0;
-  const rssTimer = setInterval(() => {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.pid}/status`, "utf8"));
-    if (m) peakRss = Math.max(peakRss, Number(m[1]) * 1024);
-  }, 250);
+  // Specta.
+  const specta = await startSpectaUnderTest();
+  const postgresVersion = (await specta.db.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v;
+  const cpu0 = specta.cpu();
+  const wal0 = await specta.walLsn();
+  const seconds = await send(load, (worker, r) => specta.post(worker, "/metrics.API/Push", r.push).then(() => undefined));
+  const cpu1 = specta.cpu();
+  const walIngest = await specta.walBytesSince(wal0);
+  const headBytes = await specta.storeBytes();
 
-  const latencies: number[] = [];
-  let samples = 0;
-  const batchSize = seriesPerAgent * pointsPerSeries;
-  const start = performance.now();
-  const deadline = start + seconds * 1000;
-  // Timestamps step back from now, one ms per point, so that every batch is new data.
-  let clock = Date.now() - 60_000;
-
-  await Promise.all(
-    Array.from({ length: agents }, async (_, a) => {
-      const client = createClient(MetricsAPI, createGrpcTransport({ baseUrl: url, interceptors: [(next) => (req) => {
-        req.header.set("authorization", `Bearer ${token}`);
-        return next(req);
-      }] }));
-      // Like an agent, each keeps its series and sends new points for them in every batch.
-      const series = Array.from({ length: seriesPerAgent }, (_, s) =>
-        create(SeriesSchema, {
-          metric: s % 2 === 0 ? "node_cpu_seconds_total" : "node_memory_bytes",
-          labels: { host: `bench-${a}`, id: String(s) },
-          kind: s % 2 === 0 ? Kind.COUNTER : Kind.GAUGE,
-        }),
-      );
-      const request = create(PushRequestSchema, { series });
-      while (performance.now() < deadline) {
-        const times = Array.from({ length: pointsPerSeries }, () => clock--);
-        for (const s of series) {
-          s.times = times;
-          s.values = times.map(() => Math.random() * 100);
-        }
-        const t0 = performance.now();
-        const res = await client.push(request);
-        latencies.push(performance.now() - t0);
-        samples += res.accepted;
-      }
-    }),
-  );
-  const elapsed = (performance.now() - start) / 1000;
-  clearInterval(rssTimer);
-
-  const db = new pg.Client(
-    externalUrl ? { connectionString: externalUrl } : { host: join(dataDir, "postgres"), user: "postgres", database: "specta" },
-  );
-  await db.connect();
-  const { rows } = await db.query<{ bytes: string; n: string }>(`
-    SELECT (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-            WHERE i.inhparent = 'samples'::regclass) AS bytes,
-           (SELECT count(*) FROM samples) AS n`);
-  await db.end();
+  // Compaction, as the daemon's leader-only job does it once the blocks are closed: here in
+  // this process, with the store's clock moved past them.
+  const pool = new pg.Pool({ host: `${specta.dataDir}/postgres`, user: "postgres", database: "specta", max: 4 });
+  const tsdb = await openTsdb(pool, {
+    limits: { perMetric: 1, perAgent: 1 },
+    retention: { rawMs: 30 * 86_400_000, rollups5mMs: 90 * 86_400_000, rollups1hMs: 730 * 86_400_000 },
+    now: () => endMs + 2 * blockMs,
+    log: createLogger("warn"),
+  });
+  const wal1 = await specta.walLsn();
+  const compactCpu0 = process.cpuUsage();
+  const compactPg0 = specta.cpu().postgres;
+  const compactStarted = performance.now();
+  const run = await tsdb.compact();
+  const compactSeconds = (performance.now() - compactStarted) / 1000;
+  const compactCpu1 = process.cpuUsage(compactCpu0);
+  const compactPg = specta.cpu().postgres - compactPg0;
+  const walCompaction = await specta.walBytesSince(wal1);
+  await specta.db.query("CHECKPOINT");
+  const tables = await specta.storeTables();
+  const storeBytes = await specta.storeBytes();
+  await pool.end();
+  await specta.db.end();
   await stopSpecta();
-  rmSync(dataDir, { recursive: true, force: true });
+  rmSync(specta.dataDir, { recursive: true, force: true });
 
-  latencies.sort((x, y) => x - y);
-  const pct = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(1);
-  const stored = Number(rows[0]!.n);
-  console.log(`machine: ${cpus()[0]?.model} x${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.versions.node}`);
-  console.log(`database: ${externalUrl ? "external PostgreSQL" : "embedded PostgreSQL"}; load generator on the same machine`);
-  console.log(`load: ${agents} agents x ${seriesPerAgent} series x ${pointsPerSeries} points = ${batchSize} samples per Push, ${seconds} s`);
-  console.log(`ingest: ${Math.round(samples / elapsed).toLocaleString("en")} samples/s (${samples.toLocaleString("en")} samples in ${elapsed.toFixed(1)} s, ${latencies.length} batches)`);
-  console.log(`Push latency: p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms`);
-  console.log(`daemon RSS: peak ${(peakRss / 2 ** 20).toFixed(0)} MiB`);
-  console.log(`disk: ${(Number(rows[0]!.bytes) / stored).toFixed(1)} bytes per stored sample (${stored.toLocaleString("en")} rows, table + index)`);
+  const daemonCpu = cpu1.daemon - cpu0.daemon;
+  const postgresCpu = cpu1.postgres - cpu0.postgres;
+  const compactionCpu = (compactCpu1.user + compactCpu1.system) / 1e6 + compactPg;
+  const spectaRate = samples / seconds;
+  const spectaCpuUs = ((daemonCpu + postgresCpu + compactionCpu) / samples) * 1e6;
+  const spectaBytes = storeBytes / samples;
+
+  // VictoriaMetrics, same load.
+  const vm = await startVictoria();
+  let vmFigures: { rate: number; cpuUs: number; bytes: number } | undefined;
+  if (vm) {
+    const vmCpu0 = vm.cpu();
+    const vmSeconds = await send(load, (_, r) => vm.post("/api/v1/import", r.vm));
+    const vmCpu = vm.cpu() - vmCpu0;
+    const bytes = await vm.diskBytes();
+    vmFigures = { rate: samples / vmSeconds, cpuUs: (vmCpu / samples) * 1e6, bytes: bytes / samples };
+    await vm.stop();
+    rmSync(vm.dataDir, { recursive: true, force: true });
+  }
+
+  const ratio = (ours: number, theirs: number | undefined, higherIsBetter: boolean) =>
+    theirs === undefined ? "" : ` (${fmt(higherIsBetter ? ours / theirs : theirs / ours, 2)} × VictoriaMetrics)`;
+  console.log(`\nSpecta (Push, Connect binary over HTTP/2, embedded PostgreSQL ${postgresVersion})`);
+  console.log(`  ingest: ${fmt(spectaRate)} samples/s (${fmt(seconds, 1)} s)${ratio(spectaRate, vmFigures?.rate, true)}`);
+  console.log(`  server CPU: ${fmt(spectaCpuUs, 2)} µs/sample = daemon ${fmt((daemonCpu / samples) * 1e6, 2)} + PostgreSQL ${fmt((postgresCpu / samples) * 1e6, 2)} + compaction ${fmt((compactionCpu / samples) * 1e6, 2)}${ratio(spectaCpuUs, vmFigures?.cpuUs, false)}`);
+  console.log(`  compaction: ${fmt(run.points)} points into ${fmt(run.chunks)} chunks in ${fmt(compactSeconds, 1)} s (${fmt(run.points / compactSeconds)} points/s)`);
+  console.log(`  disk: ${fmt(spectaBytes, 2)} bytes/sample once compacted (series, chunks, 5-minute and hourly rollups, with indexes); ${fmt(headBytes / samples, 2)} before compaction${ratio(spectaBytes, vmFigures?.bytes, false)}`);
+  console.log(`  disk by table: ${[...tables].map(([name, bytes]) => `${name} ${fmt(bytes / samples, 2)}`).join(", ")} bytes/sample`);
+  console.log(`  WAL: ${fmt((walIngest + walCompaction) / samples, 2)} bytes/sample = ingest ${fmt(walIngest / samples, 2)} + compaction ${fmt(walCompaction / samples, 2)}`);
+  if (vmFigures) {
+    console.log(`\nVictoriaMetrics 1.79 (JSON line import, same requests)`);
+    console.log(`  ingest: ${fmt(vmFigures.rate)} samples/s; server CPU ${fmt(vmFigures.cpuUs, 2)} µs/sample; disk ${fmt(vmFigures.bytes, 2)} bytes/sample after a flush`);
+  } else {
+    console.log("\nVictoriaMetrics is not installed (apt install victoria-metrics): no side-by-side figures");
+  }
 }
-
 
 main().catch(async (err: unknown) => {
   console.error(err);
   await stopSpecta();
-  rmSync(dataDir, { recursive: true, force: true });
   process.exit(1);
 });

@@ -6,7 +6,7 @@ import { createLogger } from "../log.js";
 import { seriesKey } from "../shared/series-key.js";
 import { openStorage } from "../storage/database.js";
 import { migrations } from "../storage/migrations/index.js";
-import { openTsdb, SeriesKind } from "./index.js";
+import { openTsdb, SeriesKind, type SeriesRef } from "./index.js";
 
 const minute = 60_000;
 const hour = 60 * minute;
@@ -24,7 +24,7 @@ describe.each(testServers())("upgrading a row-per-sample database in place on $n
 
       const today = Math.floor(Date.now() / day) * day;
       const rawDays = [today - 2 * day, today - day];
-      const series = [
+      const series: SeriesRef[] = [
         { metric: "node_cpu_seconds_total", labels: { host: "a", cpu: "0" }, kind: SeriesKind.counter },
         { metric: "node_load1", labels: { host: "a", note: "é ünïcode, commas" }, kind: SeriesKind.gauge },
         { metric: "node_load1", labels: {}, kind: SeriesKind.gauge },
