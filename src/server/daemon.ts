@@ -89,7 +89,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       tsdb,
       readiness,
       shutdown: shutdown.signal,
-      agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness },
+      agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness, log: log.child({ component: "fleet" }) },
       commands: { db: storage.db, hub: commands.hub },
       tokens: { tokens },
     }),
