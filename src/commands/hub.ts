@@ -269,7 +269,7 @@ function replacedError(): ConnectError {
 
 /** Unauthenticated, as any later call with the credential: the agent stops instead of reconnecting. */
 export function revokedError(): ConnectError {
-  return new ConnectError("this agent's credential was revoked: it was deregistered, or enrolled again elsewhere", Code.Unauthenticated);
+  return new ConnectError("this agent's credential was revoked: it was deregistered, or its machine enrolled again", Code.Unauthenticated);
 }
 
 /** The command queue's machinery of one daemon: its LISTEN session and its hub. */
