@@ -267,7 +267,7 @@ function replacedError(): ConnectError {
   return new ConnectError("a newer commands.API/Stream of this agent replaced this one", Code.Aborted);
 }
 
-/** Unauthenticated, as any later call with the credential: the agent stops instead of reconnecting. */
+/** Unauthenticated, as every later call with the credential: a reason for the agent to stop, not to reconnect (Unavailable). */
 export function revokedError(): ConnectError {
   return new ConnectError("this agent's credential was revoked: it was deregistered, or its machine enrolled again", Code.Unauthenticated);
 }

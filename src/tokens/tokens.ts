@@ -84,6 +84,11 @@ export class TokenStore {
   private readonly cache = new Map<string, { principal: Principal | undefined; until: number }>();
   /** Cache keys by token id, so that a note about a token finds its entry. */
   private readonly keysById = new Map<string, string>();
+  /**
+   * Counts forgets: a verification that read the table before a note arrived (and so found
+   * nothing to forget) is used for its call but not cached.
+   */
+  private forgets = 0;
 
   constructor(private readonly db: Kysely<Database>) {}
 
@@ -111,6 +116,7 @@ export class TokenStore {
     const key = hash.toString("hex");
     const cached = this.cache.get(key);
     if (cached && cached.until > Date.now()) return cached.principal;
+    const forgets = this.forgets;
     const row = await this.db
       .selectFrom("tokens as t")
       .leftJoin("agents as a", (join) => join.onRef("a.id", "=", "t.agent_id").on("a.deregistered", "is", null))
@@ -124,6 +130,7 @@ export class TokenStore {
       row && !(row.agent_id !== null && row.hostname === null)
         ? { tokenId: row.id, name: row.name, role: row.role, agentId: row.agent_id, agentHostname: row.hostname }
         : undefined;
+    if (forgets !== this.forgets) return principal;
     if (this.cache.size >= maxCached) this.forgetAll();
     this.cache.set(key, { principal, until: Date.now() + tokenCacheMs });
     if (principal) this.keysById.set(principal.tokenId, key);
@@ -132,6 +139,7 @@ export class TokenStore {
 
   /** Drops the cached verification of one token (a note of credentialsChannel said it changed). */
   forget(tokenId: string): void {
+    this.forgets++;
     const key = this.keysById.get(tokenId);
     if (key === undefined) return;
     this.keysById.delete(tokenId);
@@ -140,6 +148,7 @@ export class TokenStore {
 
   /** Drops every cached verification: notes may have been missed. */
   forgetAll(): void {
+    this.forgets++;
     this.cache.clear();
     this.keysById.clear();
   }
@@ -161,9 +170,10 @@ export class TokenStore {
    * Revokes one admin or viewer token and, in the same transaction, every token it minted, and
    * theirs (as Vault revokes a token's children): a leaked admin token takes what was minted
    * with it along. The valid admin tokens are locked first, so that two daemons revoking at once
-   * cannot leave no admin, and a token being minted by one of them waits (see create).
+   * cannot leave no admin, and a token being minted by one of them waits (see mint).
    */
   async revokeOne(id: string): Promise<RevokeOutcome> {
+    let revoked: string[] = [];
     const outcome = await this.db.transaction().execute(async (trx): Promise<RevokeOutcome> => {
       // Always in id order, so that concurrent revocations cannot deadlock.
       const admins = await trx.selectFrom("tokens").select("id").where("role", "=", "admin").where("revoked", "is", null).orderBy("id").forUpdate().execute();
@@ -179,11 +189,12 @@ export class TokenStore {
         SELECT id FROM minted`.execute(trx);
       const going = new Set([id, ...minted.map((m) => m.id)]);
       if (admins.some((a) => going.has(a.id)) && admins.every((a) => going.has(a.id))) return { refused: "last-admin" };
-      await revokeWhere(trx, sql`id = ANY(${[...going]}::uuid[])`);
+      revoked = await revokeWhere(trx, sql`id = ANY(${[...going]}::uuid[])`);
       const updated = await trx.selectFrom("tokens").select(tokenColumns).where("id", "=", id).executeTakeFirstOrThrow();
       return { revoked: toInfo(updated) };
     });
-    if ("revoked" in outcome) this.forgetAll();
+    // At once on this daemon; the notes, sent at the commit, tell the others.
+    for (const tokenId of revoked) this.forget(tokenId);
     return outcome;
   }
 
