@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agent/agent.proto.
  */
 export const file_agent_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChFhZ2VudC9hZ2VudC5wcm90bxIFYWdlbnQiwQEKBEhvc3QSEAoIaG9zdG5hbWUYASABKAkSCgoCb3MYAiABKAkSEgoKb3NfdmVyc2lvbhgDIAEoCRIOCgZrZXJuZWwYBCABKAkSDAoEYXJjaBgFIAEoCRIRCgljcHVfbW9kZWwYBiABKAkSEQoJY3B1X2NvdW50GAcgASgNEhQKDG1lbW9yeV9ieXRlcxgIIAEoBBItCglib290X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrwBCg9SZWdpc3RlclJlcXVlc3QSFAoMZW5yb2xsX3Rva2VuGAEgASgJEhkKBGhvc3QYAiABKAsyCy5hZ2VudC5Ib3N0EjIKBmxhYmVscxgDIAMoCzIiLmFnZW50LlJlZ2lzdGVyUmVxdWVzdC5MYWJlbHNFbnRyeRIVCg1hZ2VudF92ZXJzaW9uGAQgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOAoQUmVnaXN0ZXJSZXNwb25zZRIQCghhZ2VudF9pZBgBIAEoCRISCgpjcmVkZW50aWFsGAIgASgJIpwCCgVBZ2VudBIKCgJpZBgBIAEoCRIZCgRob3N0GAIgASgLMgsuYWdlbnQuSG9zdBIoCgZsYWJlbHMYAyADKAsyGC5hZ2VudC5BZ2VudC5MYWJlbHNFbnRyeRIVCg1hZ2VudF92ZXJzaW9uGAQgASgJEi4KCmZpcnN0X3NlZW4YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoGc3RhdHVzGAcgASgOMg0uYWdlbnQuU3RhdHVzGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEibAoLTGlzdFJlcXVlc3QSLgoGbGFiZWxzGAEgAygLMh4uYWdlbnQuTGlzdFJlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIsCgxMaXN0UmVzcG9uc2USHAoGYWdlbnRzGAEgAygLMgwuYWdlbnQuQWdlbnQiJQoRRGVyZWdpc3RlclJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiFAoSRGVyZWdpc3RlclJlc3BvbnNlKlkKBlN0YXR1cxIWChJTVEFUVVNfVU5TUEVDSUZJRUQQABIRCg1TVEFUVVNfT05MSU5FEAESEAoMU1RBVFVTX1NUQUxFEAISEgoOU1RBVFVTX09GRkxJTkUQAzK2AQoDQVBJEjsKCFJlZ2lzdGVyEhYuYWdlbnQuUmVnaXN0ZXJSZXF1ZXN0GhcuYWdlbnQuUmVnaXN0ZXJSZXNwb25zZRIvCgRMaXN0EhIuYWdlbnQuTGlzdFJlcXVlc3QaEy5hZ2VudC5MaXN0UmVzcG9uc2USQQoKRGVyZWdpc3RlchIYLmFnZW50LkRlcmVnaXN0ZXJSZXF1ZXN0GhkuYWdlbnQuRGVyZWdpc3RlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChFhZ2VudC9hZ2VudC5wcm90bxIFYWdlbnQiwQEKBEhvc3QSEAoIaG9zdG5hbWUYASABKAkSCgoCb3MYAiABKAkSEgoKb3NfdmVyc2lvbhgDIAEoCRIOCgZrZXJuZWwYBCABKAkSDAoEYXJjaBgFIAEoCRIRCgljcHVfbW9kZWwYBiABKAkSEQoJY3B1X2NvdW50GAcgASgNEhQKDG1lbW9yeV9ieXRlcxgIIAEoBBItCglib290X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItABCg9SZWdpc3RlclJlcXVlc3QSFAoMZW5yb2xsX3Rva2VuGAEgASgJEhkKBGhvc3QYAiABKAsyCy5hZ2VudC5Ib3N0EjIKBmxhYmVscxgDIAMoCzIiLmFnZW50LlJlZ2lzdGVyUmVxdWVzdC5MYWJlbHNFbnRyeRIVCg1hZ2VudF92ZXJzaW9uGAQgASgJEhIKCm1hY2hpbmVfaWQYBSABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI4ChBSZWdpc3RlclJlc3BvbnNlEhAKCGFnZW50X2lkGAEgASgJEhIKCmNyZWRlbnRpYWwYAiABKAkinAIKBUFnZW50EgoKAmlkGAEgASgJEhkKBGhvc3QYAiABKAsyCy5hZ2VudC5Ib3N0EigKBmxhYmVscxgDIAMoCzIYLmFnZW50LkFnZW50LkxhYmVsc0VudHJ5EhUKDWFnZW50X3ZlcnNpb24YBCABKAkSLgoKZmlyc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdCgZzdGF0dXMYByABKA4yDS5hZ2VudC5TdGF0dXMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJsCgtMaXN0UmVxdWVzdBIuCgZsYWJlbHMYASADKAsyHi5hZ2VudC5MaXN0UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiwKDExpc3RSZXNwb25zZRIcCgZhZ2VudHMYASADKAsyDC5hZ2VudC5BZ2VudCIlChFEZXJlZ2lzdGVyUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCSIUChJEZXJlZ2lzdGVyUmVzcG9uc2UqWQoGU3RhdHVzEhYKElNUQVRVU19VTlNQRUNJRklFRBAAEhEKDVNUQVRVU19PTkxJTkUQARIQCgxTVEFUVVNfU1RBTEUQAhISCg5TVEFUVVNfT0ZGTElORRADMrYBCgNBUEkSOwoIUmVnaXN0ZXISFi5hZ2VudC5SZWdpc3RlclJlcXVlc3QaFy5hZ2VudC5SZWdpc3RlclJlc3BvbnNlEi8KBExpc3QSEi5hZ2VudC5MaXN0UmVxdWVzdBoTLmFnZW50Lkxpc3RSZXNwb25zZRJBCgpEZXJlZ2lzdGVyEhguYWdlbnQuRGVyZWdpc3RlclJlcXVlc3QaGS5hZ2VudC5EZXJlZ2lzdGVyUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Host describes the machine an agent runs on.
@@ -127,6 +127,18 @@ export type RegisterRequest = Message<"agent.RegisterRequest"> & {
    * @generated from field: string agent_version = 4;
    */
   agentVersion: string;
+
+  /**
+   * Identifies the machine, so that enrolling it again under the same
+   * hostname keeps its agent id:
+   * on Linux, the app-specific id of /etc/machine-id that
+   * `systemd-id128 machine-id --app-specific=10d5ed767b8241afae0a1e72fd32046a`
+   * prints (the machine id itself is never sent). Empty when the machine has
+   * none: every enrolment is then a new agent. At most 255 characters.
+   *
+   * @generated from field: string machine_id = 5;
+   */
+  machineId: string;
 };
 
 /**
@@ -151,8 +163,8 @@ export type RegisterResponse = Message<"agent.RegisterResponse"> & {
 
   /**
    * The agent's credential, sent as "Authorization: Bearer <credential>" on
-   * every later call. Returned only at first enrolment; the daemon keeps only
-   * its hash. Empty on re-registration.
+   * every later call. Returned at enrolment (first or again); the daemon
+   * keeps only its hash. Empty on re-registration with the credential.
    *
    * @generated from field: string credential = 2;
    */
@@ -357,7 +369,12 @@ export const API: GenService<{
   /**
    * Register enrols an agent with the daemon's enrolment token and returns
    * the agent's own credential. Registering again with the same credential
-   * updates the inventory and keeps the agent's id.
+   * updates the inventory and keeps the agent's id. A hostname names one
+   * active agent: another machine's claim of a hostname in use is refused
+   * with ALREADY_EXISTS. Enrolling the same machine (same machine_id) under
+   * its hostname again, e.g. after its state was lost, keeps its agent id:
+   * its earlier credentials are revoked and a new one is returned; refused
+   * with ALREADY_EXISTS while that agent is connected.
    *
    * @generated from rpc agent.API.Register
    */
@@ -378,7 +395,8 @@ export const API: GenService<{
   },
   /**
    * Deregister revokes an agent's credential and removes it from the
-   * inventory. Needs an admin credential.
+   * inventory; its open commands.API/Stream ends with UNAUTHENTICATED on
+   * every daemon. Needs an admin credential.
    *
    * @generated from rpc agent.API.Deregister
    */

@@ -60,7 +60,8 @@ describe("the host agent with a real daemon", () => {
 
   it("is refused once deregistered", async () => {
     const dir = stateDir();
-    const agent = await startAgent({ server: daemon.url, protocol: "connect", stateDir: dir, enrollToken: readEnrollToken(daemon.dataDir)!, labels: {}, log, collectors: [] });
+    // Its own hostname: the first test's agent of this machine holds the machine's.
+    const agent = await startAgent({ server: daemon.url, protocol: "connect", stateDir: dir, enrollToken: readEnrollToken(daemon.dataDir)!, hostname: "deregistered", labels: {}, log, collectors: [] });
     await agent.stop();
     const { agentId, credential } = JSON.parse(readFileSync(join(dir, "credential.json"), "utf8")) as { agentId: string; credential: string };
     await createClient(AgentAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] })).deregister({ agentId });

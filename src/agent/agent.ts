@@ -11,7 +11,7 @@ import type { Logger } from "../log.js";
 import { seriesKey } from "../shared/series-key.js";
 import { versionInfo } from "../version.js";
 import { defaultCollectors, type Collector, type Measurement } from "./collectors/collector.js";
-import { hostInventory } from "./collectors/inventory.js";
+import { hostInventory, machineId } from "./collectors/inventory.js";
 import { runCommandLoop } from "./commands.js";
 import { backoffMs, daemonTransport, Sender, type Protocol } from "./sender.js";
 import { Spool, type SpoolLimits } from "./spool.js";
@@ -86,6 +86,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     host: { ...inventory, hostname, memoryBytes: BigInt(Math.round(inventory.memoryBytes)), bootTime: timestampFromDate(inventory.bootTime) },
     labels: options.labels,
     agentVersion: versionInfo.ver,
+    machineId: await machineId(),
   };
   const controller = new AbortController();
   const { signal } = controller;
@@ -110,6 +111,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       } catch (err) {
         const error = ConnectError.from(err);
         if (signal.aborted) return;
+        // Another agent has this hostname, or this machine's agent is running: the operator decides.
+        if (error.code === Code.AlreadyExists) throw new AgentError(`registration refused: ${error.rawMessage}`);
         if (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied || error.code === Code.InvalidArgument) {
           throw new AgentError(
             stored

@@ -3,9 +3,9 @@ import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { Code, createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Kysely, PostgresDialect } from "kysely";
+import { Kysely, Migrator, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API as AgentAPI, HostSchema, Status, type Host, type RegisterRequest } from "../../gen/agent/agent_pb.js";
@@ -14,6 +14,10 @@ import { startTestDaemon, tempDir, type TestDaemon } from "../../test/support/da
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { resolveDaemonConfig } from "../config/config.js";
 import type { Database } from "../storage/schema.js";
+import { FakeAgent } from "../../test/support/fake-agent.js";
+import { startCommands } from "../commands/hub.js";
+import { createLogger } from "../log.js";
+import { migrations } from "../storage/migrations/index.js";
 import { TokenStore } from "../tokens/tokens.js";
 import { enrollTokenChecker, enrollTokenFile, ensureEnrollToken } from "./enroll-token.js";
 import { bearer, codeOf } from "../../test/support/rpc.js";
@@ -51,6 +55,7 @@ describe.each(testServers())("agent.API on $name PostgreSQL", (server) => {
     metrics(credential).push({
       series: [create(SeriesSchema, { metric: "test_agent_up", kind: Kind.GAUGE, labels: {}, times: [Date.now()], values: [1] })],
     });
+  const errorOf = (call: Promise<unknown>) => call.then(() => new ConnectError("the call succeeded", Code.Unknown), (err: unknown) => ConnectError.from(err));
   const enrol = (hostname: string, request: Partial<Omit<RegisterRequest, "$typeName">> = {}) =>
     agents().register({ enrollToken, host: host(hostname), labels: { role: "db" }, agentVersion: "0.1.0", ...request });
   const lastSeenOf = async (id: string) =>
@@ -239,6 +244,127 @@ describe.each(testServers())("agent.API on $name PostgreSQL", (server) => {
     expect(await codeOf(admin().deregister({ agentId: "00000000-0000-4000-8000-000000000000" }))).toBe(Code.NotFound);
     expect(await codeOf(admin().deregister({ agentId: "not-a-uuid" }))).toBe(Code.InvalidArgument);
     expect(await codeOf(admin().deregister({ agentId: "" }))).toBe(Code.InvalidArgument);
+  });
+
+  it("refuses another machine's claim of a hostname in use with AlreadyExists, naming the agent that has it", async () => {
+    const first = await enrol("db-1", { machineId: "machine-a" });
+    for (const other of [{ machineId: "machine-b" }, { machineId: "" }]) {
+      const refused = await errorOf(enrol("db-1", { ...other, labels: { role: "db" } }));
+      expect(refused.code).toBe(Code.AlreadyExists);
+      expect(refused.rawMessage).toBe(
+        `the hostname "db-1" is taken by agent ${first.agentId}: start this agent with --hostname <another name>, ` +
+          "or, if that agent is gone, remove it first (specta agents remove db-1)",
+      );
+    }
+    // Nor by re-registering under that name with its own credential.
+    const b = await enrol("b-1", { machineId: "machine-b" });
+    expect(await codeOf(agents(b.credential).register({ host: host("db-1"), machineId: "machine-b" }))).toBe(Code.AlreadyExists);
+    const inventory = (await admin().list({})).agents;
+    expect(inventory.filter((a) => a.host?.hostname === "db-1").map((a) => a.id)).toEqual([first.agentId]);
+    expect(inventory.find((a) => a.id === b.agentId)?.host?.hostname).toBe("b-1");
+    // Once db-1 is removed, the name is free.
+    await admin().deregister({ agentId: first.agentId });
+    expect(await agents(b.credential).register({ host: host("db-1"), machineId: "machine-b" })).toMatchObject({ agentId: b.agentId });
+    await admin().deregister({ agentId: b.agentId });
+  });
+
+  it("keeps the agent id when the same machine enrols again under its hostname: a new credential, the old one revoked", async () => {
+    const first = await enrol("db-2", { machineId: "machine-c" });
+    const again = await enrol("db-2", { machineId: "machine-c", labels: { role: "db", zone: "b" } });
+    expect(again.agentId).toBe(first.agentId);
+    expect(again.credential).toMatch(/^specta_/);
+    expect(again.credential).not.toBe(first.credential);
+    expect(await codeOf(push(first.credential))).toBe(Code.Unauthenticated);
+    expect(await push(again.credential)).toMatchObject({ accepted: 1 });
+    const rows = await db.selectFrom("agents").select(["id", "labels"]).where("hostname", "=", "db-2").where("deregistered", "is", null).execute();
+    expect(rows).toEqual([{ id: first.agentId, labels: { role: "db", zone: "b" } }]);
+    const credentials = await db.selectFrom("tokens").select("revoked").where("agent_id", "=", first.agentId).orderBy("created").execute();
+    expect(credentials.map((c) => c.revoked === null)).toEqual([false, true]);
+
+    // Without a machine id, no enrolment is the same machine.
+    expect(await codeOf(enrol("db-2"))).toBe(Code.AlreadyExists);
+    // While that agent is connected, another agent of its machine under its name is refused.
+    const stream = new FakeAgent(daemon.url, again.agentId, again.credential);
+    await stream.open();
+    const twice = await errorOf(enrol("db-2", { machineId: "machine-c" }));
+    expect(twice.code).toBe(Code.AlreadyExists);
+    expect(twice.rawMessage).toMatch(/^this machine's agent "db-2" \(.+\) is connected now: run one agent per host name/);
+    expect(await push(again.credential)).toMatchObject({ accepted: 1 });
+    stream.close();
+    await expect.poll(() => db.selectFrom("agent_streams").select("agent_id").where("agent_id", "=", first.agentId).execute()).toEqual([]);
+    expect((await enrol("db-2", { machineId: "machine-c" })).agentId).toBe(first.agentId);
+    await admin().deregister({ agentId: first.agentId });
+    // Deregistered is final: the machine enrols as a new agent.
+    expect((await enrol("db-2", { machineId: "machine-c" })).agentId).not.toBe(first.agentId);
+  });
+
+  it("refuses a credential presented from another machine, and learns the machine of a credential that had none", async () => {
+    const a = await enrol("clone-1", { machineId: "machine-d" });
+    expect(await codeOf(agents(a.credential).register({ host: host("clone-1"), machineId: "machine-e" }))).toBe(Code.PermissionDenied);
+    expect(await codeOf(agents(a.credential).register({ host: host("clone-1") }))).toBe("ok");
+
+    const old = await enrol("old-1");
+    expect(await agents(old.credential).register({ host: host("old-1"), machineId: "machine-f" })).toMatchObject({ agentId: old.agentId });
+    expect((await enrol("old-1", { machineId: "machine-f" })).agentId).toBe(old.agentId);
+    for (const id of [a.agentId, old.agentId]) await admin().deregister({ agentId: id });
+  });
+
+  it("gives an agent credential's principal the agent's id and hostname, renamed on every daemon at re-registration", async () => {
+    // Another daemon's credential store: its own cache, fed by its own LISTEN session.
+    const pool = new pg.Pool({ connectionString: database.url, max: 2 });
+    const other = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const store = new TokenStore(other);
+    const runtime = await startCommands(other, pool, createLogger("silent"), store);
+    try {
+      const a = await enrol("named-1", { machineId: "machine-g" });
+      expect(await store.verify(a.credential)).toMatchObject({ role: "agent", agentId: a.agentId, agentHostname: "named-1" });
+      await agents(a.credential).register({ host: host("named-2"), machineId: "machine-g" });
+      await expect.poll(async () => (await store.verify(a.credential))?.agentHostname, { timeout: 1_000, interval: 20 }).toBe("named-2");
+      await admin().deregister({ agentId: a.agentId });
+      await expect.poll(() => store.verify(a.credential), { timeout: 1_000, interval: 20 }).toBeUndefined();
+    } finally {
+      await runtime.stop();
+      await other.destroy();
+    }
+  });
+});
+
+describe.each(testServers())("the agent_identity migration on $name PostgreSQL", (server) => {
+  it("keeps a hostname for the most recently seen of the active agents that share it and renames the others", async () => {
+    const database = await createTestDatabase(server);
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 1 }) }) });
+    try {
+      const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+      expect((await migrator.migrateTo("2026_11_22_0004_commands")).error).toBeUndefined();
+      const seen = (minutesAgo: number) => new Date(Date.now() - minutesAgo * 60_000);
+      // The columns of that time only.
+      const add = async (hostname: string, lastSeen: Date) =>
+        (await sql<{ id: string }>`INSERT INTO agents (hostname, last_seen) VALUES (${hostname}, ${lastSeen}) RETURNING id`.execute(db)).rows[0]!.id;
+      const older = await add("vm", seen(60));
+      const newest = await add("vm", seen(1));
+      const oldest = await add("vm", seen(600));
+      const gone = await add("vm", seen(0));
+      await db.updateTable("agents").set({ deregistered: new Date() }).where("id", "=", gone).execute();
+      const long = await add("l".repeat(255), seen(5));
+      const longer = await add("l".repeat(255), seen(2));
+      const alone = await add("db-1", seen(3));
+
+      expect((await migrator.migrateToLatest()).error).toBeUndefined();
+      const names = new Map((await db.selectFrom("agents").select(["id", "hostname"]).execute()).map((r) => [r.id, r.hostname]));
+      expect([newest, older, oldest, gone, alone, longer].map((id) => names.get(id))).toEqual([
+        "vm",
+        `vm-${older.slice(0, 8)}`,
+        `vm-${oldest.slice(0, 8)}`,
+        "vm",
+        "db-1",
+        "l".repeat(255),
+      ]);
+      expect(names.get(long)).toBe(`${"l".repeat(246)}-${long.slice(0, 8)}`);
+      await expect(add("db-1", seen(0))).rejects.toMatchObject({ code: "23505", constraint: "agents_active_hostname" });
+    } finally {
+      await db.destroy();
+      await database.drop();
+    }
   });
 });
 

@@ -3,8 +3,10 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { sql, type Kysely, type Selectable } from "kysely";
 import { AgentSchema, API as AgentAPI, HostSchema, type Agent, type RegisterRequest } from "../../gen/agent/agent_pb.js";
+import { presenceStaleMs } from "../commands/hub.js";
+import type { Logger } from "../log.js";
 import { principalKey } from "../server/auth.js";
-import { storageStep } from "../storage/errors.js";
+import { storageStep, toConnectError } from "../storage/errors.js";
 import { isUuid } from "../storage/ids.js";
 import type { AgentsTable, Database } from "../storage/schema.js";
 import { TokenStore } from "../tokens/tokens.js";
@@ -12,12 +14,13 @@ import { statusAt, type AgentLiveness } from "./liveness.js";
 
 export interface AgentDeps {
   db: Kysely<Database>;
-  /** The daemon's credential store: Deregister revokes through it, so that its cache forgets at once. */
+  /** The daemon's credential store: told at once of the credentials this daemon revokes or changes. */
   tokens: TokenStore;
   /** Whether a presented enrolment token is the daemon's (constant time). */
   checkEnrollToken: (candidate: string) => boolean;
   /** Calls not yet written to last_seen; List takes them into account. */
   liveness: AgentLiveness;
+  log: Logger;
 }
 
 /** Limits on what an agent reports about itself. */
@@ -45,42 +48,104 @@ interface Inventory {
   boot_time: Date | null;
   labels: string;
   agent_version: string;
+  machine_id: string | null;
 }
 
 /** agent.API: enrolment (Register), the inventory (List) and Deregister. */
 export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
-  const { db, tokens, checkEnrollToken, liveness } = deps;
+  const { db, tokens, checkEnrollToken, liveness, log } = deps;
+
+  /** Re-registration with the agent's own credential: same id, inventory updated, no new credential. */
+  const update = async (agentId: string, inventory: Inventory) => {
+    const changed = await agentWrite("updating the agent's inventory", db, inventory, () =>
+      db.transaction().execute(async (trx) => {
+        const row = await trx.selectFrom("agents").select("machine_id").where("id", "=", agentId).where("deregistered", "is", null).forUpdate().executeTakeFirst();
+        if (!row) throw new ConnectError("this agent was deregistered; enrol it again with the enrolment token", Code.Unauthenticated);
+        // A credential belongs to one machine: a copy of the state directory on another one
+        // (a cloned disk) would otherwise make two hosts one agent.
+        if (row.machine_id !== null && inventory.machine_id !== null && row.machine_id !== inventory.machine_id) {
+          throw new ConnectError(
+            "this credential belongs to another machine (its machine id differs): give this machine its own state directory and enrol it with the enrolment token",
+            Code.PermissionDenied,
+          );
+        }
+        await trx
+          .updateTable("agents")
+          .set({ ...inventory, machine_id: inventory.machine_id ?? row.machine_id, last_seen: new Date() })
+          .where("id", "=", agentId)
+          .execute();
+        // Its hostname may have changed: every daemon verifies its credential again.
+        return new TokenStore(trx).agentChanged(agentId);
+      }),
+    );
+    for (const id of changed) tokens.forget(id);
+    return { agentId, credential: "" };
+  };
+
+  /**
+   * Enrolment with the enrolment token: a new agent, or, for the machine that has the hostname
+   * (same machine id), that agent again with a new credential, its earlier ones revoked. Another
+   * machine's claim of a hostname in use is refused (agentWrite).
+   */
+  const enrol = async (inventory: Inventory) => {
+    const enrolled = await agentWrite("enrolling the agent", db, inventory, () =>
+      db.transaction().execute(async (trx) => {
+        const holder = await trx
+          .selectFrom("agents")
+          .select(["id", "machine_id"])
+          .where("hostname", "=", inventory.hostname)
+          .where("deregistered", "is", null)
+          .forUpdate()
+          .executeTakeFirst();
+        const again = holder !== undefined && inventory.machine_id !== null && holder.machine_id === inventory.machine_id;
+        let agentId: string;
+        let revoked: string[] = [];
+        if (again) {
+          // Two agents running on one machine under one name would take the identity from each
+          // other at every start.
+          const connected = await trx
+            .selectFrom("agent_streams")
+            .select("agent_id")
+            .where("agent_id", "=", holder.id)
+            .where("refreshed", ">", new Date(Date.now() - presenceStaleMs))
+            .executeTakeFirst();
+          if (connected) {
+            throw new ConnectError(
+              `this machine's agent "${inventory.hostname}" (${holder.id}) is connected now: run one agent per host name ` +
+                `(stop that one first, remove it with "specta agents remove ${holder.id}", or start this one with --hostname <another name>)`,
+              Code.AlreadyExists,
+            );
+          }
+          await trx.updateTable("agents").set({ ...inventory, last_seen: new Date() }).where("id", "=", holder.id).execute();
+          revoked = await new TokenStore(trx).revokeAgent(holder.id);
+          agentId = holder.id;
+        } else {
+          // Fails on the unique index when another machine holds the hostname.
+          agentId = (await trx.insertInto("agents").values(inventory).returning("id").executeTakeFirstOrThrow()).id;
+        }
+        const { token } = await new TokenStore(trx).create("agent", inventory.hostname, agentId);
+        return { agentId, credential: token, again, revoked };
+      }),
+    );
+    for (const id of enrolled.revoked) tokens.forget(id);
+    if (enrolled.again) {
+      log.warn(
+        { agentId: enrolled.agentId, hostname: inventory.hostname, revokedCredentials: enrolled.revoked.length },
+        "agent enrolled again from the same machine: same id, earlier credentials revoked",
+      );
+    }
+    return { agentId: enrolled.agentId, credential: enrolled.credential };
+  };
+
   return {
     async register(req, ctx) {
       const principal = ctx.values.get(principalKey);
-      if (principal?.role === "agent" && principal.agentId) {
-        // Re-registration with the agent's own credential: same id, inventory updated, no new credential.
-        const inventory = validateRegister(req);
-        const agentId = principal.agentId;
-        const row = await storageStep("updating the agent's inventory", () =>
-          db
-            .updateTable("agents")
-            .set({ ...inventory, last_seen: new Date() })
-            .where("id", "=", agentId)
-            .where("deregistered", "is", null)
-            .returning("id")
-            .executeTakeFirst(),
-        );
-        if (!row) throw new ConnectError("this agent was deregistered; enrol it again with the enrolment token", Code.Unauthenticated);
-        return { agentId, credential: "" };
-      }
+      if (principal?.role === "agent" && principal.agentId) return update(principal.agentId, validateRegister(req));
       if (req.enrollToken === "") {
         throw new ConnectError("agent.API/Register needs the daemon's enrolment token, or the agent's own credential", Code.Unauthenticated);
       }
       if (!checkEnrollToken(req.enrollToken)) throw new ConnectError("the enrolment token is wrong", Code.Unauthenticated);
-      const inventory = validateRegister(req);
-      return storageStep("enrolling the agent", () =>
-        db.transaction().execute(async (trx) => {
-          const { id } = await trx.insertInto("agents").values(inventory).returning("id").executeTakeFirstOrThrow();
-          const { token } = await new TokenStore(trx).create("agent", inventory.hostname, id);
-          return { agentId: id, credential: token };
-        }),
-      );
+      return enrol(validateRegister(req));
     },
 
     async list(req) {
@@ -93,25 +158,51 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
     },
 
     async deregister(req) {
-      const agentId = req.agentId.trim();
+      const agentId = req.agentId.trim().toLowerCase();
       if (!isUuid(agentId)) throw new ConnectError(`agent id "${req.agentId}" is not a UUID`, Code.InvalidArgument);
-      // Credentials first: a failure after this leaves an agent that a retry deregisters, never a
-      // deregistered agent whose credential still works.
-      await storageStep("revoking the agent's credentials", () => tokens.revokeAgent(agentId));
-      const row = await storageStep("deregistering the agent", () =>
-        db
-          .updateTable("agents")
-          .set({ deregistered: new Date() })
-          .where("id", "=", agentId)
-          .where("deregistered", "is", null)
-          .returning("id")
-          .executeTakeFirst(),
+      // One transaction: never a deregistered agent whose credential still works. Its revocation
+      // reaches every daemon, which ends the agent's stream there.
+      const revoked = await storageStep("deregistering the agent", () =>
+        db.transaction().execute(async (trx) => {
+          const row = await trx
+            .updateTable("agents")
+            .set({ deregistered: new Date() })
+            .where("id", "=", agentId)
+            .where("deregistered", "is", null)
+            .returning("id")
+            .executeTakeFirst();
+          return row && new TokenStore(trx).revokeAgent(agentId);
+        }),
       );
+      if (!revoked) throw new ConnectError(`no agent ${agentId} in the inventory`, Code.NotFound);
+      for (const id of revoked) tokens.forget(id);
       liveness.forget(agentId);
-      if (!row) throw new ConnectError(`no agent ${agentId} in the inventory`, Code.NotFound);
       return {};
     },
   };
+}
+
+/**
+ * Runs a write of an agent's row; a second claim of a hostname (unique among the active agents)
+ * is refused with AlreadyExists, naming the agent that holds it.
+ */
+async function agentWrite<T>(what: string, db: Kysely<Database>, inventory: Inventory, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    const { code, constraint } = err as { code?: string; constraint?: string };
+    if (code === "23505" && constraint === "agents_active_hostname") {
+      const holder = await storageStep(what, () =>
+        db.selectFrom("agents").select("id").where("hostname", "=", inventory.hostname).where("deregistered", "is", null).executeTakeFirst(),
+      );
+      throw new ConnectError(
+        `the hostname "${inventory.hostname}" is taken by agent ${holder?.id ?? "(another)"}: start this agent with --hostname <another name>, ` +
+          `or, if that agent is gone, remove it first (specta agents remove ${inventory.hostname})`,
+        Code.AlreadyExists,
+      );
+    }
+    throw toConnectError(err, what);
+  }
 }
 
 function invalid(message: string): ConnectError {
@@ -145,6 +236,7 @@ export function validateRegister(req: RegisterRequest): Inventory {
     const ms = bootTime.getTime();
     if (!(ms >= 0 && ms <= latestTime)) throw invalid("host.boot_time must lie between 1970 and 9999");
   }
+  const machineId = checkText(req.machineId, "machine_id");
   return {
     hostname: checkText(host.hostname, "host.hostname", true),
     os: checkText(host.os, "host.os"),
@@ -157,6 +249,7 @@ export function validateRegister(req: RegisterRequest): Inventory {
     boot_time: bootTime,
     labels: JSON.stringify(req.labels),
     agent_version: checkText(req.agentVersion, "agent_version"),
+    machine_id: machineId === "" ? null : machineId,
   };
 }
 

@@ -9,10 +9,11 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { AgentSchema, API as AgentAPI } from "../../gen/agent/agent_pb.js";
 import { repoRoot, runSpecta, startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
-import { formatAgo, formatBytes, parseLabels } from "./agents.js";
+import { findAgent, formatAgo, formatBytes, parseLabels } from "./agents.js";
 
 beforeAll(() => {
   if (!existsSync(join(repoRoot, "dist", "src", "cli", "agents.js"))) {
@@ -25,6 +26,7 @@ describe.each(testServers())("specta agents on $name PostgreSQL", (server) => {
   let daemon: TestDaemon;
   let at: string[];
   const ids: Record<string, string> = {};
+  let enrol: (hostname: string, labels: Record<string, string>, memoryBytes: bigint) => Promise<void>;
 
   beforeAll(async () => {
     database = await createTestDatabase(server);
@@ -32,7 +34,7 @@ describe.each(testServers())("specta agents on $name PostgreSQL", (server) => {
     at = ["--server", daemon.url, "--data-dir", daemon.dataDir];
     const enrollToken = readFileSync(join(daemon.dataDir, "enroll.token"), "utf8").trim();
     const client = createClient(AgentAPI, createConnectTransport({ baseUrl: daemon.url, httpVersion: "1.1" }));
-    const enrol = async (hostname: string, labels: Record<string, string>, memoryBytes: bigint) => {
+    enrol = async (hostname, labels, memoryBytes) => {
       const { agentId } = await client.register({
         enrollToken,
         host: {
@@ -123,6 +125,49 @@ describe.each(testServers())("specta agents on $name PostgreSQL", (server) => {
     const noToken = await runSpecta(["agents", "--server", daemon.url, "--data-dir", "/nonexistent"]);
     expect(noToken.code).toBe(1);
     expect(noToken.stderr).toMatch(/^specta: unauthenticated: agent\.API\/List needs a credential/);
+  });
+
+  it("removes an agent by id, by id prefix and by hostname", async () => {
+    for (const hostname of ["rm-by-id", "rm-by-prefix", "rm-by-name"]) await enrol(hostname, {}, 1n);
+    const listed = async () => (JSON.parse((await runSpecta(["agents", "--json", ...at])).stdout) as { agents?: { id: string }[] }).agents?.map((a) => a.id) ?? [];
+
+    const byId = await runSpecta(["agents", "remove", ids["rm-by-id"]!.toUpperCase(), ...at]);
+    expect(byId).toEqual({ code: 0, stdout: `removed rm-by-id (${ids["rm-by-id"]})\n`, stderr: "" });
+    const prefix = ids["rm-by-prefix"]!.slice(0, 8);
+    expect(await runSpecta(["agents", "remove", prefix, ...at])).toEqual({ code: 0, stdout: `removed rm-by-prefix (${ids["rm-by-prefix"]})\n`, stderr: "" });
+    expect(await runSpecta(["agents", "remove", "rm-by-name", ...at])).toEqual({ code: 0, stdout: `removed rm-by-name (${ids["rm-by-name"]})\n`, stderr: "" });
+    expect(await listed()).toEqual([ids["cli-db"], ids["cli-web"]]);
+
+    // Gone: neither its id nor its name finds it again.
+    const again = await runSpecta(["agents", "remove", "rm-by-name", ...at]);
+    expect(again).toEqual({ code: 1, stdout: "", stderr: 'specta: no agent has the id, id prefix or hostname "rm-by-name" (see specta agents)\n' });
+    expect((await runSpecta(["agents", "remove", prefix, ...at])).code).toBe(1);
+    expect(await listed()).toEqual([ids["cli-db"], ids["cli-web"]]);
+  });
+});
+
+describe("specta agents remove: which agent a name names", () => {
+  const agent = (id: string, hostname: string) => create(AgentSchema, { id, host: { hostname } });
+  const agents = [
+    agent("c0ffee00-0000-4000-8000-000000000001", "db-1"),
+    agent("c0ffee00-0000-4000-8000-000000000002", "db-2"),
+    agent("abcd1234-0000-4000-8000-000000000003", "c0ffee00"),
+    agent("d00d0000-0000-4000-8000-000000000004", "abcd"),
+  ];
+
+  it("takes a full id, a hostname or a unique id prefix of 4 characters or more", () => {
+    expect(findAgent(agents, "C0FFEE00-0000-4000-8000-000000000002").host?.hostname).toBe("db-2");
+    expect(findAgent(agents, "db-1").id).toBe("c0ffee00-0000-4000-8000-000000000001");
+    expect(findAgent(agents, "d00d").host?.hostname).toBe("abcd");
+    expect(() => findAgent(agents, "d00")).toThrow('no agent has the id, id prefix or hostname "d00"');
+    expect(() => findAgent(agents, "DB-1")).toThrow(/no agent/);
+  });
+
+  it("refuses a name that matches several agents instead of guessing", () => {
+    expect(() => findAgent(agents, "c0ffee00-0000")).toThrow(/"c0ffee00-0000" names 2 agents: c0ffee00-0000-4000-8000-000000000001 \(db-1\), c0ffee00-0000-4000-8000-000000000002 \(db-2\); give more of the id/);
+    // A hostname that is also another agent's id prefix.
+    expect(() => findAgent(agents, "c0ffee00")).toThrow(/names 3 agents/);
+    expect(() => findAgent(agents, "abcd")).toThrow(/names 2 agents/);
   });
 });
 

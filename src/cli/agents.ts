@@ -1,7 +1,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
-import { API as AgentAPI, ListResponseSchema, type ListResponse } from "../../gen/agent/agent_pb.js";
+import { API as AgentAPI, ListResponseSchema, type Agent, type ListResponse } from "../../gen/agent/agent_pb.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
 import { statusNames } from "../agents/status.js";
 import { collect, formatTable } from "./util.js";
@@ -11,9 +11,9 @@ interface AgentsFlags extends ClientFlags {
   json?: boolean;
 }
 
-/** `specta agents`: the command-line face of agent.API/List. */
+/** `specta agents [remove ID|HOST]`: the command-line face of agent.API/List and Deregister. */
 export function agentsCommand(program: Command): void {
-  addClientOptions(
+  const agents = addClientOptions(
     program
       .command("agents")
       .description("list the enrolled agents with their hosts, status and last call (agent.API/List)")
@@ -26,6 +26,42 @@ export function agentsCommand(program: Command): void {
       process.stdout.write(flags.json ? JSON.stringify(toJson(ListResponseSchema, response)) + "\n" : formatAgents(response, Date.now()));
     }),
   );
+
+  addClientOptions(
+    agents
+      .command("remove")
+      .description("deregister an agent (agent.API/Deregister): its credential stops working and it leaves the inventory")
+      .argument("<agent>", "the agent's id, a unique prefix of it (at least 4 characters), or its hostname"),
+  ).action((name: string, flags: ClientFlags) =>
+    runClient(flags, async (connection) => {
+      const client = daemonClient(AgentAPI, connection);
+      const agent = findAgent((await client.list({})).agents, name);
+      await client.deregister({ agentId: agent.id });
+      process.stdout.write(`removed ${agent.host?.hostname ?? ""} (${agent.id})\n`);
+    }),
+  );
+}
+
+/** Shortest id prefix `specta agents remove` takes, as git takes abbreviated hashes. */
+export const minIdPrefix = 4;
+
+/**
+ * The one agent that `name` names: its full id, else its hostname or a unique prefix of its id.
+ * A name that matches several (a prefix shared by two ids, or a hostname that is also another
+ * agent's id prefix) is refused rather than guessed: removing is not undone.
+ */
+export function findAgent(agents: Agent[], name: string): Agent {
+  const wanted = name.trim().toLowerCase();
+  const exact = agents.find((a) => a.id === wanted);
+  if (exact) return exact;
+  const matches = agents.filter((a) => a.host?.hostname === name.trim() || (wanted.length >= minIdPrefix && a.id.startsWith(wanted)));
+  const [only, ...others] = matches;
+  if (!only) throw new ClientError(`no agent has the id, id prefix or hostname "${name}" (see specta agents)`);
+  if (others.length > 0) {
+    const listed = matches.map((a) => `${a.id} (${a.host?.hostname ?? ""})`).join(", ");
+    throw new ClientError(`"${name}" names ${matches.length} agents: ${listed}; give more of the id`);
+  }
+  return only;
 }
 
 /** Parses repeated `--label k=v` into a map; the first "=" splits. */

@@ -2,7 +2,7 @@ import { create, toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Kysely, PostgresDialect } from "kysely";
+import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -13,9 +13,11 @@ import {
   type Diagnostic,
   type SubmitRequest,
 } from "../../gen/commands/commands_pb.js";
+import { API as AgentAPI, HostSchema } from "../../gen/agent/agent_pb.js";
 import { startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
 import { FakeAgent } from "../../test/support/fake-agent.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
+import { readEnrollToken } from "../agents/enroll-token.js";
 import type { DaemonOptions } from "../server/daemon.js";
 import type { Database } from "../storage/schema.js";
 import { TokenStore } from "../tokens/tokens.js";
@@ -314,6 +316,77 @@ describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
     const { commands } = await submit(agent.agentId);
     await third.nextCommand(commands[0]!.commandId, notifyBoundMs);
     third.close();
+  });
+
+  it("never lets a command meant for one host reach another: a second machine cannot take its name", async () => {
+    const register = (hostname: string, machineId: string) =>
+      createClient(AgentAPI, createGrpcTransport({ baseUrl: daemonA.url })).register({
+        enrollToken: readEnrollToken(daemonA.dataDir)!,
+        host: create(HostSchema, { hostname, os: "linux" }),
+        labels: { role: "db" },
+        machineId,
+      });
+    const db1 = await register("db-1", "machine-1");
+    expect(await codeOf(register("db-1", "machine-2"))).toBe(Code.AlreadyExists);
+    const intruder = await register("intruder", "machine-2");
+    const target = new FakeAgent(daemonA.url, db1.agentId, db1.credential);
+    const other = new FakeAgent(daemonB.url, intruder.agentId, intruder.credential);
+    await target.open();
+    await other.open();
+    const { commands } = await submit("db-1");
+    expect(commands.map((c) => c.agentId)).toEqual([db1.agentId]);
+    await target.nextCommand(commands[0]!.commandId, notifyBoundMs);
+    // The other agent's stream got nothing but keepalives, and may not report the command.
+    await other.until(() => other.keepalives() >= 3, notifyBoundMs, "keepalives");
+    expect(other.received()).toEqual([]);
+    expect(await codeOf(other.report(commands[0]!.commandId, State.SUCCEEDED, { text: "not mine" }))).toBe(Code.NotFound);
+    target.close();
+    other.close();
+  });
+
+  it("ends the stream of a deregistered agent on every daemon within a second, with Unauthenticated", async () => {
+    for (const [streamOn, deregisterOn] of [
+      [daemonB, daemonA],
+      [daemonA, daemonA],
+    ] as const) {
+      const agent = await enrol();
+      const stream = agent.on(streamOn.url);
+      await stream.open();
+      const agents = createClient(AgentAPI, createGrpcTransport({ baseUrl: deregisterOn.url, interceptors: [bearer(deregisterOn.adminToken())] }));
+      const sent = Date.now();
+      await agents.deregister({ agentId: agent.agentId });
+      await stream.until(() => stream.ended !== undefined, 1_000, "the stream's end within 1 s of Deregister");
+      expect(Date.now() - sent).toBeLessThan(1_000);
+      const ended = ConnectError.from(stream.ended!.error);
+      expect(ended.code).toBe(Code.Unauthenticated);
+      expect(ended.rawMessage).toMatch(/credential was revoked/);
+      // Reconnecting is refused too, on either daemon.
+      await expect(stream.open()).rejects.toSatisfy((err) => ConnectError.from(err).code === Code.Unauthenticated);
+      await expect(agent.on(daemonA.url).open()).rejects.toSatisfy((err) => ConnectError.from(err).code === Code.Unauthenticated);
+    }
+  });
+
+  it("ends streams whose credential was revoked while the notifications were missed, once the LISTEN sessions are back", async () => {
+    const agent = await enrol();
+    const stream = agent.on(daemonB.url);
+    await stream.open();
+    // A revocation without its note, and the LISTEN sessions cut: only the re-check on reconnect finds it.
+    await db.updateTable("tokens").set({ revoked: new Date() }).where("agent_id", "=", agent.agentId).execute();
+    await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`.execute(db);
+    await stream.until(() => stream.ended !== undefined, notifyBoundMs, "the stream's end after the reconnect");
+    expect(ConnectError.from(stream.ended!.error).code).toBe(Code.Unauthenticated);
+  });
+
+  it("refuses to open a stream with a credential revoked since it was verified", async () => {
+    const agent = await enrol();
+    const stream = agent.on(daemonB.url);
+    await stream.open();
+    stream.close();
+    // Daemon B trusts its cached verification, but the stream is only registered for a valid credential.
+    await db.updateTable("tokens").set({ revoked: new Date() }).where("agent_id", "=", agent.agentId).execute();
+    const error = await stream.open().then(() => undefined, (err: unknown) => ConnectError.from(err));
+    expect(error?.code).toBe(Code.Unauthenticated);
+    expect(error?.rawMessage).toMatch(/credential was revoked/);
   });
 
   it("ends streams with Unavailable when the daemon stops", async () => {

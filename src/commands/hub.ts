@@ -4,7 +4,8 @@ import { sql, type Kysely } from "kysely";
 import type { Logger } from "../log.js";
 import type { Database } from "../storage/schema.js";
 import pg from "pg";
-import { CommandNotifier, type CommandNote } from "./notifier.js";
+import type { TokenStore } from "../tokens/tokens.js";
+import { Notifier, type Note } from "./notifier.js";
 
 /** Timings of the command queue; tests shorten them. */
 export interface CommandsTuning {
@@ -74,10 +75,15 @@ export class Waker {
 /** One agent's open Stream on this daemon. */
 export interface LocalStream {
   agentId: string;
+  /** The credential it was opened with. */
+  tokenId: string;
   streamId: string;
   waker: Waker;
-  /** Aborted (with a ConnectError) when a newer stream of the same agent replaced this one. */
-  replaced: AbortSignal;
+  /**
+   * Aborted with the ConnectError to end with when a newer stream of the same agent replaced
+   * this one, or when its credential was revoked (the agent was deregistered or enrolled again).
+   */
+  ended: AbortSignal;
   /** Set once its agent_streams row is written. */
   registered: boolean;
 }
@@ -103,7 +109,7 @@ export class CommandHub {
 
   constructor(
     private readonly db: Kysely<Database>,
-    notifier: CommandNotifier,
+    notifier: Notifier,
     readonly tuning: CommandsTuning,
     private readonly log: Logger,
   ) {
@@ -126,11 +132,15 @@ export class CommandHub {
     return this.streams.size;
   }
 
-  /** Registers a new stream of `agentId`; an older one on this daemon ends at once. */
-  openStream(agentId: string): LocalStream {
+  /**
+   * Registers a new stream of `agentId`, opened with the credential `tokenId`; an older one on
+   * this daemon ends at once. From here on a revocation of the credential ends it: the caller
+   * then checks that it was not revoked before (see commands.API/Stream).
+   */
+  openStream(agentId: string, tokenId: string): LocalStream {
     this.streams.get(agentId)?.controller.abort(replacedError());
     const controller = new AbortController();
-    const entry: StreamEntry = { agentId, streamId: randomUUID(), waker: new Waker(), replaced: controller.signal, registered: false, controller };
+    const entry: StreamEntry = { agentId, tokenId, streamId: randomUUID(), waker: new Waker(), ended: controller.signal, registered: false, controller };
     this.streams.set(agentId, entry);
     return entry;
   }
@@ -154,7 +164,7 @@ export class CommandHub {
     };
   }
 
-  private onNote(note: CommandNote): void {
+  private onNote(note: Note): void {
     switch (note.kind) {
       case "agent":
         this.streams.get(note.agentId)?.waker.wake();
@@ -168,9 +178,27 @@ export class CommandHub {
         if (local && local.streamId !== note.streamId && local.registered) void this.checkReplaced([local]);
         break;
       }
+      case "revoked":
+        for (const s of this.streams.values()) if (s.tokenId === note.tokenId) s.controller.abort(revokedError());
+        break;
       case "resync":
         this.wakeAll();
+        void this.checkRevoked();
         break;
+    }
+  }
+
+  /** Ends the local streams whose credential was revoked: after a reconnect, the notes may have been missed. */
+  private async checkRevoked(): Promise<void> {
+    const entries = [...this.streams.values()].filter((s) => s.registered);
+    if (entries.length === 0) return;
+    try {
+      const { rows } = await sql<{ id: string }>`
+        SELECT id FROM tokens WHERE id = ANY(${entries.map((s) => s.tokenId)}::uuid[]) AND revoked IS NOT NULL`.execute(this.db);
+      const revoked = new Set(rows.map((r) => r.id));
+      for (const s of entries) if (revoked.has(s.tokenId) && this.streams.get(s.agentId) === s) s.controller.abort(revokedError());
+    } catch (err) {
+      this.log.warn({ err }, "checking the command streams' credentials failed");
     }
   }
 
@@ -239,21 +267,34 @@ function replacedError(): ConnectError {
   return new ConnectError("a newer commands.API/Stream of this agent replaced this one", Code.Aborted);
 }
 
+/** Unauthenticated, as every later call with the credential: a reason for the agent to stop, not to reconnect (Unavailable). */
+export function revokedError(): ConnectError {
+  return new ConnectError("this agent's credential was revoked: it was deregistered, or its machine enrolled again", Code.Unauthenticated);
+}
+
 /** The command queue's machinery of one daemon: its LISTEN session and its hub. */
 export interface CommandsRuntime {
   hub: CommandHub;
-  notifier: CommandNotifier;
+  notifier: Notifier;
   stop(): Promise<void>;
 }
 
-/** Starts the LISTEN session (on its own connection, outside the pool) and the hub's re-checks. */
+/**
+ * Starts the daemon's LISTEN session (on its own connection, outside the pool) and the hub's
+ * re-checks. The session also keeps `tokens`' cache true to revocations made on any daemon.
+ */
 export async function startCommands(
   db: Kysely<Database>,
   pool: pg.Pool,
   log: Logger,
+  tokens: TokenStore,
   tuning: Partial<CommandsTuning> = {},
 ): Promise<CommandsRuntime> {
-  const notifier = new CommandNotifier({ newClient: () => new pg.Client(pool.options), log: log.child({ component: "command-notifier" }) });
+  const notifier = new Notifier({ newClient: () => new pg.Client(pool.options), log: log.child({ component: "notifier" }) });
+  notifier.on((note) => {
+    if (note.kind === "revoked" || note.kind === "changed") tokens.forget(note.tokenId);
+    else if (note.kind === "resync") tokens.forgetAll();
+  });
   const hub = new CommandHub(db, notifier, { ...defaultCommandsTuning, ...tuning }, log.child({ component: "command-hub" }));
   await notifier.start();
   hub.start();

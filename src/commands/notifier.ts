@@ -1,27 +1,39 @@
 import pg from "pg";
 import type { Logger } from "../log.js";
 import { uuidSource as uuid } from "../storage/ids.js";
+import { credentialsChannel, parseCredentialNote, type CredentialNote } from "../tokens/tokens.js";
 
 /** The one PostgreSQL channel of the command queue. */
 export const commandsChannel = "specta_commands";
 
 /**
- * What a notification on the channel says. Payloads: `<agent id>` (a command was queued for the
- * agent), `command:<id>` (a command changed state), `stream:<agent id>:<stream id>` (the agent
- * opened a new stream, which replaces any other).
+ * What a notification on the command queue's channel says. Payloads: `<agent id>` (a command
+ * was queued for the agent), `command:<id>` (a command changed state), `stream:<agent id>:<stream
+ * id>` (the agent opened a new stream, which replaces any other).
  */
 export type CommandNote =
   | { kind: "agent"; agentId: string }
   | { kind: "command"; commandId: string }
-  | { kind: "stream"; agentId: string; streamId: string }
+  | { kind: "stream"; agentId: string; streamId: string };
+
+/** What the daemon's LISTEN session hears. */
+export type Note =
+  | CommandNote
+  /** From credentialsChannel: revoked credentials end their streams and leave the caches. */
+  | CredentialNote
   /** The LISTEN connection was (re-)established: notifications may have been missed. */
   | { kind: "resync" };
+
+const parsers: Record<string, (payload: string) => Note | undefined> = {
+  [commandsChannel]: parseNote,
+  [credentialsChannel]: parseCredentialNote,
+};
 
 const agentPayload = new RegExp(`^(${uuid})$`);
 const commandPayload = new RegExp(`^command:(${uuid})$`);
 const streamPayload = new RegExp(`^stream:(${uuid}):(${uuid})$`);
 
-/** Parses a payload of the channel; undefined for anything else. */
+/** Parses a payload of the command queue's channel; undefined for anything else. */
 export function parseNote(payload: string): CommandNote | undefined {
   let m = agentPayload.exec(payload);
   if (m) return { kind: "agent", agentId: m[1]! };
@@ -41,16 +53,17 @@ export interface NotifierOptions {
 }
 
 /**
- * One dedicated PostgreSQL session per daemon doing `LISTEN specta_commands`, re-established with
- * backoff when it drops. Notifications are only wake-ups: the tables are the truth, and every
- * (re-)connection is announced as a "resync" so that listeners re-read them.
+ * One dedicated PostgreSQL session per daemon listening on the command queue's channel and on
+ * credentialsChannel, re-established with backoff when it drops. Notifications are only
+ * wake-ups: the tables are the truth, and every (re-)connection is announced as a "resync" so
+ * that listeners re-read them.
  */
-export class CommandNotifier {
+export class Notifier {
   private client: pg.Client | undefined;
   private stopped = false;
   private retry: NodeJS.Timeout | undefined;
   private backoffMs: number;
-  private readonly listeners = new Set<(note: CommandNote) => void>();
+  private readonly listeners = new Set<(note: Note) => void>();
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
 
@@ -66,7 +79,7 @@ export class CommandNotifier {
   }
 
   /** Subscribes to every note; returns the unsubscribe function. */
-  on(listener: (note: CommandNote) => void): () => void {
+  on(listener: (note: Note) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -84,12 +97,12 @@ export class CommandNotifier {
     await client?.end().catch(() => undefined);
   }
 
-  private emit(note: CommandNote): void {
+  private emit(note: Note): void {
     for (const listener of this.listeners) {
       try {
         listener(note);
       } catch (err) {
-        this.options.log.error({ err }, "command notification listener failed");
+        this.options.log.error({ err }, "notification listener failed");
       }
     }
   }
@@ -104,20 +117,19 @@ export class CommandNotifier {
       if (this.client === client) this.client = undefined;
       client.end().catch(() => undefined);
       if (!this.stopped) {
-        this.options.log.warn({ err: err?.message, retryMs: this.backoffMs }, "command notifications connection lost; reconnecting");
+        this.options.log.warn({ err: err?.message, retryMs: this.backoffMs }, "notifications connection lost; reconnecting");
         this.schedule();
       }
     };
     client.on("error", onLost);
     client.on("end", () => onLost());
     client.on("notification", (msg) => {
-      if (msg.channel !== commandsChannel || !msg.payload) return;
-      const note = parseNote(msg.payload);
+      const note = msg.payload ? parsers[msg.channel]?.(msg.payload) : undefined;
       if (note) this.emit(note);
     });
     try {
       await client.connect();
-      await client.query(`LISTEN ${commandsChannel}`);
+      await client.query(Object.keys(parsers).map((channel) => `LISTEN ${channel};`).join(" "));
     } catch (err) {
       onLost(err as Error);
       return;

@@ -18,7 +18,7 @@ import { callerOf } from "../server/auth.js";
 import { storageStep, toConnectError } from "../storage/errors.js";
 import { isUuid } from "../storage/ids.js";
 import type { CommandState, CommandsTable, Database } from "../storage/schema.js";
-import { presenceStaleMs, type CommandHub } from "./hub.js";
+import { presenceStaleMs, revokedError, type CommandHub } from "./hub.js";
 import { commandsChannel } from "./notifier.js";
 import { capText, commandLimits, validateAllow, validateDiagnostic, validateTiming } from "./validate.js";
 
@@ -134,9 +134,9 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
   };
 
   /** Ends a stream's or watch's wait with the code its cause calls for. */
-  const streamEnd = (err: unknown, ctx: HandlerContext, replaced?: AbortSignal): ConnectError | undefined => {
+  const streamEnd = (err: unknown, ctx: HandlerContext, ended?: AbortSignal): ConnectError | undefined => {
     if (shutdown.aborted) return new ConnectError("the daemon is shutting down; reconnect to another one", Code.Unavailable);
-    if (replaced?.aborted) return ConnectError.from(replaced.reason);
+    if (ended?.aborted) return ConnectError.from(ended.reason);
     if (ctx.signal.aborted) return undefined; // the client left
     return toConnectError(err, "streaming");
   };
@@ -145,15 +145,20 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
     async *stream(req, ctx): AsyncGenerator<StreamResponse> {
       const agentId = agentOf(ctx);
       const allow = validateAllow(req.allow);
-      const local = hub.openStream(agentId);
-      const signal = AbortSignal.any([ctx.signal, shutdown, local.replaced]);
+      const local = hub.openStream(agentId, callerOf(ctx).tokenId);
+      const signal = AbortSignal.any([ctx.signal, shutdown, local.ended]);
       try {
-        await sql`
+        // Only while the credential is valid: a revocation that came before openStream (and
+        // after the credential was verified) sent a note that found no stream to end.
+        const { rows } = await sql`
           WITH up AS (
-            INSERT INTO agent_streams (agent_id, stream_id, daemon_id) VALUES (${agentId}, ${local.streamId}, ${hub.daemonId})
+            INSERT INTO agent_streams (agent_id, stream_id, daemon_id)
+            SELECT ${agentId}::uuid, ${local.streamId}::uuid, ${hub.daemonId}::uuid
+            WHERE EXISTS (SELECT 1 FROM tokens WHERE id = ${local.tokenId} AND revoked IS NULL)
             ON CONFLICT (agent_id) DO UPDATE SET stream_id = excluded.stream_id, daemon_id = excluded.daemon_id, since = now(), refreshed = now()
             RETURNING agent_id)
           SELECT pg_notify(${commandsChannel}, 'stream:' || agent_id || ':' || ${local.streamId}::text) FROM up`.execute(db);
+        if (rows.length === 0) throw revokedError();
         local.registered = true;
         // At once: tells the agent (and proxies) that the stream is up.
         yield keepalive();
@@ -176,7 +181,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
           await local.waker.wait(idle, signal);
         }
       } catch (err) {
-        const end = streamEnd(err, ctx, local.replaced);
+        const end = streamEnd(err, ctx, local.ended);
         if (end) throw end;
       } finally {
         hub.closeStream(local);
@@ -228,16 +233,13 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
       if (target.case === "agent") {
         const name = target.value.trim();
         if (name === "") throw new ConnectError("target agent is empty: give an agent id or a hostname", Code.InvalidArgument);
-        const rows = await storageStep("finding the agent", () => {
-          let q = db.selectFrom("agents").select("id").where("deregistered", "is", null);
-          q = isUuid(name) ? q.where("id", "=", name.toLowerCase()) : q.where("hostname", "=", name);
-          return q.execute();
+        // A hostname names at most one active agent (a unique index): never more than one row.
+        const row = await storageStep("finding the agent", () => {
+          const q = db.selectFrom("agents").select("id").where("deregistered", "is", null);
+          return (isUuid(name) ? q.where("id", "=", name.toLowerCase()) : q.where("hostname", "=", name)).executeTakeFirst();
         });
-        if (rows.length === 0) throw new ConnectError(`no agent ${JSON.stringify(name.slice(0, 255))} in the inventory`, Code.NotFound);
-        if (rows.length > 1) {
-          throw new ConnectError(`${rows.length} agents have the hostname ${JSON.stringify(name)}; target one by its id`, Code.FailedPrecondition);
-        }
-        agentIds = rows.map((r) => r.id);
+        if (!row) throw new ConnectError(`no agent ${JSON.stringify(name.slice(0, 255))} in the inventory`, Code.NotFound);
+        agentIds = [row.id];
       } else if (target.case === "selector") {
         const labels = target.value.labels;
         if (Object.keys(labels).length === 0) throw new ConnectError("selector has no labels: give at least one", Code.InvalidArgument);

@@ -7,7 +7,13 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
 import { adminTokenOf, repoRoot, runSpecta, spawnDaemon, type SpawnedDaemon } from "../../test/support/daemon.js";
+import { enrolAgent } from "../../test/support/fake-agent.js";
+import { bearer } from "../../test/support/rpc.js";
+import { readEnrollToken } from "../agents/enroll-token.js";
 
 const chromiumPath = process.env.SPECTA_TEST_CHROMIUM ?? "/usr/bin/chromium";
 const haveChromium = existsSync(chromiumPath);
@@ -166,6 +172,35 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
       return { status: res.status, body: (await res.json()) as { code: string } };
     }, { token: viewerToken, agent });
     expect(answer).toMatchObject({ status: 403, body: { code: "permission_denied" } });
+    expect(errors).toEqual([]);
+    await page.context().close();
+  });
+
+  it("lets an admin remove an agent from the fleet, and shows viewers no remove button", async () => {
+    const { agentId } = await enrolAgent(daemon.url, readEnrollToken(daemon.dataDir)!, "to-remove");
+    const viewer = await open();
+    await signIn(viewer.page, viewerToken);
+    await viewer.page.locator(`table.inventory tbody tr[data-agent="${agentId}"]`).waitFor();
+    expect(await viewer.page.locator("table.inventory button.remove").count()).toBe(0);
+    await viewer.page.context().close();
+
+    const { page, errors } = await open();
+    await signIn(page, adminTokenOf(daemon.dataDir));
+    const row = page.locator(`table.inventory tbody tr[data-agent="${agentId}"]`);
+    await row.waitFor();
+    // The confirmation names the host; declined, nothing happens.
+    const asked: string[] = [];
+    page.once("dialog", (dialog) => void (asked.push(dialog.message()), dialog.dismiss()));
+    await row.locator("button.remove").click();
+    await expect.poll(() => asked).toEqual([expect.stringMatching(/^Remove to-remove from the fleet\?/)]);
+    expect(await row.count()).toBe(1);
+    page.once("dialog", (dialog) => void dialog.accept());
+    await row.locator("button.remove").click();
+    await row.waitFor({ state: "detached" });
+    const agents = createClient(AgentAPI, createConnectTransport({ baseUrl: daemon.url, httpVersion: "1.1", interceptors: [bearer(adminTokenOf(daemon.dataDir))] }));
+    expect((await agents.list({})).agents.map((a) => a.id)).not.toContain(agentId);
+    // The host's own agent is still there.
+    expect(await page.locator("table.inventory tbody tr").count()).toBe(1);
     expect(errors).toEqual([]);
     await page.context().close();
   });

@@ -77,7 +77,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const liveness = new AgentLiveness();
   const enrollToken = ensureEnrollToken(config.dataDir, config.enrollToken);
   fleetGauge(registry, storage.db, liveness);
-  const commands = await startCommands(storage.db, storage.pool, log, options.commands);
+  const commands = await startCommands(storage.db, storage.pool, log, tokens, options.commands);
 
   const site = dashboard();
   if (!site.built) log.warn({ dir: dashboardDir }, "the dashboard is not built (npm run build): / answers 404");
@@ -89,7 +89,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       tsdb,
       readiness,
       shutdown: shutdown.signal,
-      agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness },
+      agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness, log: log.child({ component: "fleet" }) },
       commands: { db: storage.db, hub: commands.hub },
       tokens: { tokens },
     }),

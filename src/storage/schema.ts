@@ -20,6 +20,8 @@ export interface TokensTable {
   role: TokenRole;
   hash: Buffer;
   agent_id: string | null;
+  /** The token that minted this one (tokens.API/Create); revoking it revokes this one too. */
+  created_by: ColumnType<string | null, string | null | undefined, never>;
   created: ColumnType<Date, never, never>;
   revoked: Date | null;
 }
@@ -42,6 +44,8 @@ export interface AgentsTable {
   first_seen: ColumnType<Date, Date | undefined, never>;
   last_seen: ColumnType<Date, Date | undefined, Date>;
   deregistered: ColumnType<Date | null, never, Date>;
+  /** The machine's identity (an app-specific hash of its machine id), unique among active agents; null if it sent none. */
+  machine_id: string | null;
 }
 
 export type CommandState = "queued" | "delivered" | "running" | "succeeded" | "failed" | "timed_out" | "expired" | "cancelled";

@@ -15,18 +15,19 @@ export interface TokensDeps {
 /** Limits of a token's name, as documented on tokens.CreateRequest. */
 export const maxTokenNameLength = 100;
 
-
 /** tokens.API: admin and viewer tokens for people and programs; Whoami for any credential. */
 export function tokensService({ tokens }: TokensDeps): ServiceImpl<typeof TokensAPI> {
   return {
-    async create(req) {
+    async create(req, ctx) {
       const role = personRole(req.role);
       if (!role) throw new ConnectError("role must be ROLE_ADMIN or ROLE_VIEWER (agents get theirs from agent.API/Register)", Code.InvalidArgument);
       const name = req.name.trim();
       if (name.length === 0 || name.length > maxTokenNameLength || /\p{Cc}/u.test(name)) {
         throw new ConnectError(`name must be 1 to ${maxTokenNameLength} printable characters`, Code.InvalidArgument);
       }
-      const created = await storageStep("creating the token", () => tokens.create(role, name));
+      const created = await storageStep("creating the token", () => tokens.mint(role, name, callerOf(ctx).tokenId));
+      // Revoked since this daemon verified it (on another daemon, a moment ago).
+      if (!created) throw new ConnectError("the credential is unknown or revoked", Code.Unauthenticated);
       return { info: toToken(created.info), token: created.token };
     },
 
@@ -47,7 +48,11 @@ export function tokensService({ tokens }: TokensDeps): ServiceImpl<typeof Tokens
         case "already-revoked":
           throw new ConnectError(`the token ${req.id} is already revoked`, Code.FailedPrecondition);
         case "last-admin":
-          throw new ConnectError("this is the last valid admin token: create another admin token before revoking it", Code.FailedPrecondition);
+          throw new ConnectError(
+            "revoking this token would leave no valid admin token (the tokens it minted are revoked with it): first create an admin token " +
+              "with a token it did not mint (a daemon started without <data-dir>/admin.token makes a new one)",
+            Code.FailedPrecondition,
+          );
       }
     },
 

@@ -16,7 +16,7 @@ import { FakeAgent } from "../../test/support/fake-agent.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { Kysely, PostgresDialect } from "kysely";
 import type { Database } from "../storage/schema.js";
-import { hashToken, TokenStore } from "./tokens.js";
+import { hashToken, tokenCacheMs, TokenStore } from "./tokens.js";
 import { bearer, codeOf } from "../../test/support/rpc.js";
 
 beforeAll(() => requireBuild());
@@ -99,6 +99,58 @@ describe.each(testServers())("tokens on $name PostgreSQL", (server) => {
     expect(all.tokens.some((t) => t.role === "ROLE_AGENT")).toBe(true);
   });
 
+  it("refuses a revoked admin token on another daemon within a second, and every token it minted with it", async () => {
+    const daemonB = await startTestDaemon({ flags: { databaseUrl: database.url } });
+    const on = (d: TestDaemon) => <T extends Parameters<typeof clientFor>[0]>(service: T, token: string) =>
+      createClient(service, createConnectTransport({ baseUrl: d.url, httpVersion: "1.1", interceptors: [bearer(token)] }));
+    const [onA, onB] = [on(daemon), on(daemonB)];
+    try {
+      // alice (minted by A's local admin) mints bob and carol on B; bob mints dave on A.
+      const mint = async (via: typeof onA, minter: string, role: Role, name: string) => (await via(TokensAPI, minter).create({ role, name })).token;
+      const alice = await mint(onA, daemon.adminToken(), Role.ADMIN, "alice");
+      const bob = await mint(onB, alice, Role.ADMIN, "bob");
+      const carol = await mint(onB, alice, Role.VIEWER, "carol");
+      const dave = await mint(onA, bob, Role.VIEWER, "dave");
+      const other = await mint(onA, daemonB.adminToken(), Role.VIEWER, "not alice's");
+      // Verified, so cached, on both daemons (List trusts the cache; Whoami always reads the table).
+      const family = [alice, bob, carol, dave];
+      for (const via of [onA, onB]) for (const token of [...family, other]) expect(await codeOf(via(AgentAPI, token).list({}))).toBe("ok");
+
+      const aliceId = (await onA(TokensAPI, alice).whoami({})).token!.id;
+      const revoked = Date.now();
+      await onA(TokensAPI, daemon.adminToken()).revoke({ id: aliceId });
+      for (const token of family) {
+        await expect
+          .poll(() => codeOf(onB(AgentAPI, token).list({})), { timeout: Math.max(10, 1_000 - (Date.now() - revoked)), interval: 10 })
+          .toBe(Code.Unauthenticated);
+      }
+      expect(Date.now() - revoked).toBeLessThan(1_000);
+      for (const token of family) expect(await codeOf(onA(AgentAPI, token).list({}))).toBe(Code.Unauthenticated);
+      expect(await codeOf(onB(TokensAPI, bob).create({ role: Role.ADMIN, name: "one more" }))).toBe(Code.Unauthenticated);
+      // What alice did not mint stays valid.
+      expect(await codeOf(onB(AgentAPI, other).list({}))).toBe("ok");
+      expect(await codeOf(onB(AgentAPI, daemonB.adminToken()).list({}))).toBe("ok");
+    } finally {
+      await daemonB.stop();
+    }
+  });
+
+  it("forgets cached verifications when notifications may have been missed (the LISTEN session reconnects)", async () => {
+    const { info, token } = await clientFor(TokensAPI, daemon.adminToken()).create({ role: Role.VIEWER, name: "missed" });
+    expect(await codeOf(clientFor(AgentAPI, token).list({}))).toBe("ok");
+    const sql = new pg.Client({ connectionString: database.url });
+    await sql.connect();
+    try {
+      // Revoked without its note, then the LISTEN session cut: the cache is emptied when it is back.
+      await sql.query("UPDATE tokens SET revoked = now() WHERE id = $1", [info!.id]);
+      await sql.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'");
+    } finally {
+      await sql.end();
+    }
+    // Well within the cache's own lifetime (tokenCacheMs).
+    await expect.poll(() => codeOf(clientFor(AgentAPI, token).list({})), { timeout: tokenCacheMs / 2, interval: 50 }).toBe(Code.Unauthenticated);
+  });
+
   it("refuses bad input with one clear line, and never revokes the last admin token", async () => {
     const badRole = await runSpecta(["token", "create", "--role", "root", ...at]);
     expect(badRole).toEqual({ code: 1, stdout: "", stderr: 'specta: --role must be admin or viewer, not "root"\n' });
@@ -122,7 +174,7 @@ describe.each(testServers())("tokens on $name PostgreSQL", (server) => {
     for (const t of admins) if (t.id !== self.id) await admin.revoke({ id: t.id });
     const last = await runSpecta(["token", "revoke", self.id, ...at]);
     expect(last.code).toBe(1);
-    expect(last.stderr).toBe("specta: failed_precondition: this is the last valid admin token: create another admin token before revoking it\n");
+    expect(last.stderr).toMatch(/^specta: failed_precondition: revoking this token would leave no valid admin token/);
     expect(await codeOf(admin.whoami({}))).toBe("ok");
   });
 
@@ -139,6 +191,26 @@ describe.each(testServers())("tokens on $name PostgreSQL", (server) => {
       expect((await a.list()).filter((t) => t.role === "admin")).toHaveLength(1);
     } finally {
       await Promise.all(stores.map((db) => db.destroy()));
+    }
+  });
+
+  it("refuses to revoke the token that minted every other admin token: they would go with it", async () => {
+    const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 2 }) }) });
+    try {
+      const store = new TokenStore(kysely);
+      const root = await store.create("admin", "root");
+      const child = (await store.mint("admin", "child", root.id))!;
+      const others = (await store.list()).filter((t) => t.role === "admin" && t.id !== root.id && t.id !== child.id);
+      for (const t of others) expect(await store.revokeOne(t.id)).toMatchObject({ revoked: { id: t.id } });
+      expect(await store.revokeOne(root.id)).toEqual({ refused: "last-admin" });
+      // Another admin not of root's making: now root can go, and its child with it.
+      const spare = await store.create("admin", "spare");
+      expect(await store.revokeOne(root.id)).toMatchObject({ revoked: { id: root.id } });
+      expect((await store.get(child.id))?.revoked).toBeInstanceOf(Date);
+      expect(await store.mint("viewer", "too late", child.id)).toBeUndefined();
+      expect((await store.list()).filter((t) => t.role === "admin").map((t) => t.id)).toEqual([spare.id]);
+    } finally {
+      await kysely.destroy();
     }
   });
 });

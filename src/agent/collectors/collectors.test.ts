@@ -8,7 +8,7 @@ import { containersCollector } from "./containers.js";
 import { cpuCollector } from "./cpu.js";
 import { diskIoCollector } from "./diskio.js";
 import { disksCollector, type FsStats } from "./disks.js";
-import { hostInventory, parseOsRelease } from "./inventory.js";
+import { hostInventory, machineId, parseOsRelease } from "./inventory.js";
 import { memoryCollector } from "./memory.js";
 import { networkCollector } from "./network.js";
 import { portableCpuCollector, portableDisksCollector, portableMemoryCollector, portableNetworkCollector } from "./portable.js";
@@ -627,6 +627,18 @@ describe("inventory", () => {
       X: "single",
       Y: 'a "quoted" word',
     });
+  });
+
+  it("sends an app-specific machine id, as systemd-id128 makes it, never the machine id itself", async () => {
+    const dir = await tree(join(root, "machine-id"), {
+      uninitialized: "uninitialized\n",
+      empty: "",
+      "machine-id": "3d1219c7c4c5404aaa1f6d2a48adfda4\n",
+    });
+    // `systemd-id128 machine-id --app-specific=10d5ed767b8241afae0a1e72fd32046a` on a machine with that id.
+    const expected = "ec178d874248424aa586deb353dcca2b";
+    expect(await machineId([join(dir, "missing"), join(dir, "uninitialized"), join(dir, "empty"), join(dir, "machine-id")])).toBe(expected);
+    expect(await machineId([join(dir, "missing"), join(dir, "empty")])).toBe("");
   });
 
   it("describes this host", async () => {

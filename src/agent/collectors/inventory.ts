@@ -3,6 +3,7 @@
  * node:os, /etc/os-release and /proc/stat (no process); elsewhere the OS name and version come
  * from systeminformation's osInfo().
  */
+import { createHmac } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { cpus, hostname, machine, release, totalmem, uptime } from "node:os";
 
@@ -85,4 +86,28 @@ async function bootTime(): Promise<Date> {
     }
   }
   return new Date(Math.round((Date.now() - uptime() * 1000) / 1000) * 1000);
+}
+
+/** Specta's application id for app-specific machine ids (systemd's sd_id128_get_machine_app_specific). */
+export const machineIdApp = "10d5ed767b8241afae0a1e72fd32046a";
+
+/**
+ * What identifies this machine to the daemon, so that enrolling it again keeps its agent id:
+ * the first of `files` holding a machine id (machine-id(5)), hashed the way systemd makes
+ * app-specific ids (HMAC-SHA256 keyed with the machine id, cut to a v4 UUID), because the machine
+ * id itself must not leave the host. `systemd-id128 machine-id --app-specific=<machineIdApp>`
+ * prints the same. "" when there is none (not Linux; a container without one).
+ */
+export async function machineId(files = ["/etc/machine-id", "/var/lib/dbus/machine-id"]): Promise<string> {
+  for (const file of files) {
+    const text = await readFile(file, "latin1").catch(() => "");
+    const id = text.trim();
+    // Skips "uninitialized" (early boot) and empty files (images made to get a new id).
+    if (!/^[0-9a-f]{32}$/.test(id)) continue;
+    const app = createHmac("sha256", Buffer.from(id, "hex")).update(Buffer.from(machineIdApp, "hex")).digest().subarray(0, 16);
+    app[6] = (app[6]! & 0x0f) | 0x40;
+    app[8] = (app[8]! & 0x3f) | 0x80;
+    return app.toString("hex");
+  }
+  return "";
 }

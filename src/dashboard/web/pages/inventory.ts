@@ -54,6 +54,20 @@ export const inventoryPage: Page = (root, ctx) => {
   const problem = statusLine();
   let sort = { key: ctx.params.get("sort") ?? "hostname", descending: ctx.params.get("desc") === "1" };
   let rows: Row[] = [];
+  // Only admins may deregister (agent.API/Deregister): viewers see no button.
+  const canRemove = ctx.session.role === "admin";
+
+  const remove = async (r: Row) => {
+    if (!confirm(`Remove ${r.hostname} from the fleet? Its agent's credential stops working at once; to bring it back, enrol it again.`)) return;
+    try {
+      await ctx.api.agents.deregister({ agentId: r.agent.id }, { signal: ctx.signal });
+      rows = rows.filter((x) => x !== r);
+      problem.clear();
+      draw();
+    } catch (err) {
+      problem.show(err);
+    }
+  };
 
   const draw = () => {
     const text = filter.value.trim().toLowerCase();
@@ -88,8 +102,16 @@ export const inventoryPage: Page = (root, ctx) => {
           }, c.label),
         ),
       ),
+      canRemove && h("th", { scope: "col", "aria-label": "actions" }),
     );
-    const body = shown.map((r) => h("tr", { "data-agent": r.agent.id, "data-status": r.status }, ...columns.map((c) => h("td", { "data-column": c.key }, c.cell(r)))));
+    const body = shown.map((r) =>
+      h(
+        "tr",
+        { "data-agent": r.agent.id, "data-status": r.status },
+        ...columns.map((c) => h("td", { "data-column": c.key }, c.cell(r))),
+        canRemove && h("td", { "data-column": "actions" }, h("button", { type: "button", class: "remove", title: `deregister ${r.hostname}`, onclick: () => void remove(r) }, "Remove")),
+      ),
+    );
     replace(table, h("thead", {}, head), h("tbody", {}, ...body));
     const counts = ["online", "stale", "offline"].map((s) => `${rows.filter((r) => r.status === s).length} ${s}`);
     summary.textContent = rows.length === 0 ? "No agents yet: start one with `specta agent --server … --enroll-token …`." : `${rows.length} agents: ${counts.join(", ")}${shown.length < rows.length ? ` (${shown.length} shown)` : ""}`;
