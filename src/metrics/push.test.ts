@@ -13,6 +13,8 @@ import { createLogger } from "../log.js";
 import { startEmbeddedPostgres, stopEmbeddedPostgres } from "../storage/embedded.js";
 import { pushLimits } from "./push.js";
 import { bearer, codeOf } from "../../test/support/rpc.js";
+import { enrolAgent } from "../../test/support/fake-agent.js";
+import { readEnrollToken } from "../agents/enroll-token.js";
 
 function metricsClient(daemon: TestDaemon, token = readFileSync(join(daemon.dataDir, "admin.token"), "utf8").trim()) {
   return createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: token ? [bearer(token)] : [] }));
@@ -35,7 +37,7 @@ describe.each(testServers())("metrics.API/Push on $name PostgreSQL", (server) =>
 
   beforeAll(async () => {
     database = await createTestDatabase(server);
-    daemon = await startTestDaemon({ flags: { databaseUrl: database.url }, config: { limits: { seriesPerMetric: 5 } } });
+    daemon = await startTestDaemon({ flags: { databaseUrl: database.url }, config: { limits: { seriesPerMetric: 5, seriesPerAgent: 4 } } });
     client = metricsClient(daemon);
     sql = new pg.Client({ connectionString: database.url });
     await sql.connect();
@@ -121,6 +123,16 @@ describe.each(testServers())("metrics.API/Push on $name PostgreSQL", (server) =>
     ]);
     // Existing series of a full metric still take new points.
     expect(await client.push({ series: [gauge({ disk: "d0" }, [now + 1], "test_disk_bytes")] })).toMatchObject({ accepted: 1, refused: 0 });
+  });
+
+  it("writes an agent's series under its registered hostname, within its own series limit", async () => {
+    const { credential } = await enrolAgent(daemon.url, readEnrollToken(daemon.dataDir)!, "db-2");
+    const agent = metricsClient(daemon, credential);
+    const res = await agent.push({ series: Array.from({ length: 5 }, (_, i) => gauge({ host: "db-1", n: String(i) }, [now], "test_agent_owned")) });
+    expect(res).toMatchObject({ accepted: 4, refused: 1 });
+    expect(res.refusals.map((r) => r.reason)).toEqual(["this agent has reached its limit of 4 series"]);
+    const { metrics } = await client.list({ prefix: "test_agent_owned" });
+    expect(metrics[0]!.labels.find((l) => l.key === "host")!.values).toEqual(["db-2"]);
   });
 
   it("needs an agent or admin credential", async () => {

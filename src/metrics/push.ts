@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Kind, type PushRequest, type Refusal, type Series } from "../../gen/metrics/metrics_pb.js";
 import { labelKeyPattern, metricNamePattern } from "../config/config.js";
 import { seriesKey } from "../shared/series-key.js";
-import type { SeriesKindNumber, SeriesPoints, SeriesRef, Tsdb, Writer } from "../tsdb/index.js";
+import type { SeriesKindNumber, SeriesPoints, SeriesRef, Tsdb } from "../tsdb/index.js";
 import { maxMetricNameLength } from "./instruments.js";
 
 /** Limits of one Push call, as documented on metrics.PushRequest. */
@@ -35,7 +35,7 @@ const kinds: Partial<Record<Kind, SeriesKindNumber>> = { [Kind.COUNTER]: 1, [Kin
  * Stores one batch: validates all of it first (a bad series refuses the whole batch, nothing
  * written), resolves series in bulk, appends the points and returns after commit.
  */
-export async function push(req: PushRequest, deps: PushDeps, writer: Writer = {}): Promise<PushOutcome> {
+export async function push(req: PushRequest, deps: PushDeps, agent?: { agentId: string; host: string }): Promise<PushOutcome> {
   const batch = req.series;
   const points = batch.reduce((n, s) => n + s.times.length, 0);
   if (batch.length > pushLimits.maxSeries || points > pushLimits.maxPoints) {
@@ -49,12 +49,13 @@ export async function push(req: PushRequest, deps: PushDeps, writer: Writer = {}
   const now = Date.now();
   const wanted = new Map<string, SeriesRef>();
   const keys = batch.map((s, i) => {
+    if (agent) s.labels.host = agent.host;
     const key = checkSeries(s, `series[${i}]`, now - deps.retentionMs, now + pushLimits.maxFutureMs);
     if (!wanted.has(key)) wanted.set(key, { metric: s.metric, labels: s.labels, kind: kinds[s.kind]! });
     return key;
   });
 
-  const resolved = await deps.tsdb.series.resolve(wanted, writer);
+  const resolved = await deps.tsdb.series.resolve(wanted, agent ? { agentId: agent.agentId } : {});
   const appended: SeriesPoints[] = [];
   const refused = new Map<string, number>();
   let accepted = 0;

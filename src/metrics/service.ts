@@ -59,7 +59,10 @@ export function metricsService({ instruments, instrumentStore, push: pushDeps, t
     async push(req, ctx) {
       const caller = callerOf(ctx);
       try {
-        return await push(req, pushDeps, caller.agentId ? { agentId: caller.agentId } : {});
+        // An agent writes only its own host's series: the host label is its registered hostname,
+        // as Prometheus sets instance from the target it scraped; and its series count against its own limit.
+        const agent = caller.agentId && caller.agentHostname ? { agentId: caller.agentId, host: caller.agentHostname } : undefined;
+        return await push(req, pushDeps, agent);
       } catch (err) {
         throw storeError(err, "storing the batch");
       }

@@ -11,8 +11,6 @@ import { API as CommandsAPI, type Command, type Output, type State, type StreamR
 import { readEnrollToken } from "../../src/agents/enroll-token.js";
 import { bearer } from "./rpc.js";
 
-
-
 /** Enrols an agent; returns its id and credential. */
 export async function enrolAgent(
   url: string,
