@@ -1,7 +1,7 @@
 import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
 import { Overloaded } from "./errors.js";
-import { encodeGroup, groupOf, type Entry } from "./group-payload.js";
+import { encodeHead, groupOf, type Entry } from "./group-payload.js";
 import { blockMs, blockOf, headTable, type Partitions } from "./partitions.js";
 
 /** New points of one series; times in whole ms, in any order (the later of two equal times wins). */
@@ -173,7 +173,7 @@ export function headRows(batch: SeriesPoints[], nowMs: number, writeGraceMs: num
     rows.lo.push(b.lo);
     rows.hi.push(b.hi);
     rows.n.push(b.n);
-    rows.data.push(encodeGroup(b.entries));
+    rows.data.push(encodeHead(b.entries));
   }
   return rows;
 }

@@ -1,11 +1,12 @@
 import { deflateRawSync, inflateRawSync } from "node:zlib";
 import { ByteReader, ByteWriter, CorruptChunk, decodeSeries, decodeTimes, decodeValues, encodeSeries, encodeTimes, encodeValues, peekCount } from "./codec.js";
+import { packGroup, unpackGroup } from "./group-payload.js";
 
 /**
- * What compaction writes: a chunk (one series' points over one block) and a rollup row (one
- * series' buckets over one block). Both are the codec's layout compressed with DEFLATE behind a
- * format byte; DEFLATE roughly halves the codec's output on node_exporter-like data
- * (bench/codecs.ts measures the candidates).
+ * What compaction writes: a chunk (one series' points over one block) and a rollup row (the
+ * buckets of every series of a group over one block: a row per series would cost more in row
+ * overhead than its buckets take). Both are the codec's layout compressed with DEFLATE behind a
+ * format byte; DEFLATE roughly halves the codec's output on node_exporter-like data.
  */
 
 const deflated = 1;
@@ -34,8 +35,8 @@ export interface Buckets {
 
 const writer = new ByteWriter(64 * 1024);
 
-function compress(w: ByteWriter): Buffer {
-  const body = deflateRawSync(w.view(), { level: 6 });
+function compress(bytes: Uint8Array): Buffer {
+  const body = deflateRawSync(bytes, { level: 6 });
   const out = Buffer.allocUnsafe(body.length + 1);
   out[0] = deflated;
   body.copy(out, 1);
@@ -50,7 +51,7 @@ function decompress(data: Uint8Array): Buffer {
 export function encodeChunk(p: PointArrays): Buffer {
   writer.reset();
   encodeSeries(writer, p.times, p.values, 0, p.n);
-  return compress(writer);
+  return compress(writer.view());
 }
 
 export function decodeChunk(data: Uint8Array): PointArrays {
@@ -62,22 +63,30 @@ export function decodeChunk(data: Uint8Array): PointArrays {
   return { times, values, n };
 }
 
-export function encodeRollup(b: Buckets): Buffer {
-  writer.reset();
-  writer.uvarint(b.n);
-  encodeTimes(writer, b.times, 0, b.n);
-  for (const column of [b.min, b.max, b.sum, b.count, b.last]) encodeValues(writer, column, 0, b.n);
-  return compress(writer);
+/** The buckets of each series of a group, one entry per series, compressed. */
+export function encodeRollups(entries: { id: number; buckets: Buckets }[]): Buffer {
+  const packed = packGroup(
+    entries.map((e) => e.id),
+    (w, i) => {
+      const b = entries[i]!.buckets;
+      w.uvarint(b.n);
+      encodeTimes(w, b.times, 0, b.n);
+      for (const column of [b.min, b.max, b.sum, b.count, b.last]) encodeValues(w, column, 0, b.n);
+    },
+  );
+  return compress(packed);
 }
 
-export function decodeRollup(data: Uint8Array): Buckets {
-  const r = new ByteReader(decompress(data));
-  const n = r.uvarint();
-  const b = emptyBuckets(n);
-  decodeTimes(r, b.times, 0, n);
-  for (const column of [b.min, b.max, b.sum, b.count, b.last]) decodeValues(r, column, 0, n);
-  b.n = n;
-  return b;
+/** Calls `visit` with the buckets of each series of a rollup row whose id is in `wanted` (every series when undefined). */
+export function decodeRollups(data: Uint8Array, wanted: ReadonlySet<number> | undefined, visit: (id: number, buckets: Buckets) => void): void {
+  unpackGroup(decompress(data), wanted, (id, r) => {
+    const n = r.uvarint();
+    const b = emptyBuckets(n);
+    decodeTimes(r, b.times, 0, n);
+    for (const column of [b.min, b.max, b.sum, b.count, b.last]) decodeValues(r, column, 0, n);
+    b.n = n;
+    visit(id, b);
+  });
 }
 
 /** Room for `capacity` buckets, none used yet. */

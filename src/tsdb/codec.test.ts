@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { decodeChunk, decodeRollup, encodeChunk, encodeRollup, rollUp } from "./chunk-format.js";
+import { decodeChunk, decodeRollups, encodeChunk, encodeRollups, rollUp, type Buckets } from "./chunk-format.js";
 import { ByteReader, ByteWriter, CorruptChunk, decodeSeries, encodeSeries } from "./codec.js";
-import { decodeGroup, encodeGroup } from "./group-payload.js";
+import { decodeHead, encodeHead } from "./group-payload.js";
 
 /** Seeded PRNG (mulberry32): every run tests the same cases, and a failure names its seed. */
 function random(seed: number): () => number {
@@ -132,30 +132,39 @@ describe("chunks, rollups and head payloads", () => {
     expect([...b.sum.subarray(0, 3)]).toEqual([6, 5, 4]);
     expect([...b.count.subarray(0, 3)]).toEqual([3, 1, 1]);
     expect([...b.last.subarray(0, 3)]).toEqual([2, 5, 4]);
-    const back = decodeRollup(encodeRollup(rollUp({ times, values, n }, 300_000)));
+    // A rollup row holds the buckets of several series; a reader takes only those it wants.
     const direct = rollUp({ times, values, n }, 300_000);
-    expect(back.n).toBe(direct.n);
+    const other = rollUp({ times, values: values.map((v) => -v), n }, 300_000);
+    const row = encodeRollups([{ id: 5, buckets: direct }, { id: 9, buckets: other }]);
+    const back: [number, Buckets][] = [];
+    decodeRollups(row, new Set([5]), (id, b) => back.push([id, b]));
+    expect(back.map(([id]) => id)).toEqual([5]);
+    const decoded = back[0]![1];
+    expect(decoded.n).toBe(direct.n);
     for (const column of ["times", "min", "max", "sum", "count", "last"] as const) {
-      expect([...back[column].subarray(0, back.n)]).toEqual([...direct[column].subarray(0, direct.n)]);
+      expect([...decoded[column].subarray(0, decoded.n)]).toEqual([...direct[column].subarray(0, direct.n)]);
     }
   });
 
-  it("decodes only the wanted series of a head payload, repeated ids in write order", () => {
+  it("decodes only the wanted series of a head payload, repeated ids in write order, shared times", () => {
     const entries = [
       { id: 3, times: [1, 2], values: [10, 20], from: 0, to: 2 },
       { id: 3, times: [2, 3], values: [21, 30], from: 0, to: 2 },
-      { id: 9, times: [5, 6, 7], values: [1, 2, 3], from: 1, to: 3 },
+      { id: 9, times: [5, 2, 3], values: [1, 2, 3], from: 1, to: 3 },
+      { id: 11, times: [2, 3], values: [7, 8], from: 0, to: 2 },
     ];
-    const payload = encodeGroup(entries);
+    const payload = encodeHead(entries);
     const seen: [number, number[], number[]][] = [];
-    decodeGroup(payload, undefined, (id, t, v, k) => seen.push([id, [...t.subarray(0, k)], [...v.subarray(0, k)]]));
+    decodeHead(payload, undefined, (id, t, v, k) => seen.push([id, [...t.subarray(0, k)], [...v.subarray(0, k)]]));
     expect(seen).toEqual([
       [3, [1, 2], [10, 20]],
       [3, [2, 3], [21, 30]],
-      [9, [6, 7], [2, 3]],
+      [9, [2, 3], [2, 3]],
+      [11, [2, 3], [7, 8]],
     ]);
-    const only9: number[] = [];
-    decodeGroup(payload, new Set([9]), (id) => only9.push(id));
-    expect(only9).toEqual([9]);
+    // Entries 9 and 11 take the times of the entry before them, decoded even when it is not wanted.
+    const only11: [number, number[]][] = [];
+    decodeHead(payload, new Set([11]), (id, t, _v, k) => only11.push([id, [...t.subarray(0, k)]]));
+    expect(only11).toEqual([[11, [2, 3]]]);
   });
 });

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
-import { decodeChunk, encodeChunk, encodeRollup, rollUp, rollupWidthMs, type PointArrays } from "./chunk-format.js";
-import { decodeGroup } from "./group-payload.js";
+import { decodeChunk, decodeRollups, encodeChunk, encodeRollups, rollUp, rollupWidthMs, type Buckets, type PointArrays, type RollupTier } from "./chunk-format.js";
+import { decodeHead, groupOf } from "./group-payload.js";
 import { blockMs, blockOf, chunksTable, headTable, partitionName, rollups1hTable, rollups5mTable, type Partitions } from "./partitions.js";
 
 export interface CompactionOptions {
@@ -102,7 +102,7 @@ export class Compactor {
       const rowsPerGroup = new Map<number, number>();
       for (const row of rows) {
         rowsPerGroup.set(row.grp, (rowsPerGroup.get(row.grp) ?? 0) + 1);
-        decodeGroup(row.data, undefined, (id, times, values, n) => addPoints(byBlock, id, times, values, n));
+        decodeHead(row.data, undefined, (id, times, values, n) => addPoints(byBlock, id, times, values, n));
       }
       const written = await writeBlocks(tx, this.partitions, byBlock);
       run.chunks += written.chunks;
@@ -170,16 +170,15 @@ export function addPoints(byBlock: BlockPoints, id: number, times: ArrayLike<num
 
 /**
  * Writes the points of each (series, block) into its chunk, merged with the chunk already
- * stored (the new points win at equal times), and recomputes the block's rollups from the
- * merged points. Used by compaction and by the import of the row-per-sample store.
+ * stored (the new points win at equal times), and recomputes the rollups of those series over
+ * those blocks from the merged points. Used by compaction and by the import of the
+ * row-per-sample store.
  */
 export async function writeBlocks(tx: Kysely<TsdbDatabase>, partitions: Partitions, byBlock: BlockPoints): Promise<{ chunks: number; points: number }> {
   if (byBlock.size === 0) return { chunks: 0, points: 0 };
   const entries = [...byBlock.values()];
   const blocks = new Set(entries.map((e) => e.block));
   await partitions.ensure(chunksTable, blocks);
-  await partitions.ensure(rollups5mTable, blocks);
-  await partitions.ensure(rollups1hTable, blocks);
   const { rows: stored } = await sql<{ series_id: number; block: number; data: Buffer }>`
     SELECT c.series_id, c.block, c.data FROM tsdb_chunks c
     JOIN unnest(${entries.map((e) => e.id)}::int4[], ${entries.map((e) => e.block)}::int4[]) AS u(s, b) ON c.series_id = u.s AND c.block = u.b`.execute(tx);
@@ -187,39 +186,63 @@ export async function writeBlocks(tx: Kysely<TsdbDatabase>, partitions: Partitio
 
   const ids: number[] = [];
   const blockNumbers: number[] = [];
-  const counts: number[] = [];
   const chunks: Buffer[] = [];
-  const fiveMinutes: Buffer[] = [];
-  const fiveMinuteCounts: number[] = [];
-  const hours: Buffer[] = [];
-  const hourCounts: number[] = [];
+  const rollups: Record<RollupTier, RollupUpdates> = { "5m": new Map(), "1h": new Map() };
   let points = 0;
   for (const [key, e] of byBlock) {
     const old = existing.get(key);
     const merged = mergePoints(old ? decodeChunk(old) : undefined, e.times, e.values);
     ids.push(e.id);
     blockNumbers.push(e.block);
-    counts.push(merged.n);
     chunks.push(encodeChunk(merged));
-    const five = rollUp(merged, rollupWidthMs["5m"]);
-    fiveMinutes.push(encodeRollup(five));
-    fiveMinuteCounts.push(five.n);
-    const hour = rollUp(merged, rollupWidthMs["1h"]);
-    hours.push(encodeRollup(hour));
-    hourCounts.push(hour.n);
+    for (const tier of rollupTiers) addRollup(rollups[tier], e.id, e.block, rollUp(merged, rollupWidthMs[tier]));
     points += e.times.length;
   }
-  for (const [table, n, data] of [
-    ["tsdb_chunks", counts, chunks],
-    ["tsdb_rollups_5m", fiveMinuteCounts, fiveMinutes],
-    ["tsdb_rollups_1h", hourCounts, hours],
-  ] as const) {
-    await sql`
-      INSERT INTO ${sql.table(table)} (series_id, block, n, data)
-      SELECT * FROM unnest(${ids}::int4[], ${blockNumbers}::int4[], ${n}::int4[], ${data}::bytea[])
-      ON CONFLICT (series_id, block) DO UPDATE SET n = excluded.n, data = excluded.data`.execute(tx);
-  }
+  await sql`
+    INSERT INTO tsdb_chunks (series_id, block, data)
+    SELECT * FROM unnest(${ids}::int4[], ${blockNumbers}::int4[], ${chunks}::bytea[])
+    ON CONFLICT (series_id, block) DO UPDATE SET data = excluded.data`.execute(tx);
+  for (const tier of rollupTiers) await writeRollups(tx, partitions, tier, rollups[tier]);
   return { chunks: byBlock.size, points };
+}
+
+const rollupTiers: RollupTier[] = ["5m", "1h"];
+const rollupTables = { "5m": rollups5mTable, "1h": rollups1hTable } as const;
+
+/** New buckets of series, by (group, block) of the rollup row they go into. */
+export type RollupUpdates = Map<string, { grp: number; block: number; series: Map<number, Buckets> }>;
+
+export function addRollup(updates: RollupUpdates, id: number, block: number, buckets: Buckets): void {
+  const grp = groupOf(id);
+  const key = `${grp}:${block}`;
+  let row = updates.get(key);
+  if (!row) updates.set(key, (row = { grp, block, series: new Map() }));
+  row.series.set(id, buckets);
+}
+
+/**
+ * Writes rollup rows: each (group, block) row keeps the buckets of the series it already holds
+ * and takes the new buckets of the updated series.
+ */
+export async function writeRollups(tx: Kysely<TsdbDatabase>, partitions: Partitions, tier: RollupTier, updates: RollupUpdates): Promise<void> {
+  if (updates.size === 0) return;
+  const table = rollupTables[tier];
+  const rows = [...updates.values()];
+  await partitions.ensure(table, new Set(rows.map((r) => r.block)));
+  const { rows: stored } = await sql<{ grp: number; block: number; data: Buffer }>`
+    SELECT r.grp, r.block, r.data FROM ${sql.table(table.table)} r
+    JOIN unnest(${rows.map((r) => r.grp)}::int4[], ${rows.map((r) => r.block)}::int4[]) AS u(g, b) ON r.grp = u.g AND r.block = u.b`.execute(tx);
+  for (const old of stored) {
+    const row = updates.get(`${old.grp}:${old.block}`)!;
+    decodeRollups(old.data, undefined, (id, buckets) => {
+      if (!row.series.has(id)) row.series.set(id, buckets);
+    });
+  }
+  const data = rows.map((r) => encodeRollups([...r.series].sort(([a], [b]) => a - b).map(([id, buckets]) => ({ id, buckets }))));
+  await sql`
+    INSERT INTO ${sql.table(table.table)} (grp, block, data)
+    SELECT * FROM unnest(${rows.map((r) => r.grp)}::int4[], ${rows.map((r) => r.block)}::int4[], ${data}::bytea[])
+    ON CONFLICT (grp, block) DO UPDATE SET data = excluded.data`.execute(tx);
 }
 
 /**

@@ -1,9 +1,9 @@
 import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
 import type { Logger } from "../log.js";
-import { emptyBuckets, encodeRollup, rollupWidthMs, type Buckets } from "./chunk-format.js";
-import { addPoints, writeBlocks, type BlockPoints } from "./compactor.js";
-import { blockMs, blockOf, dayMs, rollups1hTable, rollups5mTable, type Partitions } from "./partitions.js";
+import { emptyBuckets, rollupWidthMs, type Buckets } from "./chunk-format.js";
+import { addPoints, addRollup, writeBlocks, writeRollups, type BlockPoints, type RollupUpdates } from "./compactor.js";
+import { blockMs, blockOf, dayMs, type Partitions } from "./partitions.js";
 
 /**
  * Upgrade in place from the row-per-sample store (one row per sample in day partitions of
@@ -110,7 +110,6 @@ async function importDay(db: Kysely<TsdbDatabase>, partitions: Partitions, day: 
 async function importRollups(db: Kysely<TsdbDatabase>, partitions: Partitions, legacy: "samples_1m" | "samples_1h", tier: "5m" | "1h", beforeMs: number): Promise<number> {
   if (!(await exists(db, legacy))) return 0;
   const widthMs = rollupWidthMs[tier];
-  const target = tier === "5m" ? rollups5mTable : rollups1hTable;
   const before = Number.isFinite(beforeMs) ? new Date(beforeMs) : new Date(8.64e15);
   let read = 0;
   for (let after = -1, last = await nextSeriesBatch(db, legacy, after); last !== undefined; after = last, last = await nextSeriesBatch(db, legacy, after)) {
@@ -121,12 +120,12 @@ async function importRollups(db: Kysely<TsdbDatabase>, partitions: Partitions, l
     if (rows.length === 0) continue;
     read += rows.length;
     // Buckets per (series, block): legacy rows merged into this tier's buckets.
-    const byBlock = new Map<string, { id: number; block: number; buckets: Buckets }>();
+    const bySeriesBlock = new Map<string, { id: number; block: number; buckets: Buckets }>();
     for (const r of rows) {
       const block = blockOf(r.t);
       const key = `${r.series_id}:${block}`;
-      let e = byBlock.get(key);
-      if (!e) byBlock.set(key, (e = { id: r.series_id, block, buckets: emptyBuckets(blockMs / widthMs) }));
+      let e = bySeriesBlock.get(key);
+      if (!e) bySeriesBlock.set(key, (e = { id: r.series_id, block, buckets: emptyBuckets(blockMs / widthMs) }));
       const b = e.buckets;
       const start = Math.floor(r.t / widthMs) * widthMs;
       const k = b.n - 1;
@@ -146,13 +145,9 @@ async function importRollups(db: Kysely<TsdbDatabase>, partitions: Partitions, l
         b.n++;
       }
     }
-    const entries = [...byBlock.values()];
-    await partitions.ensure(target, new Set(entries.map((e) => e.block)));
-    await sql`
-      INSERT INTO ${sql.table(target.table)} (series_id, block, n, data)
-      SELECT * FROM unnest(${entries.map((e) => e.id)}::int4[], ${entries.map((e) => e.block)}::int4[],
-                           ${entries.map((e) => e.buckets.n)}::int4[], ${entries.map((e) => encodeRollup(e.buckets))}::bytea[])
-      ON CONFLICT (series_id, block) DO UPDATE SET n = excluded.n, data = excluded.data`.execute(db);
+    const updates: RollupUpdates = new Map();
+    for (const e of bySeriesBlock.values()) addRollup(updates, e.id, e.block, e.buckets);
+    await db.transaction().execute((tx) => writeRollups(tx, partitions, tier, updates));
   }
   return read;
 }

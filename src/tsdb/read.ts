@@ -1,7 +1,7 @@
 import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
-import { decodeChunk, decodeRollup, rollupWidthMs, type PointArrays } from "./chunk-format.js";
-import { decodeGroup, groupOf } from "./group-payload.js";
+import { decodeChunk, decodeRollups, rollupWidthMs, type PointArrays } from "./chunk-format.js";
+import { decodeHead, groupOf } from "./group-payload.js";
 import { blockOf } from "./partitions.js";
 
 /**
@@ -204,10 +204,14 @@ export class Reader {
     const groups = [...new Set(seriesIds.map(groupOf))];
     const firstBlock = blockOf(fromMs);
     const lastBlock = blockOf(toMs - 1);
-    const compacted = sql.table(tier === "raw" ? "tsdb_chunks" : tier === "5m" ? "tsdb_rollups_5m" : "tsdb_rollups_1h");
+    const compacted =
+      tier === "raw"
+        ? sql`SELECT 0 AS src, series_id AS key, block AS part, 0::int8 AS id, data FROM tsdb_chunks
+              WHERE series_id = ANY(${seriesIds}::int4[]) AND block BETWEEN ${firstBlock} AND ${lastBlock}`
+        : sql`SELECT 0 AS src, grp AS key, block AS part, 0::int8 AS id, data FROM ${sql.table(tier === "5m" ? "tsdb_rollups_5m" : "tsdb_rollups_1h")}
+              WHERE grp = ANY(${groups}::int4[]) AND block BETWEEN ${firstBlock} AND ${lastBlock}`;
     const { rows } = await sql<SourceRow>`
-      SELECT 0 AS src, series_id AS key, block AS part, 0::int8 AS id, data FROM ${compacted}
-      WHERE series_id = ANY(${seriesIds}::int4[]) AND block BETWEEN ${firstBlock} AND ${lastBlock}
+      ${compacted}
       UNION ALL
       SELECT 1, h.grp, h.part, h.id, h.data FROM tsdb_head h
       WHERE h.grp = ANY(${groups}::int4[]) AND h.part >= ${firstBlock} AND h.hi >= ${fromMs} AND h.lo < ${toMs}
@@ -216,17 +220,18 @@ export class Reader {
 
     for (const row of rows) {
       if (row.src === 1) {
-        decodeGroup(row.data, wanted, (id, times, values, n) => out.get(id)!.points.add(times, values, n, fromMs, toMs));
+        decodeHead(row.data, wanted, (id, times, values, n) => out.get(id)!.points.add(times, values, n, fromMs, toMs));
       } else if (tier === "raw") {
         const c = decodeChunk(row.data);
         out.get(row.key)!.points.add(c.times, c.values, c.n, fromMs, toMs);
       } else {
-        const b = decodeRollup(row.data);
-        const rows = out.get(row.key)!.buckets;
-        for (let i = 0; i < b.n; i++) {
-          const t = b.times[i]!;
-          if (t >= fromMs && t < toMs) rows.push(t, b.min[i]!, b.max[i]!, b.sum[i]!, b.count[i]!, b.last[i]!);
-        }
+        decodeRollups(row.data, wanted, (id, b) => {
+          const rows = out.get(id)!.buckets;
+          for (let i = 0; i < b.n; i++) {
+            const t = b.times[i]!;
+            if (t >= fromMs && t < toMs) rows.push(t, b.min[i]!, b.max[i]!, b.sum[i]!, b.count[i]!, b.last[i]!);
+          }
+        });
       }
     }
     return out;

@@ -6,9 +6,9 @@ export interface TsdbDatabase {
   series: SeriesTable;
   tsdb_head: HeadTable;
   tsdb_compacted: CompactedTable;
-  tsdb_chunks: BlockTable;
-  tsdb_rollups_5m: BlockTable;
-  tsdb_rollups_1h: BlockTable;
+  tsdb_chunks: ChunksTable;
+  tsdb_rollups_5m: RollupsTable;
+  tsdb_rollups_1h: RollupsTable;
 }
 
 /** One series: a metric and its labels, unique by `key` (16 bytes of SHA-256 of the canonical text). */
@@ -42,10 +42,16 @@ export interface CompactedTable {
   rows: number;
 }
 
-/** One series over one block: a chunk of points or a row of rollup buckets, compressed. */
-export interface BlockTable {
+/** One series' points over one block, compressed (chunk-format.ts). */
+export interface ChunksTable {
   series_id: number;
   block: number;
-  n: number;
+  data: Buffer;
+}
+
+/** The buckets of each series of a group over one block, compressed (chunk-format.ts). */
+export interface RollupsTable {
+  grp: number;
+  block: number;
   data: Buffer;
 }

@@ -228,7 +228,7 @@ describe.each(testServers())("a compaction killed with SIGKILL on $name PostgreS
     const run = await tsdb.compact();
     expect(run.dropped).toEqual([base / blockMs]);
     for (const id of [series[0]!, series[64 * 20]!, series[series.length - 1]!]) expect(await samples(tsdb, id)).toEqual(expected(id));
-    const { rows } = await db.pool.query("SELECT count(*)::int AS chunks, sum(n)::int AS points FROM tsdb_chunks");
-    expect(rows[0]).toEqual({ chunks: series.length, points: series.length * 24 });
+    const { rows } = await db.pool.query("SELECT count(*)::int AS chunks FROM tsdb_chunks");
+    expect(rows[0]).toEqual({ chunks: series.length });
   });
 });

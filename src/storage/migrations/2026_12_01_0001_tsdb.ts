@@ -7,8 +7,8 @@ import { sql, type Kysely } from "kysely";
 //   (id >> 6), points columnar and encoded; partitioned by 2-hour block, so that a compacted
 //   block is dropped whole instead of deleted row by row;
 // - tsdb_chunks: one row per series and 2-hour block, compressed; partitioned by day;
-// - tsdb_rollups_5m / tsdb_rollups_1h: per series and block, the 5-minute and hourly
-//   min/max/sum/count/last, compressed; partitioned by day;
+// - tsdb_rollups_5m / tsdb_rollups_1h: per group of series and block, the 5-minute and hourly
+//   min/max/sum/count/last of each series, compressed; partitioned by day;
 // - tsdb_compacted: which (head partition, group) pairs are already in chunks, so that readers
 //   count every sample once while a partition is being compacted.
 // Every table leads with series_id or the group (derived from it), so the schema can be
@@ -57,15 +57,25 @@ export async function up(db: Kysely<any>): Promise<void> {
       PRIMARY KEY (part, grp)
     )`.execute(db);
 
-  for (const table of ["tsdb_chunks", "tsdb_rollups_5m", "tsdb_rollups_1h"]) {
+  await sql`
+    CREATE TABLE tsdb_chunks (
+      series_id integer NOT NULL,
+      block integer NOT NULL,
+      data bytea NOT NULL,
+      PRIMARY KEY (series_id, block)
+    ) PARTITION BY RANGE (block)`.execute(db);
+  // Rollups are per group of series: one row per series and block would cost more in row
+  // overhead than the buckets themselves take.
+  for (const table of ["tsdb_rollups_5m", "tsdb_rollups_1h"]) {
     await sql`
       CREATE TABLE ${sql.table(table)} (
-        series_id integer NOT NULL,
+        grp integer NOT NULL,
         block integer NOT NULL,
-        n integer NOT NULL,
         data bytea NOT NULL,
-        PRIMARY KEY (series_id, block)
+        PRIMARY KEY (grp, block)
       ) PARTITION BY RANGE (block)`.execute(db);
+  }
+  for (const table of ["tsdb_chunks", "tsdb_rollups_5m", "tsdb_rollups_1h"]) {
     await sql`ALTER TABLE ${sql.table(table)} ALTER COLUMN data SET STORAGE EXTERNAL`.execute(db);
   }
 }
