@@ -48,29 +48,30 @@ function decompress(data: Uint8Array): Buffer {
   return inflateRawSync(data.subarray(1));
 }
 
-export function encodeChunk(p: PointArrays): Buffer {
+/** One series' points over a block; `base` is the block's start (times are stored from it). */
+export function encodeChunk(p: PointArrays, base: number): Buffer {
   writer.reset();
-  encodeSeries(writer, p.times, p.values, 0, p.n);
+  encodeSeries(writer, p.times, p.values, 0, p.n, base);
   return compress(writer.view());
 }
 
-export function decodeChunk(data: Uint8Array): PointArrays {
+export function decodeChunk(data: Uint8Array, base: number): PointArrays {
   const r = new ByteReader(decompress(data));
   const n = peekCount(r);
   const times = new Float64Array(n);
   const values = new Float64Array(n);
-  decodeSeries(r, times, values);
+  decodeSeries(r, times, values, 0, base);
   return { times, values, n };
 }
 
-/** The buckets of each series of a group, one entry per series, compressed. */
-export function encodeRollups(entries: { id: number; buckets: Buckets }[]): Buffer {
+/** The buckets of each series of a group over a block starting at `base`, one entry per series, compressed. */
+export function encodeRollups(entries: { id: number; buckets: Buckets }[], base: number): Buffer {
   const packed = packGroup(
     entries.map((e) => e.id),
     (w, i) => {
       const b = entries[i]!.buckets;
       w.uvarint(b.n);
-      encodeTimes(w, b.times, 0, b.n);
+      encodeTimes(w, b.times, 0, b.n, base);
       for (const column of [b.min, b.max, b.sum, b.count, b.last]) encodeValues(w, column, 0, b.n);
     },
   );
@@ -78,11 +79,11 @@ export function encodeRollups(entries: { id: number; buckets: Buckets }[]): Buff
 }
 
 /** Calls `visit` with the buckets of each series of a rollup row whose id is in `wanted` (every series when undefined). */
-export function decodeRollups(data: Uint8Array, wanted: ReadonlySet<number> | undefined, visit: (id: number, buckets: Buckets) => void): void {
+export function decodeRollups(data: Uint8Array, base: number, wanted: ReadonlySet<number> | undefined, visit: (id: number, buckets: Buckets) => void): void {
   unpackGroup(decompress(data), wanted, (id, r) => {
     const n = r.uvarint();
     const b = emptyBuckets(n);
-    decodeTimes(r, b.times, 0, n);
+    decodeTimes(r, b.times, 0, n, base);
     for (const column of [b.min, b.max, b.sum, b.count, b.last]) decodeValues(r, column, 0, n);
     b.n = n;
     visit(id, b);

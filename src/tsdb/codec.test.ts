@@ -84,7 +84,7 @@ describe("the series codec", () => {
   it("keeps node_exporter-like data small: constants and counters cost a few bits per point", () => {
     const n = 720;
     const times = Array.from({ length: n }, (_, i) => 1_700_000_000_000 + i * 10_000);
-    const sizeOf = (values: number[]) => encodeChunk({ times: Float64Array.from(times), values: Float64Array.from(values), n }).length;
+    const sizeOf = (values: number[]) => encodeChunk({ times: Float64Array.from(times), values: Float64Array.from(values), n }, times[0]!).length;
     expect(sizeOf(times.map(() => 16_684_449_792))).toBeLessThan(30);
     let cpu = 100_000;
     const counter = times.map((_, i) => (cpu += 9 + (i % 3)) / 100);
@@ -107,7 +107,7 @@ describe("the series codec", () => {
         expect(err).toBeInstanceOf(CorruptChunk);
       }
     }
-    expect(() => decodeChunk(Uint8Array.from([9, 1, 2]))).toThrow(CorruptChunk);
+    expect(() => decodeChunk(Uint8Array.from([9, 1, 2]), 0)).toThrow(CorruptChunk);
   });
 });
 
@@ -117,7 +117,7 @@ describe("chunks, rollups and head payloads", () => {
   const values = Float64Array.from({ length: n }, (_, i) => Math.sin(i / 10) * 100);
 
   it("round-trips a compressed chunk", () => {
-    const back = decodeChunk(encodeChunk({ times, values, n }));
+    const back = decodeChunk(encodeChunk({ times, values, n }, 1_699_999_200_000), 1_699_999_200_000);
     expect(back.n).toBe(n);
     expect([...back.times]).toEqual([...times]);
     expect([...back.values]).toEqual([...values]);
@@ -135,9 +135,9 @@ describe("chunks, rollups and head payloads", () => {
     // A rollup row holds the buckets of several series; a reader takes only those it wants.
     const direct = rollUp({ times, values, n }, 300_000);
     const other = rollUp({ times, values: values.map((v) => -v), n }, 300_000);
-    const row = encodeRollups([{ id: 5, buckets: direct }, { id: 9, buckets: other }]);
+    const row = encodeRollups([{ id: 5, buckets: direct }, { id: 9, buckets: other }], 1_699_999_200_000);
     const back: [number, Buckets][] = [];
-    decodeRollups(row, new Set([5]), (id, b) => back.push([id, b]));
+    decodeRollups(row, 1_699_999_200_000, new Set([5]), (id, b) => back.push([id, b]));
     expect(back.map(([id]) => id)).toEqual([5]);
     const decoded = back[0]![1];
     expect(decoded.n).toBe(direct.n);

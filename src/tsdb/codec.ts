@@ -16,9 +16,12 @@
 export const enum ValueMode {
   /** Every value has the same bits: 8 bytes once. */
   Constant = 0,
-  /** uvarint exponent e, then zigzag varints of m[i] − m[i−1] where value = m / 10^e (m[−1] = 0). */
+  /**
+   * uvarint exponent e and uvarint divisor g, zigzag varint m[0], then zigzag varints of
+   * (m[i] − m[i−1]) / g, where value = m / 10^e.
+   */
   DecimalDelta = 1,
-  /** As DecimalDelta, with the first delta, then deltas of deltas. */
+  /** As DecimalDelta, with the first delta, then deltas of deltas, each divided by g. */
   DecimalDoubleDelta = 2,
   /** Per value a control byte (leading zero bytes << 4 | significant bytes) and the significant bytes of value XOR previous. */
   Xor = 3,
@@ -141,18 +144,21 @@ export class CorruptChunk extends Error {
 }
 
 /** Appends the series' points (times strictly increasing, whole ms) in the layout above. */
-export function encodeSeries(w: ByteWriter, times: ArrayLike<number>, values: ArrayLike<number>, from = 0, to = times.length): void {
+export function encodeSeries(w: ByteWriter, times: ArrayLike<number>, values: ArrayLike<number>, from = 0, to = times.length, base = 0): void {
   const n = to - from;
   w.uvarint(n);
   if (n === 0) return;
-  encodeTimes(w, times, from, to);
+  encodeTimes(w, times, from, to, base);
   encodeValues(w, values, from, to);
 }
 
-/** Appends n times (n ≥ 1) as delta-of-delta varints; the count is the caller's to write. */
-export function encodeTimes(w: ByteWriter, times: ArrayLike<number>, from: number, to: number): void {
+/**
+ * Appends n times (n ≥ 1) as delta-of-delta varints, the first as its distance from `base` (a
+ * chunk's block start: a byte or two instead of six); the count is the caller's to write.
+ */
+export function encodeTimes(w: ByteWriter, times: ArrayLike<number>, from: number, to: number, base = 0): void {
   let prev = times[from]!;
-  w.varint(prev);
+  w.varint(prev - base);
   let prevDelta = 0;
   for (let i = from + 1; i < to; i++) {
     const t = times[i]!;
@@ -229,17 +235,33 @@ function zigzagLength(x: number): number {
 
 function writeDecimal(w: ByteWriter, m: Float64Array, n: number, e: number): void {
   // Both codings' sizes in one pass; counters usually win with deltas of deltas, gauges with deltas.
-  let deltaBytes = zigzagLength(m[0]!);
-  let doubleBytes = deltaBytes + (n > 1 ? zigzagLength(m[1]! - m[0]!) : 0);
-  for (let i = 1; i < n; i++) deltaBytes += zigzagLength(m[i]! - m[i - 1]!);
-  for (let i = 2; i < n; i++) doubleBytes += zigzagLength(m[i]! - 2 * m[i - 1]! + m[i - 2]!);
+  // Each is divided by the greatest common divisor of its steps (page-aligned memory sizes
+  // move in multiples of 4096).
+  let deltaGcd = 0;
+  let doubleGcd = n > 1 ? Math.abs(m[1]! - m[0]!) : 0;
+  for (let i = 1; i < n; i++) deltaGcd = gcd(deltaGcd, Math.abs(m[i]! - m[i - 1]!));
+  for (let i = 2; i < n; i++) doubleGcd = gcd(doubleGcd, Math.abs(m[i]! - 2 * m[i - 1]! + m[i - 2]!));
+  deltaGcd ||= 1;
+  doubleGcd ||= 1;
+  let deltaBytes = 0;
+  let doubleBytes = n > 1 ? zigzagLength((m[1]! - m[0]!) / doubleGcd) : 0;
+  for (let i = 1; i < n; i++) deltaBytes += zigzagLength((m[i]! - m[i - 1]!) / deltaGcd);
+  for (let i = 2; i < n; i++) doubleBytes += zigzagLength((m[i]! - 2 * m[i - 1]! + m[i - 2]!) / doubleGcd);
   const double = doubleBytes < deltaBytes;
+  const g = double ? doubleGcd : deltaGcd;
   w.byte(double ? ValueMode.DecimalDoubleDelta : ValueMode.DecimalDelta);
   w.uvarint(e);
+  w.uvarint(g);
   w.varint(m[0]!);
-  if (n > 1) w.varint(m[1]! - m[0]!);
-  if (double) for (let i = 2; i < n; i++) w.varint(m[i]! - 2 * m[i - 1]! + m[i - 2]!);
-  else for (let i = 2; i < n; i++) w.varint(m[i]! - m[i - 1]!);
+  if (n > 1) w.varint((m[1]! - m[0]!) / g);
+  if (double) for (let i = 2; i < n; i++) w.varint((m[i]! - 2 * m[i - 1]! + m[i - 2]!) / g);
+  else for (let i = 2; i < n; i++) w.varint((m[i]! - m[i - 1]!) / g);
+}
+
+/** Greatest common divisor of two whole numbers below 2^53. */
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
 }
 
 function writeFloat(w: ByteWriter, v: number): void {
@@ -295,18 +317,18 @@ export function peekCount(r: ByteReader): number {
  * Decodes one series at the reader's position into times/values starting at `at`; returns the
  * number of points. The arrays must have room (peekCount tells how much).
  */
-export function decodeSeries(r: ByteReader, times: Float64Array, values: Float64Array, at = 0): number {
+export function decodeSeries(r: ByteReader, times: Float64Array, values: Float64Array, at = 0, base = 0): number {
   const n = r.uvarint();
   if (n === 0) return 0;
   if (at + n > times.length || at + n > values.length) throw new CorruptChunk(`a series of ${n} points does not fit`);
-  decodeTimes(r, times, at, n);
+  decodeTimes(r, times, at, n, base);
   decodeValues(r, values, at, n);
   return n;
 }
 
-/** Reads n times written by encodeTimes into times[at …]. */
-export function decodeTimes(r: ByteReader, times: Float64Array, at: number, n: number): void {
-  let t = r.varint();
+/** Reads n times written by encodeTimes (with the same base) into times[at …]. */
+export function decodeTimes(r: ByteReader, times: Float64Array, at: number, n: number, base = 0): void {
+  let t = r.varint() + base;
   times[at] = t;
   let delta = 0;
   for (let i = 1; i < n; i++) {
@@ -329,11 +351,12 @@ export function decodeValues(r: ByteReader, values: Float64Array, at: number, n:
     case ValueMode.DecimalDoubleDelta: {
       const p = pow10[r.uvarint()];
       if (p === undefined) throw new CorruptChunk("decimal exponent out of range");
+      const g = r.uvarint();
       let m = r.varint();
       values[at] = m / p;
       let d = 0;
       for (let i = 1; i < n; i++) {
-        d = mode === ValueMode.DecimalDelta || i === 1 ? r.varint() : d + r.varint();
+        d = mode === ValueMode.DecimalDelta || i === 1 ? r.varint() * g : d + r.varint() * g;
         m += d;
         values[at + i] = m / p;
       }

@@ -191,10 +191,10 @@ export async function writeBlocks(tx: Kysely<TsdbDatabase>, partitions: Partitio
   let points = 0;
   for (const [key, e] of byBlock) {
     const old = existing.get(key);
-    const merged = mergePoints(old ? decodeChunk(old) : undefined, e.times, e.values);
+    const merged = mergePoints(old ? decodeChunk(old, e.block * blockMs) : undefined, e.times, e.values);
     ids.push(e.id);
     blockNumbers.push(e.block);
-    chunks.push(encodeChunk(merged));
+    chunks.push(encodeChunk(merged, e.block * blockMs));
     for (const tier of rollupTiers) addRollup(rollups[tier], e.id, e.block, rollUp(merged, rollupWidthMs[tier]));
     points += e.times.length;
   }
@@ -234,11 +234,11 @@ export async function writeRollups(tx: Kysely<TsdbDatabase>, partitions: Partiti
     JOIN unnest(${rows.map((r) => r.grp)}::int4[], ${rows.map((r) => r.block)}::int4[]) AS u(g, b) ON r.grp = u.g AND r.block = u.b`.execute(tx);
   for (const old of stored) {
     const row = updates.get(`${old.grp}:${old.block}`)!;
-    decodeRollups(old.data, undefined, (id, buckets) => {
+    decodeRollups(old.data, old.block * blockMs, undefined, (id, buckets) => {
       if (!row.series.has(id)) row.series.set(id, buckets);
     });
   }
-  const data = rows.map((r) => encodeRollups([...r.series].sort(([a], [b]) => a - b).map(([id, buckets]) => ({ id, buckets }))));
+  const data = rows.map((r) => encodeRollups([...r.series].sort(([a], [b]) => a - b).map(([id, buckets]) => ({ id, buckets })), r.block * blockMs));
   await sql`
     INSERT INTO ${sql.table(table.table)} (grp, block, data)
     SELECT * FROM unnest(${rows.map((r) => r.grp)}::int4[], ${rows.map((r) => r.block)}::int4[], ${data}::bytea[])

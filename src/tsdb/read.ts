@@ -2,7 +2,7 @@ import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
 import { decodeChunk, decodeRollups, rollupWidthMs, type PointArrays } from "./chunk-format.js";
 import { decodeHead, groupOf } from "./group-payload.js";
-import { blockOf } from "./partitions.js";
+import { blockMs, blockOf } from "./partitions.js";
 
 /**
  * The one read path of the store: the points of a set of series over a time range, from
@@ -150,6 +150,8 @@ class RawPoints {
 interface SourceRow {
   src: number;
   key: number;
+  /** The chunk's or rollup row's block; the head row's partition. */
+  part: number;
   data: Buffer;
 }
 
@@ -222,10 +224,10 @@ export class Reader {
       if (row.src === 1) {
         decodeHead(row.data, wanted, (id, times, values, n) => out.get(id)!.points.add(times, values, n, fromMs, toMs));
       } else if (tier === "raw") {
-        const c = decodeChunk(row.data);
+        const c = decodeChunk(row.data, row.part * blockMs);
         out.get(row.key)!.points.add(c.times, c.values, c.n, fromMs, toMs);
       } else {
-        decodeRollups(row.data, wanted, (id, b) => {
+        decodeRollups(row.data, row.part * blockMs, wanted, (id, b) => {
           const rows = out.get(id)!.buckets;
           for (let i = 0; i < b.n; i++) {
             const t = b.times[i]!;

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { sql, type Kysely, type RawBuilder } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
 import type { Labels } from "../shared/labels.js";
+import { seriesKey } from "../shared/series-key.js";
 import { InvalidInput, LimitExceeded } from "./errors.js";
 
 /** Kinds stored in series.kind; the same numbers as metrics.Kind in proto/metrics/metrics.proto. */
@@ -61,9 +62,12 @@ export const maxSelectedSeries = 10_000;
 /** Label values listed per key. */
 export const maxLabelValues = 1_000;
 
-/** The unique key of a series: 16 bytes of SHA-256 of its canonical text (any label size fits the index). */
-export function seriesHash(canonical: string): Buffer {
-  return createHash("sha256").update(canonical).digest().subarray(0, 16);
+/**
+ * The unique key of a series: the first 8 bytes of SHA-256 of its canonical text, as a signed
+ * 64-bit decimal (any label size fits the index; lookups compare metric and labels too).
+ */
+export function seriesHash(canonical: string): string {
+  return createHash("sha256").update(canonical).digest().readBigInt64BE(0).toString();
 }
 
 /**
@@ -93,15 +97,21 @@ export class SeriesIndex {
 
     const hashes = misses.map(([key]) => seriesHash(key));
     const found = await this.lookup(hashes);
-    const fresh: [string, SeriesRef, Buffer][] = [];
+    const fresh: [string, SeriesRef, string][] = [];
     misses.forEach(([key, s], i) => {
-      const hit = found.get(hashes[i]!.toString("hex"));
+      const hit = found.get(hashes[i]!);
       if (hit === undefined) fresh.push([key, s, hashes[i]!]);
-      else if (hit.kind !== s.kind) out.set(key, { refused: kindClash(s, hit.kind) });
-      else out.set(key, { id: this.remember(key, hit) });
+      else out.set(key, this.check(key, s, hit));
     });
     if (fresh.length > 0) await this.create(fresh, out, writer);
     return out;
+  }
+
+  /** A stored series found under a wanted series' hash: the same series, or a collision or a kind clash to refuse. */
+  private check(key: string, s: SeriesRef, hit: StoredSeries): Resolved {
+    if (seriesKey(hit.metric, hit.labels) !== key) return { refused: `series ${describe(s)} has the same 64-bit hash as series ${hit.id}; it cannot be stored` };
+    if (hit.kind !== s.kind) return { refused: kindClash(s, hit.kind) };
+    return { id: this.remember(key, hit) };
   }
 
   private remember(key: string, hit: { id: number; kind: number }): number {
@@ -110,14 +120,14 @@ export class SeriesIndex {
     return hit.id;
   }
 
-  private async lookup(hashes: Buffer[]): Promise<Map<string, { id: number; kind: number }>> {
-    const { rows } = await sql<{ id: number; key: Buffer; kind: number }>`
-      SELECT id, key, kind FROM series WHERE key = ANY(${hashes}::bytea[])`.execute(this.db);
-    return new Map(rows.map((r) => [r.key.toString("hex"), { id: r.id, kind: r.kind }]));
+  private async lookup(hashes: string[]): Promise<Map<string, StoredSeries>> {
+    const { rows } = await sql<StoredSeries & { key: string }>`
+      SELECT id, key::text AS key, kind, metric, labels FROM series WHERE key = ANY(${hashes}::int8[])`.execute(this.db);
+    return new Map(rows.map((r) => [r.key, r]));
   }
 
   /** Creates new series within the limits and each metric's kind; fills `out` for every one of `fresh`. */
-  private async create(fresh: [string, SeriesRef, Buffer][], out: Map<string, Resolved>, writer: Writer): Promise<void> {
+  private async create(fresh: [string, SeriesRef, string][], out: Map<string, Resolved>, writer: Writer): Promise<void> {
     const metrics = [...new Set(fresh.map(([, s]) => s.metric))];
     const { rows: stats } = await sql<{ metric: string; kind: number; n: number }>`
       SELECT metric, min(kind) AS kind, count(*)::int AS n FROM series WHERE metric = ANY(${metrics}::text[]) GROUP BY metric`.execute(this.db);
@@ -133,7 +143,7 @@ export class SeriesIndex {
       agentRoom = this.limits.perAgent - (rows[0]?.n ?? 0);
     }
 
-    const allowed: [string, SeriesRef, Buffer][] = [];
+    const allowed: [string, SeriesRef, string][] = [];
     for (const entry of fresh) {
       const [key, s] = entry;
       const kind = kinds.get(s.metric) ?? s.kind;
@@ -154,14 +164,14 @@ export class SeriesIndex {
       INSERT INTO series (metric, labels, kind, key, agent_id)
       SELECT m, l, k, h, ${writer.agentId ?? null}::uuid
       FROM unnest(${allowed.map(([, s]) => s.metric)}::text[], ${allowed.map(([, s]) => JSON.stringify(s.labels))}::jsonb[],
-                  ${allowed.map(([, s]) => s.kind)}::int2[], ${allowed.map(([, , h]) => h)}::bytea[]) AS u(m, l, k, h)
+                  ${allowed.map(([, s]) => s.kind)}::int2[], ${allowed.map(([, , h]) => h)}::int8[]) AS u(m, l, k, h)
       ON CONFLICT (key) DO NOTHING`.execute(this.db);
     // Another daemon may have created some of them meanwhile: read back every id.
     const created = await this.lookup(allowed.map(([, , h]) => h));
     for (const [key, s, h] of allowed) {
-      const hit = created.get(h.toString("hex"));
-      if (!hit) throw new Error(`series ${JSON.stringify(key)} vanished after insert`);
-      out.set(key, hit.kind === s.kind ? { id: this.remember(key, hit) } : { refused: kindClash(s, hit.kind) });
+      const hit = created.get(h);
+      if (!hit) throw new Error(`series ${describe(s)} vanished after insert`);
+      out.set(key, this.check(key, s, hit));
     }
   }
 
@@ -260,6 +270,17 @@ function condition(m: LabelMatcher): RawBuilder<unknown> {
     case "!~":
       return sql`${value} !~ ${anchored}`;
   }
+}
+
+interface StoredSeries {
+  id: number;
+  kind: number;
+  metric: string;
+  labels: Labels;
+}
+
+function describe(s: SeriesRef): string {
+  return `${s.metric}${JSON.stringify(s.labels)}`.slice(0, 300);
 }
 
 function kindClash(s: SeriesRef, existing: number): string {

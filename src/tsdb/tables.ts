@@ -11,16 +11,16 @@ export interface TsdbDatabase {
   tsdb_rollups_1h: RollupsTable;
 }
 
-/** One series: a metric and its labels, unique by `key` (16 bytes of SHA-256 of the canonical text). */
+/** One series: a metric and its labels, unique by `key` (the first 8 bytes of SHA-256 of the canonical text). */
 export interface SeriesTable {
   id: Generated<number>;
   metric: string;
   labels: ColumnType<Labels, string, string>;
   kind: number;
-  key: Buffer;
+  /** A bigint, read as its decimal text. */
+  key: string;
   /** The agent that created it, for per-agent limits. */
   agent_id: string | null;
-  created: ColumnType<Date, never, never>;
 }
 
 /** What is not compacted yet: one row per group commit and group of series, partitioned by block (`part`). */

@@ -6,6 +6,7 @@ import type { Storage } from "../storage/database.js";
 import { seriesKey } from "../shared/series-key.js";
 import { openTsdb, SeriesKind, type SeriesRef, type Tsdb, type TsdbOptions } from "./index.js";
 import { blockMs } from "./partitions.js";
+import { seriesHash } from "./series-index.js";
 
 const second = 1000;
 const minute = 60 * second;
@@ -159,8 +160,9 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
     expect(await samples(tsdb, id!)).toEqual([]);
   });
 
-  it("sizes and refuses series by metric, by agent and by kind; any label size fits the index", async () => {
-    const tsdb = await open(await storage(), new Clock(base), { limits: { perMetric: 3, perAgent: 2 } });
+  it("sizes and refuses series by metric, by agent, by kind and by hash collision; any label size fits the index", async () => {
+    const db = await storage();
+    const tsdb = await open(db, new Clock(base), { limits: { perMetric: 3, perAgent: 2 } });
     const refs = Array.from({ length: 5 }, (_, i) => gauge("t_limited", { i: String(i) }));
     const resolved = await tsdb.series.resolve(new Map(refs.map((r) => [seriesKey(r.metric, r.labels), r])));
     expect([...resolved.values()].filter((r) => "refused" in r)).toEqual([
@@ -173,6 +175,10 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
     expect([...byAgent.values()].filter((r) => "refused" in r)).toEqual([{ refused: "this agent has reached its limit of 2 series" }]);
     const clash = await tsdb.series.resolve(new Map([["t_limited\u0000i\u00010", { metric: "t_limited", labels: { i: "0" }, kind: SeriesKind.counter }]]));
     expect([...clash.values()]).toEqual([{ refused: "metric t_limited is a gauge, not a counter" }]);
+    // A 64-bit hash collision (made up here: another series stored under this one's key) refuses, never mixes.
+    await db.pool.query("INSERT INTO series (metric, labels, kind, key) VALUES ('t_other', '{}', 2, $1)", [seriesHash("t_collides")]);
+    const collision = await tsdb.series.resolve(new Map([["t_collides", gauge("t_collides")]]));
+    expect([...collision.values()]).toEqual([{ refused: expect.stringMatching(/^series t_collides\{\} has the same 64-bit hash as series \d+; it cannot be stored$/) }]);
     const big = gauge("t_big", { a: "x".repeat(1024), b: "y".repeat(1024), c: "z".repeat(1024) });
     expect((await ids(tsdb, [big])).length).toBe(1);
     expect(await tsdb.series.select("t_big", [{ label: "a", op: "=", value: "x".repeat(1024) }])).toHaveLength(1);

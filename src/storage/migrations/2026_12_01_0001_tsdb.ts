@@ -16,17 +16,19 @@ import { sql, type Kysely } from "kysely";
 // the store has moved their rows into chunks (src/tsdb/legacy-import.ts), then it drops them.
 export async function up(db: Kysely<any>): Promise<void> {
   // Series are unique by a hash of their canonical text, not by (metric, labels): a btree entry
-  // over large label values exceeds PostgreSQL's 2,704-byte limit. agent_id is the creator,
-  // for per-agent series limits.
-  await sql`ALTER TABLE series ADD COLUMN key bytea`.execute(db);
+  // over large label values exceeds PostgreSQL's 2,704-byte limit. The key is the first 8 bytes
+  // of SHA-256 as a bigint (the store checks metric and labels on every lookup, so a collision
+  // refuses a series instead of mixing two). agent_id is the creator, for per-agent limits.
+  await sql`ALTER TABLE series ADD COLUMN key bigint`.execute(db);
   await sql`ALTER TABLE series ADD COLUMN agent_id uuid`.execute(db);
+  await sql`ALTER TABLE series DROP COLUMN created`.execute(db);
   // The canonical text is metric, then for each label in key order NUL key SOH value (as
-  // src/tsdb/series-key.ts builds it); label keys are ASCII, so ORDER BY in "C" matches.
+  // src/shared/series-key.ts builds it); label keys are ASCII, so ORDER BY in "C" matches.
   await sql`
-    UPDATE series s SET key = substring(sha256(
+    UPDATE series s SET key = ('x' || encode(substring(sha256(
       convert_to(s.metric, 'UTF8') || coalesce((
         SELECT string_agg('\\x00'::bytea || convert_to(l.key, 'UTF8') || '\\x01'::bytea || convert_to(l.value, 'UTF8'), ''::bytea ORDER BY l.key COLLATE "C")
-        FROM jsonb_each_text(s.labels) AS l(key, value)), ''::bytea)) FROM 1 FOR 16)`.execute(db);
+        FROM jsonb_each_text(s.labels) AS l(key, value)), ''::bytea)) FROM 1 FOR 8), 'hex'))::bit(64)::bigint`.execute(db);
   await sql`ALTER TABLE series ALTER COLUMN key SET NOT NULL`.execute(db);
   await sql`ALTER TABLE series DROP CONSTRAINT series_metric_labels_key`.execute(db);
   await sql`CREATE UNIQUE INDEX series_key ON series (key)`.execute(db);
