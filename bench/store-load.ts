@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { connect, type ClientHttp2Session } from "node:http2";
 import { request as httpRequest, Agent } from "node:http";
+import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { cpus, totalmem, tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -200,7 +201,7 @@ const victoriaBinary = "/usr/bin/victoria-metrics";
 export async function startVictoria(): Promise<VictoriaUnderTest | undefined> {
   if (!existsSync(victoriaBinary)) return undefined;
   const dataDir = mkdtempSync(join(tmpdir(), "specta-bench-vm-"));
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const port = await freePort();
   const child: ChildProcess = spawn(victoriaBinary, [`-storageDataPath=${dataDir}`, `-httpListenAddr=127.0.0.1:${port}`, "-retentionPeriod=100y", "-loggerLevel=ERROR"], { stdio: "ignore" });
   const url = `http://127.0.0.1:${port}`;
   const agent = new Agent({ keepAlive: true, maxSockets: connections });
@@ -241,6 +242,16 @@ export async function startVictoria(): Promise<VictoriaUnderTest | undefined> {
       await new Promise((r) => child.once("exit", r));
     },
   };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createNetServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
 }
 
 function duBytes(dir: string): number {

@@ -1,5 +1,5 @@
 import { deflateRawSync, inflateRawSync } from "node:zlib";
-import { ByteReader, ByteWriter, CorruptChunk, decodeSeries, decodeTimes, decodeValues, encodeSeries, encodeTimes, encodeValues, peekCount } from "./codec.js";
+import { ByteReader, ByteWriter, CorruptChunk, decimalExponent, decodeSeries, decodeTimes, decodeValues, encodeSeries, encodeTimes, encodeValues, peekCount } from "./codec.js";
 import { packGroup, unpackGroup } from "./group-payload.js";
 
 /**
@@ -96,17 +96,24 @@ export function emptyBuckets(capacity: number): Buckets {
   return { times: f(), min: f(), max: f(), sum: f(), count: f(), last: f(), n: 0 };
 }
 
-/** The points rolled up into buckets of `widthMs` aligned on the Unix epoch. */
+/**
+ * The points rolled up into buckets of `widthMs` aligned on the Unix epoch. A sum of short
+ * decimals is rounded to their decimals (0.1 + 0.2 is stored as 0.3): the exact sum, and one
+ * that compresses as well as the values do.
+ */
 export function rollUp(p: PointArrays, widthMs: number): Buckets {
   const b = emptyBuckets(p.n);
   let k = -1;
   let bucket = Number.NaN;
+  let first = 0;
   for (let i = 0; i < p.n; i++) {
     const t = p.times[i]!;
     const v = p.values[i]!;
     const start = Math.floor(t / widthMs) * widthMs;
     if (start !== bucket) {
+      if (k >= 0) b.sum[k] = decimalSum(b.sum[k]!, p.values, first, i);
       bucket = start;
+      first = i;
       k++;
       b.times[k] = start;
       b.min[k] = v;
@@ -121,6 +128,15 @@ export function rollUp(p: PointArrays, widthMs: number): Buckets {
     }
     b.last[k] = v;
   }
+  if (k >= 0) b.sum[k] = decimalSum(b.sum[k]!, p.values, first, p.n);
   b.n = k + 1;
   return b;
+}
+
+function decimalSum(sum: number, values: Float64Array, from: number, to: number): number {
+  const e = decimalExponent(values, from, to);
+  if (e < 0 || e > 9) return sum;
+  const p = 10 ** e;
+  const rounded = Math.round(sum * p) / p;
+  return Math.abs(rounded * p) < 2 ** 49 ? rounded : sum;
 }

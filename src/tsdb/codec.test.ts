@@ -132,6 +132,8 @@ describe("chunks, rollups and head payloads", () => {
     expect([...b.sum.subarray(0, 3)]).toEqual([6, 5, 4]);
     expect([...b.count.subarray(0, 3)]).toEqual([3, 1, 1]);
     expect([...b.last.subarray(0, 3)]).toEqual([2, 5, 4]);
+    // Sums of short decimals are exact decimals, not float sums.
+    expect(rollUp({ times: Float64Array.from([0, 1]), values: Float64Array.from([0.1, 0.2]), n: 2 }, 300_000).sum[0]).toBe(0.3);
     // A rollup row holds the buckets of several series; a reader takes only those it wants.
     const direct = rollUp({ times, values, n }, 300_000);
     const other = rollUp({ times, values: values.map((v) => -v), n }, 300_000);

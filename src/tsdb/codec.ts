@@ -209,11 +209,12 @@ export function encodeValues(w: ByteWriter, values: ArrayLike<number>, from: num
 }
 
 /**
- * The smallest exponent e such that every value is exactly m / 10^e with |m| < 2^49, or −1.
+ * The smallest exponent e such that every value of values[from … to) is exactly m / 10^e with
+ * |m| < 2^49, or −1.
  * An exponent that holds for one value holds for every larger one (see the round-trip check in
  * encodeValues, which guards it anyway).
  */
-function decimalExponent(values: ArrayLike<number>, from: number, to: number): number {
+export function decimalExponent(values: ArrayLike<number>, from: number, to: number): number {
   let e = 0;
   let maxAbs = 0;
   for (let i = from; i < to; i++) {
