@@ -125,7 +125,7 @@ export interface FaultFigures {
   retriedPushes: number;
   /** Whether every series holds exactly the values 0 … n-1 (sum and count agree). */
   valuesMatch: boolean;
-  /** Per fault: from the fault until every agent had a batch acknowledged again. */
+  /** Per fault: from the fault until every agent had a batch acknowledged after it was over. */
   recoveryMs: number[];
   seconds: number;
 }
@@ -141,7 +141,7 @@ export interface ScenarioOptions {
   log: Logger;
 }
 
-/** Hurts a running daemon once; resolves when the fault is done (not when ingest recovered). */
+/** Hurts a running daemon once; resolves when the fault is over (not when ingest recovered). */
 export type Fault = (daemon: RestartableDaemon) => Promise<void>;
 
 /** kill -9 the daemon, then start it again on the same data directory and port, as a supervisor would. */
@@ -150,9 +150,12 @@ export const killDaemon: Fault = async (daemon) => {
   await daemon.start();
 };
 
-/** kill -9 the embedded PostgreSQL's postmaster (its backends follow); the daemon must bring it back itself. */
+/** kill -9 the embedded PostgreSQL's postmaster (its backends follow); the daemon must bring it back by itself. */
 export const killPostmaster: Fault = async (daemon) => {
+  const restarts = () => daemon.proc.logs().filter((l) => l.message === "embedded PostgreSQL restarted").length;
+  const before = restarts();
   process.kill(postmasterPid(daemon.dataDir), "SIGKILL");
+  await until(() => restarts() > before, 90_000, "the daemon to restart its PostgreSQL");
 };
 
 /** The pid of the embedded PostgreSQL of a data directory: the first line of postmaster.pid. */
@@ -182,14 +185,16 @@ export async function runFaultScenario(scenario: string, fault: Fault, options: 
     const recoveryMs: number[] = [];
     for (let f = 0; f < options.faults; f++) {
       await progress(acknowledged, options.ingestMs, 60_000);
-      const before = acknowledged();
       const at = performance.now();
       await fault(daemon);
-      await until(() => acknowledged().every((n, a) => n > before[a]!), 90_000, `every agent to be acknowledged again after fault ${f + 1}`);
+      // Counted from when the fault is over: a call in flight at the fault may still have been acknowledged.
+      const after = acknowledged();
+      await until(() => acknowledged().every((n, a) => n > after[a]!), 90_000, `every agent to be acknowledged again after fault ${f + 1}`);
       recoveryMs.push(performance.now() - at);
     }
     await progress(acknowledged, options.ingestMs, 60_000);
     await Promise.all(agents.map((a) => a.finish(90_000)));
+    await until(async () => (await fetch(`${daemon.url}/health/ready`)).ok, 30_000, "the daemon to be ready again");
 
     const counts = await countStored(daemon.url, adminTokenOf(daemon.dataDir), agents, t0);
     const sum = (f: (a: CountingAgent) => number) => agents.reduce((n, a) => n + f(a), 0);
@@ -251,9 +256,9 @@ async function progress(acknowledged: () => number[], ms: number, timeoutMs: num
   await until(() => acknowledged().every((n, a) => n > before[a]!), timeoutMs, "every agent to make progress");
 }
 
-async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const end = performance.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (performance.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(20);
   }
