@@ -125,6 +125,8 @@ export interface FaultFigures {
   retriedPushes: number;
   /** Whether every series holds exactly the values 0 … n-1 (sum and count agree). */
   valuesMatch: boolean;
+  /** Per fault: from the fault until it was over (the daemon listening again, its PostgreSQL restarted). */
+  faultMs: number[];
   /** Per fault: from the fault until every agent had a batch acknowledged after it was over. */
   recoveryMs: number[];
   seconds: number;
@@ -182,11 +184,13 @@ export async function runFaultScenario(scenario: string, fault: Fault, options: 
     }
     for (const agent of agents) agent.start();
     const acknowledged = () => agents.map((a) => a.acknowledged);
+    const faultMs: number[] = [];
     const recoveryMs: number[] = [];
     for (let f = 0; f < options.faults; f++) {
       await progress(acknowledged, options.ingestMs, 60_000);
       const at = performance.now();
       await fault(daemon);
+      faultMs.push(performance.now() - at);
       // Counted from when the fault is over: a call in flight at the fault may still have been acknowledged.
       const after = acknowledged();
       await until(() => acknowledged().every((n, a) => n > after[a]!), 90_000, `every agent to be acknowledged again after fault ${f + 1}`);
@@ -206,6 +210,7 @@ export async function runFaultScenario(scenario: string, fault: Fault, options: 
       ...counts,
       givenUp: sum((a) => a.givenUp),
       retriedPushes: sum((a) => a.sender.failedPushes),
+      faultMs,
       recoveryMs,
       seconds: (performance.now() - started) / 1000,
     };
