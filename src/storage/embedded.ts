@@ -88,7 +88,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger, superv
 
 type Server = Awaited<ReturnType<typeof serverOf>>;
 
-/** Starts the server unless it runs already; resolves true when it did. */
+/** Starts the server unless it runs already; resolves true when it was running already. */
 async function startServer({ pgData, binaries, asOwner }: Server, log: Logger): Promise<boolean> {
   const running = await run(binaries.pg_ctl, ["status", "-D", pgData], asOwner).then(
     () => true,

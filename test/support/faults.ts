@@ -175,7 +175,9 @@ export async function runFaultScenario(scenario: string, fault: Fault, options: 
   await daemon.start();
   const agents: CountingAgent[] = [];
   try {
-    const t0 = Date.now() - 60_000; // fresh samples: newer than the rollups' lag
+    // One ms per tick from a minute ago: Push takes points up to 10 minutes ahead, room for
+    // 660,000 ticks, over 10 minutes of a run at the benchmark's rate.
+    const t0 = Date.now() - 60_000;
     const enrollToken = readEnrollToken(daemon.dataDir)!;
     for (let a = 0; a < options.agents; a++) {
       const host = `faults-${a}`;
