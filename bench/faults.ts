@@ -54,7 +54,7 @@ const scenarios: Record<string, Scenario> = {
       appendFileSync(join(daemon.dataDir, "postgres", "postgresql.conf"), "\nspecta_no_such_setting = 1\n");
       const killed = performance.now();
       process.kill(postmasterPid(daemon.dataDir), "SIGKILL");
-      const exit = await Promise.race([proc.exited, sleep(5 * 60_000).then(() => undefined)]);
+      const exit = await Promise.race([proc.exited, sleep(5 * 60_000, undefined, { ref: false })]);
       const gaveUp = proc.logs().find((l) => l.message === "the embedded PostgreSQL cannot be restarted; giving up");
       return {
         "exit code": exit ? String(exit.code) : "none: still running 5 minutes after the kill",
