@@ -73,7 +73,7 @@ describe("the host agent with a real daemon", () => {
 
   it("stops by itself once deregistered while it runs, keeping its unsent batch on disk", async () => {
     const dir = stateDir();
-    const agent = await startAgent({ server: daemon.url, protocol: "grpc", stateDir: dir, enrollToken: readEnrollToken(daemon.dataDir)!, labels: {}, log, collectors: [], flushIntervalMs: 100 });
+    const agent = await startAgent({ server: daemon.url, protocol: "grpc", stateDir: dir, enrollToken: readEnrollToken(daemon.dataDir)!, hostname: "deregistered-running", labels: {}, log, collectors: [], flushIntervalMs: 100 });
     await createClient(AgentAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] })).deregister({ agentId: agent.agentId()! });
     const refusal = await agent.stopped;
     expect(refusal?.message).toMatch(/refused this agent's credential \(the credential is unknown or revoked\); if it was deregistered, delete .*credential\.json/);
@@ -114,7 +114,7 @@ describe("the host agent with a real daemon", () => {
     // Over Connect (HTTP/1.1) too, and through an error: deregistered while it runs, the agent
     // exits with code 2; started again, it is refused at once.
     const { agentId } = JSON.parse(readFileSync(join(dir, "credential.json"), "utf8")) as { agentId: string };
-    const running = spawnSpecta(["agent", "--server", daemon.url, "--protocol", "connect", "--state-dir", dir]);
+    const running = spawnSpecta(["agent", "--server", daemon.url, "--protocol", "connect", "--state-dir", dir, "--hostname", "bundled"]);
     await running.waitForLog((l) => l.message === "agent running", 30_000);
     await createClient(AgentAPI, admin).deregister({ agentId });
     expect((await running.exited).code).toBe(2);
