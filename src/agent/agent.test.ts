@@ -1,5 +1,4 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -8,7 +7,7 @@ import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
 import { API as CommandsAPI, DiagnosticSchema, State } from "../../gen/commands/commands_pb.js";
 import { Aggregation, API as MetricsAPI, Kind, MatchOperator, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
 import { create } from "@bufbuild/protobuf";
-import { repoRoot, spawnSpecta, startTestDaemon, tempDir, type TestDaemon } from "../../test/support/daemon.js";
+import { freePort, repoRoot, RestartableDaemon, spawnSpecta, startTestDaemon, tempDir, type TestDaemon } from "../../test/support/daemon.js";
 import { bearer } from "../../test/support/rpc.js";
 import { storedPoints } from "../../test/support/stored.js";
 import { readEnrollToken } from "../agents/enroll-token.js";
@@ -72,6 +71,15 @@ describe("the host agent with a real daemon", () => {
     await expect(startAgent({ server: daemon.url, protocol: "grpc", stateDir: dir, labels: {}, log })).rejects.toThrow(/refused this agent's credential/);
   });
 
+  it("stops by itself once deregistered while it runs, keeping its unsent batch on disk", async () => {
+    const dir = stateDir();
+    const agent = await startAgent({ server: daemon.url, protocol: "grpc", stateDir: dir, enrollToken: readEnrollToken(daemon.dataDir)!, hostname: "deregistered-running", labels: {}, log, collectors: [], flushIntervalMs: 100 });
+    await createClient(AgentAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] })).deregister({ agentId: agent.agentId()! });
+    const refusal = await agent.stopped;
+    expect(refusal?.message).toMatch(/refused this agent's credential \(the credential is unknown or revoked\); if it was deregistered, delete .*credential\.json/);
+    expect(readdirSync(join(dir, "spool")).filter((f) => f.endsWith(".batch")).length).toBeGreaterThan(0);
+  });
+
   it("runs as `specta agent` from its bundle: enrols, pushes, runs a command, stops on SIGTERM, never loads undici; is refused once deregistered (over Connect); refuses bad flags with exit code 2", async () => {
     const dir = stateDir();
     // The bundle replaces the global Headers (src/agent/headers.ts) so that undici, Node's fetch,
@@ -103,9 +111,14 @@ describe("the host agent with a real daemon", () => {
     } finally {
       await agent.cleanup();
     }
-    // Over Connect (HTTP/1.1) too, and through an error: once deregistered, the agent is refused.
+    // Over Connect (HTTP/1.1) too, and through an error: deregistered while it runs, the agent
+    // exits with code 2; started again, it is refused at once.
     const { agentId } = JSON.parse(readFileSync(join(dir, "credential.json"), "utf8")) as { agentId: string };
+    const running = spawnSpecta(["agent", "--server", daemon.url, "--protocol", "connect", "--state-dir", dir, "--hostname", "bundled"]);
+    await running.waitForLog((l) => l.message === "agent running", 30_000);
     await createClient(AgentAPI, admin).deregister({ agentId });
+    expect((await running.exited).code).toBe(2);
+    expect(running.stderr()).toMatch(/refused this agent's credential/);
     const refused = spawnSpecta(["agent", "--server", daemon.url, "--protocol", "connect", "--state-dir", dir]);
     expect((await refused.exited).code).toBe(2);
     expect(refused.stderr()).toMatch(/refused this agent's credential/);
@@ -146,31 +159,20 @@ function sequenceCollector() {
   return { state, collector };
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe("the host agent while the daemon is away", () => {
   const dir = tempDir("specta-outage-");
   afterAll(() => dir.remove());
 
   it("loses no sample when the daemon stops for 30 s and starts again", async () => {
-    const port = await freePort();
-    const dataDir = join(dir.path, "data");
-    const daemon = () => spawnSpecta(["daemon", "--addr", `127.0.0.1:${port}`, "--data-dir", dataDir], { SPECTA_LOG_LEVEL: "info" });
-    let d = daemon();
-    await d.waitForLog((l) => l.message === "daemon listening", 60_000);
-
+    const daemon = new RestartableDaemon(join(dir.path, "data"), await freePort());
+    await daemon.start();
     const { state, collector } = sequenceCollector();
     const agent = await startAgent({
-      server: `http://127.0.0.1:${port}`,
+      server: daemon.url,
       protocol: "grpc",
       stateDir: join(dir.path, "agent"),
-      enrollToken: readEnrollToken(dataDir)!,
+      enrollToken: readEnrollToken(daemon.dataDir)!,
       labels: {},
       log,
       collectors: [collector],
@@ -178,27 +180,25 @@ describe("the host agent while the daemon is away", () => {
     });
     try {
       await new Promise((r) => setTimeout(r, 2_000));
-      d.child.kill("SIGTERM");
-      expect((await d.exited).code).toBe(0);
+      daemon.proc.child.kill("SIGTERM");
+      expect((await daemon.proc.exited).code).toBe(0);
       const emittedBeforeOutage = state.emitted;
       await new Promise((r) => setTimeout(r, 30_000));
       expect(state.emitted - emittedBeforeOutage).toBeGreaterThan(200); // it kept collecting meanwhile
 
-      d = daemon();
-      await d.waitForLog((l) => l.message === "daemon listening", 60_000);
+      await daemon.start();
       await new Promise((r) => setTimeout(r, 1_000));
       state.on = false;
 
       const counts = async () => {
-        const values = (await storedPoints({ host: join(dataDir, "postgres"), user: "postgres", database: "specta" }, "agent_test_sequence")).flatMap((s) => s.values);
+        const values = (await storedPoints({ host: join(daemon.dataDir, "postgres"), user: "postgres", database: "specta" }, "agent_test_sequence")).flatMap((s) => s.values);
         return { n: values.length, distinct: new Set(values).size, max: Math.max(0, ...values) };
       };
       await expect.poll(async () => (await counts()).n, { timeout: 30_000, interval: 250 }).toBe(state.emitted);
       expect(await counts()).toEqual({ n: state.emitted, distinct: state.emitted, max: state.emitted });
     } finally {
       await agent.stop();
-      d.child.kill("SIGTERM");
-      await d.exited;
+      await daemon.stop();
     }
   }, 120_000);
 });

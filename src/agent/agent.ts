@@ -13,7 +13,7 @@ import { versionInfo } from "../version.js";
 import { defaultCollectors, type Collector, type Measurement } from "./collectors/collector.js";
 import { hostInventory, machineId } from "./collectors/inventory.js";
 import { runCommandLoop } from "./commands.js";
-import { backoffMs, daemonTransport, Sender, type Protocol } from "./sender.js";
+import { backoffMs, daemonTransport, retryBackoff, Sender, type Protocol } from "./sender.js";
 import { Spool, type SpoolLimits } from "./spool.js";
 
 export interface AgentOptions {
@@ -39,6 +39,12 @@ export interface AgentOptions {
 
 export interface RunningAgent {
   agentId(): string | undefined;
+  /**
+   * Resolves once the agent has stopped by itself, because the daemon refused its credential
+   * (deregistered, revoked): with that reason, after collection and sending have stopped and
+   * unsent batches are on disk. Resolves undefined when stop() is called instead. Never rejects.
+   */
+  stopped: Promise<AgentError | undefined>;
   /** Closes the current batch into the spool, keeps unsent batches on disk and stops. */
   stop(): Promise<void>;
 }
@@ -58,9 +64,7 @@ interface StoredCredential {
 // points (a few minutes of a typical host's samples: a daemon restart, a network blip) keep an
 // agent whose daemon is away within its memory budget; longer outages go to disk, where a point
 // takes about 50 bytes.
-const defaultSpool: SpoolLimits = { memoryPoints: 3_000, diskBytes: 256 * 2 ** 20 };
-/** Waits between retries while the daemon is away: up to 10 s, so that a returning daemon is found soon. */
-const retryBackoff = { initialMs: 500, maxMs: 10_000 };
+export const defaultSpool: SpoolLimits = { memoryPoints: 3_000, diskBytes: 256 * 2 ** 20 };
 
 /**
  * The host agent: enrols once (keeping its credential, mode 0600, in the state directory), runs
@@ -79,6 +83,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     throw new AgentError(`this agent is not enrolled yet: pass --enroll-token (the daemon keeps it in its data directory as enroll.token)`);
   }
 
+  const credentialRefused = (error: ConnectError) =>
+    new AgentError(`the daemon refused this agent's credential (${error.rawMessage}); if it was deregistered, delete ${credentialFile} and enrol again with --enroll-token`);
   const transport = daemonTransport(options.server, options.protocol, () => stored?.credential);
   const inventory = await hostInventory();
   const hostname = options.hostname ?? inventory.hostname;
@@ -114,11 +120,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         // Another agent has this hostname, or this machine's agent is running: the operator decides.
         if (error.code === Code.AlreadyExists) throw new AgentError(`registration refused: ${error.rawMessage}`);
         if (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied || error.code === Code.InvalidArgument) {
-          throw new AgentError(
-            stored
-              ? `the daemon refused this agent's credential (${error.rawMessage}); if it was deregistered, delete ${credentialFile} and enrol again with --enroll-token`
-              : `enrolment refused: ${error.rawMessage}`,
-          );
+          throw stored ? credentialRefused(error) : new AgentError(`enrolment refused: ${error.rawMessage}`);
         }
         if (attempt === 0) {
           log.warn({ server: options.server, code: Code[error.code], reason: error.rawMessage }, "cannot register yet; retrying");
@@ -141,7 +143,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   });
 
   const spool = new Spool(join(options.stateDir, "spool"), options.spool ?? defaultSpool, log);
-  const sender = new Sender(transport, spool, log, retryBackoff);
+  const sender = new Sender(transport, spool, log);
   const batch = new Batch({ host: hostname });
   const maxBatchPoints = options.maxBatchPoints ?? 5_000;
   const closeBatch = () => {
@@ -152,8 +154,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     sender.notify();
   };
 
+  const sending = sender.run(signal);
   const loops = [
-    sender.run(signal),
+    sending,
     runCommandLoop({ transport, allow: options.allow ?? [], log, signal }),
     ...(options.collectors ?? defaultCollectors({})).map((collector) =>
       runCollector(collector, signal, log, (measurements, at) => {
@@ -167,9 +170,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const firstFlush = setTimeout(closeBatch, 1_000);
   log.info({ server: options.server, protocol: options.protocol, hostname, agentId: stored?.agentId }, "agent running");
 
-  return {
-    agentId: () => stored?.agentId,
-    async stop() {
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
       clearInterval(flushTimer);
       clearTimeout(firstFlush);
       controller.abort();
@@ -177,8 +180,18 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       closeBatch();
       spool.persist();
       log.info({ spooled: spool.stats() }, "agent stopped");
-    },
-  };
+    })());
+  // A refused credential cannot come good by retrying: the whole agent stops rather than
+  // collect into a spool that nothing empties, and says what to do.
+  const stopped = sending.then(async (refusal) => {
+    if (!refusal) return undefined;
+    const error = credentialRefused(refusal);
+    log.error({ code: Code[refusal.code], spooled: spool.stats() }, `${error.message}; the agent stops, keeping its unsent batches`);
+    await stop().catch((err: unknown) => log.error({ err: (err as Error).message }, "stopping the agent failed"));
+    return error;
+  });
+
+  return { agentId: () => stored?.agentId, stopped, stop };
 }
 
 /** Runs one collector every interval; a failure is logged once (and again only after a success). */

@@ -1,22 +1,50 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { setTimeout as sleep } from "node:timers/promises";
-import { API as MetricsAPI } from "../../gen/metrics/metrics_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { API as MetricsAPI, PushRequestSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../log.js";
 import type { Spool } from "./spool.js";
 
 export type Protocol = "grpc" | "connect";
 
-/** Errors after which the same batch is sent again later; anything else means the batch itself is refused. */
-const retryable = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted, Code.Unauthenticated]);
-/** Server faults are retried a few times, then the batch is dropped (and counted) so that it cannot block the rest. */
-const faults = new Set([Code.Internal, Code.Unknown]);
-const maxFaultAttempts = 5;
+/**
+ * What a failed Push means for its batch. Only an answer about the batch itself may lose it:
+ * - "drop": InvalidArgument, the daemon read the batch and will never store it (malformed);
+ *   it is dropped, counted and logged, so that it cannot block the batches behind it.
+ * - "stop": Unauthenticated, PermissionDenied, the daemon refuses this agent (deregistered, its
+ *   credential revoked); nothing it sends can succeed, so sending stops, the batch kept.
+ * - "halve": ResourceExhausted, either the batch is larger than this daemon takes (it would be
+ *   refused forever) or the daemon is writing behind: the batch is sent again in two halves,
+ *   after the backoff. Halves always fit in the end (one point does), and while the daemon is
+ *   behind they cost a few more calls, never a point.
+ * - "retry": everything else. A daemon that dies mid-call reaches the agent as Canceled,
+ *   Unknown, Internal or Unavailable, which say nothing about the batch: it is sent again,
+ *   with backoff, for as long as it takes (the spool is bounded).
+ */
+type Verdict = "drop" | "stop" | "halve" | "retry";
+
+function verdictOf(code: Code): Verdict {
+  switch (code) {
+    case Code.InvalidArgument:
+      return "drop";
+    case Code.Unauthenticated:
+    case Code.PermissionDenied:
+      return "stop";
+    case Code.ResourceExhausted:
+      return "halve";
+    default:
+      return "retry";
+  }
+}
 
 export interface BackoffOptions {
   initialMs: number;
   maxMs: number;
 }
+
+/** Waits between retries while the daemon is away: up to 10 s, so that a returning daemon is found soon. */
+export const retryBackoff: BackoffOptions = { initialMs: 500, maxMs: 10_000 };
 
 /** Full jitter: a random wait up to the exponential bound, so that many agents do not retry in step. */
 export function backoffMs(attempt: number, { initialMs, maxMs }: BackoffOptions): number {
@@ -36,13 +64,15 @@ export function daemonTransport(server: string, protocol: Protocol, credential: 
 
 /**
  * Sends spooled batches oldest first, one at a time, and removes each only once the daemon has
- * acknowledged it (committed). Retries with exponential backoff and jitter while the daemon is
- * away or busy; a batch the daemon refuses as malformed is dropped and counted.
+ * acknowledged it (committed). What a failure does to the batch is verdictOf's: retried with
+ * exponential backoff and jitter, halved, dropped and counted, or kept while sending stops.
  */
 export class Sender {
   private readonly client: Client<typeof MetricsAPI>;
   private attempt = 0;
   private wake: (() => void) | undefined;
+  /** The oldest batch in the spool, as the pieces of it that the daemon has not acknowledged yet. */
+  private current: { seq: number; pieces: PushRequest[] } | undefined;
   /** Points the daemon refused as malformed (never retried), since start. */
   rejectedPoints = 0;
   /** Push calls that failed and were retried, since start. */
@@ -52,7 +82,7 @@ export class Sender {
     transport: Transport,
     private readonly spool: Spool,
     private readonly log: Logger,
-    private readonly backoff: BackoffOptions = { initialMs: 500, maxMs: 30_000 },
+    private readonly backoff = retryBackoff,
     private readonly timeoutMs = 30_000,
   ) {
     this.client = createClient(MetricsAPI, transport);
@@ -63,45 +93,98 @@ export class Sender {
     this.wake?.();
   }
 
-  /** Sends until `signal` aborts. */
-  async run(signal: AbortSignal): Promise<void> {
+  /**
+   * Sends until `signal` aborts (resolves undefined), or until the daemon refuses this agent's
+   * credential: then resolves with that refusal, and the batch stays in the spool.
+   */
+  async run(signal: AbortSignal): Promise<ConnectError | undefined> {
     while (!signal.aborted) {
-      const entry = this.spool.peek();
-      if (!entry) {
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            signal.removeEventListener("abort", done);
-            resolve();
-          };
-          this.wake = done;
-          signal.addEventListener("abort", done, { once: true });
-        });
-        this.wake = undefined;
+      const current = this.next();
+      if (!current) {
+        await this.idle(signal);
         continue;
       }
+      const piece = current.pieces[0]!;
       try {
-        await this.client.push(entry.request, { signal, timeoutMs: this.timeoutMs });
-        this.spool.remove(entry.seq);
+        await this.client.push(piece, { signal, timeoutMs: this.timeoutMs });
+        this.settle(current);
         if (this.attempt > 0) this.log.info({ afterAttempts: this.attempt }, "daemon reachable again; sending spooled batches");
         this.attempt = 0;
       } catch (err) {
         if (signal.aborted) break;
         const error = ConnectError.from(err);
-        if (!retryable.has(error.code) && !(faults.has(error.code) && this.attempt < maxFaultAttempts)) {
+        const verdict = verdictOf(error.code);
+        if (verdict === "stop") return error;
+        if (verdict === "drop") {
+          const points = pointsOf(piece);
+          this.settle(current);
+          this.rejectedPoints += points;
           this.attempt = 0;
-          this.spool.remove(entry.seq);
-          this.rejectedPoints += entry.points;
-          this.log.error({ code: Code[error.code], reason: error.rawMessage, points: entry.points, rejectedPoints: this.rejectedPoints }, "daemon refused a batch; dropped it");
+          this.log.error({ code: Code[error.code], reason: error.rawMessage, points, rejectedPoints: this.rejectedPoints }, "daemon refused a batch as malformed; dropped it");
           continue;
         }
+        if (verdict === "halve") current.pieces.splice(0, 1, ...(halve(piece) ?? [piece]));
         this.failedPushes++;
-        const waitMs = backoffMs(this.attempt, this.backoff);
-        if (this.attempt === 0 || error.code === Code.Unauthenticated) {
+        if (this.attempt === 0) {
           this.log.warn({ code: Code[error.code], reason: error.rawMessage, spooled: this.spool.stats().batches }, "push failed; keeping the batch and retrying");
         }
+        const waitMs = backoffMs(this.attempt, this.backoff);
         this.attempt++;
         await sleep(waitMs, undefined, { signal }).catch(() => undefined);
       }
     }
+    return undefined;
   }
+
+  /** The oldest batch, with the pieces of it still to send; a batch the spool dropped meanwhile is forgotten. */
+  private next(): { seq: number; pieces: PushRequest[] } | undefined {
+    const entry = this.spool.peek();
+    if (!entry) return (this.current = undefined);
+    if (this.current?.seq !== entry.seq) this.current = { seq: entry.seq, pieces: [entry.request] };
+    return this.current;
+  }
+
+  /** The first piece is done with (acknowledged or dropped); so is the batch once no piece is left. */
+  private settle(current: { seq: number; pieces: PushRequest[] }): void {
+    current.pieces.shift();
+    if (current.pieces.length === 0) this.spool.remove(current.seq);
+  }
+
+  private async idle(signal: AbortSignal): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      this.wake = done;
+      signal.addEventListener("abort", done, { once: true });
+    });
+    this.wake = undefined;
+  }
+}
+
+function pointsOf(request: PushRequest): number {
+  return request.series.reduce((n, s) => n + s.times.length, 0);
+}
+
+/**
+ * Two batches of about half the points each: the series split in two, or a lone series' points;
+ * undefined for a batch of one point (or none), which cannot be made smaller.
+ */
+export function halve(request: PushRequest): [PushRequest, PushRequest] | undefined {
+  const { series } = request;
+  if (series.length > 1) {
+    const half = pointsOf(request) / 2;
+    let cut = 1;
+    for (let points = series[0]!.times.length; cut < series.length - 1 && points + series[cut]!.times.length <= half; cut++) {
+      points += series[cut]!.times.length;
+    }
+    return [create(PushRequestSchema, { series: series.slice(0, cut) }), create(PushRequestSchema, { series: series.slice(cut) })];
+  }
+  const only = series[0];
+  if (!only || only.times.length < 2) return undefined;
+  const mid = Math.ceil(only.times.length / 2);
+  const part = (from: number, to?: number) =>
+    create(PushRequestSchema, { series: [{ ...only, times: only.times.slice(from, to), values: only.values.slice(from, to) }] });
+  return [part(0, mid), part(mid)];
 }

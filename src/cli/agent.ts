@@ -91,5 +91,7 @@ export function agentCommand(program: Command): void {
       const agent = await startAgent(options).catch((err: unknown) => fail(err instanceof AgentError ? new ConfigError(err.message) : err, options.log));
       process.off("SIGTERM", exitNow).off("SIGINT", exitNow);
       exitOnSignals(() => agent.stop(), options.log);
+      // Refused later on (deregistered, revoked): exit as a refusal at start does, with code 2.
+      void agent.stopped.then((refusal) => refusal && fail(new ConfigError(refusal.message), options.log));
     });
 }

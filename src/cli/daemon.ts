@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { join } from "node:path";
+import type { RunningAgent } from "../agent/agent.js";
 import { resolveDaemonConfig, type DaemonFlags } from "../config/config.js";
 import { createLogger } from "../log.js";
 import { collect, exitOnSignals, fail } from "./util.js";
@@ -30,10 +31,18 @@ export function daemonCommand(program: Command): void {
       const { startDaemon } = await import("../server/daemon.js");
       const daemon = await startDaemon(config, log).catch((err: unknown) => fail(err, log));
 
-      if (!flags.withAgent) return exitOnSignals(() => daemon.stop(), log);
+      let agent: RunningAgent | undefined;
+      const stop = async () => {
+        await agent?.stop();
+        await daemon.stop();
+      };
+      exitOnSignals(stop, log);
+      // Its embedded PostgreSQL is gone for good: exit non-zero, so that a supervisor starts it afresh.
+      void daemon.failed.then((err) => stop().then(() => fail(err, log), () => fail(err, log)));
+      if (!flags.withAgent) return;
       const { startAgent } = await import("../agent/agent.js");
       const { ensureEnrollToken } = await import("../agents/enroll-token.js");
-      const agent = await startAgent({
+      agent = await startAgent({
         server: daemon.url,
         protocol: "grpc",
         stateDir: join(config.dataDir, "agent"),
@@ -41,9 +50,5 @@ export function daemonCommand(program: Command): void {
         labels: {},
         log: log.child({ component: "agent" }),
       }).catch((err: unknown) => fail(err, log));
-      exitOnSignals(async () => {
-        await agent.stop();
-        await daemon.stop();
-      }, log);
     });
 }

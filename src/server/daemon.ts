@@ -11,6 +11,7 @@ import { InstrumentStore } from "../metrics/instrument-store.js";
 import { Instruments } from "../metrics/instruments.js";
 import { claimDataDir } from "../storage/data-dir.js";
 import { openStorage } from "../storage/database.js";
+import type { EmbeddedPostgresError, SupervisionOptions } from "../storage/embedded.js";
 import { ensureLocalAdminToken } from "../tokens/local-admin.js";
 import { TokenStore } from "../tokens/tokens.js";
 import { versionInfo } from "../version.js";
@@ -36,6 +37,12 @@ export interface RunningDaemon {
   /** Base URL, e.g. http://127.0.0.1:7777. */
   url: string;
   port: number;
+  /**
+   * Resolves if the daemon cannot go on: its embedded PostgreSQL died and could not be
+   * restarted. /health/live fails from then on; the caller should stop it and exit non-zero,
+   * so that a supervisor (systemd, Kubernetes) starts it afresh. Never resolves otherwise.
+   */
+  failed: Promise<EmbeddedPostgresError>;
   /** Drains and stops everything; in-flight calls get up to the configured shutdown timeout. */
   stop(): Promise<void>;
 }
@@ -43,6 +50,8 @@ export interface RunningDaemon {
 /** Settings that are not configuration: tests shorten the command queue's timings. */
 export interface DaemonOptions {
   commands?: Partial<CommandsTuning>;
+  /** How the embedded PostgreSQL is watched and restarted. */
+  embedded?: Omit<SupervisionOptions, "onGiveUp">;
 }
 
 export async function startDaemon(config: DaemonConfig, log: Logger, options: DaemonOptions = {}): Promise<RunningDaemon> {
@@ -50,7 +59,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     config.dataDir,
     (pid) => `another specta daemon (pid ${pid}) is using the data directory ${config.dataDir}; stop it or choose another --data-dir`,
   );
-  const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log }).catch((err: unknown) => {
+  let giveUp!: (err: EmbeddedPostgresError) => void;
+  const failed = new Promise<EmbeddedPostgresError>((resolve) => (giveUp = resolve));
+  const supervise = { ...options.embedded, onGiveUp: giveUp };
+  const storage = await openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log, supervise }).catch((err: unknown) => {
     releaseDataDir();
     throw err;
   });
@@ -60,6 +72,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const instruments = new Instruments(config.instruments, config.environment, registry);
   const readiness = new Readiness();
   readiness.add("database", () => storage.healthy());
+  void failed.then((err) => readiness.markDead(err.message));
   const shutdown = new AbortController();
 
   const tokens = new TokenStore(storage.db);
@@ -127,6 +140,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   return {
     url,
     port: listener.port,
+    failed,
     stop() {
       stopping ??= (async () => {
         log.info({ timeoutMs: config.shutdownTimeoutMs }, "daemon stopping");

@@ -19,8 +19,10 @@ export function httpRoutes(registry: Registry, readiness: Readiness, site: Retur
     switch (path) {
       case "/version":
         return sendJson(res, 200, versionInfo);
-      case "/health/live":
-        return sendJson(res, 200, { status: "live" });
+      case "/health/live": {
+        const dead = readiness.deadReason();
+        return dead === undefined ? sendJson(res, 200, { status: "live" }) : sendJson(res, 503, { status: "dead", reason: dead });
+      }
       case "/health/ready": {
         const failing = readiness.failing();
         return failing.length === 0

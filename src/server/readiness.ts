@@ -5,6 +5,7 @@ export type ReadinessCheck = () => boolean;
 export class Readiness {
   private readonly checks = new Map<string, ReadinessCheck>();
   private stopping = false;
+  private dead: string | undefined;
   private waiters: (() => void)[] = [];
 
   add(name: string, check: ReadinessCheck): void {
@@ -17,14 +18,25 @@ export class Readiness {
     this.notify();
   }
 
+  /** The daemon cannot go on (`reason` says why): it is neither live nor ready from now on. */
+  markDead(reason: string): void {
+    this.dead = reason;
+    this.notify();
+  }
+
+  /** Why the daemon is not live, for /health/live; undefined while it is. */
+  deadReason(): string | undefined {
+    return this.dead;
+  }
+
   ready(): boolean {
-    return !this.stopping && [...this.checks.values()].every((check) => check());
+    return this.failing().length === 0;
   }
 
   /** Names of the checks that fail now, for /health/ready. */
   failing(): string[] {
     const names = [...this.checks].filter(([, check]) => !check()).map(([name]) => name);
-    return this.stopping ? ["stopping", ...names] : names;
+    return [...(this.dead !== undefined ? ["dead"] : []), ...(this.stopping ? ["stopping"] : []), ...names];
   }
 
   /** Callers whose check changes state call this so that watchers look again. */

