@@ -225,11 +225,13 @@ function valueGroups(
 ): SeriesPoints[] {
   const out: SeriesPoints[] = [];
   for (const group of groupSeries(selected, groupBy)) {
-    const steps = combineSteps(group.members, points);
     const series = create(SeriesPointsSchema, { labels: group.labels });
-    for (const time of [...steps.keys()].sort((a, b) => a - b)) {
-      const value = stepValue(steps.get(time)!, aggregation, stepMs);
-      if (value !== undefined) series.points.push(create(PointSchema, { time: timestampFromMs(time), value }));
+    // A group of one series (no group_by) has its steps in time order already.
+    const steps: Iterable<Combined & { time: number }> =
+      group.members.length === 1 ? (points.get(group.members[0]!.id) ?? []) : [...combineSteps(group.members, points)].sort(([a], [b]) => a - b).map(([time, c]) => ({ ...c, time }));
+    for (const step of steps) {
+      const value = stepValue(step, aggregation, stepMs);
+      if (value !== undefined) series.points.push(create(PointSchema, { time: timestampFromMs(step.time), value }));
     }
     if (series.points.length > 0) out.push(series);
   }

@@ -241,15 +241,9 @@ export class Reader {
 }
 
 /** Rollup buckets and raw points of one series, as rows in time order. */
-function mergeRows({ points, buckets }: { points: RawPoints; buckets: SeriesRows }): SeriesRows {
+function mergeRows({ points, buckets }: { points: RawPoints; buckets: SeriesRows }): SeriesRows | RawPoints {
   points.settle();
-  if (buckets.t.length === 0) {
-    const rows = new SeriesRows();
-    rows.t = points.times;
-    rows.min = rows.max = rows.sum = rows.last = points.values;
-    rows.count = new Array<number>(points.times.length).fill(1);
-    return rows;
-  }
+  if (buckets.t.length === 0) return points;
   for (let i = 0; i < points.times.length; i++) {
     const v = points.values[i]!;
     buckets.push(points.times[i]!, v, v, v, 1, v);
@@ -262,26 +256,32 @@ function mergeRows({ points, buckets }: { points: RawPoints; buckets: SeriesRows
 
 /**
  * Aggregates rows per step from `fromMs` on; rows before it only serve as the previous value
- * of an increase.
+ * of an increase. Raw points are rows of count 1 whose min, max, sum and last are the value.
  */
-function aggregate(rows: SeriesRows, fromMs: number, stepMs: number, increase: boolean, last: boolean): StepAggregate[] {
+function aggregate(rows: SeriesRows | RawPoints, fromMs: number, stepMs: number, increase: boolean, last: boolean): StepAggregate[] {
+  const raw = rows instanceof RawPoints;
+  const times = raw ? rows.times : rows.t;
+  const lasts = raw ? rows.values : rows.last;
+  const mins = raw ? rows.values : rows.min;
+  const maxes = raw ? rows.values : rows.max;
+  const sums = raw ? rows.values : rows.sum;
   const out: StepAggregate[] = [];
   let current: StepAggregate | undefined;
   let prev = 0;
   let hasPrev = false;
-  for (let i = 0; i < rows.t.length; i++) {
-    const t = rows.t[i]!;
-    const lst = rows.last[i]!;
+  for (let i = 0; i < times.length; i++) {
+    const t = times[i]!;
+    const lst = lasts[i]!;
     if (t >= fromMs) {
       const bucket = Math.floor(t / stepMs) * stepMs;
       if (current?.time !== bucket) {
-        current = { time: bucket, min: rows.min[i]!, max: rows.max[i]!, sum: 0, count: 0, last: Number.NaN, increase: 0, deltas: 0 };
+        current = { time: bucket, min: mins[i]!, max: maxes[i]!, sum: 0, count: 0, last: Number.NaN, increase: 0, deltas: 0 };
         out.push(current);
       }
-      if (rows.min[i]! < current.min) current.min = rows.min[i]!;
-      if (rows.max[i]! > current.max) current.max = rows.max[i]!;
-      current.sum += rows.sum[i]!;
-      current.count += rows.count[i]!;
+      if (mins[i]! < current.min) current.min = mins[i]!;
+      if (maxes[i]! > current.max) current.max = maxes[i]!;
+      current.sum += sums[i]!;
+      current.count += raw ? 1 : rows.count[i]!;
       if (last) current.last = lst;
       if (increase && hasPrev) {
         current.increase += lst >= prev ? lst - prev : lst;
