@@ -1,5 +1,6 @@
 import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
+import { byteaColumn } from "./bytea-column.js";
 import { Overloaded } from "./errors.js";
 import { encodeHead, groupOf, type Entry } from "./group-payload.js";
 import { blockMs, blockOf, headTable, type Partitions } from "./partitions.js";
@@ -110,9 +111,12 @@ export class Appender {
       const rows = headRows(batch, this.options.now(), this.options.writeGraceMs);
       await this.partitions.ensure(headTable, new Set(rows.part));
       try {
+        const data = byteaColumn(rows.data);
         await sql`
           INSERT INTO tsdb_head (part, grp, lo, hi, n, data)
-          SELECT * FROM unnest(${rows.part}::int4[], ${rows.grp}::int4[], ${rows.lo}::int8[], ${rows.hi}::int8[], ${rows.n}::int4[], ${rows.data}::bytea[])`.execute(db);
+          SELECT p, g, l, h, n, substring(${data.blob}::bytea FROM o FOR len)
+          FROM unnest(${rows.part}::int4[], ${rows.grp}::int4[], ${rows.lo}::int8[], ${rows.hi}::int8[], ${rows.n}::int4[],
+                      ${data.offsets}::int4[], ${data.lengths}::int4[]) AS u(p, g, l, h, n, o, len)`.execute(db);
         return;
       } catch (err) {
         // Another daemon compacted and dropped a partition we still took for open: route again.

@@ -1,6 +1,7 @@
 import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
 import { decodeChunk, decodeRollups, encodeChunk, encodeRollups, rollUp, rollupWidthMs, type Buckets, type PointArrays, type RollupTier } from "./chunk-format.js";
+import { byteaColumn } from "./bytea-column.js";
 import { decodeHead, groupOf } from "./group-payload.js";
 import { blockMs, blockOf, chunksTable, headTable, partitionName, rollups1hTable, rollups5mTable, type Partitions } from "./partitions.js";
 
@@ -198,9 +199,11 @@ export async function writeBlocks(tx: Kysely<TsdbDatabase>, partitions: Partitio
     for (const tier of rollupTiers) addRollup(rollups[tier], e.id, e.block, rollUp(merged, rollupWidthMs[tier]));
     points += e.times.length;
   }
+  const data = byteaColumn(chunks);
   await sql`
     INSERT INTO tsdb_chunks (series_id, block, data)
-    SELECT * FROM unnest(${ids}::int4[], ${blockNumbers}::int4[], ${chunks}::bytea[])
+    SELECT s, b, substring(${data.blob}::bytea FROM o FOR len)
+    FROM unnest(${ids}::int4[], ${blockNumbers}::int4[], ${data.offsets}::int4[], ${data.lengths}::int4[]) AS u(s, b, o, len)
     ON CONFLICT (series_id, block) DO UPDATE SET data = excluded.data`.execute(tx);
   for (const tier of rollupTiers) await writeRollups(tx, partitions, tier, rollups[tier]);
   return { chunks: byBlock.size, points };
@@ -238,10 +241,11 @@ export async function writeRollups(tx: Kysely<TsdbDatabase>, partitions: Partiti
       if (!row.series.has(id)) row.series.set(id, buckets);
     });
   }
-  const data = rows.map((r) => encodeRollups([...r.series].sort(([a], [b]) => a - b).map(([id, buckets]) => ({ id, buckets })), r.block * blockMs));
+  const data = byteaColumn(rows.map((r) => encodeRollups([...r.series].sort(([a], [b]) => a - b).map(([id, buckets]) => ({ id, buckets })), r.block * blockMs)));
   await sql`
     INSERT INTO ${sql.table(table.table)} (grp, block, data)
-    SELECT * FROM unnest(${rows.map((r) => r.grp)}::int4[], ${rows.map((r) => r.block)}::int4[], ${data}::bytea[])
+    SELECT g, b, substring(${data.blob}::bytea FROM o FOR len)
+    FROM unnest(${rows.map((r) => r.grp)}::int4[], ${rows.map((r) => r.block)}::int4[], ${data.offsets}::int4[], ${data.lengths}::int4[]) AS u(g, b, o, len)
     ON CONFLICT (grp, block) DO UPDATE SET data = excluded.data`.execute(tx);
 }
 
