@@ -42,6 +42,20 @@ export interface RetentionConfig {
   rollups1hMs: number;
 }
 
+/** How long each stage of a connection may take, and how many connections are open at most. */
+export interface ConnectionsConfig {
+  /** Open connections at most (connections.max / SPECTA_MAX_CONNECTIONS). */
+  max: number;
+  /** A new connection's first bytes, and an HTTP/1 request's headers, must arrive within this. */
+  headersTimeoutMs: number;
+  /** A whole request (headers and body) must arrive within this. */
+  requestTimeoutMs: number;
+  /** An HTTP/1 keep-alive connection or an HTTP/2 session without a call open is closed after this. */
+  idleTimeoutMs: number;
+  /** HTTP/2 sessions with calls open (agents' command streams) are pinged this often; a peer that has not answered by the next ping is gone. */
+  pingIntervalMs: number;
+}
+
 export interface DaemonConfig {
   environment: Environment;
   /** postgres:// URL; undefined: the embedded PostgreSQL in `<dataDir>/postgres`. */
@@ -59,6 +73,7 @@ export interface DaemonConfig {
   probes: ProbeConfig;
   /** How long a shutdown waits for in-flight calls before closing connections. */
   shutdownTimeoutMs: number;
+  connections: ConnectionsConfig;
   /** The agents' enrolment token (SPECTA_ENROLL_TOKEN / enrollToken); undefined: generated in `<dataDir>/enroll.token`. */
   enrollToken?: string;
   /** Where the configuration file was read from, if one was. */
@@ -167,6 +182,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   }
 
   const shutdown = fromEnv("SPECTA_SHUTDOWN_TIMEOUT") ?? optionalString(file?.shutdownTimeout, "shutdownTimeout") ?? "10s";
+  const connections = parseConnections(file?.connections, fromEnv);
 
   return {
     environment: environment as Environment,
@@ -181,6 +197,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
     instruments,
     probes,
     shutdownTimeoutMs: durationSetting(shutdown, "shutdownTimeout"),
+    connections,
     ...(enrollToken ? { enrollToken } : {}),
     ...(file ? { configFile } : {}),
   };
@@ -276,6 +293,56 @@ export function parseInstruments(value: unknown): InstrumentDeclaration[] {
     }
     return { name, kind: kind as InstrumentKind, help, labels, ...(buckets ? { buckets } : {}) };
   });
+}
+
+function section(value: unknown, where: string): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new ConfigError(`${where} must be an object`);
+  return value as Record<string, unknown>;
+}
+
+function positiveDuration(text: string, where: string): number {
+  const ms = durationSetting(text, where);
+  if (ms <= 0) throw new ConfigError(`${where} must be longer than 0`);
+  return ms;
+}
+
+/**
+ * The default connection cap: 10,000, or fewer when the process may open fewer files (every
+ * connection is one), keeping 128 for the database pool, logs and the data directory. Beyond the
+ * file limit the kernel refuses new sockets silently and every client is locked out.
+ */
+export function defaultMaxConnections(limitsFile = "/proc/self/limits"): number {
+  let openFiles = Infinity;
+  try {
+    const soft = /^Max open files\s+(\d+)/m.exec(readFileSync(limitsFile, "utf8"))?.[1];
+    if (soft !== undefined) openFiles = Number(soft);
+  } catch {
+    // Not Linux: no way to read the limit without a native call; keep the fixed default.
+  }
+  return Math.max(16, Math.min(10_000, openFiles - 128));
+}
+
+function parseConnections(value: unknown, fromEnv: (name: string) => string | undefined): ConnectionsConfig {
+  const file = section(value, "connections");
+  const timeout = (key: string, env: string, fallback: string) =>
+    positiveDuration(fromEnv(env) ?? optionalString(file[key], `connections.${key}`) ?? fallback, `connections.${key} (${env})`);
+  const maxText = fromEnv("SPECTA_MAX_CONNECTIONS");
+  const max = maxText !== undefined ? Number(maxText) : (file.max ?? defaultMaxConnections());
+  if (typeof max !== "number" || !Number.isInteger(max) || max < 1) {
+    throw new ConfigError("connections.max (SPECTA_MAX_CONNECTIONS) must be a positive whole number");
+  }
+  const connections = {
+    max,
+    headersTimeoutMs: timeout("headersTimeout", "SPECTA_HEADERS_TIMEOUT", "10s"),
+    requestTimeoutMs: timeout("requestTimeout", "SPECTA_REQUEST_TIMEOUT", "5m"),
+    idleTimeoutMs: timeout("idleTimeout", "SPECTA_IDLE_TIMEOUT", "65s"),
+    pingIntervalMs: timeout("pingInterval", "SPECTA_PING_INTERVAL", "60s"),
+  };
+  if (connections.headersTimeoutMs > connections.requestTimeoutMs) {
+    throw new ConfigError("connections.headersTimeout must not be longer than connections.requestTimeout (the headers are part of the request)");
+  }
+  return connections;
 }
 
 function parseProbes(value: unknown, urlsOverride: string[] | undefined): ProbeConfig {

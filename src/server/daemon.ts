@@ -121,7 +121,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const engine = new Engine(handlers, log, leadership(storage.db));
   engine.start();
 
-  const listener = await listen(twirpCompatible(handler), config.host, config.port, log).catch(async (err: unknown) => {
+  const listener = await listen(twirpCompatible(handler), config.host, config.port, config.connections, log).catch(async (err: unknown) => {
     await engine.stop();
     await commands.stop();
     await storage.close();

@@ -1,6 +1,7 @@
 import { createServer as createHttp1Server } from "node:http";
-import { createServer as createHttp2Server, type Http2Session } from "node:http2";
+import { constants as http2, createServer as createHttp2Server, type Http2ServerRequest, type Http2Session } from "node:http2";
 import { createServer as createNetServer, type Socket } from "node:net";
+import type { ConnectionsConfig } from "../config/config.js";
 import type { Logger } from "../log.js";
 
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
@@ -21,57 +22,122 @@ export interface Listener {
 // Every HTTP/2 connection without TLS starts with this client preface (RFC 9113, 3.4).
 const http2Preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
+/** At most one "connection limit reached" line per this long. */
+const capLogEveryMs = 60_000;
+
+/** What the listener knows of an HTTP/2 session, for its idle timeout and pings. */
+interface SessionState {
+  openStreams: number;
+  /** When the last stream closed (or the session opened). */
+  idleSince: number;
+  lastPing: number;
+  awaitingPong: boolean;
+}
+
 /**
  * Node's plaintext http2 server ignores allowHTTP1, so one port serving gRPC (h2c) and curl
  * (HTTP/1.1) needs a net.Server that peeks at the first bytes and hands the socket over.
+ *
+ * Every stage of a connection has a deadline, so that silent or slow clients cannot hold
+ * connections (and file descriptors) forever: the first bytes and HTTP/1 headers
+ * (headersTimeout), a whole request (requestTimeout), idle keep-alive connections and HTTP/2
+ * sessions (idleTimeout). HTTP/2 sessions with calls open (agents' command streams, open for
+ * hours) are kept while their peer answers pings. At most `max` connections are open: a new one
+ * beyond replaces the oldest connection that has not sent its first bytes yet, else it is closed.
  */
-export async function listen(handler: NodeHandler, host: string, port: number, log: Logger): Promise<Listener> {
+export async function listen(handler: NodeHandler, host: string, port: number, limits: ConnectionsConfig, log: Logger): Promise<Listener> {
   let inFlight = 0;
   let drained: (() => void) | undefined;
   const tracked: NodeHandler = (req, res) => {
     inFlight++;
+    const untilReceived = "stream" in req ? http2RequestDeadline(req, limits.requestTimeoutMs) : undefined;
     res.once("close", () => {
+      clearTimeout(untilReceived);
       inFlight--;
       if (inFlight === 0) drained?.();
     });
     handler(req, res);
   };
 
-  const http1 = createHttp1Server(tracked);
-  // Bounded request reading: slow or stuck clients cannot hold a connection forever.
-  http1.headersTimeout = 30_000;
-  http1.keepAliveTimeout = 65_000;
-  // Session memory above the largest message (maxRequestBytes), else nghttp2 resets big calls with ENHANCE_YOUR_CALM.
-  const http2 = createHttp2Server({ settings: { maxConcurrentStreams: 1000 }, maxSessionMemory: 64 }, tracked);
-  const sessions = new Set<Http2Session>();
-  http2.on("session", (session: Http2Session) => {
-    sessions.add(session);
+  const http1 = createHttp1Server(
+    { headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, keepAliveTimeout: limits.idleTimeoutMs, connectionsCheckingInterval: checkEvery(limits) },
+    tracked,
+  );
+  // Node enforces headersTimeout and requestTimeout (and closeIdleConnections works) only for
+  // servers that emitted "listening", which starts its connection tracking; this one never listens
+  // itself, it is handed sockets.
+  http1.emit("listening");
+  // Session memory above the largest message (request-limits.ts: Push's 16 MiB), else nghttp2 resets big calls with ENHANCE_YOUR_CALM.
+  const http2Server = createHttp2Server({ settings: { maxConcurrentStreams: 1000 }, maxSessionMemory: 64 }, tracked);
+  const sessions = new Map<Http2Session, SessionState>();
+  http2Server.on("session", (session: Http2Session) => {
+    const state: SessionState = { openStreams: 0, idleSince: Date.now(), lastPing: Date.now(), awaitingPong: false };
+    sessions.set(session, state);
+    session.on("stream", (stream) => {
+      state.openStreams++;
+      stream.once("close", () => {
+        state.openStreams--;
+        if (state.openStreams === 0) state.idleSince = Date.now();
+      });
+    });
     session.once("close", () => sessions.delete(session));
   });
+  const sessionCheck = setInterval(() => checkSessions(sessions, limits, log), checkEvery(limits)).unref();
 
   const sockets = new Set<Socket>();
+  // Connections that have not sent enough to be handed over, oldest first: the first to go at the cap.
+  const sniffing = new Set<Socket>();
+  let capHits = 0;
+  let lastCapLog = -Infinity;
   const net = createNetServer((socket) => {
+    if (sockets.size >= limits.max) {
+      capHits++;
+      if (Date.now() - lastCapLog >= capLogEveryMs) {
+        log.warn({ max: limits.max, closed: capHits }, "connection limit reached: closing connections that have sent nothing, else new ones");
+        lastCapLog = Date.now();
+        capHits = 0;
+      }
+      const silent = sniffing.values().next().value;
+      if (!silent) {
+        socket.destroy();
+        return;
+      }
+      // Forgotten at once: its "close" comes later, and the next new connection must pick another.
+      sniffing.delete(silent);
+      sockets.delete(silent);
+      silent.destroy();
+    }
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    sniffing.add(socket);
+    socket.once("close", () => {
+      sockets.delete(socket);
+      sniffing.delete(socket);
+    });
     socket.on("error", (err) => log.debug({ err: err.message }, "client connection error"));
+    // Dead peers of long HTTP/1 responses are found by the kernel; HTTP/2 sessions are pinged.
+    socket.setKeepAlive(true, limits.pingIntervalMs);
+    const firstBytes = setTimeout(() => socket.destroy(), limits.headersTimeoutMs);
     let head = Buffer.alloc(0);
     const sniff = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
       const n = Math.min(head.length, http2Preface.length);
       const isHttp2 = head.subarray(0, n).equals(http2Preface.subarray(0, n));
       if (isHttp2 && head.length < http2Preface.length) return; // need more bytes to decide
+      clearTimeout(firstBytes);
+      sniffing.delete(socket);
       socket.off("data", sniff);
       socket.pause();
       socket.unshift(head);
       if (isHttp2) {
         // The http2 session reads what was unshifted itself; resuming here would lose it.
-        http2.emit("connection", socket);
+        http2Server.emit("connection", socket);
       } else {
         http1.emit("connection", socket);
         socket.resume();
       }
     };
     socket.on("data", sniff);
+    socket.once("close", () => clearTimeout(firstBytes));
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -89,20 +155,62 @@ export async function listen(handler: NodeHandler, host: string, port: number, l
     port: boundPort,
     async close(timeoutMs) {
       const closed = new Promise<void>((resolve) => net.close(() => resolve()));
+      clearInterval(sessionCheck);
       // GOAWAY lets running HTTP/2 streams finish but starts no new ones.
-      for (const session of sessions) session.goaway();
+      // (A session destroyed a moment ago is still listed until its "close".)
+      for (const session of sessions.keys()) if (!session.destroyed) session.goaway();
       http1.closeIdleConnections();
       if (inFlight > 0) await waitUntil(() => inFlight === 0, timeoutMs, (wake) => (drained = wake));
       if (inFlight > 0) log.warn({ inFlight }, "shutdown timeout reached; closing connections with calls in flight");
       // Let clients read the last frames (a stream's trailers) and close their sessions themselves.
-      for (const session of sessions) session.close();
-      await waitUntil(() => sessions.size === 0, 1_000, (wake) => sessions.forEach((s) => s.once("close", wake)));
-      for (const session of sessions) session.destroy();
+      for (const session of sessions.keys()) session.close();
+      await waitUntil(() => sessions.size === 0, 1_000, (wake) => sessions.forEach((_, s) => s.once("close", wake)));
+      for (const session of sessions.keys()) session.destroy();
       http1.closeAllConnections();
+      // Stops http1's connection checks (it never listened, so there is nothing else to close).
+      http1.close();
       for (const socket of sockets) socket.destroy();
       await closed;
     },
   };
+}
+
+/** How often deadlines are checked: often enough for short test settings, at most every second. */
+function checkEvery(limits: ConnectionsConfig): number {
+  return Math.round(Math.max(50, Math.min(1_000, limits.headersTimeoutMs / 4, limits.idleTimeoutMs / 4, limits.pingIntervalMs / 4)));
+}
+
+/**
+ * Node's HTTP/1 server enforces requestTimeout (the whole request must arrive in time); its HTTP/2
+ * server has no such limit, so a stream whose peer has not finished sending its request by then is
+ * cancelled here. Server streams (a small request, then a long response) are not affected.
+ */
+function http2RequestDeadline(req: Http2ServerRequest, timeoutMs: number): NodeJS.Timeout {
+  return setTimeout(() => {
+    if (!req.stream.state.remoteClose) req.stream.close(http2.NGHTTP2_CANCEL);
+  }, timeoutMs);
+}
+
+/** Closes HTTP/2 sessions idle for idleTimeout, pings the others and drops those whose last ping went unanswered. */
+function checkSessions(sessions: Map<Http2Session, SessionState>, limits: ConnectionsConfig, log: Logger): void {
+  const now = Date.now();
+  for (const [session, state] of sessions) {
+    if (session.closed || session.destroyed) continue;
+    if (state.openStreams === 0) {
+      if (now - state.idleSince >= limits.idleTimeoutMs) session.close();
+      continue;
+    }
+    if (now - state.lastPing < limits.pingIntervalMs) continue;
+    if (state.awaitingPong) {
+      log.debug({ openStreams: state.openStreams }, "an HTTP/2 peer did not answer a ping; closing its session");
+      session.destroy();
+      continue;
+    }
+    state.lastPing = now;
+    state.awaitingPong = session.ping((err) => {
+      if (!err) state.awaitingPong = false;
+    });
+  }
 }
 
 /** Resolves when `done()` holds (checked at each wake-up) or after `timeoutMs`. */

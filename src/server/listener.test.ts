@@ -1,0 +1,210 @@
+/**
+ * The listener's deadlines and connection cap (issue 10, item 3), on a real port with a plain
+ * handler and short timeouts: silent, slow and idle connections are closed, a connection flood
+ * above the cap does not lock clients out, and a long HTTP/2 stream lives on while its peer
+ * answers pings, and no longer once it stops.
+ */
+import { request as http1Request } from "node:http";
+import { connect as http2Connect, type ClientHttp2Session } from "node:http2";
+import { createServer as createNetServer, connect as netConnect, type AddressInfo, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import type { ConnectionsConfig } from "../config/config.js";
+import { createLogger } from "../log.js";
+import { listen, type Listener, type NodeHandler } from "./listener.js";
+
+const limits: ConnectionsConfig = { max: 10_000, headersTimeoutMs: 400, requestTimeoutMs: 2_000, idleTimeoutMs: 600, pingIntervalMs: 300 };
+
+/** Answers "ok", except /hold, which sends its headers and then holds the response open until the request closes. */
+const handler: NodeHandler = (req, res) => {
+  if (req.url === "/hold") {
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.write("holding\n");
+    held.push(req);
+    return;
+  }
+  res.writeHead(200, { "content-type": "text/plain", "content-length": "2" });
+  res.end("ok");
+};
+let held: Parameters<NodeHandler>[0][] = [];
+
+let listener: Listener | undefined;
+const clients: { destroy(): void }[] = [];
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.destroy();
+  held = [];
+  await listener?.close(100);
+  listener = undefined;
+});
+
+async function start(overrides: Partial<ConnectionsConfig> = {}, lines: string[] = []): Promise<number> {
+  const log = createLogger("debug", { write: (line: string) => void lines.push(line) });
+  listener = await listen(handler, "127.0.0.1", 0, { ...limits, ...overrides }, log);
+  return listener.port;
+}
+
+function rawSocket(port: number, onClose?: () => void): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(port, "127.0.0.1", () => resolve(socket));
+    socket.on("error", reject);
+    if (onClose) socket.once("close", onClose).resume();
+    clients.push(socket);
+  });
+}
+
+/** Milliseconds until the server closes `socket`. */
+function closedAfter(socket: Socket): Promise<number> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    socket.resume(); // read whatever the server says last (a 408), so that "close" comes
+    socket.once("close", () => resolve(Date.now() - started));
+  });
+}
+
+function getHttp1(port: number, path = "/"): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http1Request({ host: "127.0.0.1", port, path, agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8").on("data", (c: string) => (body += c));
+      res.on("end", () => resolve(body));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+function h2Session(port: number): ClientHttp2Session {
+  const session = http2Connect(`http://127.0.0.1:${port}`);
+  session.on("error", () => undefined);
+  clients.push(session);
+  return session;
+}
+
+function getHttp2(session: ClientHttp2Session, path = "/"): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ":path": path });
+    let body = "";
+    stream.setEncoding("utf8").on("data", (c: string) => (body += c));
+    stream.on("end", () => resolve(body));
+    stream.on("error", reject);
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("deadlines", () => {
+  it("closes connections that send nothing, or an unfinished HTTP/2 preface, after headersTimeout", async () => {
+    const port = await start();
+    const silent = await rawSocket(port);
+    const partialPreface = await rawSocket(port);
+    partialPreface.write("PRI * HTTP/2.0\r\n");
+    const [a, b] = await Promise.all([closedAfter(silent), closedAfter(partialPreface)]);
+    console.log("silent / partial-preface sockets closed after (ms):", a, b);
+    expect(Math.min(a, b)).toBeGreaterThanOrEqual(limits.headersTimeoutMs - 50);
+  });
+
+  it("closes an HTTP/1 connection whose request headers do not arrive in time (slowloris)", async () => {
+    const port = await start();
+    const slow = await rawSocket(port);
+    slow.write("GET / HTTP/1.1\r\nHost: x\r\n");
+    const timer = setInterval(() => slow.write("X-Slow: 1\r\n"), 100);
+    let answer = "";
+    slow.on("data", (c: Buffer) => (answer += c.toString()));
+    const ms = await closedAfter(slow);
+    clearInterval(timer);
+    console.log("slow headers closed after (ms):", ms);
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+  });
+
+  it("closes an HTTP/1 request whose body does not arrive within requestTimeout", async () => {
+    const port = await start({ requestTimeoutMs: 800 });
+    const slow = await rawSocket(port);
+    slow.write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n");
+    const timer = setInterval(() => slow.write("x"), 100);
+    const ms = await closedAfter(slow);
+    clearInterval(timer);
+    console.log("slow body closed after (ms):", ms);
+  });
+
+  it("cancels an HTTP/2 stream whose request body does not arrive within requestTimeout", async () => {
+    const port = await start({ requestTimeoutMs: 800 });
+    const stream = h2Session(port).request({ ":path": "/hold", ":method": "POST" });
+    stream.write("part of a body that never ends");
+    const started = Date.now();
+    await new Promise((resolve) => stream.once("close", resolve));
+    console.log("slow HTTP/2 body cancelled after (ms):", Date.now() - started, "code", stream.rstCode);
+    expect(stream.rstCode).toBeGreaterThan(0);
+  });
+
+  it("closes idle HTTP/1 keep-alive connections and idle HTTP/2 sessions after idleTimeout", async () => {
+    const port = await start();
+    const socket = await rawSocket(port);
+    socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const session = h2Session(port);
+    expect(await getHttp2(session)).toBe("ok");
+    const sessionClosed = new Promise<number>((resolve) => {
+      const started = Date.now();
+      session.once("close", () => resolve(Date.now() - started));
+    });
+    const [http1Ms, http2Ms] = await Promise.all([closedAfter(socket), sessionClosed]);
+    console.log("idle HTTP/1 / HTTP/2 closed after (ms):", http1Ms, http2Ms);
+    expect(Math.min(http1Ms, http2Ms)).toBeGreaterThanOrEqual(limits.idleTimeoutMs - 100);
+  });
+
+  it("keeps a long HTTP/2 stream open past every timeout while its peer answers pings", async () => {
+    const port = await start();
+    const session = h2Session(port);
+    let pings = 0;
+    session.on("ping", () => pings++);
+    const stream = session.request({ ":path": "/hold" });
+    stream.resume();
+    let closed = false;
+    stream.once("close", () => (closed = true));
+    await sleep(3 * limits.idleTimeoutMs + limits.requestTimeoutMs);
+    expect(closed).toBe(false);
+    expect(pings).toBeGreaterThan(0);
+    console.log("pings answered while the stream was open:", pings);
+  });
+
+  it("drops an HTTP/2 session whose peer stops answering pings", async () => {
+    const port = await start();
+    // A proxy between client and server that can stop passing the client's bytes: a peer gone dead.
+    let dead = false;
+    const proxy = createNetServer((client) => {
+      const upstream = netConnect(port, "127.0.0.1");
+      client.on("data", (chunk: Buffer) => dead || upstream.write(chunk));
+      upstream.pipe(client);
+      client.on("error", () => upstream.destroy());
+      upstream.on("error", () => client.destroy());
+      clients.push(client, upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    clients.push({ destroy: () => proxy.close() });
+    const session = h2Session((proxy.address() as AddressInfo).port);
+    session.request({ ":path": "/hold" }).resume();
+    while (held.length === 0) await sleep(20);
+    const request = held[0]!;
+    const started = Date.now();
+    dead = true;
+    await new Promise((resolve) => request.once("close", resolve));
+    console.log("dead peer's stream closed after (ms):", Date.now() - started);
+  });
+});
+
+describe("the connection cap", () => {
+  it("lets new clients in while a flood of silent sockets holds every slot, sheds the flood, and says so once", async () => {
+    const lines: string[] = [];
+    const port = await start({ max: 20, headersTimeoutMs: 1_500, requestTimeoutMs: 10_000 }, lines);
+    let closed = 0;
+    const started = Date.now();
+    await Promise.all(Array.from({ length: 40 }, () => rawSocket(port, () => closed++)));
+    // Each of the flood's last 20 took the slot of the oldest silent one; the clients do the same.
+    expect(await getHttp1(port)).toBe("ok");
+    expect(await getHttp2(h2Session(port))).toBe("ok");
+    expect(closed).toBeGreaterThanOrEqual(21);
+    while (closed < 40) await sleep(20);
+    console.log("40 silent sockets against a cap of 20: all closed after (ms):", Date.now() - started);
+    const capLines = lines.filter((line) => line.includes("connection limit reached"));
+    expect(capLines).toHaveLength(1);
+    expect(JSON.parse(capLines[0]!)).toMatchObject({ level: "warn", max: 20 });
+  });
+});
