@@ -52,6 +52,8 @@ export function twirpCompatible(next: NodeHandler): NodeHandler {
       if (typeof chunk === "string") errorBody.push(Buffer.from(chunk));
       else if (chunk instanceof Uint8Array) errorBody.push(chunk);
       const body = Buffer.from(withTwirpMessage(Buffer.concat(errorBody).toString("utf8")));
+      // HTTP/2's end(body) writes through this.write: the originals must be back, or the body is swallowed.
+      Object.assign(response, { writeHead, write, end });
       writeHead(status, { ...head, "content-type": "application/json", "content-length": body.length });
       return end(body);
     };
