@@ -24,7 +24,7 @@ import { leadership } from "../worker/leader.js";
 import { databaseCheck } from "../worker/storage-upkeep.js";
 import { authenticate } from "./auth.js";
 import { httpRoutes } from "./http-routes.js";
-import { observeCalls } from "./interceptors.js";
+import { CallLog, observeCalls } from "./interceptors.js";
 import { listen } from "./listener.js";
 import { Readiness } from "./readiness.js";
 import { routes } from "./routes.js";
@@ -92,6 +92,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   fleetGauge(registry, storage.db, liveness);
   const commands = await startCommands(storage.db, storage.pool, log, tokens, options.commands);
 
+  const calls = new CallLog(registry, log);
   const site = dashboard();
   if (!site.built) log.warn({ dir: dashboardDir }, "the dashboard is not built (npm run build): / answers 404");
   const handler = connectNodeAdapter({
@@ -106,7 +107,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       commands: { db: storage.db, hub: commands.hub },
       tokens: { tokens },
     }),
-    interceptors: [observeCalls(registry, log), authenticate(tokens, (agentId) => liveness.record(agentId))],
+    interceptors: [observeCalls(calls), authenticate(tokens, (agentId) => liveness.record(agentId))],
     readMaxBytes: maxRequestBytes,
     fallback: httpRoutes(registry, readiness, site),
   });
