@@ -1,4 +1,4 @@
-import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
 import { toConnectError } from "../storage/errors.js";
 import type { TokenRole } from "../storage/schema.js";
 import type { Principal, TokenStore } from "../tokens/tokens.js";
@@ -41,33 +41,34 @@ export function callerOf(ctx: HandlerContext): Principal {
   return principal;
 }
 
+/** Public procedures that check a secret of their own (Register: the enrolment token); their Unauthenticated answers are failed authentications. */
+export const checksOwnSecret: ReadonlySet<string> = new Set(["agent.API/Register"]);
+
 /**
- * Reads `Authorization: Bearer <token>`, verifies it and enforces accessPolicy. `onAgentCall`
- * hears of every admitted call made with an agent credential (the agents' last_seen).
+ * The token of `Authorization: Bearer <token>`, from the header alone (no database): Unauthenticated
+ * when the header is malformed, or missing on a procedure that is not public.
  */
-export function authenticate(tokens: TokenStore, onAgentCall: (agentId: string) => void): Interceptor {
-  return (next) => async (req) => {
-    const procedure = `${req.service.typeName}/${req.method.name}`;
-    const policy = accessPolicy[procedure] ?? ["admin"];
-    const header = req.header.get("authorization");
-    const token = header?.match(/^Bearer\s+(\S+)$/i)?.[1];
-    if (header && !token) throw new ConnectError("the authorization header must be 'Bearer <token>'", Code.Unauthenticated);
-    if (!token) {
-      if (policy === "public") return next(req);
-      throw new ConnectError(`${procedure} needs a credential: send 'Authorization: Bearer <token>'`, Code.Unauthenticated);
-    }
-    let principal: Principal | undefined;
-    try {
-      principal = await tokens.verify(token);
-    } catch (err) {
-      throw toConnectError(err, "checking the credential");
-    }
-    if (!principal) throw new ConnectError("the credential is unknown or revoked", Code.Unauthenticated);
-    if (policy !== "public" && !policy.includes(principal.role)) {
-      throw new ConnectError(`a ${principal.role} credential may not call ${procedure}`, Code.PermissionDenied);
-    }
-    req.contextValues.set(principalKey, principal);
-    if (principal.agentId) onAgentCall(principal.agentId);
-    return next(req);
-  };
+export function presentedToken(procedure: string, authorization: string | undefined): string | undefined {
+  const token = authorization?.match(/^Bearer\s+(\S+)$/i)?.[1];
+  if (authorization && !token) throw new ConnectError("the authorization header must be 'Bearer <token>'", Code.Unauthenticated);
+  if (!token && accessPolicy[procedure] !== "public") {
+    throw new ConnectError(`${procedure} needs a credential: send 'Authorization: Bearer <token>'`, Code.Unauthenticated);
+  }
+  return token;
+}
+
+/** The caller a presented token stands for: Unauthenticated when unknown or revoked, PermissionDenied when its role may not call `procedure`. */
+export async function verifyCaller(procedure: string, token: string, tokens: TokenStore): Promise<Principal> {
+  let principal: Principal | undefined;
+  try {
+    principal = await tokens.verify(token);
+  } catch (err) {
+    throw toConnectError(err, "checking the credential");
+  }
+  if (!principal) throw new ConnectError("the credential is unknown or revoked", Code.Unauthenticated);
+  const policy = accessPolicy[procedure] ?? ["admin"];
+  if (policy !== "public" && !policy.includes(principal.role)) {
+    throw new ConnectError(`a ${principal.role} credential may not call ${procedure}`, Code.PermissionDenied);
+  }
+  return principal;
 }

@@ -22,16 +22,13 @@ import { openTsdb } from "../tsdb/index.js";
 import { Engine, type Handler } from "../worker/engine.js";
 import { leadership } from "../worker/leader.js";
 import { databaseCheck } from "../worker/storage-upkeep.js";
-import { authenticate } from "./auth.js";
+import { FrontDoor } from "./front-door.js";
 import { httpRoutes } from "./http-routes.js";
 import { CallLog, observeCalls } from "./interceptors.js";
 import { listen } from "./listener.js";
 import { Readiness } from "./readiness.js";
-import { routes } from "./routes.js";
+import { procedurePaths, routes } from "./routes.js";
 import { twirpCompatible } from "./twirp.js";
-
-/** Largest message the daemon reads: a Push batch's documented limit. */
-export const maxRequestBytes = 16 * 1024 * 1024;
 
 export interface RunningDaemon {
   /** Base URL, e.g. http://127.0.0.1:7777. */
@@ -93,6 +90,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const commands = await startCommands(storage.db, storage.pool, log, tokens, options.commands);
 
   const calls = new CallLog(registry, log);
+  const frontDoor = new FrontDoor({ procedures: procedurePaths(), tokens, calls });
   const site = dashboard();
   if (!site.built) log.warn({ dir: dashboardDir }, "the dashboard is not built (npm run build): / answers 404");
   const handler = connectNodeAdapter({
@@ -107,8 +105,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       commands: { db: storage.db, hub: commands.hub },
       tokens: { tokens },
     }),
-    interceptors: [observeCalls(calls), authenticate(tokens, (agentId) => liveness.record(agentId))],
-    readMaxBytes: maxRequestBytes,
+    interceptors: [observeCalls(calls), frontDoor.interceptor((agentId) => liveness.record(agentId))],
+    contextValues: (req) => frontDoor.contextValues(req),
     fallback: httpRoutes(registry, readiness, site),
   });
 
@@ -122,7 +120,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const engine = new Engine(handlers, log, leadership(storage.db));
   engine.start();
 
-  const listener = await listen(twirpCompatible(handler), config.host, config.port, config.connections, log).catch(async (err: unknown) => {
+  const listener = await listen(twirpCompatible(frontDoor.handler(handler)), config.host, config.port, config.connections, log).catch(async (err: unknown) => {
     await engine.stop();
     await commands.stop();
     await storage.close();

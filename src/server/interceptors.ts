@@ -2,10 +2,13 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { Counter, Histogram, type Registry } from "prom-client";
 import type { Logger } from "../log.js";
 
+/** The procedure label of RPC-shaped requests to paths that serve none (one value, whatever the path). */
+export const unknownProcedure = "unknown";
+
 /**
  * Counts RPCs by procedure and code, times them, and logs failures (server faults with their
- * cause). Procedures are "service/Method" names of the served routes, never taken from the URL:
- * a label per URL (query strings included) grows without bound.
+ * cause). Procedures are "service/Method" names of the served routes or unknownProcedure, never
+ * taken from the URL: a label per URL (query strings included) grows without bound.
  */
 export class CallLog {
   private readonly calls: Counter<"procedure" | "code">;
@@ -50,7 +53,7 @@ export class CallLog {
   }
 }
 
-/** Records every call that reaches a handler. */
+/** Records every call that reaches a handler (the front door records the ones it refuses). */
 export function observeCalls(calls: CallLog): Interceptor {
   return (next) => async (req) => {
     const procedure = `${req.service.typeName}/${req.method.name}`;

@@ -14,8 +14,20 @@ import { listen, type Listener, type NodeHandler } from "./listener.js";
 
 const limits: ConnectionsConfig = { max: 10_000, headersTimeoutMs: 400, requestTimeoutMs: 2_000, idleTimeoutMs: 600, pingIntervalMs: 300 };
 
-/** Answers "ok", except /hold, which sends its headers and then holds the response open until the request closes. */
+/**
+ * Answers "ok", except /hold, which sends its headers and then holds the response open until the
+ * request closes, and /early, which answers after the first chunk of the body (as a refusal does).
+ */
 const handler: NodeHandler = (req, res) => {
+  if (req.url === "/early") {
+    req.once("data", () => {
+      req.pause();
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.addTrailers({ "x-outcome": "refused" });
+      res.end("early");
+    });
+    return;
+  }
   if (req.url === "/hold") {
     res.writeHead(200, { "content-type": "text/plain" });
     res.write("holding\n");
@@ -187,6 +199,43 @@ describe("deadlines", () => {
     dead = true;
     await new Promise((resolve) => request.once("close", resolve));
     console.log("dead peer's stream closed after (ms):", Date.now() - started);
+  });
+});
+
+describe("an answer that comes before the whole request", () => {
+  it("resets the HTTP/2 stream once the answer and its trailers are out", async () => {
+    const port = await start();
+    const stream = h2Session(port).request({ ":path": "/early", ":method": "POST" });
+    let body = "";
+    let trailers: Record<string, unknown> = {};
+    stream.setEncoding("utf8").on("data", (c: string) => (body += c));
+    stream.on("trailers", (t) => (trailers = t));
+    stream.on("error", () => undefined);
+    // 1 MiB that the server never reads (beyond its 64 KiB window): without the reset the client
+    // waits on flow control until requestTimeout.
+    stream.write(Buffer.alloc(1024 * 1024));
+    await new Promise((resolve) => stream.once("close", resolve));
+    expect(body).toBe("early");
+    expect(trailers["x-outcome"]).toBe("refused");
+    expect(stream.rstCode).toBe(8); // CANCEL
+  });
+
+  it("reads at most 1 MiB more of an HTTP/1.1 body, then closes the connection", async () => {
+    const port = await start();
+    const { status, body, error } = await new Promise<{ status: number; body: string; error: string }>((resolve) => {
+      let status = 0;
+      let body = "";
+      const req = http1Request({ host: "127.0.0.1", port, path: "/early", method: "POST", agent: false, headers: { "content-length": 16 * 1024 * 1024 } }, (res) => {
+        status = res.statusCode ?? 0;
+        res.setEncoding("utf8").on("data", (c: string) => (body += c));
+      });
+      req.on("error", (err: NodeJS.ErrnoException) => resolve({ status, body, error: err.code ?? "" }));
+      req.on("close", () => resolve({ status, body, error: "" }));
+      req.end(Buffer.alloc(16 * 1024 * 1024));
+    });
+    expect({ status, body }).toEqual({ status: 200, body: "early" });
+    // The server closed the connection with most of the body unsent.
+    expect(["ECONNRESET", "EPIPE"]).toContain(error);
   });
 });
 

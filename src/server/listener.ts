@@ -22,6 +22,13 @@ export interface Listener {
 // Every HTTP/2 connection without TLS starts with this client preface (RFC 9113, 3.4).
 const http2Preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
+/**
+ * After an answer that came before the whole request (a refusal, a size limit), this much of the
+ * rest of an HTTP/1.1 body is read and dropped so that the connection can serve the next request;
+ * a client that sends more is disconnected instead.
+ */
+const lingerBytes = 1024 * 1024;
+
 /** At most one "connection limit reached" line per this long. */
 const capLogEveryMs = 60_000;
 
@@ -51,6 +58,7 @@ export async function listen(handler: NodeHandler, host: string, port: number, l
   const tracked: NodeHandler = (req, res) => {
     inFlight++;
     const untilReceived = "stream" in req ? http2RequestDeadline(req, limits.requestTimeoutMs) : undefined;
+    stopReadingAfterAnswer(req, res);
     res.once("close", () => {
       clearTimeout(untilReceived);
       inFlight--;
@@ -189,6 +197,40 @@ function http2RequestDeadline(req: Http2ServerRequest, timeoutMs: number): NodeJ
   return setTimeout(() => {
     if (!req.stream.state.remoteClose) req.stream.close(http2.NGHTTP2_CANCEL);
   }, timeoutMs);
+}
+
+/**
+ * Once the answer is complete, the rest of the request is not wanted (a refusal, a size limit):
+ * an HTTP/2 stream whose peer is still sending is reset, else the peer stays blocked on flow
+ * control until requestTimeout (Node resets such a stream itself only when nothing was read); an
+ * HTTP/1.1 connection drops at most lingerBytes more.
+ */
+function stopReadingAfterAnswer(req: NodeRequest, res: NodeResponse): void {
+  if ("stream" in req) {
+    const stream = req.stream;
+    // Node's compatibility response always ends with trailers, sent some turns of the event loop
+    // after "wantTrailers"; a reset before them would lose the answer's status. No event says they
+    // are out; the stream's state does (localClose: our END_STREAM has gone). The reset is CANCEL:
+    // with NO_ERROR (RFC 9113, 8.1) Node waits for the writable side to finish, and such streams
+    // were seen to stay open until shutdown; the answer is complete either way.
+    stream.once("wantTrailers", () => {
+      const check = () => {
+        if (stream.closed || stream.destroyed || stream.state.remoteClose) return;
+        if (stream.state.localClose) stream.close(http2.NGHTTP2_CANCEL);
+        else setTimeout(check, 10).unref();
+      };
+      check();
+    });
+    return;
+  }
+  res.once("finish", () => {
+    if (req.complete) return;
+    let dropped = 0;
+    req.on("data", (chunk: Buffer) => {
+      dropped += chunk.length;
+      if (dropped > lingerBytes) req.socket.destroy();
+    });
+  });
 }
 
 /** Closes HTTP/2 sessions idle for idleTimeout, pings the others and drops those whose last ping went unanswered. */

@@ -1,5 +1,5 @@
-import type { DescFile } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { DescFile, DescService } from "@bufbuild/protobuf";
+import { createServiceImplSpec, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { API as AgentAPI, file_agent_agent } from "../../gen/agent/agent_pb.js";
 import { API as CommandsAPI, file_commands_commands } from "../../gen/commands/commands_pb.js";
 import { Health, file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -15,6 +15,7 @@ import { commandsService, type CommandsDeps } from "../commands/service.js";
 import { metricsService, type MetricsDeps } from "../metrics/service.js";
 import { tokensService, type TokensDeps } from "../tokens/service.js";
 import { healthService } from "./health.js";
+import { requestLimit } from "./request-limits.js";
 import type { Readiness } from "./readiness.js";
 import { reflectionRegistry, reflectionV1, reflectionV1alpha } from "./reflection.js";
 
@@ -37,17 +38,38 @@ const servedFiles: DescFile[] = [
   file_grpc_reflection_v1alpha_reflection,
 ];
 
+const servedServices: DescService[] = [MetricsAPI, AgentAPI, CommandsAPI, TokensAPI, Health, ReflectionV1, ReflectionV1alpha];
+
+/** The path of every procedure served ("/metrics.API/Push"), with its name ("metrics.API/Push"). */
+export function procedurePaths(): Map<string, string> {
+  const paths = new Map<string, string>();
+  for (const service of servedServices) {
+    for (const method of service.methods) paths.set(`/${service.typeName}/${method.name}`, `${service.typeName}/${method.name}`);
+  }
+  return paths;
+}
+
+/**
+ * Registers each RPC of a service with its own request size limit: Connect's readMaxBytes holds
+ * for one registration, and router.service registers a whole service at once.
+ */
+function serve<S extends DescService>(router: ConnectRouter, service: S, impl: ServiceImpl<S>): void {
+  for (const spec of Object.values(createServiceImplSpec(service, impl).methods)) {
+    router.rpc(spec.method, spec.impl, { readMaxBytes: requestLimit(`${service.typeName}/${spec.method.name}`) });
+  }
+}
+
 /** Every service of the daemon, in one place. */
 export function routes(deps: RouteDeps) {
-  const serviceNames = [MetricsAPI, AgentAPI, CommandsAPI, TokensAPI, Health, ReflectionV1, ReflectionV1alpha].map((s) => s.typeName);
+  const serviceNames = servedServices.map((s) => s.typeName);
   const registry = reflectionRegistry(servedFiles);
   return (router: ConnectRouter) => {
-    router.service(MetricsAPI, metricsService(deps));
-    router.service(AgentAPI, agentService(deps.agents));
-    router.service(CommandsAPI, commandsService({ ...deps.commands, shutdown: deps.shutdown }));
-    router.service(TokensAPI, tokensService(deps.tokens));
-    router.service(Health, healthService(deps.readiness, serviceNames, deps.shutdown));
-    router.service(ReflectionV1, reflectionV1(registry, serviceNames));
-    router.service(ReflectionV1alpha, reflectionV1alpha(registry, serviceNames));
+    serve(router, MetricsAPI, metricsService(deps));
+    serve(router, AgentAPI, agentService(deps.agents));
+    serve(router, CommandsAPI, commandsService({ ...deps.commands, shutdown: deps.shutdown }));
+    serve(router, TokensAPI, tokensService(deps.tokens));
+    serve(router, Health, healthService(deps.readiness, serviceNames, deps.shutdown));
+    serve(router, ReflectionV1, reflectionV1(registry, serviceNames));
+    serve(router, ReflectionV1alpha, reflectionV1alpha(registry, serviceNames));
   };
 }

@@ -1,0 +1,144 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+import { Code, ConnectError, createContextKey, createContextValues, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
+import {
+  codeToHttpStatus,
+  contentTypeStreamRegExp as connectStreamType,
+  contentTypeUnaryRegExp as connectUnaryType,
+  endStreamFlag,
+  endStreamToJson,
+  errorToJsonBytes,
+} from "@connectrpc/connect/protocol-connect";
+import { contentTypeRegExp as grpcType, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { contentTypeRegExp as grpcWebType, trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
+import type { Principal, TokenStore } from "../tokens/tokens.js";
+import { presentedToken, principalKey, verifyCaller } from "./auth.js";
+import { unknownProcedure, type CallLog } from "./interceptors.js";
+import type { NodeHandler, NodeRequest, NodeResponse } from "./listener.js";
+import { requestLimit } from "./request-limits.js";
+
+/** What the front door established about an admitted call. */
+interface Admission {
+  principal: Principal | undefined;
+}
+
+const admissionKey = createContextKey<Admission | undefined>(undefined, { description: "the front door's admission of the call" });
+
+export interface FrontDoorDeps {
+  /** Path → procedure name of every served RPC (routes.ts: procedurePaths). */
+  procedures: ReadonlyMap<string, string>;
+  tokens: TokenStore;
+  calls: CallLog;
+}
+
+/**
+ * Decides about each RPC from its path and headers before a byte of its body is read: Connect
+ * reads and decodes a whole message before any interceptor runs, so an anonymous 16 MiB Push would
+ * cost its decoding before being refused. Checked cheapest first: the Authorization header's
+ * shape, the declared size, then the credential (TokenStore). A refusal
+ * is written in the caller's protocol; an admitted call goes on to Connect with its caller
+ * (contextValues), so the credential is verified once per call.
+ */
+export class FrontDoor {
+  private readonly admissions = new WeakMap<NodeRequest, Admission>();
+
+  constructor(private readonly deps: FrontDoorDeps) {}
+
+  /** Wraps Connect's node handler; paths that are not RPCs go on untouched (the plain HTTP routes). */
+  handler(next: NodeHandler): NodeHandler {
+    return (req, res) => {
+      const started = performance.now();
+      const path = (req.url ?? "").split("?", 1)[0]!;
+      const procedure = this.deps.procedures.get(path);
+      if (procedure === undefined) {
+        if (req.method === "POST" && protocolOf(req) !== undefined) {
+          this.deps.calls.failed(unknownProcedure, started, new ConnectError(`no procedure at ${path}`, Code.Unimplemented));
+        }
+        next(req, res);
+        return;
+      }
+      this.admit(procedure, req).then(
+        (admission) => {
+          this.admissions.set(req, admission);
+          next(req, res);
+        },
+        (err: unknown) => refuse(req, res, this.deps.calls.failed(procedure, started, err)),
+      );
+    };
+  }
+
+  /** For connectNodeAdapter: hands handlers the caller the front door admitted. */
+  contextValues(req: NodeRequest): ContextValues {
+    const values = createContextValues();
+    const admission = this.admissions.get(req);
+    if (admission) values.set(admissionKey, admission).set(principalKey, admission.principal);
+    return values;
+  }
+
+  /** Connect's side: tells `onAgentCall` of every admitted call made with an agent credential (the agents' last_seen). */
+  interceptor(onAgentCall: (agentId: string) => void): Interceptor {
+    return (next) => async (req) => {
+      const admission = req.contextValues.get(admissionKey);
+      // Connect routes exactly the paths the front door checks; a call without an admission is a bug, refused.
+      if (!admission) throw new ConnectError(`${req.url} reached its handler without passing the front door`, Code.Internal);
+      if (admission.principal?.agentId) onAgentCall(admission.principal.agentId);
+      return next(req);
+    };
+  }
+
+  private async admit(procedure: string, req: NodeRequest): Promise<Admission> {
+    const headers = req.headers as IncomingHttpHeaders;
+    const token = presentedToken(procedure, headers.authorization);
+    const limit = requestLimit(procedure);
+    const declared = Number(headers["content-length"] ?? 0);
+    if (declared > limit) {
+      throw new ConnectError(`the request body is ${declared} bytes; ${procedure} takes at most ${limit}`, Code.ResourceExhausted);
+    }
+    return { principal: token === undefined ? undefined : await verifyCaller(procedure, token, this.deps.tokens) };
+  }
+}
+
+type Protocol = "grpc" | "grpc-web" | "connect-stream" | "connect-unary";
+
+/** The RPC protocol of a request's content type (Twirp's is Connect unary's by now, see twirp.ts); undefined: none. */
+function protocolOf(req: NodeRequest): Protocol | undefined {
+  const contentType = (req.headers as IncomingHttpHeaders)["content-type"] ?? "";
+  if (grpcWebType.test(contentType)) return "grpc-web";
+  if (grpcType.test(contentType)) return "grpc";
+  if (connectStreamType.test(contentType)) return "connect-stream";
+  if (connectUnaryType.test(contentType)) return "connect-unary";
+  return undefined;
+}
+
+/** Node's HTTP/1 and HTTP/2 responses, as far as a refusal uses them (their union's overloads are not callable as one). */
+interface Writable {
+  writeHead(status: number, headers: OutgoingHttpHeaders): unknown;
+  addTrailers(trailers: OutgoingHttpHeaders): void;
+  end(chunk?: Uint8Array): unknown;
+}
+
+/** Answers with `error` the way Connect itself would in the request's protocol (the listener then stops reading the body). */
+function refuse(req: NodeRequest, res: NodeResponse, error: ConnectError): void {
+  const out = res as unknown as Writable;
+  const contentType = (req.headers as IncomingHttpHeaders)["content-type"] ?? "application/json";
+  // Connect's GET requests carry no content type.
+  switch (protocolOf(req) ?? "connect-unary") {
+    case "grpc":
+      out.writeHead(200, { "content-type": contentType });
+      out.addTrailers(Object.fromEntries(setTrailerStatus(new Headers(), error)));
+      out.end();
+      break;
+    case "grpc-web":
+      out.writeHead(200, { "content-type": contentType });
+      out.end(encodeEnvelope(trailerFlag, trailerSerialize(setTrailerStatus(new Headers(), error))));
+      break;
+    case "connect-stream":
+      out.writeHead(200, { "content-type": contentType });
+      out.end(encodeEnvelope(endStreamFlag, new TextEncoder().encode(JSON.stringify(endStreamToJson(error.metadata, error, undefined)))));
+      break;
+    case "connect-unary":
+      out.writeHead(codeToHttpStatus(error.code), { ...Object.fromEntries(error.metadata), "content-type": "application/json" });
+      out.end(errorToJsonBytes(error, undefined));
+      break;
+  }
+}
