@@ -56,6 +56,19 @@ export interface ConnectionsConfig {
   pingIntervalMs: number;
 }
 
+/** A token bucket per client address: `burst` calls at once, refilled at `perSecond`; perSecond 0 means no limit. */
+export interface RateLimit {
+  perSecond: number;
+  burst: number;
+}
+
+export interface RateLimitsConfig {
+  /** The public instrument calls (metrics.API/Counter, Gauge, Histogram). */
+  instrumentCalls: RateLimit;
+  /** Refused credentials: wrong bearer tokens and wrong enrolment tokens. */
+  failedAuth: RateLimit;
+}
+
 export interface DaemonConfig {
   environment: Environment;
   /** postgres:// URL; undefined: the embedded PostgreSQL in `<dataDir>/postgres`. */
@@ -74,6 +87,7 @@ export interface DaemonConfig {
   /** How long a shutdown waits for in-flight calls before closing connections. */
   shutdownTimeoutMs: number;
   connections: ConnectionsConfig;
+  rateLimits: RateLimitsConfig;
   /** The agents' enrolment token (SPECTA_ENROLL_TOKEN / enrollToken); undefined: generated in `<dataDir>/enroll.token`. */
   enrollToken?: string;
   /** Where the configuration file was read from, if one was. */
@@ -183,6 +197,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
 
   const shutdown = fromEnv("SPECTA_SHUTDOWN_TIMEOUT") ?? optionalString(file?.shutdownTimeout, "shutdownTimeout") ?? "10s";
   const connections = parseConnections(file?.connections, fromEnv);
+  const rateLimits = parseRateLimits(file?.rateLimits, fromEnv);
 
   return {
     environment: environment as Environment,
@@ -198,6 +213,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
     probes,
     shutdownTimeoutMs: durationSetting(shutdown, "shutdownTimeout"),
     connections,
+    rateLimits,
     ...(enrollToken ? { enrollToken } : {}),
     ...(file ? { configFile } : {}),
   };
@@ -343,6 +359,33 @@ function parseConnections(value: unknown, fromEnv: (name: string) => string | un
     throw new ConfigError("connections.headersTimeout must not be longer than connections.requestTimeout (the headers are part of the request)");
   }
   return connections;
+}
+
+/** Reads a rate limit from `{ "perSecond": 1000, "burst": 2000 }` in the file or "1000,2000" in the environment. */
+function rateLimitSetting(fileValue: unknown, envText: string | undefined, fallback: RateLimit, where: string): RateLimit {
+  let limit: { perSecond?: unknown; burst?: unknown } = { ...fallback, ...section(fileValue, where) };
+  if (envText !== undefined) {
+    const [perSecond, burst] = envText.split(",").map((part) => Number(part.trim()));
+    limit = { perSecond, burst: burst ?? fallback.burst };
+  }
+  const { perSecond, burst } = limit;
+  if (typeof perSecond !== "number" || !Number.isFinite(perSecond) || perSecond < 0 || typeof burst !== "number" || !Number.isInteger(burst) || burst < 1) {
+    throw new ConfigError(`${where} must be a rate per second (0: no limit) and a whole burst of at least 1, e.g. 1000,2000`);
+  }
+  return { perSecond, burst };
+}
+
+function parseRateLimits(value: unknown, fromEnv: (name: string) => string | undefined): RateLimitsConfig {
+  const file = section(value, "rateLimits");
+  return {
+    instrumentCalls: rateLimitSetting(
+      file.instrumentCalls,
+      fromEnv("SPECTA_RATE_INSTRUMENT_CALLS"),
+      { perSecond: 1_000, burst: 2_000 },
+      "rateLimits.instrumentCalls (SPECTA_RATE_INSTRUMENT_CALLS)",
+    ),
+    failedAuth: rateLimitSetting(file.failedAuth, fromEnv("SPECTA_RATE_FAILED_AUTH"), { perSecond: 10, burst: 50 }, "rateLimits.failedAuth (SPECTA_RATE_FAILED_AUTH)"),
+  };
 }
 
 function parseProbes(value: unknown, urlsOverride: string[] | undefined): ProbeConfig {

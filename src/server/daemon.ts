@@ -90,7 +90,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const commands = await startCommands(storage.db, storage.pool, log, tokens, options.commands);
 
   const calls = new CallLog(registry, log);
-  const frontDoor = new FrontDoor({ procedures: procedurePaths(), tokens, calls });
+  const frontDoor = new FrontDoor({ procedures: procedurePaths(), tokens, rateLimits: config.rateLimits, calls });
   const site = dashboard();
   if (!site.built) log.warn({ dir: dashboardDir }, "the dashboard is not built (npm run build): / answers 404");
   const handler = connectNodeAdapter({

@@ -11,15 +11,22 @@ import {
 } from "@connectrpc/connect/protocol-connect";
 import { contentTypeRegExp as grpcType, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { contentTypeRegExp as grpcWebType, trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
+import type { RateLimitsConfig } from "../config/config.js";
 import type { Principal, TokenStore } from "../tokens/tokens.js";
-import { presentedToken, principalKey, verifyCaller } from "./auth.js";
+import { checksOwnSecret, presentedToken, principalKey, verifyCaller } from "./auth.js";
 import { unknownProcedure, type CallLog } from "./interceptors.js";
 import type { NodeHandler, NodeRequest, NodeResponse } from "./listener.js";
+import { AddressBuckets, clientKey } from "./rate-limit.js";
 import { requestLimit } from "./request-limits.js";
+
+/** The anonymous instrument calls, rate limited per client address. */
+const instrumentCalls: ReadonlySet<string> = new Set(["metrics.API/Counter", "metrics.API/Gauge", "metrics.API/Histogram"]);
 
 /** What the front door established about an admitted call. */
 interface Admission {
   principal: Principal | undefined;
+  /** The client's rate-limit key (clientKey). */
+  client: string;
 }
 
 const admissionKey = createContextKey<Admission | undefined>(undefined, { description: "the front door's admission of the call" });
@@ -28,6 +35,7 @@ export interface FrontDoorDeps {
   /** Path → procedure name of every served RPC (routes.ts: procedurePaths). */
   procedures: ReadonlyMap<string, string>;
   tokens: TokenStore;
+  rateLimits: RateLimitsConfig;
   calls: CallLog;
 }
 
@@ -35,14 +43,19 @@ export interface FrontDoorDeps {
  * Decides about each RPC from its path and headers before a byte of its body is read: Connect
  * reads and decodes a whole message before any interceptor runs, so an anonymous 16 MiB Push would
  * cost its decoding before being refused. Checked cheapest first: the Authorization header's
- * shape, the declared size, then the credential (TokenStore). A refusal
+ * shape, the declared size, the client's rate limits, then the credential (TokenStore). A refusal
  * is written in the caller's protocol; an admitted call goes on to Connect with its caller
  * (contextValues), so the credential is verified once per call.
  */
 export class FrontDoor {
+  private readonly instrumentCalls: AddressBuckets;
+  private readonly failedAuth: AddressBuckets;
   private readonly admissions = new WeakMap<NodeRequest, Admission>();
 
-  constructor(private readonly deps: FrontDoorDeps) {}
+  constructor(private readonly deps: FrontDoorDeps) {
+    this.instrumentCalls = new AddressBuckets(deps.rateLimits.instrumentCalls);
+    this.failedAuth = new AddressBuckets(deps.rateLimits.failedAuth);
+  }
 
   /** Wraps Connect's node handler; paths that are not RPCs go on untouched (the plain HTTP routes). */
   handler(next: NodeHandler): NodeHandler {
@@ -75,27 +88,62 @@ export class FrontDoor {
     return values;
   }
 
-  /** Connect's side: tells `onAgentCall` of every admitted call made with an agent credential (the agents' last_seen). */
+  /**
+   * Connect's side: tells `onAgentCall` of every admitted call made with an agent credential (the
+   * agents' last_seen), and settles the failed-authentication token of a call whose handler checks
+   * a secret itself (agent.API/Register's enrolment token): kept when it answers Unauthenticated,
+   * given back otherwise.
+   */
   interceptor(onAgentCall: (agentId: string) => void): Interceptor {
     return (next) => async (req) => {
       const admission = req.contextValues.get(admissionKey);
       // Connect routes exactly the paths the front door checks; a call without an admission is a bug, refused.
       if (!admission) throw new ConnectError(`${req.url} reached its handler without passing the front door`, Code.Internal);
       if (admission.principal?.agentId) onAgentCall(admission.principal.agentId);
-      return next(req);
+      const procedure = `${req.service.typeName}/${req.method.name}`;
+      let failedAuth = false;
+      try {
+        return await next(req);
+      } catch (err) {
+        failedAuth = ConnectError.from(err).code === Code.Unauthenticated;
+        throw err;
+      } finally {
+        if (checksOwnSecret.has(procedure) && !failedAuth) this.failedAuth.refund(admission.client);
+      }
     };
   }
 
   private async admit(procedure: string, req: NodeRequest): Promise<Admission> {
     const headers = req.headers as IncomingHttpHeaders;
+    const client = clientKey(req.socket.remoteAddress);
     const token = presentedToken(procedure, headers.authorization);
     const limit = requestLimit(procedure);
     const declared = Number(headers["content-length"] ?? 0);
     if (declared > limit) {
       throw new ConnectError(`the request body is ${declared} bytes; ${procedure} takes at most ${limit}`, Code.ResourceExhausted);
     }
-    return { principal: token === undefined ? undefined : await verifyCaller(procedure, token, this.deps.tokens) };
+    if (instrumentCalls.has(procedure)) throttle(this.instrumentCalls.take(client), "instrument calls");
+    const checksSecret = checksOwnSecret.has(procedure);
+    if (token === undefined && !checksSecret) return { principal: undefined, client };
+    // Every attempt with a secret spends a token before it is checked, so that concurrent guesses
+    // cannot all pass the limit while their checks are in flight; a secret that proves right gives
+    // it back (for Register, once its handler has checked the enrolment token: interceptor()).
+    throttle(this.failedAuth.take(client), "failed authentications");
+    if (token === undefined) return { principal: undefined, client };
+    const principal = await verifyCaller(procedure, token, this.deps.tokens).catch((err: unknown) => {
+      if (ConnectError.from(err).code !== Code.Unauthenticated) this.failedAuth.refund(client);
+      throw err;
+    });
+    if (!checksSecret) this.failedAuth.refund(client);
+    return { principal, client };
   }
+}
+
+/** Throws ResourceExhausted with a retry hint (the retry-after header, in whole seconds) when `waitSeconds` is set. */
+function throttle(waitSeconds: number | undefined, what: string): void {
+  if (waitSeconds === undefined) return;
+  const seconds = Math.max(1, Math.ceil(waitSeconds));
+  throw new ConnectError(`too many ${what} from this address; retry after ${seconds} s`, Code.ResourceExhausted, { "retry-after": String(seconds) });
 }
 
 type Protocol = "grpc" | "grpc-web" | "connect-stream" | "connect-unary";
