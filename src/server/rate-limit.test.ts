@@ -48,13 +48,16 @@ describe("AddressBuckets", () => {
 });
 
 describe("clientKey", () => {
-  it("keys IPv4 (also IPv4-mapped) by address and IPv6 by its /64", () => {
-    expect(clientKey("192.0.2.7")).toBe("192.0.2.7");
-    expect(clientKey("::ffff:192.0.2.7")).toBe("192.0.2.7");
-    expect(clientKey("2001:db8:1:2:aaaa::1")).toBe("2001:db8:1:2::/64");
-    expect(clientKey("2001:db8:1:2:bbbb:cccc:dddd:eeee")).toBe("2001:db8:1:2::/64");
-    expect(clientKey("2001:db8::1")).toBe("2001:db8:0:0::/64");
-    expect(clientKey("::1")).toBe("0:0:0:0::/64");
-    expect(clientKey(undefined)).toBe("unknown");
+  // IPv4 (also IPv4-mapped) by address, IPv6 by its /64.
+  it.each([
+    ["192.0.2.7", "192.0.2.7"],
+    ["::ffff:192.0.2.7", "192.0.2.7"],
+    ["2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"],
+    ["2001:db8:1:2:bbbb:cccc:dddd:eeee", "2001:db8:1:2::/64"],
+    ["2001:db8::1", "2001:db8:0:0::/64"],
+    ["::1", "0:0:0:0::/64"],
+    [undefined, "unknown"],
+  ])("%s → %s", (address, key) => {
+    expect(clientKey(address)).toBe(key);
   });
 });
