@@ -90,9 +90,8 @@ export class FrontDoor {
 
   /**
    * Connect's side: tells `onAgentCall` of every admitted call made with an agent credential (the
-   * agents' last_seen), and settles the failed-authentication token of a call whose handler checks
-   * a secret itself (agent.API/Register's enrolment token): kept when it answers Unauthenticated,
-   * given back otherwise.
+   * agents' last_seen), and counts a handler's own Unauthenticated (a wrong enrolment token in
+   * agent.API/Register) as a failed authentication of the client.
    */
   interceptor(onAgentCall: (agentId: string) => void): Interceptor {
     return (next) => async (req) => {
@@ -100,15 +99,11 @@ export class FrontDoor {
       // Connect routes exactly the paths the front door checks; a call without an admission is a bug, refused.
       if (!admission) throw new ConnectError(`${req.url} reached its handler without passing the front door`, Code.Internal);
       if (admission.principal?.agentId) onAgentCall(admission.principal.agentId);
-      const procedure = `${req.service.typeName}/${req.method.name}`;
-      let failedAuth = false;
       try {
         return await next(req);
       } catch (err) {
-        failedAuth = ConnectError.from(err).code === Code.Unauthenticated;
+        if (ConnectError.from(err).code === Code.Unauthenticated) this.failedAuth.charge(admission.client);
         throw err;
-      } finally {
-        if (checksOwnSecret.has(procedure) && !failedAuth) this.failedAuth.refund(admission.client);
       }
     };
   }
@@ -123,19 +118,16 @@ export class FrontDoor {
       throw new ConnectError(`the request body is ${declared} bytes; ${procedure} takes at most ${limit}`, Code.ResourceExhausted);
     }
     if (instrumentCalls.has(procedure)) throttle(this.instrumentCalls.take(client), "instrument calls");
-    const checksSecret = checksOwnSecret.has(procedure);
-    if (token === undefined && !checksSecret) return { principal: undefined, client };
-    // Every attempt with a secret spends a token before it is checked, so that concurrent guesses
-    // cannot all pass the limit while their checks are in flight; a secret that proves right gives
-    // it back (for Register, once its handler has checked the enrolment token: interceptor()).
-    throttle(this.failedAuth.take(client), "failed authentications");
+    if (token === undefined && !checksOwnSecret.has(procedure)) return { principal: undefined, client };
+    // Refused before the secret is even looked at: guessing is what this limit slows down.
+    throttle(this.failedAuth.wait(client), "failed authentications");
     if (token === undefined) return { principal: undefined, client };
-    const principal = await verifyCaller(procedure, token, this.deps.tokens).catch((err: unknown) => {
-      if (ConnectError.from(err).code !== Code.Unauthenticated) this.failedAuth.refund(client);
+    try {
+      return { principal: await verifyCaller(procedure, token, this.deps.tokens), client };
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.Unauthenticated) this.failedAuth.charge(client);
       throw err;
-    });
-    if (!checksSecret) this.failedAuth.refund(client);
-    return { principal, client };
+    }
   }
 }
 

@@ -29,9 +29,21 @@ describe("AddressBuckets", () => {
     expect(buckets.wait("a")).toBeCloseTo(1);
   });
 
+  it("charge() counts what already happened, into debt: the address waits until it is paid back", () => {
+    const time = clock();
+    const buckets = new AddressBuckets({ perSecond: 10, burst: 2 }, time.now);
+    for (let i = 0; i < 7; i++) buckets.charge("a");
+    expect(buckets.wait("a")).toBeCloseTo(0.6);
+    time.advance(500);
+    expect(buckets.wait("a")).toBeCloseTo(0.1);
+    time.advance(100);
+    expect(buckets.wait("a")).toBeUndefined();
+  });
+
   it("never limits with perSecond 0, and tracks nobody", () => {
     const buckets = new AddressBuckets({ perSecond: 0, burst: 1 }, clock().now);
     for (let i = 0; i < 100; i++) expect(buckets.take("a")).toBeUndefined();
+    buckets.charge("a");
     expect(buckets.size).toBe(0);
   });
 

@@ -36,10 +36,16 @@ export class AddressBuckets {
     return undefined;
   }
 
-  /** Gives back a token spent on a call that turned out not to count (up to the burst). */
-  refund(address: string): void {
-    const bucket = this.buckets.get(address);
-    if (bucket) bucket.tokens = Math.min(this.limit.burst, bucket.tokens + 1);
+  /**
+   * Spends one token of `address` for something that has already happened (a failed
+   * authentication), into debt if need be: attempts that were in flight when the bucket ran dry
+   * still count, and the address waits until they are paid back.
+   */
+  charge(address: string): void {
+    if (this.limit.perSecond === 0) return;
+    const bucket = this.bucket(address);
+    this.refill(bucket);
+    bucket.tokens -= 1;
   }
 
   /** Seconds until `address` has a token to spend, or undefined when it has one now. Spends nothing. */
