@@ -8,6 +8,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { connect as http2Connect } from "node:http2";
+import { connect as netConnect } from "node:net";
 import { request } from "node:http";
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
@@ -80,6 +81,43 @@ describe("an anonymous Push is refused before its body is read", () => {
     const { token: viewer } = await admin.create({ role: Role.VIEWER, name: "front-door-viewer" });
     expect(await codeOf(createClient(MetricsAPI, grpc(viewer)).push({}))).toBe(Code.PermissionDenied);
     expect((await createClient(TokensAPI, grpc(viewer)).whoami({})).token?.role).toBe(Role.VIEWER);
+  });
+});
+
+describe("Expect: 100-continue (curl's way with bodies over 1 MiB)", () => {
+  /** Sends the request head; resolves with the first status line the daemon answers, sending `body` if told to continue. */
+  function expectContinue(path: string, body: string): Promise<string[]> {
+    return new Promise((resolve, reject) => {
+      const socket = netConnect(daemon().port, "127.0.0.1");
+      const lines: string[] = [];
+      let text = "";
+      let sent = false;
+      socket.setEncoding("utf8").on("data", (chunk: string) => {
+        text += chunk;
+        for (const [status] of text.matchAll(/^HTTP\/1\.1 \d+[^\r]*/gm)) if (!lines.includes(status)) lines.push(status);
+        if (lines.includes("HTTP/1.1 100 Continue") && !sent) {
+          sent = true;
+          socket.write(body);
+        }
+        if (lines.some((line) => !line.startsWith("HTTP/1.1 100"))) {
+          socket.destroy();
+          resolve(lines);
+        }
+      });
+      socket.on("error", reject);
+      socket.write(
+        `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nExpect: 100-continue\r\n\r\n`,
+      );
+    });
+  }
+
+  it("a refused call is answered without 100 Continue, so its body is never sent", async () => {
+    expect(await expectContinue("/metrics.API/Push", '{"series":[]}')).toEqual(["HTTP/1.1 401 Unauthorized"]);
+  });
+
+  it("an admitted call is told to continue", async () => {
+    const body = '{"action":[{"metric":"page_ready_duration_seconds","number":1}]}';
+    expect(await expectContinue("/metrics.API/Histogram", body)).toEqual(["HTTP/1.1 100 Continue", "HTTP/1.1 200 OK"]);
   });
 });
 

@@ -67,12 +67,14 @@ export class FrontDoor {
         if (req.method === "POST" && protocolOf(req) !== undefined) {
           this.deps.calls.failed(unknownProcedure, started, new ConnectError(`no procedure at ${path}`, Code.Unimplemented));
         }
+        continueIfExpected(req, res);
         next(req, res);
         return;
       }
       this.admit(procedure, req).then(
         (admission) => {
           this.admissions.set(req, admission);
+          continueIfExpected(req, res);
           next(req, res);
         },
         (err: unknown) => refuse(req, res, this.deps.calls.failed(procedure, started, err)),
@@ -129,6 +131,15 @@ export class FrontDoor {
       throw err;
     }
   }
+}
+
+/**
+ * An HTTP/1.1 client that sent "Expect: 100-continue" waits for "100 Continue" before sending its
+ * body; the listener leaves that to the front door, which says it once a call is admitted (or is
+ * not an RPC), so that a refused client never sends its body at all.
+ */
+function continueIfExpected(req: NodeRequest, res: NodeResponse): void {
+  if (!("stream" in req) && /^100-continue$/i.test(req.headers.expect ?? "") && "writeContinue" in res) res.writeContinue();
 }
 
 /** Throws ResourceExhausted with a retry hint (the retry-after header, in whole seconds) when `waitSeconds` is set. */

@@ -71,6 +71,9 @@ export async function listen(handler: NodeHandler, host: string, port: number, l
     { headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, keepAliveTimeout: limits.idleTimeoutMs, connectionsCheckingInterval: checkEvery(limits) },
     tracked,
   );
+  // A request that expects "100 Continue" goes to the handler before its body is sent, rather than
+  // being told to send it at once (Node's default): the front door says so only once it admits the call.
+  http1.on("checkContinue", tracked);
   // Node enforces headersTimeout and requestTimeout (and closeIdleConnections works) only for
   // servers that emitted "listening", which starts its connection tracking; this one never listens
   // itself, it is handed sockets.
