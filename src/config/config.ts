@@ -311,7 +311,7 @@ export function parseInstruments(value: unknown): InstrumentDeclaration[] {
   });
 }
 
-function section(value: unknown, where: string): Record<string, unknown> {
+function objectSetting(value: unknown, where: string): Record<string, unknown> {
   if (value === undefined) return {};
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw new ConfigError(`${where} must be an object`);
   return value as Record<string, unknown>;
@@ -325,8 +325,8 @@ function positiveDuration(text: string, where: string): number {
 
 /**
  * The default connection cap: 10,000, or fewer when the process may open fewer files (every
- * connection is one), keeping 128 for the database pool, logs and the data directory. Beyond the
- * file limit the kernel refuses new sockets silently and every client is locked out.
+ * connection is one), keeping 128 for the database pool, logs and the data directory. At the file
+ * limit accepting fails (EMFILE) without a log line, and every new client is locked out.
  */
 export function defaultMaxConnections(limitsFile = "/proc/self/limits"): number {
   let openFiles = Infinity;
@@ -340,7 +340,7 @@ export function defaultMaxConnections(limitsFile = "/proc/self/limits"): number 
 }
 
 function parseConnections(value: unknown, fromEnv: (name: string) => string | undefined): ConnectionsConfig {
-  const file = section(value, "connections");
+  const file = objectSetting(value, "connections");
   const timeout = (key: string, env: string, fallback: string) =>
     positiveDuration(fromEnv(env) ?? optionalString(file[key], `connections.${key}`) ?? fallback, `connections.${key} (${env})`);
   const maxText = fromEnv("SPECTA_MAX_CONNECTIONS");
@@ -363,7 +363,7 @@ function parseConnections(value: unknown, fromEnv: (name: string) => string | un
 
 /** Reads a rate limit from `{ "perSecond": 1000, "burst": 2000 }` in the file or "1000,2000" in the environment. */
 function rateLimitSetting(fileValue: unknown, envText: string | undefined, fallback: RateLimit, where: string): RateLimit {
-  let limit: { perSecond?: unknown; burst?: unknown } = { ...fallback, ...section(fileValue, where) };
+  let limit: { perSecond?: unknown; burst?: unknown } = { ...fallback, ...objectSetting(fileValue, where) };
   if (envText !== undefined) {
     const [perSecond, burst] = envText.split(",").map((part) => Number(part.trim()));
     limit = { perSecond, burst: burst ?? fallback.burst };
@@ -376,7 +376,7 @@ function rateLimitSetting(fileValue: unknown, envText: string | undefined, fallb
 }
 
 function parseRateLimits(value: unknown, fromEnv: (name: string) => string | undefined): RateLimitsConfig {
-  const file = section(value, "rateLimits");
+  const file = objectSetting(value, "rateLimits");
   return {
     instrumentCalls: rateLimitSetting(
       file.instrumentCalls,
