@@ -3,7 +3,7 @@ import type { TsdbDatabase } from "./tables.js";
 import { byteaColumn } from "./bytea-column.js";
 import { Overloaded } from "./errors.js";
 import { encodeHead, groupOf, type Entry } from "./group-payload.js";
-import { blockMs, blockOf, headTable, type Partitions } from "./partitions.js";
+import { blockMs, blockOf, blockOfPartition, headTable, type Partitions } from "./partitions.js";
 
 /** New points of one series; times in whole ms, in any order (the later of two equal times wins). */
 export interface SeriesPoints {
@@ -41,8 +41,8 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-// SQLSTATE when no partition takes a row: a head partition was dropped after we saw it.
-const noPartition = "23514";
+// SQLSTATE when a partition refuses a row: sealed by compaction (its CHECK constraint), or dropped.
+const refusedByPartition = "23514";
 
 /**
  * Appends points to the head with group commit: batches that arrive while a write is in flight
@@ -55,6 +55,8 @@ export class Appender {
   private queue: Pending[] = [];
   private queuedPoints = 0;
   private flushing = 0;
+  /** The newest block this daemon found sealed: its points and older ones go to the current block. */
+  private sealedThrough = Number.NEGATIVE_INFINITY;
   private readonly options: AppenderOptions;
 
   constructor(
@@ -80,9 +82,19 @@ export class Appender {
     });
   }
 
-  /** Writes the batch within the caller's transaction, without group commit (for writes that must commit with other rows). */
+  /**
+   * Writes the batch within the caller's transaction, without group commit (for writes that must
+   * commit with other rows). The head partitions of the current block must exist already
+   * (ensureCurrent): DDL inside the caller's transaction would hold its locks longer.
+   */
   async appendIn(tx: Kysely<TsdbDatabase>, batch: SeriesPoints[]): Promise<void> {
-    await this.write(tx, batch);
+    await this.insert(tx, headRows(batch, this.options.now(), this.oldestOpen()));
+  }
+
+  /** Creates the head partitions of the current and the next block, if this daemon has not seen them yet. */
+  async ensureCurrent(): Promise<void> {
+    const current = blockOf(this.options.now());
+    await this.partitions.ensure(headTable, [current, current + 1]);
   }
 
   private async flush(): Promise<void> {
@@ -95,7 +107,7 @@ export class Appender {
         for (const p of group) points += p.points;
         this.queuedPoints -= points;
         try {
-          await this.write(this.db, group.flatMap((p) => p.batch));
+          await this.write(group.flatMap((p) => p.batch));
           for (const p of group) p.resolve();
         } catch (err) {
           for (const p of group) p.reject(err);
@@ -106,24 +118,37 @@ export class Appender {
     }
   }
 
-  private async write(db: Kysely<TsdbDatabase>, batch: SeriesPoints[]): Promise<void> {
+  private async write(batch: SeriesPoints[]): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      const rows = headRows(batch, this.options.now(), this.options.writeGraceMs);
+      const rows = headRows(batch, this.options.now(), this.oldestOpen());
       await this.partitions.ensure(headTable, new Set(rows.part));
       try {
-        const data = byteaColumn(rows.data);
-        await sql`
-          INSERT INTO tsdb_head (part, grp, lo, hi, n, data)
-          SELECT p, g, l, h, n, substring(${data.blob}::bytea FROM o FOR len)
-          FROM unnest(${rows.part}::int4[], ${rows.grp}::int4[], ${rows.lo}::int8[], ${rows.hi}::int8[], ${rows.n}::int4[],
-                      ${data.offsets}::int4[], ${data.lengths}::int4[]) AS u(p, g, l, h, n, o, len)`.execute(db);
+        await this.insert(this.db, rows);
         return;
       } catch (err) {
-        // Another daemon compacted and dropped a partition we still took for open: route again.
-        if ((err as { code?: string }).code !== noPartition || attempt > 0) throw err;
+        // 23514: a partition sealed by compaction refused the rows (they go to the current block
+        // as late points), or another daemon dropped one that we still knew: route again.
+        const { code, table } = err as { code?: string; table?: string };
+        if (code !== refusedByPartition || attempt >= 2) throw err;
+        const sealed = table === undefined ? undefined : blockOfPartition(headTable, table);
+        if (sealed !== undefined) this.sealedThrough = Math.max(this.sealedThrough, sealed);
         this.partitions.forget(headTable);
       }
     }
+  }
+
+  /** The oldest block whose head partition takes points now: within the write grace, and not sealed by compaction. */
+  private oldestOpen(): number {
+    return Math.max(blockOf(this.options.now() - this.options.writeGraceMs), this.sealedThrough + 1);
+  }
+
+  private async insert(db: Kysely<TsdbDatabase>, rows: HeadRows): Promise<void> {
+    const data = byteaColumn(rows.data);
+    await sql`
+      INSERT INTO tsdb_head (part, grp, lo, hi, n, data)
+      SELECT p, g, l, h, n, substring(${data.blob}::bytea FROM o FOR len)
+      FROM unnest(${rows.part}::int4[], ${rows.grp}::int4[], ${rows.lo}::int8[], ${rows.hi}::int8[], ${rows.n}::int4[],
+                  ${data.offsets}::int4[], ${data.lengths}::int4[]) AS u(p, g, l, h, n, o, len)`.execute(db);
   }
 }
 
@@ -138,12 +163,12 @@ interface HeadRows {
 
 /**
  * The head rows of a batch: its points sorted and deduplicated per series, routed to a head
- * partition (their own block while it takes points, else the current block's, as late points),
+ * partition (their own block from `oldestOpen` on, else the current block's, as late points),
  * and encoded per (partition, group).
  */
-export function headRows(batch: SeriesPoints[], nowMs: number, writeGraceMs: number): HeadRows {
-  const oldestOpen = blockOf(nowMs - writeGraceMs);
-  const current = blockOf(nowMs);
+function headRows(batch: SeriesPoints[], nowMs: number, oldestOpen: number): HeadRows {
+  // Late points go to the current block, or to the first open one when this clock lags behind a sealed block.
+  const late = Math.max(blockOf(nowMs), oldestOpen);
   const buckets = new Map<string, { part: number; grp: number; entries: Entry[]; lo: number; hi: number; n: number }>();
   const add = (part: number, e: Entry) => {
     const grp = groupOf(e.id);
@@ -165,7 +190,7 @@ export function headRows(batch: SeriesPoints[], nowMs: number, writeGraceMs: num
       const end = (block + 1) * blockMs;
       let to = from + 1;
       while (to < times.length && times[to]! < end) to++;
-      add(block >= oldestOpen ? block : current, { id: s.id, times, values, from, to });
+      add(block >= oldestOpen ? block : late, { id: s.id, times, values, from, to });
       from = to;
     }
   }

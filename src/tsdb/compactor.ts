@@ -1,6 +1,6 @@
 import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
-import { decodeChunk, decodeRollups, encodeChunk, encodeRollups, rollUp, rollupWidthMs, type Buckets, type PointArrays, type RollupTier } from "./chunk-format.js";
+import { decodeChunk, decodeRollups, emptyBuckets, encodeChunk, encodeRollups, rollUp, rollupWidthMs, type Buckets, type PointArrays, type RollupTier } from "./chunk-format.js";
 import { byteaColumn } from "./bytea-column.js";
 import { decodeHead, groupOf } from "./group-payload.js";
 import { blockMs, blockOf, chunksTable, headTable, partitionName, rollups1hTable, rollups5mTable, type Partitions } from "./partitions.js";
@@ -33,7 +33,7 @@ export interface CompactionRun {
   /** Series-blocks written (chunks with their rollups). */
   chunks: number;
   points: number;
-  /** Partitions left for the next run: their lock was busy, or rows arrived after their groups were compacted. */
+  /** The partition left for the next run: a lock was busy. */
   postponed: number[];
 }
 
@@ -42,11 +42,11 @@ export type BlockPoints = Map<string, { id: number; block: number; times: number
 
 /**
  * Moves closed blocks from the head into per-series chunks (and their 5-minute and hourly
- * rollups), one head partition at a time, oldest first, a few groups of series per transaction.
- * Each transaction records its (partition, group) pairs in tsdb_compacted, so that readers never
- * see a point twice; a partition whose every group is compacted is dropped whole. Safe to crash
- * at any point: a group is either compacted with its record or not at all, and compacting a
- * group again writes the same chunks (they are merged, not appended).
+ * rollups), one head partition at a time, oldest first: the partition is sealed against new
+ * rows, compacted a few groups of series per transaction, and dropped whole. Each transaction
+ * records its (partition, group) pairs in tsdb_compacted, so that readers never see a point
+ * twice. Safe to crash at any point: a group is either compacted with its record or not at
+ * all, and compacting a group again writes the same chunks (they are merged, not appended).
  */
 export class Compactor {
   private readonly options: CompactionOptions;
@@ -59,26 +59,36 @@ export class Compactor {
     this.options = { ...defaultCompactionOptions, ...options };
   }
 
-  /** Compacts every head partition that stopped taking points, unless `signal` aborts between transactions. */
+  /**
+   * Compacts every head partition that stopped taking points, oldest first; stops at the first
+   * one it cannot finish (a busy lock, `signal`), so that a partition is never compacted before
+   * an older one: later writes win, and later partitions hold later writes.
+   */
   async run(signal: AbortSignal): Promise<CompactionRun> {
     const run: CompactionRun = { dropped: [], chunks: 0, points: 0, postponed: [] };
     // settleMs covers the skew between the clocks of the daemons sharing the database.
     const horizon = this.options.now() - this.options.writeGraceMs - this.options.settleMs;
     for (const part of await this.partitions.list(headTable)) {
       if ((part + 1) * blockMs > horizon || signal.aborted) break;
-      await this.compactPartition(part, run, signal);
+      if (!(await this.compactPartition(part, run, signal))) {
+        run.postponed.push(part);
+        break;
+      }
+      run.dropped.push(part);
     }
     return run;
   }
 
-  private async compactPartition(part: number, run: CompactionRun, signal: AbortSignal): Promise<void> {
+  /** Seals, compacts and drops one head partition; false when it had to stop before the drop. */
+  private async compactPartition(part: number, run: CompactionRun, signal: AbortSignal): Promise<boolean> {
+    if (!(await this.seal(part))) return false;
     const table = sql.table(partitionName(headTable, part));
     const { rows: pending } = await sql<{ grp: number; rows: number }>`
       SELECT h.grp, count(*)::int AS rows FROM ${table} h
       WHERE NOT EXISTS (SELECT 1 FROM tsdb_compacted c WHERE c.part = ${part} AND c.grp = h.grp)
       GROUP BY h.grp ORDER BY h.grp`.execute(this.db);
     for (let i = 0; i < pending.length; ) {
-      if (signal.aborted) return;
+      if (signal.aborted) return false;
       const groups: number[] = [];
       let rows = 0;
       while (i < pending.length && (groups.length === 0 || rows + pending[i]!.rows <= this.options.maxRowsPerTransaction)) {
@@ -88,14 +98,28 @@ export class Compactor {
       }
       await this.compactGroups(part, groups, run);
     }
-    if (signal.aborted) return;
-    if (await this.dropIfComplete(part)) run.dropped.push(part);
-    else run.postponed.push(part);
+    return !signal.aborted && (await this.drop(part));
+  }
+
+  /**
+   * Makes the partition refuse new rows (a CHECK (false) NOT VALID constraint: existing rows stay,
+   * every new one fails with 23514, and the appender routes it to the current block as late
+   * points). Adding it waits for writes in flight, so what compaction reads next is all the
+   * partition will ever hold. False when its lock is busy; the next run tries again.
+   */
+  private async seal(part: number): Promise<boolean> {
+    const name = partitionName(headTable, part);
+    return this.withLockTimeout(async (tx) => {
+      const { rows } = await sql<{ sealed: boolean }>`
+        SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = ${name}::regclass AND conname = ${sealConstraint}) AS sealed`.execute(tx);
+      if (!rows[0]?.sealed) await sql`ALTER TABLE ${sql.table(name)} ADD CONSTRAINT ${sql.id(sealConstraint)} CHECK (false) NOT VALID`.execute(tx);
+    });
   }
 
   /** One transaction: the head rows of `groups` in partition `part` merged into chunks and rollups, and recorded. */
   private async compactGroups(part: number, groups: number[], run: CompactionRun): Promise<void> {
     await this.db.transaction().execute(async (tx) => {
+      await lockCompaction(tx);
       const { rows } = await sql<{ grp: number; data: Buffer }>`
         SELECT grp, data FROM ${sql.table(partitionName(headTable, part))}
         WHERE grp = ANY(${groups}::int4[]) ORDER BY grp, id`.execute(tx);
@@ -111,43 +135,53 @@ export class Compactor {
       const done = groups.filter((g) => rowsPerGroup.has(g));
       if (done.length > 0) {
         await sql`
-          INSERT INTO tsdb_compacted (part, grp, rows)
-          SELECT ${part}, g, r FROM unnest(${done}::int4[], ${done.map((g) => rowsPerGroup.get(g)!)}::int4[]) AS u(g, r)
-          ON CONFLICT (part, grp) DO UPDATE SET rows = excluded.rows`.execute(tx);
+          INSERT INTO tsdb_compacted (part, grp)
+          SELECT ${part}, unnest(${done}::int4[])
+          ON CONFLICT (part, grp) DO NOTHING`.execute(tx);
       }
     });
   }
 
   /**
-   * Drops the partition if every one of its groups is recorded as compacted with as many rows as
-   * it holds now; rows that arrived after their group was compacted un-record the group, and the
-   * next run compacts it again. Locks the head table, parent first as every statement does, so
-   * that nothing writes or reads the partition meanwhile.
+   * Drops the sealed, compacted partition and its records. DROP locks the head table, which
+   * waits for readers: it gives up after lockTimeoutMs and the next run tries again.
    */
-  private async dropIfComplete(part: number): Promise<boolean> {
+  private async drop(part: number): Promise<boolean> {
+    return this.withLockTimeout(async (tx) => {
+      await lockCompaction(tx);
+      await this.partitions.dropLocked(tx, headTable, part);
+      await sql`DELETE FROM tsdb_compacted WHERE part = ${part}`.execute(tx);
+    });
+  }
+
+  /** Runs `work` in a transaction holding the partition DDL lock, with a lock timeout; false when a lock timed out. */
+  private async withLockTimeout(work: (tx: Kysely<TsdbDatabase>) => Promise<void>): Promise<boolean> {
     try {
-      return await this.db.transaction().execute(async (tx) => {
+      await this.db.transaction().execute(async (tx) => {
         await this.partitions.lockDdl(tx);
         await sql`SELECT set_config('lock_timeout', ${`${this.options.lockTimeoutMs}ms`}, true)`.execute(tx);
-        const table = sql.table(partitionName(headTable, part));
-        await sql`LOCK TABLE tsdb_head, ${table} IN ACCESS EXCLUSIVE MODE`.execute(tx);
-        const { rows: stale } = await sql<{ grp: number }>`
-          SELECT h.grp FROM (SELECT grp, count(*)::int AS rows FROM ${table} GROUP BY grp) h
-          LEFT JOIN tsdb_compacted c ON c.part = ${part} AND c.grp = h.grp
-          WHERE c.rows IS DISTINCT FROM h.rows`.execute(tx);
-        if (stale.length > 0) {
-          await sql`DELETE FROM tsdb_compacted WHERE part = ${part} AND grp = ANY(${stale.map((s) => s.grp)}::int4[])`.execute(tx);
-          return false;
-        }
-        await this.partitions.dropLocked(tx, headTable, part);
-        await sql`DELETE FROM tsdb_compacted WHERE part = ${part}`.execute(tx);
-        return true;
+        await work(tx);
       });
+      return true;
     } catch (err) {
-      if ((err as { code?: string }).code === "55P03") return false; // lock_timeout: a long reader; next run
+      if ((err as { code?: string }).code === lockTimeout) return false;
       throw err;
     }
   }
+}
+
+/** The constraint that seals a head partition. */
+export const sealConstraint = "sealed";
+const lockTimeout = "55P03";
+// Transactions that rewrite chunks and rollups (read, merge, write) take this lock, so two
+// writers (a compaction whose leadership lapsed and its successor, the legacy import) cannot
+// interleave and lose each other's points. Not the leader lock: the leader holds that one on
+// another connection for the whole run.
+const compactionWriteLock = 0x5e_c7_a0_06;
+
+/** Serialises the transactions that rewrite chunks and rollups (see compactionWriteLock). */
+export async function lockCompaction(tx: Kysely<TsdbDatabase>): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(${compactionWriteLock})`.execute(tx);
 }
 
 /** Adds points of one series to their blocks' lists. */
@@ -179,7 +213,8 @@ export async function writeBlocks(tx: Kysely<TsdbDatabase>, partitions: Partitio
   if (byBlock.size === 0) return { chunks: 0, points: 0 };
   const entries = [...byBlock.values()];
   const blocks = new Set(entries.map((e) => e.block));
-  await partitions.ensure(chunksTable, blocks);
+  // Verified: a late point may fall on a day another daemon's retention has just dropped.
+  await partitions.ensure(chunksTable, blocks, true);
   const { rows: stored } = await sql<{ series_id: number; block: number; data: Buffer }>`
     SELECT c.series_id, c.block, c.data FROM tsdb_chunks c
     JOIN unnest(${entries.map((e) => e.id)}::int4[], ${entries.map((e) => e.block)}::int4[]) AS u(s, b) ON c.series_id = u.s AND c.block = u.b`.execute(tx);
@@ -224,21 +259,22 @@ export function addRollup(updates: RollupUpdates, id: number, block: number, buc
 }
 
 /**
- * Writes rollup rows: each (group, block) row keeps the buckets of the series it already holds
- * and takes the new buckets of the updated series.
+ * Writes rollup rows: each (group, block) row keeps the buckets it already holds and takes the
+ * new buckets of the updated series (a new bucket replaces a stored one of the same time).
  */
 export async function writeRollups(tx: Kysely<TsdbDatabase>, partitions: Partitions, tier: RollupTier, updates: RollupUpdates): Promise<void> {
   if (updates.size === 0) return;
   const table = rollupTables[tier];
   const rows = [...updates.values()];
-  await partitions.ensure(table, new Set(rows.map((r) => r.block)));
+  await partitions.ensure(table, new Set(rows.map((r) => r.block)), true);
   const { rows: stored } = await sql<{ grp: number; block: number; data: Buffer }>`
     SELECT r.grp, r.block, r.data FROM ${sql.table(table.table)} r
     JOIN unnest(${rows.map((r) => r.grp)}::int4[], ${rows.map((r) => r.block)}::int4[]) AS u(g, b) ON r.grp = u.g AND r.block = u.b`.execute(tx);
   for (const old of stored) {
     const row = updates.get(`${old.grp}:${old.block}`)!;
     decodeRollups(old.data, old.block * blockMs, undefined, (id, buckets) => {
-      if (!row.series.has(id)) row.series.set(id, buckets);
+      const fresh = row.series.get(id);
+      row.series.set(id, fresh ? mergeBuckets(buckets, fresh) : buckets);
     });
   }
   const data = byteaColumn(rows.map((r) => encodeRollups([...r.series].sort(([a], [b]) => a - b).map(([id, buckets]) => ({ id, buckets })), r.block * blockMs)));
@@ -247,6 +283,29 @@ export async function writeRollups(tx: Kysely<TsdbDatabase>, partitions: Partiti
     SELECT g, b, substring(${data.blob}::bytea FROM o FOR len)
     FROM unnest(${rows.map((r) => r.grp)}::int4[], ${rows.map((r) => r.block)}::int4[], ${data.offsets}::int4[], ${data.lengths}::int4[]) AS u(g, b, o, len)
     ON CONFLICT (grp, block) DO UPDATE SET data = excluded.data`.execute(tx);
+}
+
+/** Buckets of `stored` and `fresh` in time order; at an equal time the fresh bucket wins. */
+function mergeBuckets(stored: Buckets, fresh: Buckets): Buckets {
+  const out = emptyBuckets(stored.n + fresh.n);
+  let i = 0;
+  let j = 0;
+  while (i < stored.n || j < fresh.n) {
+    const takeFresh = i >= stored.n || (j < fresh.n && fresh.times[j]! <= stored.times[i]!);
+    const from = takeFresh ? fresh : stored;
+    const k = takeFresh ? j : i;
+    if (takeFresh && i < stored.n && stored.times[i] === fresh.times[j]) i++;
+    out.times[out.n] = from.times[k]!;
+    out.min[out.n] = from.min[k]!;
+    out.max[out.n] = from.max[k]!;
+    out.sum[out.n] = from.sum[k]!;
+    out.count[out.n] = from.count[k]!;
+    out.last[out.n] = from.last[k]!;
+    out.n++;
+    if (takeFresh) j++;
+    else i++;
+  }
+  return out;
 }
 
 /**

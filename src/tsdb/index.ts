@@ -112,12 +112,14 @@ export async function openTsdb(pool: pg.Pool, options: TsdbOptions): Promise<Tsd
   return {
     series,
     append: (batch) => appender.append(batch),
-    appendWith: (work) =>
-      db.transaction().execute(async (tx) => {
+    async appendWith(work) {
+      await appender.ensureCurrent();
+      return db.transaction().execute(async (tx) => {
         const { points, result } = await work(tx);
         await appender.appendIn(tx, points);
         return result;
-      }),
+      });
+    },
     readPoints: (q, nowMs) => reader.readPoints(q, nowMs),
     readSamples: (ids, from, to) => reader.readSamples(ids, from, to),
     compact: (signal = new AbortController().signal) => compactor.run(signal),

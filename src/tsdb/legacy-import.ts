@@ -2,7 +2,8 @@ import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
 import type { Logger } from "../log.js";
 import { emptyBuckets, rollupWidthMs, type Buckets } from "./chunk-format.js";
-import { addPoints, addRollup, writeBlocks, writeRollups, type BlockPoints, type RollupUpdates } from "./compactor.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { addPoints, addRollup, lockCompaction, writeBlocks, writeRollups, type BlockPoints, type RollupUpdates } from "./compactor.js";
 import { blockMs, blockOf, dayMs, type Partitions } from "./partitions.js";
 
 /**
@@ -16,35 +17,58 @@ import { blockMs, blockOf, dayMs, type Partitions } from "./partitions.js";
  */
 
 const importLock = 0x5e_c7_a0_05;
-/** Series read per statement from a legacy day partition. */
-const seriesPerBatch = 2_000;
+/** Legacy rows read per statement: bounded memory whatever the number of series. */
+const rowsPerBatch = 200_000;
 
 export async function importLegacySamples(db: Kysely<TsdbDatabase>, partitions: Partitions, log: Logger): Promise<void> {
   if (!(await exists(db, "samples"))) return;
   await db.connection().execute(async (conn) => {
-    await sql`SELECT pg_advisory_lock(${importLock})`.execute(conn);
+    // An import of months of samples takes longer than the pool's statement timeout allows one statement.
+    await sql`SET statement_timeout = 0`.execute(conn);
     try {
-      if (!(await exists(conn, "samples"))) return; // another daemon finished it while we waited
-      const started = Date.now();
-      const days = await legacyDays(conn);
-      if (days.length > 0) log.info({ partitions: days.length }, "moving samples of the row-per-sample store into chunks");
-      let samples = 0;
-      for (const day of days) samples += await importDay(conn, partitions, day);
-      // Rollup rows older than the oldest raw day (or all of them, with no raw day left) have no raw samples behind them.
-      const rawFrom = days.length > 0 ? days[0]! * dayMs : Infinity;
-      const minutes = await importRollups(conn, partitions, "samples_1m", "5m", rawFrom);
-      const hours = await importRollups(conn, partitions, "samples_1h", "1h", rawFrom);
-      await conn.transaction().execute(async (tx) => {
-        for (const table of ["samples", "samples_1m", "samples_1h", "rollup_state", "late_hours"]) {
-          await sql`DROP TABLE IF EXISTS ${sql.table(table)}`.execute(tx);
-        }
-      });
-      const moved = { samples, minuteRows: minutes, hourRows: hours, ms: Date.now() - started };
-      if (samples + minutes + hours > 0) log.info(moved, "the row-per-sample store is moved into chunks");
+      await waitForLock(conn, log);
+      try {
+        if (!(await exists(conn, "samples"))) return; // another daemon finished it while we waited
+        await importAll(conn, partitions, log);
+      } finally {
+        await sql`SELECT pg_advisory_unlock(${importLock})`.execute(conn);
+      }
     } finally {
-      await sql`SELECT pg_advisory_unlock(${importLock})`.execute(conn);
+      await sql`RESET statement_timeout`.execute(conn);
     }
   });
+}
+
+/** Waits for the import lock without a statement that could time out, saying once that it waits. */
+async function waitForLock(conn: Kysely<TsdbDatabase>, log: Logger): Promise<void> {
+  for (let waited = false; ; waited = true) {
+    const { rows } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${importLock}) AS locked`.execute(conn);
+    if (rows[0]?.locked) return;
+    if (!waited) log.info("another daemon is moving the row-per-sample store into chunks; waiting for it");
+    await sleep(1_000);
+  }
+}
+
+async function importAll(conn: Kysely<TsdbDatabase>, partitions: Partitions, log: Logger): Promise<void> {
+  const started = Date.now();
+  const days = await legacyDays(conn);
+  if (days.length > 0) log.info({ partitions: days.length }, "moving samples of the row-per-sample store into chunks");
+  let samples = 0;
+  for (const day of days) {
+    samples += await importDay(conn, partitions, day);
+    log.info({ day: new Date(day * dayMs).toISOString().slice(0, 10), samples }, "a day of samples moved into chunks");
+  }
+  // Rollup rows older than the oldest raw day (or all of them, with no raw day left) have no raw samples behind them.
+  const rawFrom = days.length > 0 ? days[0]! * dayMs : Infinity;
+  const minutes = await importRollups(conn, partitions, "samples_1m", "5m", rawFrom);
+  const hours = await importRollups(conn, partitions, "samples_1h", "1h", rawFrom);
+  await conn.transaction().execute(async (tx) => {
+    for (const table of ["samples", "samples_1m", "samples_1h", "rollup_state", "late_hours"]) {
+      await sql`DROP TABLE IF EXISTS ${sql.table(table)}`.execute(tx);
+    }
+  });
+  const moved = { samples, minuteRows: minutes, hourRows: hours, ms: Date.now() - started };
+  if (samples + minutes + hours > 0) log.info(moved, "the row-per-sample store is moved into chunks");
 }
 
 async function exists(db: Kysely<TsdbDatabase>, table: string): Promise<boolean> {
@@ -66,38 +90,39 @@ function legacyPartition(day: number): string {
   return `samples_p${new Date(day * dayMs).toISOString().slice(0, 10).replaceAll("-", "")}`;
 }
 
-/** The last series id of the next batch of series of a legacy table after `after`, or undefined when none is left. */
-async function nextSeriesBatch(db: Kysely<TsdbDatabase>, table: string, after: number): Promise<number | undefined> {
-  const { rows } = await sql<{ last: number | null }>`
-    SELECT max(series_id) AS last FROM (SELECT DISTINCT series_id FROM ${sql.table(table)} WHERE series_id > ${after} ORDER BY series_id LIMIT ${seriesPerBatch}) s`.execute(db);
-  return rows[0]?.last ?? undefined;
-}
-
-/** Moves one legacy day partition into chunks, series by series in batches; drops it at the end. Returns the samples moved. */
+/**
+ * Moves one legacy day partition into chunks, rowsPerBatch rows at a time in key order (a
+ * series may span batches: writing a chunk again merges); drops it at the end. Returns the
+ * samples moved.
+ */
 async function importDay(db: Kysely<TsdbDatabase>, partitions: Partitions, day: number): Promise<number> {
-  const name = legacyPartition(day);
-  const table = sql.table(name);
+  const table = sql.table(legacyPartition(day));
   let moved = 0;
-  for (let after = -1, last = await nextSeriesBatch(db, name, after); last !== undefined; after = last, last = await nextSeriesBatch(db, name, after)) {
-    moved += await db.transaction().execute(async (tx) => {
-      const { rows } = await sql<{ series_id: number; t: number; value: number }>`
-        SELECT series_id, (extract(epoch FROM ts) * 1000)::float8 AS t, value FROM ${table}
-        WHERE series_id > ${after} AND series_id <= ${last} ORDER BY series_id, ts`.execute(tx);
-      const byBlock: BlockPoints = new Map();
-      let i = 0;
-      while (i < rows.length) {
-        const id = rows[i]!.series_id;
-        const times: number[] = [];
-        const values: number[] = [];
-        for (; i < rows.length && rows[i]!.series_id === id; i++) {
-          times.push(rows[i]!.t);
-          values.push(rows[i]!.value);
-        }
-        addPoints(byBlock, id, times, values, times.length);
+  for (let after: { id: number; t: number } | undefined; ; ) {
+    const { rows } = await sql<{ series_id: number; t: number; value: number }>`
+      SELECT series_id, round(extract(epoch FROM ts) * 1000)::float8 AS t, value FROM ${table}
+      ${after ? sql`WHERE (series_id, ts) > (${after.id}, ${new Date(after.t)})` : sql``}
+      ORDER BY series_id, ts LIMIT ${rowsPerBatch}`.execute(db);
+    if (rows.length === 0) break;
+    const byBlock: BlockPoints = new Map();
+    let i = 0;
+    while (i < rows.length) {
+      const id = rows[i]!.series_id;
+      const times: number[] = [];
+      const values: number[] = [];
+      for (; i < rows.length && rows[i]!.series_id === id; i++) {
+        times.push(rows[i]!.t);
+        values.push(rows[i]!.value);
       }
+      addPoints(byBlock, id, times, values, times.length);
+    }
+    await db.transaction().execute(async (tx) => {
+      await lockCompaction(tx);
       await writeBlocks(tx, partitions, byBlock);
-      return rows.length;
     });
+    moved += rows.length;
+    const last = rows[rows.length - 1]!;
+    after = { id: last.series_id, t: last.t };
   }
   await sql`DROP TABLE ${table}`.execute(db);
   return moved;
@@ -112,12 +137,20 @@ async function importRollups(db: Kysely<TsdbDatabase>, partitions: Partitions, l
   const widthMs = rollupWidthMs[tier];
   const before = Number.isFinite(beforeMs) ? new Date(beforeMs) : new Date(8.64e15);
   let read = 0;
-  for (let after = -1, last = await nextSeriesBatch(db, legacy, after); last !== undefined; after = last, last = await nextSeriesBatch(db, legacy, after)) {
+  for (let after: { id: number; t: number } | undefined; ; ) {
     const { rows } = await sql<{ series_id: number; t: number; min: number; max: number; sum: number; count: number; last: number }>`
-      SELECT series_id, (extract(epoch FROM bucket) * 1000)::float8 AS t, min, max, sum, count::float8 AS count, last FROM ${sql.table(legacy)}
-      WHERE series_id > ${after} AND series_id <= ${last} AND bucket < ${before}
-      ORDER BY series_id, bucket`.execute(db);
-    if (rows.length === 0) continue;
+      SELECT series_id, round(extract(epoch FROM bucket) * 1000)::float8 AS t, min, max, sum, count::float8 AS count, last FROM ${sql.table(legacy)}
+      WHERE bucket < ${before} ${after ? sql`AND (series_id, bucket) > (${after.id}, ${new Date(after.t)})` : sql``}
+      ORDER BY series_id, bucket LIMIT ${rowsPerBatch}`.execute(db);
+    if (rows.length === 0) break;
+    // A batch ends at a whole bucket of this tier, so that no bucket is written in two halves.
+    if (rows.length === rowsPerBatch) {
+      const last = rows[rows.length - 1]!;
+      const bucketOf = (r: { series_id: number; t: number }) => `${r.series_id}:${Math.floor(r.t / widthMs)}`;
+      const cut = bucketOf(last);
+      while (rows.length > 1 && bucketOf(rows[rows.length - 1]!) === cut) rows.pop();
+    }
+    after = { id: rows[rows.length - 1]!.series_id, t: rows[rows.length - 1]!.t };
     read += rows.length;
     // Buckets per (series, block): legacy rows merged into this tier's buckets.
     const bySeriesBlock = new Map<string, { id: number; block: number; buckets: Buckets }>();
@@ -147,7 +180,10 @@ async function importRollups(db: Kysely<TsdbDatabase>, partitions: Partitions, l
     }
     const updates: RollupUpdates = new Map();
     for (const e of bySeriesBlock.values()) addRollup(updates, e.id, e.block, e.buckets);
-    await db.transaction().execute((tx) => writeRollups(tx, partitions, tier, updates));
+    await db.transaction().execute(async (tx) => {
+      await lockCompaction(tx);
+      await writeRollups(tx, partitions, tier, updates);
+    });
   }
   return read;
 }

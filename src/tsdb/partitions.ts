@@ -44,7 +44,7 @@ export function partitionName(t: PartitionedTable, first: number): string {
 }
 
 /** The first block of a partition named by partitionName, or undefined for another name. */
-function firstBlockOfName(t: PartitionedTable, name: string): number | undefined {
+export function blockOfPartition(t: PartitionedTable, name: string): number | undefined {
   const m = /^(\d{4})(\d{2})(\d{2})(?:t(\d{2}))?$/.exec(name.slice(t.table.length + 1));
   if (!name.startsWith(`${t.table}_`) || !m) return undefined;
   return blockOf(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4] ?? 0)));
@@ -63,8 +63,12 @@ export class Partitions {
 
   constructor(private readonly db: Kysely<TsdbDatabase>) {}
 
-  /** Makes sure a partition of `t` exists for each key. */
-  async ensure(t: PartitionedTable, keys: Iterable<number>): Promise<void> {
+  /**
+   * Makes sure a partition of `t` exists for each key. `verify`: ask the catalog instead of
+   * trusting what this daemon saw (another daemon's retention may have dropped one since).
+   */
+  async ensure(t: PartitionedTable, keys: Iterable<number>, verify = false): Promise<void> {
+    if (verify) this.known.set(t.table, new Set(await this.list(t)));
     const known = this.knownOf(t);
     const missing = new Set<number>();
     for (const key of keys) {
@@ -74,6 +78,8 @@ export class Partitions {
     if (missing.size === 0) return;
     await this.db.transaction().execute(async (tx) => {
       await sql`SELECT pg_advisory_xact_lock(${partitionLock})`.execute(tx);
+      // CREATE … PARTITION OF locks the parent: behind a long reader, fail fast (the caller retries) rather than queue every writer behind it.
+      await sql`SELECT set_config('lock_timeout', '5s', true)`.execute(tx);
       for (const first of missing) {
         const options = t.with ? sql` WITH (${sql.raw(t.with)})` : sql``;
         await sql`CREATE TABLE IF NOT EXISTS ${sql.table(partitionName(t, first))} PARTITION OF ${sql.table(t.table)}
@@ -93,10 +99,9 @@ export class Partitions {
     const { rows } = await sql<{ name: string }>`
       SELECT c.relname AS name FROM pg_inherits i
       JOIN pg_class c ON c.oid = i.inhrelid
-      JOIN pg_class p ON p.oid = i.inhparent
-      WHERE p.relname = ${t.table}`.execute(db);
+      WHERE i.inhparent = ${t.table}::regclass`.execute(db);
     return rows
-      .map((r) => firstBlockOfName(t, r.name))
+      .map((r) => blockOfPartition(t, r.name))
       .filter((first): first is number => first !== undefined)
       .sort((a, b) => a - b);
   }

@@ -35,11 +35,10 @@ export interface HeadTable {
   data: Buffer;
 }
 
-/** (head partition, group) pairs already in chunks, with the head rows they held. */
+/** (head partition, group) pairs already in chunks. */
 export interface CompactedTable {
   part: number;
   grp: number;
-  rows: number;
 }
 
 /** One series' points over one block, compressed (chunk-format.ts). */

@@ -105,6 +105,36 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
     expect(await samples(tsdb, series[7]!)).toEqual(merged);
   });
 
+  it("routes a write for a sealed block to an open one: a writer whose clock lags loses nothing and hides nothing", async () => {
+    const db = await storage();
+    const clock = new Clock(base + 3 * blockMs);
+    const tsdb = await open(db, clock, { compaction: { lockTimeoutMs: 200 } });
+    const lagging = await open(db, new Clock(base + 10 * minute));
+    const [id] = await ids(tsdb, [gauge("t_sealed")]);
+    // Its block's head partition, and the next one's (written to, so that it exists: creating a
+    // partition would wait for the reader below as the drop does).
+    await lagging.append([{ id: id!, times: [base, base + blockMs], values: [1, 4] }]);
+    // A reader of the current block keeps the head table locked: the old partition is sealed and
+    // compacted, but its drop waits for the next run.
+    await tsdb.append([{ id: id!, times: [clock.ms], values: [3] }]);
+    const reader = await db.pool.connect();
+    try {
+      await reader.query("BEGIN");
+      await reader.query("SELECT count(*) FROM tsdb_head WHERE part = $1", [Math.floor(clock.ms / blockMs)]);
+      const run = await tsdb.compact();
+      expect(run.postponed).toEqual([base / blockMs]);
+      // The lagging writer still takes block `base` for open: the seal refuses it, and it goes to an open block.
+      await lagging.append([{ id: id!, times: [base + second], values: [2] }]);
+      expect(await samples(tsdb, id!)).toEqual([[base, 1], [base + second, 2], [base + blockMs, 4], [clock.ms, 3]]);
+    } finally {
+      await reader.query("ROLLBACK");
+      reader.release();
+    }
+    clock.ms += 2 * blockMs;
+    await tsdb.compact();
+    expect(await samples(tsdb, id!)).toEqual([[base, 1], [base + second, 2], [base + blockMs, 4], [base + 3 * blockMs, 3]]);
+  });
+
   it("answers from the 5-minute and hourly rollups what the raw points say", async () => {
     const clock = new Clock(base);
     const tsdb = await open(await storage(), clock);

@@ -56,7 +56,6 @@ export async function up(db: Kysely<any>): Promise<void> {
     CREATE TABLE tsdb_compacted (
       part integer NOT NULL,
       grp integer NOT NULL,
-      rows integer NOT NULL,
       PRIMARY KEY (part, grp)
     )`.execute(db);
 
