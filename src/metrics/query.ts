@@ -14,7 +14,7 @@ import {
 } from "../../gen/metrics/metrics_pb.js";
 import type { Labels } from "../shared/labels.js";
 import { seriesKey } from "../shared/series-key.js";
-import { alignedSteps, maxSelectedSeries, SeriesKind, type LabelMatcher, type MatchOperator as StoreOperator, type SelectedSeries, type StepAggregate, type Tsdb } from "../tsdb/index.js";
+import { alignedSteps, maxSelectedSeries, maxTimeMs, SeriesKind, type LabelMatcher, type MatchOperator as StoreOperator, type SelectedSeries, type StepAggregate, type Tsdb } from "../tsdb/index.js";
 
 /** Limits of one Query call, as documented on metrics.QueryRequest. */
 export const queryLimits = {
@@ -87,9 +87,6 @@ function validateRequest(req: QueryRequest): Aggregation {
 function invalid(message: string): never {
   throw new ConnectError(message, Code.InvalidArgument);
 }
-
-/** The latest time a query may name: the end of year 9999. */
-const maxTimeMs = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 /** end defaults to now, start to an hour before end, step to the range / 120 in whole seconds (≥ 1 s). */
 export function resolveRange(req: Pick<QueryRequest, "start" | "end" | "step">, nowMs: number): Range {

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
 import { byteaColumn } from "./bytea-column.js";
-import { Overloaded } from "./errors.js";
+import { InvalidInput, Overloaded } from "./errors.js";
 import { encodeHead, groupOf, type Entry } from "./group-payload.js";
 import { blockMs, blockOf, blockOfPartition, headTable, type Partitions } from "./partitions.js";
 
@@ -70,7 +70,11 @@ export class Appender {
   /** Appends the batch; resolves once it is committed. Overloaded when too much is waiting already. */
   append(batch: SeriesPoints[]): Promise<void> {
     let points = 0;
-    for (const s of batch) points += s.times.length;
+    try {
+      for (const s of batch) points += checkPoints(s);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (points === 0) return Promise.resolve();
     if (this.queuedPoints + points > this.options.maxQueuedPoints) {
       return Promise.reject(new Overloaded("the store is writing behind; retry later"));
@@ -88,6 +92,7 @@ export class Appender {
    * (ensureCurrent): DDL inside the caller's transaction would hold its locks longer.
    */
   async appendIn(tx: Kysely<TsdbDatabase>, batch: SeriesPoints[]): Promise<void> {
+    for (const s of batch) checkPoints(s);
     await this.insert(tx, headRows(batch, this.options.now(), this.oldestOpen()));
   }
 
@@ -150,6 +155,20 @@ export class Appender {
       FROM unnest(${rows.part}::int4[], ${rows.grp}::int4[], ${rows.lo}::int8[], ${rows.hi}::int8[], ${rows.n}::int4[],
                   ${data.offsets}::int4[], ${data.lengths}::int4[]) AS u(p, g, l, h, n, o, len)`.execute(db);
   }
+}
+
+/** The latest time the store takes: the end of year 9999, in Unix ms. */
+export const maxTimeMs = 253_402_300_799_999;
+
+/** Checked before a batch joins a group commit, so that one bad batch never fails the others; returns its points. */
+function checkPoints(s: SeriesPoints): number {
+  if (!Number.isInteger(s.id) || s.id < 1) throw new InvalidInput(`series id ${s.id} is not a series`);
+  if (s.times.length !== s.values.length) throw new InvalidInput(`series ${s.id}: ${s.times.length} times but ${s.values.length} values`);
+  for (let i = 0; i < s.times.length; i++) {
+    const t = s.times[i]!;
+    if (!(Number.isInteger(t) && t >= 0 && t <= maxTimeMs)) throw new InvalidInput(`series ${s.id}: time ${t} is not a whole number of ms between 1970 and 9999`);
+  }
+  return s.times.length;
 }
 
 interface HeadRows {

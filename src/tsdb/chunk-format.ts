@@ -1,5 +1,5 @@
 import { deflateRawSync, inflateRawSync } from "node:zlib";
-import { ByteReader, ByteWriter, CorruptChunk, decimalExponent, decodeSeries, decodeTimes, decodeValues, encodeSeries, encodeTimes, encodeValues, peekCount } from "./codec.js";
+import { ByteReader, ByteWriter, CorruptChunk, decimalExponent, decodeSeries, decodeTimes, decodeValues, encodeSeries, encodeTimes, encodeValues, peekCount, readCount } from "./codec.js";
 import { packGroup, unpackGroup } from "./group-payload.js";
 
 /**
@@ -43,9 +43,16 @@ function compress(bytes: Uint8Array): Buffer {
   return out;
 }
 
+/** Inflated rows stay far below this (a 2-hour block of one series, or of a group's rollups); more is corrupt. */
+const maxInflatedBytes = 64 * 1024 * 1024;
+
 function decompress(data: Uint8Array): Buffer {
   if (data[0] !== deflated) throw new CorruptChunk(`unknown chunk format ${data[0]}`);
-  return inflateRawSync(data.subarray(1));
+  try {
+    return inflateRawSync(data.subarray(1), { maxOutputLength: maxInflatedBytes });
+  } catch (err) {
+    throw new CorruptChunk(`a compressed row does not inflate: ${(err as Error).message}`);
+  }
 }
 
 /** One series' points over a block; `base` is the block's start (times are stored from it). */
@@ -81,7 +88,7 @@ export function encodeRollups(entries: { id: number; buckets: Buckets }[], base:
 /** Calls `visit` with the buckets of each series of a rollup row whose id is in `wanted` (every series when undefined). */
 export function decodeRollups(data: Uint8Array, base: number, wanted: ReadonlySet<number> | undefined, visit: (id: number, buckets: Buckets) => void): void {
   unpackGroup(decompress(data), wanted, (id, r) => {
-    const n = r.uvarint();
+    const n = readCount(r);
     const b = emptyBuckets(n);
     decodeTimes(r, b.times, 0, n, base);
     for (const column of [b.min, b.max, b.sum, b.count, b.last]) decodeValues(r, column, 0, n);

@@ -1,3 +1,4 @@
+import { deflateRawSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { decodeChunk, decodeRollups, encodeChunk, encodeRollups, rollUp, type Buckets } from "./chunk-format.js";
 import { ByteReader, ByteWriter, CorruptChunk, decodeSeries, encodeSeries } from "./codec.js";
@@ -108,6 +109,12 @@ describe("the series codec", () => {
       }
     }
     expect(() => decodeChunk(Uint8Array.from([9, 1, 2]), 0)).toThrow(CorruptChunk);
+    // A count larger than the bytes could hold never sizes an allocation; a DEFLATE bomb stops at a bound.
+    const huge = new ByteWriter();
+    huge.uvarint(2 ** 40);
+    expect(() => decodeSeries(new ByteReader(huge.view()), new Float64Array(8), new Float64Array(8))).toThrow(/a count of 1099511627776 points/);
+    const bomb = Buffer.concat([Buffer.from([1]), deflateRawSync(Buffer.alloc(100 * 2 ** 20))]);
+    expect(() => decodeChunk(bomb, 0)).toThrow(CorruptChunk);
   });
 });
 

@@ -309,8 +309,18 @@ function trailingZeroBytes(word: number): number {
 /** Number of points of the series at the reader's position, without moving it. */
 export function peekCount(r: ByteReader): number {
   const pos = r.pos;
-  const n = r.uvarint();
+  const n = readCount(r);
   r.pos = pos;
+  return n;
+}
+
+/**
+ * Reads a count of points whose times follow: every point after the first takes at least a
+ * byte, so a count larger than the bytes left is corrupt (and never sizes an allocation).
+ */
+export function readCount(r: ByteReader): number {
+  const n = r.uvarint();
+  if (n > r.end - r.pos + 1) throw new CorruptChunk(`a count of ${n} points in ${r.end - r.pos} bytes`);
   return n;
 }
 
@@ -319,7 +329,7 @@ export function peekCount(r: ByteReader): number {
  * number of points. The arrays must have room (peekCount tells how much).
  */
 export function decodeSeries(r: ByteReader, times: Float64Array, values: Float64Array, at = 0, base = 0): number {
-  const n = r.uvarint();
+  const n = readCount(r);
   if (n === 0) return 0;
   if (at + n > times.length || at + n > values.length) throw new CorruptChunk(`a series of ${n} points does not fit`);
   decodeTimes(r, times, at, n, base);

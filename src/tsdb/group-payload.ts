@@ -40,6 +40,7 @@ export function packGroup(ids: number[], write: (w: ByteWriter, i: number) => vo
 export function unpackGroup(data: Uint8Array, wanted: ReadonlySet<number> | undefined, visit: (id: number, r: ByteReader) => void): void {
   const r = new ByteReader(data);
   const count = r.uvarint();
+  if (count > data.length) throw new CorruptChunk(`${count} entries in ${data.length} bytes`);
   const ids = new Array<number>(count);
   const lengths = new Array<number>(count);
   let id = 0;
@@ -106,12 +107,12 @@ export function decodeHead(data: Uint8Array, wanted: ReadonlySet<number> | undef
   let n = 0;
   unpackGroup(data, undefined, (id, r) => {
     const count = r.uvarint();
+    const shared = r.byte() === 1;
+    if (shared ? count !== n : count > r.end - r.pos + 1) throw new CorruptChunk(`a head entry of ${count} points does not fit its bytes`);
     if (count > times.length) {
       times = new Float64Array(count * 2);
       values = new Float64Array(count * 2);
     }
-    const shared = r.byte() === 1;
-    if (shared && count !== n) throw new CorruptChunk("an entry shares the times of an entry of another length");
     if (!shared) decodeTimes(r, times, 0, count);
     n = count;
     if (wanted !== undefined && !wanted.has(id)) return;

@@ -2,6 +2,8 @@ import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
 import { decodeChunk, decodeRollups, rollupWidthMs, type PointArrays } from "./chunk-format.js";
 import { decodeHead, groupOf } from "./group-payload.js";
+import { maxTimeMs } from "./appender.js";
+import { InvalidInput } from "./errors.js";
 import { blockMs, blockOf } from "./partitions.js";
 
 /**
@@ -163,6 +165,7 @@ export class Reader {
 
   /** The raw points of the series in [fromMs, toMs): merged, in time order, one per time. */
   async readSamples(seriesIds: number[], fromMs: number, toMs: number): Promise<Map<number, PointArrays>> {
+    if (!(fromMs <= toMs)) throw new InvalidInput(`the range ${fromMs} to ${toMs} ms must run forwards`);
     const raw = await this.fetch("raw", seriesIds, fromMs, toMs);
     const out = new Map<number, PointArrays>();
     for (const [id, { points }] of raw) {
@@ -179,6 +182,10 @@ export class Reader {
    * start and rollup buckets fall wholly within one step.
    */
   async readPoints(q: PointsQuery, nowMs = Date.now()): Promise<Points> {
+    if (!(Number.isInteger(q.stepMs) && q.stepMs >= 1)) throw new InvalidInput(`step must be a whole number of ms, at least 1, got ${q.stepMs}`);
+    if (!(q.startMs >= 0 && q.startMs <= q.endMs && q.endMs <= maxTimeMs)) {
+      throw new InvalidInput(`the range ${q.startMs} to ${q.endMs} ms must run forwards between 1970 and 9999`);
+    }
     const tier = chooseTier(q.startMs, q.endMs, q.stepMs, this.retention, nowMs);
     const series = new Map<number, StepAggregate[]>();
     if (q.seriesIds.length === 0) return { tier, series };

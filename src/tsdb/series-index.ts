@@ -177,6 +177,11 @@ export class SeriesIndex {
 
   /** The series of `metric` that satisfy every matcher, by id; LimitExceeded beyond maxSelectedSeries. */
   async select(metric: string, matchers: LabelMatcher[]): Promise<SelectedSeries[]> {
+    checkText("the metric", metric);
+    for (const m of matchers) {
+      checkText("a matcher's label", m.label);
+      checkText(`matcher ${m.label}'s value`, m.value);
+    }
     await this.checkRegexes(matchers);
     // Equalities with a value go through the labels index; the rest are filters.
     const equal: Labels = {};
@@ -222,6 +227,7 @@ export class SeriesIndex {
    * not depend on the database's locale). One statement.
    */
   async list(prefix: string): Promise<MetricSummary[]> {
+    checkText("the prefix", prefix);
     const { rows } = await sql<MetricSummary>`
       WITH s AS (
         SELECT metric, kind, labels FROM series WHERE left(metric, ${prefix.length}) = ${prefix}
@@ -245,6 +251,11 @@ export class SeriesIndex {
       ORDER BY m.metric COLLATE "C"`.execute(this.db);
     return rows;
   }
+}
+
+/** PostgreSQL text cannot hold NUL: a name or value with one cannot match anything, and is the caller's mistake. */
+function checkText(what: string, text: string): void {
+  if (text.includes("\u0000")) throw new InvalidInput(`${what} holds a NUL character`);
 }
 
 // PostgreSQL's SQLSTATE for an invalid regular expression.

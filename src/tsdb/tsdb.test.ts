@@ -4,7 +4,7 @@ import { storagePerTest, testServers } from "../../test/support/postgres.js";
 import { createLogger } from "../log.js";
 import type { Storage } from "../storage/database.js";
 import { seriesKey } from "../shared/series-key.js";
-import { openTsdb, SeriesKind, type SeriesRef, type Tsdb, type TsdbOptions } from "./index.js";
+import { InvalidInput, openTsdb, SeriesKind, type SeriesRef, type Tsdb, type TsdbOptions } from "./index.js";
 import { blockMs } from "./partitions.js";
 import { seriesHash } from "./series-index.js";
 
@@ -69,6 +69,23 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
     expect(Object.is((await samples(tsdb, b!))[0]![1], -0)).toBe(true);
     await tsdb.append([{ id: a!, times: [base + 1000], values: [9] }]);
     expect(await samples(tsdb, a!)).toEqual([[base + 1000, 9], [base + 2000, 3]]);
+  });
+
+  it("refuses what is not a point, alone: a bad batch never fails the others of its group commit", async () => {
+    const tsdb = await open(await storage(), new Clock(base + minute));
+    const [id] = await ids(tsdb, [gauge("t_input")]);
+    const good = tsdb.append([{ id: id!, times: [base], values: [1] }]);
+    for (const bad of [{ times: [base + 0.5] }, { times: [Number.NaN] }, { times: [2 ** 60] }, { times: [-1] }, { times: [base, base + 1] }]) {
+      await expect(tsdb.append([{ id: id!, values: [1], ...bad }])).rejects.toBeInstanceOf(InvalidInput);
+    }
+    await good;
+    expect(await samples(tsdb, id!)).toEqual([[base, 1]]);
+    const q = { seriesIds: [id!], startMs: base, endMs: base + 1, increase: false, last: false };
+    await expect(tsdb.readPoints({ ...q, stepMs: 0 })).rejects.toBeInstanceOf(InvalidInput);
+    await expect(tsdb.readPoints({ ...q, stepMs: 1, startMs: base + 2 })).rejects.toBeInstanceOf(InvalidInput);
+    await expect(tsdb.series.select("t_input\u0000", [])).rejects.toBeInstanceOf(InvalidInput);
+    await expect(tsdb.series.select("t_input", [{ label: "a", op: "=~", value: "\u0000" }])).rejects.toBeInstanceOf(InvalidInput);
+    await expect(tsdb.series.list("\u0000")).rejects.toBeInstanceOf(InvalidInput);
   });
 
   it("compacts closed blocks into chunks and rollups: every point read the same before and after, late points merged", async () => {
