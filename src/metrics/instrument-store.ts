@@ -39,38 +39,46 @@ export class InstrumentStore {
       if ("refused" in r) throw new InstrumentSeriesRefused(r.refused);
       return r.id;
     };
-    const now = Date.now();
-
     await this.tsdb.appendWith(async (tx) => {
-      const values = new Map<number, number>();
+      const points: SeriesPoints[] = [];
       if (kind === "gauge") {
+        const values = new Map<number, number>();
         for (const list of moves) for (const move of list) values.set(idOf(move.key), move.number);
-      } else {
-        const ids = [...new Set([...wanted.keys()].map(idOf))];
-        // Rows exist before they are locked, so two first calls on a series cannot both start from 0.
-        await sql`INSERT INTO instrument_totals (series_id, total) SELECT unnest(${ids}::int4[]), 0 ON CONFLICT DO NOTHING`.execute(tx);
-        const { rows } = await sql<{ series_id: number; total: number }>`
-          SELECT series_id, total FROM instrument_totals WHERE series_id = ANY(${ids}::int4[]) ORDER BY series_id FOR UPDATE`.execute(tx);
-        const totals = new Map(rows.map((r) => [r.series_id, r.total]));
-        moves.forEach((list, i) => {
-          const next = list.map((move) => totals.get(idOf(move.key))! + move.number);
-          if (next.some((total) => !Number.isFinite(total))) {
-            refused.set(i, { kind: "invalid_number", info: `number ${measurements[i]!.number} would make the stored total of ${measurements[i]!.metric} infinite` });
-            return;
-          }
-          list.forEach((move, k) => {
-            totals.set(idOf(move.key), next[k]!);
-            values.set(idOf(move.key), next[k]!);
-          });
-        });
-        if (values.size > 0) {
-          await sql`
-            UPDATE instrument_totals t SET total = u.total
-            FROM unnest(${[...values.keys()]}::int4[], ${[...values.values()]}::float8[]) AS u(id, total)
-            WHERE t.series_id = u.id`.execute(tx);
-        }
+        const now = Date.now();
+        for (const [id, value] of values) points.push({ id, times: [now], values: [value] });
+        return { points, result: undefined };
       }
-      const points: SeriesPoints[] = [...values].map(([id, value]) => ({ id, times: [now], values: [value] }));
+      const ids = [...new Set([...wanted.keys()].map(idOf))];
+      // Rows exist before they are locked, so two first calls on a series cannot both start from 0.
+      await sql`INSERT INTO instrument_totals (series_id, total) SELECT unnest(${ids}::int4[]), 0 ON CONFLICT DO NOTHING`.execute(tx);
+      const { rows } = await sql<{ series_id: number; total: number; at: number }>`
+        SELECT series_id, total, at FROM instrument_totals WHERE series_id = ANY(${ids}::int4[]) ORDER BY series_id FOR UPDATE`.execute(tx);
+      // Read the clock once the rows are ours, and never before a total's previous sample.
+      const now = Date.now();
+      const totals = new Map(rows.map((r) => [r.series_id, r]));
+      const changed = new Set<number>();
+      moves.forEach((list, i) => {
+        const next = list.map((move) => totals.get(idOf(move.key))!.total + move.number);
+        if (next.some((total) => !Number.isFinite(total))) {
+          refused.set(i, { kind: "invalid_number", info: `number ${measurements[i]!.number} would make the stored total of ${measurements[i]!.metric} infinite` });
+          return;
+        }
+        list.forEach((move, k) => {
+          const id = idOf(move.key);
+          totals.get(id)!.total = next[k]!;
+          changed.add(id);
+        });
+      });
+      if (changed.size === 0) return { points, result: undefined };
+      const updated = [...changed].map((id) => {
+        const row = totals.get(id)!;
+        return { id, total: row.total, at: Math.max(now, Number(row.at) + 1) };
+      });
+      await sql`
+        UPDATE instrument_totals t SET total = u.total, at = u.at
+        FROM unnest(${updated.map((u) => u.id)}::int4[], ${updated.map((u) => u.total)}::float8[], ${updated.map((u) => u.at)}::int8[]) AS u(id, total, at)
+        WHERE t.series_id = u.id`.execute(tx);
+      for (const u of updated) points.push({ id: u.id, times: [u.at], values: [u.total] });
       return { points, result: undefined };
     });
     return refused;

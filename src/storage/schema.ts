@@ -8,6 +8,8 @@ export type { Labels };
 export interface InstrumentTotalsTable {
   series_id: number;
   total: number;
+  /** Unix ms of the total's latest sample. */
+  at: number;
 }
 
 /** Defined with the contract's roles, where the dashboard can use it too. */

@@ -1,6 +1,7 @@
 import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
-import { decodeChunk, decodeRollups, rollupWidthMs, type PointArrays } from "./chunk-format.js";
+import { decodeChunk, decodeRollups, rollUp, rollupWidthMs, type Buckets, type PointArrays } from "./chunk-format.js";
+import { mergePoints } from "./compactor.js";
 import { decodeHead, groupOf } from "./group-payload.js";
 import { maxTimeMs } from "./appender.js";
 import { InvalidInput } from "./errors.js";
@@ -110,6 +111,12 @@ class SeriesRows {
     this.count.push(count);
     this.last.push(last);
   }
+
+  /** Removes the rows in [fromMs, toMs). */
+  dropRange(fromMs: number, toMs: number): void {
+    const keep = this.t.map((t) => t < fromMs || t >= toMs);
+    for (const column of ["t", "min", "max", "sum", "count", "last"] as const) this[column] = this[column].filter((_, i) => keep[i]);
+  }
 }
 
 /** Raw points of one series as they arrive (chunks, then head entries in write order), sorted and deduplicated on demand. */
@@ -127,6 +134,21 @@ class RawPoints {
       this.times.push(t);
       this.values.push(values[i]!);
     }
+  }
+
+  /** Removes and returns the points of `block`, in the order they were added. */
+  takeBlock(block: number): { times: number[]; values: number[] } {
+    const taken = { times: [] as number[], values: [] as number[] };
+    const times: number[] = [];
+    const values: number[] = [];
+    this.times.forEach((t, i) => {
+      const into = blockOf(t) === block ? taken : { times, values };
+      into.times.push(t);
+      into.values.push(this.values[i]!);
+    });
+    this.times = times;
+    this.values = values;
+    return taken;
   }
 
   /** In time order, one value per time: the one written last. */
@@ -211,6 +233,8 @@ export class Reader {
     for (const id of seriesIds) out.set(id, { points: new RawPoints(), buckets: new SeriesRows() });
     const wanted = new Set(seriesIds);
     const groups = [...new Set(seriesIds.map(groupOf))];
+    /** The blocks each series has rollup buckets of. */
+    const rolled = new Map<number, Set<number>>();
     const firstBlock = blockOf(fromMs);
     const lastBlock = blockOf(toMs - 1);
     const compacted =
@@ -235,15 +259,51 @@ export class Reader {
         out.get(row.key)!.points.add(c.times, c.values, c.n, fromMs, toMs);
       } else {
         decodeRollups(row.data, row.part * blockMs, wanted, (id, b) => {
-          const rows = out.get(id)!.buckets;
-          for (let i = 0; i < b.n; i++) {
-            const t = b.times[i]!;
-            if (t >= fromMs && t < toMs) rows.push(t, b.min[i]!, b.max[i]!, b.sum[i]!, b.count[i]!, b.last[i]!);
-          }
+          pushBuckets(out.get(id)!.buckets, b, fromMs, toMs);
+          let blocks = rolled.get(id);
+          if (!blocks) rolled.set(id, (blocks = new Set()));
+          blocks.add(row.part);
         });
       }
     }
+    if (tier !== "raw") await this.rebuildOverlaps(tier, out, rolled, fromMs, toMs);
     return out;
+  }
+
+  /**
+   * Late points not compacted yet (in the head) for a block that already has rollups may
+   * repeat points of the block (a batch re-sent after its block was compacted) or replace them:
+   * adding them to the buckets would count them twice. The buckets of such a block are
+   * recomputed from its chunk merged with those points, as compaction will. Rare: a second
+   * statement only when it happens.
+   */
+  private async rebuildOverlaps(tier: "5m" | "1h", out: Map<number, { points: RawPoints; buckets: SeriesRows }>, rolled: Map<number, Set<number>>, fromMs: number, toMs: number): Promise<void> {
+    const overlaps: { id: number; block: number }[] = [];
+    for (const [id, blocks] of rolled) {
+      const hit = new Set<number>();
+      for (const t of out.get(id)!.points.times) if (blocks.has(blockOf(t))) hit.add(blockOf(t));
+      for (const block of hit) overlaps.push({ id, block });
+    }
+    if (overlaps.length === 0) return;
+    const { rows } = await sql<{ series_id: number; block: number; data: Buffer }>`
+      SELECT c.series_id, c.block, c.data FROM tsdb_chunks c
+      JOIN unnest(${overlaps.map((o) => o.id)}::int4[], ${overlaps.map((o) => o.block)}::int4[]) AS u(s, b) ON c.series_id = u.s AND c.block = u.b`.execute(this.db);
+    const chunks = new Map(rows.map((r) => [`${r.series_id}:${r.block}`, r.data]));
+    for (const { id, block } of overlaps) {
+      const { points, buckets } = out.get(id)!;
+      const late = points.takeBlock(block);
+      const chunk = chunks.get(`${id}:${block}`);
+      const merged = mergePoints(chunk ? decodeChunk(chunk, block * blockMs) : undefined, late.times, late.values);
+      buckets.dropRange(block * blockMs, (block + 1) * blockMs);
+      pushBuckets(buckets, rollUp(merged, rollupWidthMs[tier]), fromMs, toMs);
+    }
+  }
+}
+
+function pushBuckets(rows: SeriesRows, b: Buckets, fromMs: number, toMs: number): void {
+  for (let i = 0; i < b.n; i++) {
+    const t = b.times[i]!;
+    if (t >= fromMs && t < toMs) rows.push(t, b.min[i]!, b.max[i]!, b.sum[i]!, b.count[i]!, b.last[i]!);
   }
 }
 

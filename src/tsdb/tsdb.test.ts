@@ -185,6 +185,28 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
     expect(increases(hours)).toEqual(increases(raw));
   });
 
+  it("counts a batch re-sent after its block was compacted once in the rollups, before and after the next compaction", async () => {
+    const clock = new Clock(base + minute);
+    const tsdb = await open(await storage(), clock);
+    const [id] = await ids(tsdb, [gauge("t_resent")]);
+    const batch = [{ id: id!, times: [base, base + second, base + 2 * second], values: [1, 2, 3] }];
+    await tsdb.append(batch);
+    clock.ms = base + 2 * blockMs;
+    await tsdb.compact();
+    await tsdb.append(batch);
+    await tsdb.append([{ id: id!, times: [base + 2 * second], values: [30] }]);
+    const q = { seriesIds: [id!], startMs: base, endMs: base + hour - 1, stepMs: hour, increase: false, last: true };
+    const summary = async () => {
+      const p = await tsdb.readPoints(q, base + 100 * day);
+      expect(p.tier).toBe("1h");
+      return p.series.get(id!)!.map(({ count, sum, last }) => ({ count, sum, last }));
+    };
+    expect(await summary()).toEqual([{ count: 3, sum: 33, last: 30 }]);
+    clock.ms += 2 * blockMs;
+    await tsdb.compact();
+    expect(await summary()).toEqual([{ count: 3, sum: 33, last: 30 }]);
+  });
+
   it("drops partitions whole once they expire, each tier by its own retention", async () => {
     const db = await storage();
     const clock = new Clock(base + 10 * minute);

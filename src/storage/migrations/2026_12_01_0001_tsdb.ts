@@ -38,6 +38,10 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`CREATE INDEX series_labels ON series USING gin (labels jsonb_path_ops) WITH (fastupdate = off)`.execute(db);
   await sql`CREATE INDEX series_agent ON series (agent_id) WHERE agent_id IS NOT NULL`.execute(db);
 
+  // The time of each instrument total's latest sample: the next one is never earlier, whatever
+  // the clocks of the daemons (a counter that seemed to go back would read as a reset).
+  await sql`ALTER TABLE instrument_totals ADD COLUMN at bigint NOT NULL DEFAULT 0`.execute(db);
+
   await sql`
     CREATE TABLE tsdb_head (
       id bigint GENERATED ALWAYS AS IDENTITY,
@@ -84,6 +88,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
+  await sql`ALTER TABLE instrument_totals DROP COLUMN at`.execute(db);
   for (const table of ["tsdb_rollups_1h", "tsdb_rollups_5m", "tsdb_chunks", "tsdb_compacted", "tsdb_head"]) {
     await db.schema.dropTable(table).ifExists().execute();
   }
