@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect } from "kysely";
+import { Kysely, PostgresDialect, sql } from "kysely";
 import type pg from "pg";
 import type { TsdbDatabase } from "./tables.js";
 import type { Logger } from "../log.js";
@@ -105,6 +105,7 @@ export async function openTsdb(pool: pg.Pool, options: TsdbOptions): Promise<Tsd
         // Head partitions that old are left only when compaction keeps failing: retention bounds the disk all the same.
         ...(await partitions.dropBefore(headTable, blockOf(at - options.retention.rawMs))),
       ];
+      await sql`DELETE FROM tsdb_compacted WHERE part < ${blockOf(at - options.retention.rawMs)}`.execute(db);
       if (dropped.length > 0) log.info({ dropped }, "expired partitions dropped");
     },
   };
