@@ -17,6 +17,8 @@ export interface AppenderOptions {
   maxConcurrentWrites: number;
   /** Points waiting for a write before new batches are turned away; bounds memory while the database is slow. */
   maxQueuedPoints: number;
+  /** Points one group commit writes at most. */
+  maxPointsPerWrite: number;
   /**
    * How long after a block ends its head partition still takes points. Later points go to the
    * head partition of the current block as late points, and compaction merges them into their
@@ -30,6 +32,7 @@ export interface AppenderOptions {
 export const defaultAppenderOptions: AppenderOptions = {
   maxConcurrentWrites: 2,
   maxQueuedPoints: 4_000_000,
+  maxPointsPerWrite: 250_000,
   writeGraceMs: 10 * 60_000,
   now: Date.now,
 };
@@ -106,10 +109,14 @@ export class Appender {
     this.flushing++;
     try {
       while (this.queue.length > 0) {
-        const group = this.queue;
-        this.queue = [];
+        // Everything waiting, up to a statement of bounded size (a batch alone may exceed it).
         let points = 0;
-        for (const p of group) points += p.points;
+        let take = 0;
+        while (take < this.queue.length && (take === 0 || points + this.queue[take]!.points <= this.options.maxPointsPerWrite)) {
+          points += this.queue[take]!.points;
+          take++;
+        }
+        const group = this.queue.splice(0, take);
         this.queuedPoints -= points;
         try {
           await this.write(group.flatMap((p) => p.batch));
