@@ -18,6 +18,7 @@ import { healthService } from "./health.js";
 import { requestLimit } from "./request-limits.js";
 import type { Readiness } from "./readiness.js";
 import { reflectionRegistry, reflectionV1, reflectionV1alpha } from "./reflection.js";
+import { unparsableAsInvalidArgument } from "./unparsable.js";
 
 export interface RouteDeps extends MetricsDeps {
   readiness: Readiness;
@@ -50,12 +51,15 @@ export function procedurePaths(): Map<string, string> {
 }
 
 /**
- * Registers each RPC of a service with its own request size limit: Connect's readMaxBytes holds
- * for one registration, and router.service registers a whole service at once.
+ * Registers each RPC of a service with its own request size limit (Connect's readMaxBytes holds
+ * for one registration, and router.service registers a whole service at once), its handler
+ * wrapped by unparsableAsInvalidArgument. Adapters such as connectNodeAdapter serve
+ * router.handlers as they are once the routes function returns.
  */
 function serve<S extends DescService>(router: ConnectRouter, service: S, impl: ServiceImpl<S>): void {
   for (const spec of Object.values(createServiceImplSpec(service, impl).methods)) {
     router.rpc(spec.method, spec.impl, { readMaxBytes: requestLimit(`${service.typeName}/${spec.method.name}`) });
+    router.handlers.push(unparsableAsInvalidArgument(router.handlers.pop()!));
   }
 }
 
