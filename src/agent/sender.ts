@@ -1,6 +1,8 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { Agent as HttpsAgent } from "node:https";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { SecureContext } from "node:tls";
 import { create } from "@bufbuild/protobuf";
 import { API as MetricsAPI, PushRequestSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../log.js";
@@ -51,15 +53,23 @@ export function backoffMs(attempt: number, { initialMs, maxMs }: BackoffOptions)
   return Math.random() * Math.min(maxMs, initialMs * 2 ** attempt);
 }
 
-/** A transport to the daemon: gRPC (HTTP/2) by default or Connect, gzip-compressed, with the agent's credential. */
-export function daemonTransport(server: string, protocol: Protocol, credential: () => string | undefined): Transport {
+/**
+ * A transport to the daemon: gRPC (HTTP/2) by default or Connect, gzip-compressed, with the
+ * agent's credential; an https:// daemon's certificate must be signed by a CA of `trust`.
+ */
+export function daemonTransport(server: string, protocol: Protocol, credential: () => string | undefined, trust?: SecureContext): Transport {
   const auth: Interceptor = (next) => (req) => {
     const token = credential();
     if (token) req.header.set("authorization", `Bearer ${token}`);
     return next(req);
   };
   const common = { baseUrl: server, interceptors: [auth], sendCompression: compressionGzip, acceptCompression: [compressionGzip] };
-  return protocol === "grpc" ? createGrpcTransport(common) : createConnectTransport({ ...common, httpVersion: "1.1" });
+  if (protocol === "grpc") return createGrpcTransport({ ...common, ...(trust ? { nodeOptions: { secureContext: trust } } : {}) });
+  return createConnectTransport({
+    ...common,
+    httpVersion: "1.1",
+    ...(trust ? { nodeOptions: { agent: new HttpsAgent({ secureContext: trust, keepAlive: true }) } } : {}),
+  });
 }
 
 /**

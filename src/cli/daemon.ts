@@ -10,6 +10,8 @@ export function daemonCommand(program: Command): void {
     .command("daemon")
     .description("run the Specta daemon: Connect, gRPC and gRPC-Web on one port, plus /health, /version and /metrics")
     .option("--addr <host:port>", "address to listen on (env SPECTA_ADDR, default 127.0.0.1:7777)")
+    .option("--tls-cert <file>", "serve TLS (HTTP/1.1 and h2) with this PEM certificate chain; needs --tls-key; re-read on SIGHUP (env SPECTA_TLS_CERT)")
+    .option("--tls-key <file>", "the PEM private key of --tls-cert (env SPECTA_TLS_KEY)")
     .option("--data-dir <dir>", "where the daemon keeps its state (env SPECTA_DATA_DIR)")
     .option("--database-url <url>", "postgres:// URL of the PostgreSQL to use (env SPECTA_DATABASE_URL; default: an embedded PostgreSQL in the data directory)")
     .option("--retention <duration>", "how long raw samples are kept, e.g. 30d (env SPECTA_RETENTION)")
@@ -37,6 +39,15 @@ export function daemonCommand(program: Command): void {
         await daemon.stop();
       };
       exitOnSignals(stop, log);
+      if (config.tls) {
+        process.on("SIGHUP", () => {
+          try {
+            daemon.reloadTls();
+          } catch (err) {
+            log.error({ err: (err as Error).message }, "SIGHUP: the TLS certificate was not reloaded; keeping the current one");
+          }
+        });
+      }
       // Its embedded PostgreSQL is gone for good: exit non-zero, so that a supervisor starts it afresh.
       void daemon.failed.then((err) => stop().then(() => fail(err, log), () => fail(err, log)));
       if (!flags.withAgent) return;
@@ -44,6 +55,8 @@ export function daemonCommand(program: Command): void {
       const { ensureEnrollToken } = await import("../agents/enroll-token.js");
       agent = await startAgent({
         server: daemon.url,
+        // Its own certificate stands for a self-signed one; a CA-signed one needs SPECTA_CA.
+        ...(config.tls ? { ca: process.env.SPECTA_CA || config.tls.certFile } : {}),
         protocol: "grpc",
         stateDir: join(config.dataDir, "agent"),
         enrollToken: ensureEnrollToken(config.dataDir, config.enrollToken),

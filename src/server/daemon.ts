@@ -28,10 +28,11 @@ import { CallLog, observeCalls } from "./interceptors.js";
 import { listen } from "./listener.js";
 import { Readiness } from "./readiness.js";
 import { procedurePaths, routes } from "./routes.js";
+import { readTlsCertificate, type TlsCertificate } from "./tls.js";
 import { twirpCompatible } from "./twirp.js";
 
 export interface RunningDaemon {
-  /** Base URL, e.g. http://127.0.0.1:7777. */
+  /** Base URL, e.g. http://127.0.0.1:7777, or https://… when it serves TLS. */
   url: string;
   port: number;
   /**
@@ -40,6 +41,12 @@ export interface RunningDaemon {
    * so that a supervisor (systemd, Kubernetes) starts it afresh. Never resolves otherwise.
    */
   failed: Promise<EmbeddedPostgresError>;
+  /**
+   * Reads the TLS certificate and key again (on SIGHUP): new connections get them, open ones
+   * keep theirs. Throws ConfigError, keeping the current pair, when they cannot be used; does
+   * nothing without TLS.
+   */
+  reloadTls(): void;
   /** Drains and stops everything; in-flight calls get up to the configured shutdown timeout. */
   stop(): Promise<void>;
 }
@@ -52,6 +59,8 @@ export interface DaemonOptions {
 }
 
 export async function startDaemon(config: DaemonConfig, log: Logger, options: DaemonOptions = {}): Promise<RunningDaemon> {
+  // Before anything starts: a certificate that cannot be used stops the daemon at once.
+  const tls: TlsCertificate | undefined = config.tls && readTlsCertificate(config.tls);
   const releaseDataDir = claimDataDir(
     config.dataDir,
     (pid) => `another specta daemon (pid ${pid}) is using the data directory ${config.dataDir}; stop it or choose another --data-dir`,
@@ -120,7 +129,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const engine = new Engine(handlers, log, leadership(storage.db));
   engine.start();
 
-  const listener = await listen(twirpCompatible(frontDoor.handler(handler)), config.host, config.port, config.connections, log).catch(async (err: unknown) => {
+  const listener = await listen(twirpCompatible(frontDoor.handler(handler)), config.host, config.port, config.connections, log, tls).catch(async (err: unknown) => {
     await engine.stop();
     await commands.stop();
     await storage.close();
@@ -129,9 +138,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   });
 
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
-  const url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${listener.port}`;
+  const url = `${tls ? "https" : "http"}://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${listener.port}`;
   log.info(
-    { url, environment: config.environment, dataDir: config.dataDir, database: storage.location, version: versionInfo.ver },
+    {
+      url,
+      environment: config.environment,
+      dataDir: config.dataDir,
+      database: storage.location,
+      version: versionInfo.ver,
+      ...(tls ? { certificate: { subject: tls.subject, validTo: tls.validTo } } : {}),
+    },
     "daemon listening",
   );
 
@@ -140,6 +156,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     url,
     port: listener.port,
     failed,
+    reloadTls() {
+      if (!config.tls) return;
+      const certificate = readTlsCertificate(config.tls);
+      listener.setCertificate(certificate);
+      log.info({ subject: certificate.subject, validTo: certificate.validTo }, "TLS certificate reloaded");
+    },
     stop() {
       stopping ??= (async () => {
         log.info({ timeoutMs: config.shutdownTimeoutMs }, "daemon stopping");
