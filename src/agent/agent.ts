@@ -9,12 +9,13 @@ import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
 import { Kind, PushRequestSchema, SeriesSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../log.js";
 import { seriesKey } from "../shared/series-key.js";
+import { readSigningKey, SigningKeyError } from "../shared/signing.js";
 import { TrustError, trustForServer, untrustedCertificate } from "../shared/trust.js";
 import { versionInfo } from "../version.js";
 import { defaultCollectors, type Collector, type Measurement } from "./collectors/collector.js";
 import { hostInventory, machineId } from "./collectors/inventory.js";
 import { runCommandLoop } from "./commands.js";
-import { backoffMs, daemonTransport, retryBackoff, Sender, type Protocol } from "./sender.js";
+import { backoffMs, daemonTransport, retryBackoff, Sender, type CallSecurity, type Protocol } from "./sender.js";
 import { Spool, type SpoolLimits } from "./spool.js";
 
 export interface AgentOptions {
@@ -22,6 +23,8 @@ export interface AgentOptions {
   server: string;
   /** For an https:// daemon: the CA certificate file (PEM) that signed its certificate; unset: the system's trusted CAs. */
   ca?: string;
+  /** The file of the key shared with the daemon for signed calls (Push); unset: calls are not signed. */
+  signingKeyFile?: string;
   protocol: Protocol;
   /** Where the credential and the spool live. */
   stateDir: string;
@@ -88,7 +91,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   const credentialRefused = (error: ConnectError) =>
     new AgentError(`the daemon refused this agent's credential (${error.rawMessage}); if it was deregistered, delete ${credentialFile} and enrol again with --enroll-token`);
-  const transport = daemonTransport(options.server, options.protocol, () => stored?.credential, trust(options.server, options.ca));
+  const transport = daemonTransport(options.server, options.protocol, () => stored?.credential, security(options));
   const inventory = await hostInventory();
   const hostname = options.hostname ?? inventory.hostname;
   const registration = {
@@ -276,12 +279,13 @@ export class Batch {
   }
 }
 
-/** trustForServer, its refusals as AgentError. */
-function trust(server: string, caFile: string | undefined) {
+/** What protects the agent's calls (AgentOptions.ca, signingKeyFile); their files' problems as AgentError. */
+function security({ server, ca, signingKeyFile }: AgentOptions): CallSecurity {
   try {
-    return trustForServer(server, caFile);
+    const trust = trustForServer(server, ca);
+    return { ...(trust ? { trust } : {}), ...(signingKeyFile !== undefined ? { signingKey: readSigningKey(signingKeyFile) } : {}) };
   } catch (err) {
-    throw err instanceof TrustError ? new AgentError(err.message) : err;
+    throw err instanceof TrustError || err instanceof SigningKeyError ? new AgentError(err.message) : err;
   }
 }
 

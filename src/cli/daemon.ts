@@ -12,6 +12,7 @@ export function daemonCommand(program: Command): void {
     .option("--addr <host:port>", "address to listen on (env SPECTA_ADDR, default 127.0.0.1:7777)")
     .option("--tls-cert <file>", "serve TLS (HTTP/1.1 and h2) with this PEM certificate chain; needs --tls-key; re-read on SIGHUP (env SPECTA_TLS_CERT)")
     .option("--tls-key <file>", "the PEM private key of --tls-cert (env SPECTA_TLS_KEY)")
+    .option("--signing-key-file <file>", "require instrument calls and Push to be signed with this shared key (HashSHA256 header), and sign their answers (env SPECTA_SIGNING_KEY_FILE)")
     .option("--data-dir <dir>", "where the daemon keeps its state (env SPECTA_DATA_DIR)")
     .option("--database-url <url>", "postgres:// URL of the PostgreSQL to use (env SPECTA_DATABASE_URL; default: an embedded PostgreSQL in the data directory)")
     .option("--retention <duration>", "how long raw samples are kept, e.g. 30d (env SPECTA_RETENTION)")
@@ -57,6 +58,7 @@ export function daemonCommand(program: Command): void {
         server: daemon.url,
         // Its own certificate stands for a self-signed one; a CA-signed one needs SPECTA_CA.
         ...(config.tls ? { ca: process.env.SPECTA_CA || config.tls.certFile } : {}),
+        ...(config.signingKeyFile !== undefined ? { signingKeyFile: config.signingKeyFile } : {}),
         protocol: "grpc",
         stateDir: join(config.dataDir, "agent"),
         enrollToken: ensureEnrollToken(config.dataDir, config.enrollToken),

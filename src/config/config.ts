@@ -88,6 +88,8 @@ export interface DaemonConfig {
   port: number;
   /** TLS on the port (--tls-cert and --tls-key); undefined: plain HTTP. */
   tls?: TlsConfig;
+  /** The file of the key that signed calls are signed with (src/shared/signing.ts); undefined: no signing. */
+  signingKeyFile?: string;
   dataDir: string;
   logLevel: LogLevel;
   instruments: InstrumentDeclaration[];
@@ -114,6 +116,7 @@ export interface DaemonFlags {
   retention?: string;
   tlsCert?: string;
   tlsKey?: string;
+  signingKeyFile?: string;
 }
 
 /** The instrument Specta's documentation uses as its example; declared when a configuration declares none. */
@@ -171,6 +174,8 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   const { host, port } = parseAddr(addr);
 
   const tls = parseTls(flags, fromEnv, file?.tls);
+  const signingKeyFile =
+    flags.signingKeyFile ?? fromEnv("SPECTA_SIGNING_KEY_FILE") ?? optionalString(objectSetting(file?.signing, "signing").keyFile, "signing.keyFile");
 
   const logLevel = flags.logLevel ?? fromEnv("SPECTA_LOG_LEVEL") ?? optionalString(file?.logLevel, "logLevel") ?? "info";
   if (!(logLevels as readonly string[]).includes(logLevel)) {
@@ -220,6 +225,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
     host,
     port,
     ...(tls ? { tls } : {}),
+    ...(signingKeyFile !== undefined ? { signingKeyFile: resolve(signingKeyFile) } : {}),
     dataDir,
     logLevel: logLevel as LogLevel,
     instruments,

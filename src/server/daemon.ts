@@ -29,6 +29,7 @@ import { listen } from "./listener.js";
 import { Readiness } from "./readiness.js";
 import { procedurePaths, routes } from "./routes.js";
 import { readTlsCertificate, type TlsCertificate } from "./tls.js";
+import { readSigningKey, SigningKeyError } from "../shared/signing.js";
 import { twirpCompatible } from "./twirp.js";
 
 export interface RunningDaemon {
@@ -58,9 +59,19 @@ export interface DaemonOptions {
   embedded?: Omit<SupervisionOptions, "onGiveUp">;
 }
 
+/** The signing key of the file, its problems as ConfigError. */
+function signingKeyOf(file: string): Buffer {
+  try {
+    return readSigningKey(file);
+  } catch (err) {
+    throw err instanceof SigningKeyError ? new ConfigError(err.message) : err;
+  }
+}
+
 export async function startDaemon(config: DaemonConfig, log: Logger, options: DaemonOptions = {}): Promise<RunningDaemon> {
   // Before anything starts: a certificate that cannot be used stops the daemon at once.
   const tls: TlsCertificate | undefined = config.tls && readTlsCertificate(config.tls);
+  const signingKey = config.signingKeyFile === undefined ? undefined : signingKeyOf(config.signingKeyFile);
   const releaseDataDir = claimDataDir(
     config.dataDir,
     (pid) => `another specta daemon (pid ${pid}) is using the data directory ${config.dataDir}; stop it or choose another --data-dir`,
@@ -99,7 +110,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const commands = await startCommands(storage.db, storage.pool, log, tokens, options.commands);
 
   const calls = new CallLog(registry, log);
-  const frontDoor = new FrontDoor({ procedures: procedurePaths(), tokens, rateLimits: config.rateLimits, calls });
+  const frontDoor = new FrontDoor({ procedures: procedurePaths(), tokens, rateLimits: config.rateLimits, calls, ...(signingKey ? { signingKey } : {}) });
+  const { signing } = frontDoor;
   const site = dashboard();
   if (!site.built) log.warn({ dir: dashboardDir }, "the dashboard is not built (npm run build): / answers 404");
   const handler = connectNodeAdapter({
@@ -113,6 +125,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness, log: log.child({ component: "fleet" }) },
       commands: { db: storage.db, hub: commands.hub },
       tokens: { tokens },
+      ...(signing ? { signing } : {}),
     }),
     interceptors: [observeCalls(calls), frontDoor.interceptor((agentId) => liveness.record(agentId))],
     contextValues: (req) => frontDoor.contextValues(req),
@@ -129,7 +142,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const engine = new Engine(handlers, log, leadership(storage.db));
   engine.start();
 
-  const listener = await listen(twirpCompatible(frontDoor.handler(handler)), config.host, config.port, config.connections, log, tls).catch(async (err: unknown) => {
+  const listener = await listen(twirpCompatible(frontDoor.handler(handler), signing && ((body) => signing.sign(body))), config.host, config.port, config.connections, log, tls).catch(async (err: unknown) => {
     await engine.stop();
     await commands.stop();
     await storage.close();

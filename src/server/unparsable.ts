@@ -3,6 +3,8 @@ import { createAsyncIterable, encodeEnvelope, type UniversalHandler, type Univer
 import { codeToHttpStatus, endStreamFlag, endStreamFromJson, endStreamToJson, errorFromJsonBytes, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { findTrailerError, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
+import { readBody } from "../shared/signing.js";
+import { wrapHandler } from "./wrap-handler.js";
 
 /**
  * How connect-es 2.1.2 words a request body that is not valid protobuf binary (the server parses
@@ -29,8 +31,8 @@ export function unparsableAsInvalidArgument(handler: UniversalHandler): Universa
           error.metadata,
         )
       : undefined;
-  const wrapped = async (...args: Parameters<UniversalHandler>): Promise<UniversalServerResponse> => {
-    const res = await handler(...args);
+  return wrapHandler(handler, async (req) => {
+    const res = await handler(req);
     const contentType = res.header?.get("content-type") ?? "";
     if (!res.body) return res;
     if (/^application\/grpc-web/.test(contentType)) return { ...res, body: mapLastFrame(res.body, trailerFlag, (data) => grpcWebTrailer(data, retype)) };
@@ -40,14 +42,6 @@ export function unparsableAsInvalidArgument(handler: UniversalHandler): Universa
       return connectUnary(res, res.body, retype);
     }
     return res;
-  };
-  return Object.assign(wrapped, {
-    protocolNames: handler.protocolNames,
-    service: handler.service,
-    method: handler.method,
-    requestPath: handler.requestPath,
-    allowedMethods: handler.allowedMethods,
-    supportedContentType: handler.supportedContentType,
   });
 }
 
@@ -55,9 +49,7 @@ type Retype = (error: ConnectError) => ConnectError | undefined;
 
 /** Connect unary (and Twirp): the error is the whole body, small and uncompressed. */
 async function connectUnary(res: UniversalServerResponse, body: AsyncIterable<Uint8Array>, retype: Retype): Promise<UniversalServerResponse> {
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of body) chunks.push(chunk);
-  const bytes = Buffer.concat(chunks);
+  const bytes = Buffer.concat(await readBody(body));
   const error = retype(errorFromJsonBytes(bytes, undefined, new ConnectError("", Code.Unknown)));
   if (!error) return { ...res, body: createAsyncIterable([bytes]) };
   const json = errorToJsonBytes(error, undefined);
