@@ -96,6 +96,26 @@ describe("an unsigned or wrongly signed call", () => {
     expect(connect.signature).toBe(hmac(connect.body));
   });
 
+  it("a chunked body is read no further than the call's size limit (256 KiB for an instrument call)", async () => {
+    const chunk = new TextEncoder().encode(" ".repeat(64 * 1024));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        sent += chunk.length;
+        if (sent > 16 * 1024 * 1024) controller.close();
+        else controller.enqueue(chunk);
+      },
+    });
+    const res = await fetch(`${daemon().url}/metrics.API/Histogram`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "connect-protocol-version": "1", HashSHA256: hmac("") },
+      body,
+      duplex: "half",
+    } as RequestInit);
+    expect(res.status).toBe(429);
+    expect(await res.json()).toMatchObject({ code: "resource_exhausted", message: expect.stringContaining("over 262144 bytes") });
+  });
+
   it("other calls need no signature", async () => {
     expect((await fetch(`${daemon().url}/health/live`)).status).toBe(200);
     const list = await post("/metrics.API/List", "{}", { "content-type": "application/json", authorization: `Bearer ${daemon().adminToken()}` });
