@@ -32,7 +32,20 @@ export function daemonCommand(program: Command): void {
       const log = createLogger(config.logLevel);
       // Loaded here, not at the top: every `specta` command loads this file, and most need none of it.
       const { startDaemon } = await import("../server/daemon.js");
+      // Listened for before the port opens: a SIGHUP without a listener ends the process. One that
+      // comes while the daemon starts is acted on once it has.
+      let reload: (() => void) | undefined;
+      let reloadWhenStarted = false;
+      if (config.tls) process.on("SIGHUP", () => (reload ? reload() : (reloadWhenStarted = true)));
       const daemon = await startDaemon(config, log).catch((err: unknown) => fail(err, log));
+      reload = () => {
+        try {
+          daemon.reloadTls();
+        } catch (err) {
+          log.error({ err: (err as Error).message }, "SIGHUP: the TLS certificate was not reloaded; keeping the current one");
+        }
+      };
+      if (reloadWhenStarted) reload();
 
       let agent: RunningAgent | undefined;
       const stop = async () => {
@@ -40,15 +53,6 @@ export function daemonCommand(program: Command): void {
         await daemon.stop();
       };
       exitOnSignals(stop, log);
-      if (config.tls) {
-        process.on("SIGHUP", () => {
-          try {
-            daemon.reloadTls();
-          } catch (err) {
-            log.error({ err: (err as Error).message }, "SIGHUP: the TLS certificate was not reloaded; keeping the current one");
-          }
-        });
-      }
       // Its embedded PostgreSQL is gone for good: exit non-zero, so that a supervisor starts it afresh.
       void daemon.failed.then((err) => stop().then(() => fail(err, log), () => fail(err, log)));
       if (!flags.withAgent) return;
