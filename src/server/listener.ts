@@ -17,8 +17,6 @@ export type NodeResponse = Parameters<NodeHandler>[1];
 export interface Listener {
   host: string;
   port: number;
-  /** Whether the port speaks TLS. */
-  secure: boolean;
   /** Serves new TLS connections with `certificate`; connections already open keep theirs. */
   setCertificate(certificate: TlsCertificate): void;
   /** Stops accepting, waits up to `timeoutMs` for in-flight requests, then closes every connection. */
@@ -176,10 +174,11 @@ export async function listen(
     const sniff = (chunk: Buffer) => {
       if (tlsServer) {
         socket.off("data", sniff);
+        // Told so, and closed by the first deadline if it does not close itself.
+        if (chunk[0] !== tlsHandshakeRecord) return void socket.end(plaintextRefusal);
         socket.pause();
         socket.unshift(chunk);
-        if (chunk[0] === tlsHandshakeRecord) handOver(tlsServer);
-        else socket.end(plaintextRefusal);
+        handOver(tlsServer);
         return;
       }
       head = Buffer.concat([head, chunk]);
@@ -214,7 +213,6 @@ export async function listen(
   return {
     host,
     port: boundPort,
-    secure: tlsServer !== undefined,
     setCertificate(certificate) {
       tlsServer?.setSecureContext({ cert: certificate.cert, key: certificate.key });
     },
