@@ -9,16 +9,22 @@ import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
 import { Kind, PushRequestSchema, SeriesSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../log.js";
 import { seriesKey } from "../shared/series-key.js";
+import { readSigningKey, SigningKeyError } from "../shared/signing.js";
+import { TrustError, trustForServer, untrustedCertificate } from "../shared/trust.js";
 import { versionInfo } from "../version.js";
 import { defaultCollectors, type Collector, type Measurement } from "./collectors/collector.js";
 import { hostInventory, machineId } from "./collectors/inventory.js";
 import { runCommandLoop } from "./commands.js";
-import { backoffMs, daemonTransport, retryBackoff, Sender, type Protocol } from "./sender.js";
+import { backoffMs, daemonTransport, retryBackoff, Sender, type CallSecurity, type Protocol } from "./sender.js";
 import { Spool, type SpoolLimits } from "./spool.js";
 
 export interface AgentOptions {
-  /** The daemon, e.g. http://127.0.0.1:7777. */
+  /** The daemon, e.g. http://127.0.0.1:7777, or https://… for one that serves TLS. */
   server: string;
+  /** For an https:// daemon: the CA certificate file (PEM) that signed its certificate; unset: the system's trusted CAs. */
+  ca?: string;
+  /** The file of the key shared with the daemon for signed calls (Push); unset: calls are not signed. */
+  signingKeyFile?: string;
   protocol: Protocol;
   /** Where the credential and the spool live. */
   stateDir: string;
@@ -85,7 +91,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   const credentialRefused = (error: ConnectError) =>
     new AgentError(`the daemon refused this agent's credential (${error.rawMessage}); if it was deregistered, delete ${credentialFile} and enrol again with --enroll-token`);
-  const transport = daemonTransport(options.server, options.protocol, () => stored?.credential);
+  const transport = daemonTransport(options.server, options.protocol, () => stored?.credential, security(options));
   const inventory = await hostInventory();
   const hostname = options.hostname ?? inventory.hostname;
   const registration = {
@@ -121,6 +127,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         if (error.code === Code.AlreadyExists) throw new AgentError(`registration refused: ${error.rawMessage}`);
         if (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied || error.code === Code.InvalidArgument) {
           throw stored ? credentialRefused(error) : new AgentError(`enrolment refused: ${error.rawMessage}`);
+        }
+        // At first start that is a mistake to say at once; once enrolled, the daemon's certificate may come good again (a renewal).
+        const untrusted = untrustedCertificate(error);
+        if (untrusted && !stored) {
+          throw new AgentError(`the daemon at ${options.server} has a certificate this agent does not trust (${untrusted.message}): give the CA that signed it with --ca or SPECTA_CA`);
         }
         if (attempt === 0) {
           log.warn({ server: options.server, code: Code[error.code], reason: error.rawMessage }, "cannot register yet; retrying");
@@ -265,6 +276,16 @@ export class Batch {
     this.series = new Map();
     this.points = 0;
     return closed;
+  }
+}
+
+/** What protects the agent's calls (AgentOptions.ca, signingKeyFile); their files' problems as AgentError. */
+function security({ server, ca, signingKeyFile }: AgentOptions): CallSecurity {
+  try {
+    const trust = trustForServer(server, ca);
+    return { ...(trust ? { trust } : {}), ...(signingKeyFile !== undefined ? { signingKey: readSigningKey(signingKeyFile) } : {}) };
+  } catch (err) {
+    throw err instanceof TrustError || err instanceof SigningKeyError ? new AgentError(err.message) : err;
   }
 }
 

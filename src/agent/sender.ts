@@ -1,9 +1,15 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { compressionGzip, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { validateReadWriteMaxBytes, type UniversalClientFn } from "@connectrpc/connect/protocol";
+import { createTransport as createConnectTransportOf } from "@connectrpc/connect/protocol-connect";
+import { createTransport as createGrpcTransportOf } from "@connectrpc/connect/protocol-grpc";
+import { compressionGzip, createNodeHttpClient, Http2SessionManager } from "@connectrpc/connect-node";
+import { Agent as HttpsAgent } from "node:https";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { SecureContext } from "node:tls";
 import { create } from "@bufbuild/protobuf";
 import { API as MetricsAPI, PushRequestSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../log.js";
+import { signingClient } from "./signing.js";
 import type { Spool } from "./spool.js";
 
 export type Protocol = "grpc" | "connect";
@@ -51,15 +57,43 @@ export function backoffMs(attempt: number, { initialMs, maxMs }: BackoffOptions)
   return Math.random() * Math.min(maxMs, initialMs * 2 ** attempt);
 }
 
-/** A transport to the daemon: gRPC (HTTP/2) by default or Connect, gzip-compressed, with the agent's credential. */
-export function daemonTransport(server: string, protocol: Protocol, credential: () => string | undefined): Transport {
+/** What protects the agent's calls: TLS trust and request signing. */
+export interface CallSecurity {
+  /** For an https:// daemon: the CAs its certificate must be signed by. */
+  trust?: SecureContext;
+  /** With a signing key, the signed calls are signed and their answers checked (signing.ts). */
+  signingKey?: Buffer;
+}
+
+/**
+ * A transport to the daemon: gRPC (HTTP/2) by default or Connect, gzip-compressed, with the
+ * agent's credential. It is what connect-node's createGrpcTransport and createConnectTransport
+ * make, put together from their parts so that the HTTP client can be signingClient's.
+ */
+export function daemonTransport(server: string, protocol: Protocol, credential: () => string | undefined, { trust, signingKey }: CallSecurity = {}): Transport {
   const auth: Interceptor = (next) => (req) => {
     const token = credential();
     if (token) req.header.set("authorization", `Bearer ${token}`);
     return next(req);
   };
-  const common = { baseUrl: server, interceptors: [auth], sendCompression: compressionGzip, acceptCompression: [compressionGzip] };
-  return protocol === "grpc" ? createGrpcTransport(common) : createConnectTransport({ ...common, httpVersion: "1.1" });
+  let http: UniversalClientFn;
+  if (protocol === "grpc") {
+    // One session manager for every call, as createGrpcTransport keeps one.
+    const sessions = new Http2SessionManager(server, {}, trust ? { secureContext: trust } : undefined);
+    http = createNodeHttpClient({ httpVersion: "2", sessionProvider: () => sessions });
+  } else {
+    http = createNodeHttpClient({ httpVersion: "1.1", ...(trust ? { nodeOptions: { agent: new HttpsAgent({ secureContext: trust, keepAlive: true }) } } : {}) });
+  }
+  const options = {
+    ...validateReadWriteMaxBytes(undefined, undefined, undefined),
+    baseUrl: server,
+    httpClient: signingKey ? signingClient(http, signingKey) : http,
+    useBinaryFormat: true,
+    interceptors: [auth],
+    sendCompression: compressionGzip,
+    acceptCompression: [compressionGzip],
+  };
+  return protocol === "grpc" ? createGrpcTransportOf(options) : createConnectTransportOf(options);
 }
 
 /**

@@ -11,6 +11,8 @@ import { collect, exitOnSignals, fail } from "./util.js";
 
 interface AgentFlags {
   server?: string;
+  ca?: string;
+  signingKeyFile?: string;
   enrollToken?: string;
   hostname?: string;
   label?: string[];
@@ -41,7 +43,9 @@ export function agentCommand(program: Command): void {
   program
     .command("agent")
     .description("run the host agent: collect this host's metrics and push them to the daemon, losing nothing while it is away")
-    .option("--server <url>", `the daemon's URL (env SPECTA_SERVER, default ${defaultServer})`)
+    .option("--server <url>", `the daemon's URL (env SPECTA_SERVER, default ${defaultServer}); https:// for a daemon that serves TLS`)
+    .option("--ca <file>", "the CA certificate (PEM) that signed an https:// daemon's certificate (env SPECTA_CA; default: the system's trusted CAs)")
+    .option("--signing-key-file <file>", "sign Push calls with the key the daemon shares (--signing-key-file there) and check its answers (env SPECTA_SIGNING_KEY_FILE)")
     .option("--enroll-token <token>", "the daemon's enrolment token, needed at first start (env SPECTA_ENROLL_TOKEN)")
     .option("--hostname <name>", "name to report for this host (default: the system's host name)")
     .option("--label <key=value>", "label of this agent, e.g. role=db (repeatable)", collect, undefined)
@@ -65,6 +69,8 @@ export function agentCommand(program: Command): void {
           const server = (flags.server ?? env("SPECTA_SERVER") ?? defaultServer).replace(/\/+$/, "");
           if (!/^https?:\/\/[^/]/.test(server)) throw new ConfigError(`--server "${server}" must be an http:// or https:// URL`);
           const enrollToken = flags.enrollToken ?? env("SPECTA_ENROLL_TOKEN");
+          const ca = flags.ca ?? env("SPECTA_CA");
+          const signingKeyFile = flags.signingKeyFile ?? env("SPECTA_SIGNING_KEY_FILE");
           let allow: string[] = [];
           try {
             allow = parseAllow(flags.allow ?? []);
@@ -78,6 +84,8 @@ export function agentCommand(program: Command): void {
             stateDir: resolve(flags.stateDir ?? env("SPECTA_AGENT_STATE_DIR") ?? defaultAgentStateDir()),
             labels: parseLabels(flags.label),
             ...(enrollToken ? { enrollToken } : {}),
+            ...(ca ? { ca: resolve(ca) } : {}),
+            ...(signingKeyFile ? { signingKeyFile: resolve(signingKeyFile) } : {}),
             ...(flags.hostname ? { hostname: flags.hostname } : {}),
             log: createLogger(logLevel as LogLevel),
           };

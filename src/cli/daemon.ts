@@ -10,6 +10,9 @@ export function daemonCommand(program: Command): void {
     .command("daemon")
     .description("run the Specta daemon: Connect, gRPC and gRPC-Web on one port, plus /health, /version and /metrics")
     .option("--addr <host:port>", "address to listen on (env SPECTA_ADDR, default 127.0.0.1:7777)")
+    .option("--tls-cert <file>", "serve TLS (HTTP/1.1 and h2) with this PEM certificate chain; needs --tls-key; re-read on SIGHUP (env SPECTA_TLS_CERT)")
+    .option("--tls-key <file>", "the PEM private key of --tls-cert (env SPECTA_TLS_KEY)")
+    .option("--signing-key-file <file>", "require instrument calls and Push to be signed with this shared key (HashSHA256 header), and sign their answers (env SPECTA_SIGNING_KEY_FILE)")
     .option("--data-dir <dir>", "where the daemon keeps its state (env SPECTA_DATA_DIR)")
     .option("--database-url <url>", "postgres:// URL of the PostgreSQL to use (env SPECTA_DATABASE_URL; default: an embedded PostgreSQL in the data directory)")
     .option("--retention <duration>", "how long raw samples are kept, e.g. 30d (env SPECTA_RETENTION)")
@@ -29,7 +32,20 @@ export function daemonCommand(program: Command): void {
       const log = createLogger(config.logLevel);
       // Loaded here, not at the top: every `specta` command loads this file, and most need none of it.
       const { startDaemon } = await import("../server/daemon.js");
+      // Listened for before the port opens: a SIGHUP without a listener ends the process. One that
+      // comes while the daemon starts is acted on once it has.
+      let reload: (() => void) | undefined;
+      let reloadWhenStarted = false;
+      if (config.tls) process.on("SIGHUP", () => (reload ? reload() : (reloadWhenStarted = true)));
       const daemon = await startDaemon(config, log).catch((err: unknown) => fail(err, log));
+      reload = () => {
+        try {
+          daemon.reloadTls();
+        } catch (err) {
+          log.error({ err: (err as Error).message }, "SIGHUP: the TLS certificate was not reloaded; keeping the current one");
+        }
+      };
+      if (reloadWhenStarted) reload();
 
       let agent: RunningAgent | undefined;
       const stop = async () => {
@@ -44,6 +60,9 @@ export function daemonCommand(program: Command): void {
       const { ensureEnrollToken } = await import("../agents/enroll-token.js");
       agent = await startAgent({
         server: daemon.url,
+        // Its own certificate stands for a self-signed one; a CA-signed one needs SPECTA_CA.
+        ...(config.tls ? { ca: process.env.SPECTA_CA || config.tls.certFile } : {}),
+        ...(config.signingKeyFile !== undefined ? { signingKeyFile: config.signingKeyFile } : {}),
         protocol: "grpc",
         stateDir: join(config.dataDir, "agent"),
         enrollToken: ensureEnrollToken(config.dataDir, config.enrollToken),

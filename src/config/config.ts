@@ -69,6 +69,12 @@ export interface RateLimitsConfig {
   failedAuth: RateLimit;
 }
 
+/** The certificate (PEM, the leaf first, then any intermediates) and private key the daemon serves TLS with. */
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+}
+
 export interface DaemonConfig {
   environment: Environment;
   /** postgres:// URL; undefined: the embedded PostgreSQL in `<dataDir>/postgres`. */
@@ -80,6 +86,10 @@ export interface DaemonConfig {
   maxSeriesPerAgent: number;
   host: string;
   port: number;
+  /** TLS on the port (--tls-cert and --tls-key); undefined: plain HTTP. */
+  tls?: TlsConfig;
+  /** The file of the key that signed calls are signed with (src/shared/signing.ts); undefined: no signing. */
+  signingKeyFile?: string;
   dataDir: string;
   logLevel: LogLevel;
   instruments: InstrumentDeclaration[];
@@ -104,6 +114,9 @@ export interface DaemonFlags {
   probe?: string[];
   databaseUrl?: string;
   retention?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  signingKeyFile?: string;
 }
 
 /** The instrument Specta's documentation uses as its example; declared when a configuration declares none. */
@@ -160,6 +173,10 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   const addr = flags.addr ?? fromEnv("SPECTA_ADDR") ?? optionalString(file?.addr, "addr") ?? "127.0.0.1:7777";
   const { host, port } = parseAddr(addr);
 
+  const tls = parseTls(flags, fromEnv, file?.tls);
+  const signingKeyFile =
+    flags.signingKeyFile ?? fromEnv("SPECTA_SIGNING_KEY_FILE") ?? optionalString(objectSetting(file?.signing, "signing").keyFile, "signing.keyFile");
+
   const logLevel = flags.logLevel ?? fromEnv("SPECTA_LOG_LEVEL") ?? optionalString(file?.logLevel, "logLevel") ?? "info";
   if (!(logLevels as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`log level "${logLevel}" is not one of ${logLevels.join(", ")}`);
@@ -207,6 +224,8 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
     maxSeriesPerAgent,
     host,
     port,
+    ...(tls ? { tls } : {}),
+    ...(signingKeyFile !== undefined ? { signingKeyFile: resolve(signingKeyFile) } : {}),
     dataDir,
     logLevel: logLevel as LogLevel,
     instruments,
@@ -309,6 +328,19 @@ export function parseInstruments(value: unknown): InstrumentDeclaration[] {
     }
     return { name, kind: kind as InstrumentKind, help, labels, ...(buckets ? { buckets } : {}) };
   });
+}
+
+/** TLS needs both files; each comes from its flag, else the environment, else the config file. Their contents are checked at start (src/server/tls.ts). */
+function parseTls(flags: DaemonFlags, fromEnv: (name: string) => string | undefined, value: unknown): TlsConfig | undefined {
+  const file = objectSetting(value, "tls");
+  const certFile = flags.tlsCert ?? fromEnv("SPECTA_TLS_CERT") ?? optionalString(file.cert, "tls.cert");
+  const keyFile = flags.tlsKey ?? fromEnv("SPECTA_TLS_KEY") ?? optionalString(file.key, "tls.key");
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  const cert = "the certificate (--tls-cert, SPECTA_TLS_CERT or tls.cert)";
+  const key = "its private key (--tls-key, SPECTA_TLS_KEY or tls.key)";
+  if (certFile === undefined) throw new ConfigError(`TLS needs ${cert} and ${key}: only the key ${keyFile} is given`);
+  if (keyFile === undefined) throw new ConfigError(`TLS needs ${cert} and ${key}: only the certificate ${certFile} is given`);
+  return { certFile: resolve(certFile), keyFile: resolve(keyFile) };
 }
 
 function objectSetting(value: unknown, where: string): Record<string, unknown> {

@@ -28,10 +28,12 @@ import { CallLog, observeCalls } from "./interceptors.js";
 import { listen } from "./listener.js";
 import { Readiness } from "./readiness.js";
 import { procedurePaths, routes } from "./routes.js";
+import { readTlsCertificate, type TlsCertificate } from "./tls.js";
+import { readSigningKey, SigningKeyError } from "../shared/signing.js";
 import { twirpCompatible } from "./twirp.js";
 
 export interface RunningDaemon {
-  /** Base URL, e.g. http://127.0.0.1:7777. */
+  /** Base URL, e.g. http://127.0.0.1:7777, or https://… when it serves TLS. */
   url: string;
   port: number;
   /**
@@ -40,6 +42,12 @@ export interface RunningDaemon {
    * so that a supervisor (systemd, Kubernetes) starts it afresh. Never resolves otherwise.
    */
   failed: Promise<EmbeddedPostgresError>;
+  /**
+   * Reads the TLS certificate and key again (on SIGHUP): new connections get them, open ones
+   * keep theirs. Throws ConfigError, keeping the current pair, when they cannot be used; does
+   * nothing without TLS.
+   */
+  reloadTls(): void;
   /** Drains and stops everything; in-flight calls get up to the configured shutdown timeout. */
   stop(): Promise<void>;
 }
@@ -51,7 +59,19 @@ export interface DaemonOptions {
   embedded?: Omit<SupervisionOptions, "onGiveUp">;
 }
 
+/** The signing key of the file, its problems as ConfigError. */
+function signingKeyOf(file: string): Buffer {
+  try {
+    return readSigningKey(file);
+  } catch (err) {
+    throw err instanceof SigningKeyError ? new ConfigError(err.message) : err;
+  }
+}
+
 export async function startDaemon(config: DaemonConfig, log: Logger, options: DaemonOptions = {}): Promise<RunningDaemon> {
+  // Before anything starts: a certificate that cannot be used stops the daemon at once.
+  const tls: TlsCertificate | undefined = config.tls && readTlsCertificate(config.tls);
+  const signingKey = config.signingKeyFile === undefined ? undefined : signingKeyOf(config.signingKeyFile);
   const releaseDataDir = claimDataDir(
     config.dataDir,
     (pid) => `another specta daemon (pid ${pid}) is using the data directory ${config.dataDir}; stop it or choose another --data-dir`,
@@ -90,7 +110,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const commands = await startCommands(storage.db, storage.pool, log, tokens, options.commands);
 
   const calls = new CallLog(registry, log);
-  const frontDoor = new FrontDoor({ procedures: procedurePaths(), tokens, rateLimits: config.rateLimits, calls });
+  const frontDoor = new FrontDoor({ procedures: procedurePaths(), tokens, rateLimits: config.rateLimits, calls, ...(signingKey ? { signingKey } : {}) });
+  const { signing } = frontDoor;
   const site = dashboard();
   if (!site.built) log.warn({ dir: dashboardDir }, "the dashboard is not built (npm run build): / answers 404");
   const handler = connectNodeAdapter({
@@ -104,6 +125,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness, log: log.child({ component: "fleet" }) },
       commands: { db: storage.db, hub: commands.hub },
       tokens: { tokens },
+      ...(signing ? { signing } : {}),
     }),
     interceptors: [observeCalls(calls), frontDoor.interceptor((agentId) => liveness.record(agentId))],
     contextValues: (req) => frontDoor.contextValues(req),
@@ -120,7 +142,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const engine = new Engine(handlers, log, leadership(storage.db));
   engine.start();
 
-  const listener = await listen(twirpCompatible(frontDoor.handler(handler)), config.host, config.port, config.connections, log).catch(async (err: unknown) => {
+  const listener = await listen(twirpCompatible(frontDoor.handler(handler), signing && ((body) => signing.sign(body))), config.host, config.port, config.connections, log, tls).catch(async (err: unknown) => {
     await engine.stop();
     await commands.stop();
     await storage.close();
@@ -129,9 +151,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   });
 
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
-  const url = `http://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${listener.port}`;
+  const url = `${tls ? "https" : "http"}://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${listener.port}`;
   log.info(
-    { url, environment: config.environment, dataDir: config.dataDir, database: storage.location, version: versionInfo.ver },
+    {
+      url,
+      environment: config.environment,
+      dataDir: config.dataDir,
+      database: storage.location,
+      version: versionInfo.ver,
+      ...(tls ? { certificate: { subject: tls.subject, validTo: tls.validTo } } : {}),
+    },
     "daemon listening",
   );
 
@@ -140,6 +169,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     url,
     port: listener.port,
     failed,
+    reloadTls() {
+      if (!config.tls) return;
+      const certificate = readTlsCertificate(config.tls);
+      listener.setCertificate(certificate);
+      log.info({ subject: certificate.subject, validTo: certificate.validTo }, "TLS certificate reloaded");
+    },
     stop() {
       stopping ??= (async () => {
         log.info({ timeoutMs: config.shutdownTimeoutMs }, "daemon stopping");

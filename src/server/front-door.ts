@@ -12,12 +12,14 @@ import {
 import { contentTypeRegExp as grpcType, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { contentTypeRegExp as grpcWebType, trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import type { RateLimitsConfig } from "../config/config.js";
+import { signatureHeader, signedProcedures } from "../shared/signing.js";
 import type { Principal, TokenStore } from "../tokens/tokens.js";
 import { checksOwnSecret, presentedToken, principalKey, verifyCaller } from "./auth.js";
 import { unknownProcedure, type CallLog } from "./interceptors.js";
 import type { NodeHandler, NodeRequest, NodeResponse } from "./listener.js";
 import { AddressBuckets, clientKey } from "./rate-limit.js";
 import { requestLimit } from "./request-limits.js";
+import { RequestSigning } from "./signing.js";
 
 /** The anonymous instrument calls, rate limited per client address. */
 const instrumentCalls: ReadonlySet<string> = new Set(["metrics.API/Counter", "metrics.API/Gauge", "metrics.API/Histogram"]);
@@ -37,6 +39,8 @@ export interface FrontDoorDeps {
   tokens: TokenStore;
   rateLimits: RateLimitsConfig;
   calls: CallLog;
+  /** With a signing key: signed calls must carry a signature, their refusals are signed, and `signing` checks the rest. */
+  signingKey?: Buffer;
 }
 
 /**
@@ -51,10 +55,13 @@ export class FrontDoor {
   private readonly instrumentCalls: AddressBuckets;
   private readonly failedAuth: AddressBuckets;
   private readonly admissions = new WeakMap<NodeRequest, Admission>();
+  /** The signatures of signed calls, checked once their body is read: a wrong one counts as a failed authentication. */
+  readonly signing: RequestSigning | undefined;
 
   constructor(private readonly deps: FrontDoorDeps) {
     this.instrumentCalls = new AddressBuckets(deps.rateLimits.instrumentCalls);
     this.failedAuth = new AddressBuckets(deps.rateLimits.failedAuth);
+    this.signing = deps.signingKey && new RequestSigning(deps.signingKey, (values) => this.failedAuthentication(values));
   }
 
   /** Wraps Connect's node handler; paths that are not RPCs go on untouched (the plain HTTP routes). */
@@ -77,7 +84,10 @@ export class FrontDoor {
           continueIfExpected(req, res);
           next(req, res);
         },
-        (err: unknown) => refuse(req, res, this.deps.calls.failed(procedure, started, err)),
+        (err: unknown) => {
+          const signing = signedProcedures.has(procedure) ? this.signing : undefined;
+          refuse(req, res, this.deps.calls.failed(procedure, started, err), signing && ((body) => signing.sign(body)));
+        },
       );
     };
   }
@@ -88,6 +98,12 @@ export class FrontDoor {
     const admission = this.admissions.get(req);
     if (admission) values.set(admissionKey, admission).set(principalKey, admission.principal);
     return values;
+  }
+
+  /** Counts a failed authentication found after the front door admitted the call (a wrong signature), given the call's context values. */
+  private failedAuthentication(values: ContextValues | undefined): void {
+    const admission = values?.get(admissionKey);
+    if (admission) this.failedAuth.charge(admission.client);
   }
 
   /**
@@ -120,6 +136,10 @@ export class FrontDoor {
       throw new ConnectError(`the request body is ${declared} bytes; ${procedure} takes at most ${limit}`, Code.ResourceExhausted);
     }
     if (instrumentCalls.has(procedure)) throttle(this.instrumentCalls.take(client), "instrument calls");
+    // The signature itself is checked once the body is read (signing.ts); a call without one is refused unread.
+    if (this.signing && signedProcedures.has(procedure) && !/^[0-9a-f]{64}$/i.test(String(headers[signatureHeader.toLowerCase()] ?? ""))) {
+      throw new ConnectError(`${procedure} must be signed: send a ${signatureHeader} header with the hex HMAC-SHA256 of the body`, Code.Unauthenticated);
+    }
     if (token === undefined && !checksOwnSecret.has(procedure)) return { principal: undefined, client };
     // Refused before the secret is even looked at: guessing is what this limit slows down.
     throttle(this.failedAuth.wait(client), "failed authentications");
@@ -168,28 +188,34 @@ interface Writable {
   end(chunk?: Uint8Array): unknown;
 }
 
-/** Answers with `error` the way Connect itself would in the request's protocol (the listener then stops reading the body). */
-function refuse(req: NodeRequest, res: NodeResponse, error: ConnectError): void {
+/**
+ * Answers with `error` the way Connect itself would in the request's protocol (the listener then
+ * stops reading the body), with the body's signature when `sign` is given (a signed procedure).
+ */
+function refuse(req: NodeRequest, res: NodeResponse, error: ConnectError, sign?: (body: Uint8Array) => string): void {
   const out = res as unknown as Writable;
   const contentType = (req.headers as IncomingHttpHeaders)["content-type"] ?? "application/json";
+  const answer = (status: number, headers: OutgoingHttpHeaders, body: Uint8Array) => {
+    out.writeHead(status, { ...headers, ...(sign ? { [signatureHeader.toLowerCase()]: sign(body) } : {}) });
+    return body;
+  };
   // Connect's GET requests carry no content type.
   switch (protocolOf(req) ?? "connect-unary") {
     case "grpc":
-      out.writeHead(200, { "content-type": contentType });
+      answer(200, { "content-type": contentType }, new Uint8Array(0));
       out.addTrailers(Object.fromEntries(setTrailerStatus(new Headers(), error)));
       out.end();
       break;
     case "grpc-web":
-      out.writeHead(200, { "content-type": contentType });
-      out.end(encodeEnvelope(trailerFlag, trailerSerialize(setTrailerStatus(new Headers(), error))));
+      out.end(answer(200, { "content-type": contentType }, encodeEnvelope(trailerFlag, trailerSerialize(setTrailerStatus(new Headers(), error)))));
       break;
     case "connect-stream":
-      out.writeHead(200, { "content-type": contentType });
-      out.end(encodeEnvelope(endStreamFlag, new TextEncoder().encode(JSON.stringify(endStreamToJson(error.metadata, error, undefined)))));
+      out.end(
+        answer(200, { "content-type": contentType }, encodeEnvelope(endStreamFlag, new TextEncoder().encode(JSON.stringify(endStreamToJson(error.metadata, error, undefined))))),
+      );
       break;
     case "connect-unary":
-      out.writeHead(codeToHttpStatus(error.code), { ...Object.fromEntries(error.metadata), "content-type": "application/json" });
-      out.end(errorToJsonBytes(error, undefined));
+      out.end(answer(codeToHttpStatus(error.code), { ...Object.fromEntries(error.metadata), "content-type": "application/json" }, errorToJsonBytes(error, undefined)));
       break;
   }
 }

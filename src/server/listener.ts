@@ -1,8 +1,10 @@
 import { createServer as createHttp1Server } from "node:http";
 import { constants as http2, createServer as createHttp2Server, type Http2ServerRequest, type Http2Session } from "node:http2";
 import { createServer as createNetServer, type Socket } from "node:net";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { ConnectionsConfig } from "../config/config.js";
 import type { Logger } from "../log.js";
+import type { TlsCertificate } from "./tls.js";
 
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 
@@ -11,16 +13,26 @@ export type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
 export type NodeRequest = Parameters<NodeHandler>[0];
 export type NodeResponse = Parameters<NodeHandler>[1];
 
-/** A listening port that serves HTTP/1.1 and h2c (prior knowledge) with one handler. */
+/** A listening port that serves HTTP/1.1 and h2c (prior knowledge), or HTTP/1.1 and h2 over TLS, with one handler. */
 export interface Listener {
   host: string;
   port: number;
+  /** Serves new TLS connections with `certificate`; connections already open keep theirs. */
+  setCertificate(certificate: TlsCertificate): void;
   /** Stops accepting, waits up to `timeoutMs` for in-flight requests, then closes every connection. */
   close(timeoutMs: number): Promise<void>;
 }
 
 // Every HTTP/2 connection without TLS starts with this client preface (RFC 9113, 3.4).
 const http2Preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+// A TLS connection starts with a handshake record (RFC 8446, 5.1: content type 22).
+const tlsHandshakeRecord = 0x16;
+// ALPN (RFC 7301): h2 when the client offers it, else HTTP/1.1 (also for clients that offer none).
+const alpnProtocols = ["h2", "http/1.1"];
+/** What a plaintext client of a TLS port is told, instead of a TLS alert it cannot read. */
+const plaintextRefusal = Buffer.from(
+  "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n\r\nThis port speaks TLS: use https://.\n",
+);
 
 /**
  * After an answer that came before the whole request (a refusal, a size limit), this much of the
@@ -45,14 +57,25 @@ interface SessionState {
  * Node's plaintext http2 server ignores allowHTTP1, so one port serving gRPC (h2c) and curl
  * (HTTP/1.1) needs a net.Server that peeks at the first bytes and hands the socket over.
  *
+ * With a certificate (`tls`), the first bytes must be a TLS handshake, which a tls.Server (never
+ * listening itself either) completes, and ALPN chooses between the two servers instead (h2, else
+ * HTTP/1.1); a plaintext client is told so in plain HTTP/1.1 and disconnected.
+ *
  * Every stage of a connection has a deadline, so that silent or slow clients cannot hold
- * connections (and file descriptors) forever: the first bytes and HTTP/1 headers
+ * connections (and file descriptors) forever: the first bytes, TLS handshake and HTTP/1 headers
  * (headersTimeout), a whole request (requestTimeout), idle keep-alive connections and HTTP/2
  * sessions (idleTimeout). HTTP/2 sessions with calls open (agents' command streams, open for
  * hours) are kept while their peer answers pings. At most `max` connections are open: a new one
  * beyond replaces the oldest connection that has not sent its first bytes yet, else it is closed.
  */
-export async function listen(handler: NodeHandler, host: string, port: number, limits: ConnectionsConfig, log: Logger): Promise<Listener> {
+export async function listen(
+  handler: NodeHandler,
+  host: string,
+  port: number,
+  limits: ConnectionsConfig,
+  log: Logger,
+  tls?: TlsCertificate,
+): Promise<Listener> {
   let inFlight = 0;
   let drained: (() => void) | undefined;
   const tracked: NodeHandler = (req, res) => {
@@ -80,6 +103,16 @@ export async function listen(handler: NodeHandler, host: string, port: number, l
   http1.emit("listening");
   // Session memory above the largest message (request-limits.ts: Push's 16 MiB), else nghttp2 resets big calls with ENHANCE_YOUR_CALM.
   const http2Server = createHttp2Server({ settings: { maxConcurrentStreams: 1000 }, maxSessionMemory: 64 }, tracked);
+  const tlsServer =
+    tls &&
+    // The handshake must be done within the headers timeout, as a plaintext client's first bytes and headers.
+    createTlsServer({ cert: tls.cert, key: tls.key, ALPNProtocols: alpnProtocols, handshakeTimeout: limits.headersTimeoutMs }, (secure: TLSSocket) =>
+      (secure.alpnProtocol === "h2" ? http2Server : http1).emit("connection", secure),
+    ).on("tlsClientError", (err, secure) => {
+      // Listening here makes closing the connection ours (a handshake timeout would leave it open).
+      log.debug({ err: err.message }, "client TLS error");
+      secure.destroy();
+    });
   const sessions = new Map<Http2Session, SessionState>();
   http2Server.on("session", (session: Http2Session) => {
     const state: SessionState = { openStreams: 0, idleSince: Date.now(), lastPing: Date.now(), awaitingPong: false };
@@ -128,22 +161,38 @@ export async function listen(handler: NodeHandler, host: string, port: number, l
     // Dead peers of long HTTP/1 responses are found by the kernel; HTTP/2 sessions are pinged.
     socket.setKeepAlive(true, limits.pingIntervalMs);
     const firstBytes = setTimeout(() => socket.destroy(), limits.headersTimeoutMs);
+    /**
+     * Hands the connection to the server of its protocol (TLS first, whose handshake then reads
+     * what was unshifted): it is no longer silent, nor bound by the first deadline.
+     */
+    const handOver = (server: { emit(event: "connection", socket: Socket): boolean }) => {
+      clearTimeout(firstBytes);
+      sniffing.delete(socket);
+      server.emit("connection", socket);
+    };
     let head = Buffer.alloc(0);
     const sniff = (chunk: Buffer) => {
+      if (tlsServer) {
+        socket.off("data", sniff);
+        // Told so, and closed by the first deadline if it does not close itself.
+        if (chunk[0] !== tlsHandshakeRecord) return void socket.end(plaintextRefusal);
+        socket.pause();
+        socket.unshift(chunk);
+        handOver(tlsServer);
+        return;
+      }
       head = Buffer.concat([head, chunk]);
       const n = Math.min(head.length, http2Preface.length);
       const isHttp2 = head.subarray(0, n).equals(http2Preface.subarray(0, n));
       if (isHttp2 && head.length < http2Preface.length) return; // need more bytes to decide
-      clearTimeout(firstBytes);
-      sniffing.delete(socket);
       socket.off("data", sniff);
       socket.pause();
       socket.unshift(head);
       if (isHttp2) {
         // The http2 session reads what was unshifted itself; resuming here would lose it.
-        http2Server.emit("connection", socket);
+        handOver(http2Server);
       } else {
-        http1.emit("connection", socket);
+        handOver(http1);
         socket.resume();
       }
     };
@@ -164,6 +213,9 @@ export async function listen(handler: NodeHandler, host: string, port: number, l
   return {
     host,
     port: boundPort,
+    setCertificate(certificate) {
+      tlsServer?.setSecureContext({ cert: certificate.cert, key: certificate.key });
+    },
     async close(timeoutMs) {
       const closed = new Promise<void>((resolve) => net.close(() => resolve()));
       clearInterval(sessionCheck);

@@ -15,11 +15,16 @@ import { commandsService, type CommandsDeps } from "../commands/service.js";
 import { metricsService, type MetricsDeps } from "../metrics/service.js";
 import { tokensService, type TokensDeps } from "../tokens/service.js";
 import { healthService } from "./health.js";
+import { signedProcedures } from "../shared/signing.js";
 import { requestLimit } from "./request-limits.js";
 import type { Readiness } from "./readiness.js";
 import { reflectionRegistry, reflectionV1, reflectionV1alpha } from "./reflection.js";
+import type { RequestSigning } from "./signing.js";
+import { unparsableAsInvalidArgument } from "./unparsable.js";
 
 export interface RouteDeps extends MetricsDeps {
+  /** With a signing key: the signed procedures' handlers check and sign (signing.ts). */
+  signing?: RequestSigning;
   readiness: Readiness;
   /** Aborted when the daemon begins to stop: long-lived streams end on it. */
   shutdown: AbortSignal;
@@ -50,12 +55,17 @@ export function procedurePaths(): Map<string, string> {
 }
 
 /**
- * Registers each RPC of a service with its own request size limit: Connect's readMaxBytes holds
- * for one registration, and router.service registers a whole service at once.
+ * Registers each RPC of a service with its own request size limit (Connect's readMaxBytes holds
+ * for one registration, and router.service registers a whole service at once), its handler
+ * wrapped by unparsableAsInvalidArgument and, for signed procedures, by `signing`. Adapters such
+ * as connectNodeAdapter serve router.handlers as they are once the routes function returns.
  */
-function serve<S extends DescService>(router: ConnectRouter, service: S, impl: ServiceImpl<S>): void {
+function serve<S extends DescService>(router: ConnectRouter, service: S, impl: ServiceImpl<S>, signing: RequestSigning | undefined): void {
   for (const spec of Object.values(createServiceImplSpec(service, impl).methods)) {
-    router.rpc(spec.method, spec.impl, { readMaxBytes: requestLimit(`${service.typeName}/${spec.method.name}`) });
+    const procedure = `${service.typeName}/${spec.method.name}`;
+    router.rpc(spec.method, spec.impl, { readMaxBytes: requestLimit(procedure) });
+    const handler = unparsableAsInvalidArgument(router.handlers.pop()!);
+    router.handlers.push(signing && signedProcedures.has(procedure) ? signing.handler(handler, requestLimit(procedure)) : handler);
   }
 }
 
@@ -64,12 +74,12 @@ export function routes(deps: RouteDeps) {
   const serviceNames = servedServices.map((s) => s.typeName);
   const registry = reflectionRegistry(servedFiles);
   return (router: ConnectRouter) => {
-    serve(router, MetricsAPI, metricsService(deps));
-    serve(router, AgentAPI, agentService(deps.agents));
-    serve(router, CommandsAPI, commandsService({ ...deps.commands, shutdown: deps.shutdown }));
-    serve(router, TokensAPI, tokensService(deps.tokens));
-    serve(router, Health, healthService(deps.readiness, serviceNames, deps.shutdown));
-    serve(router, ReflectionV1, reflectionV1(registry, serviceNames));
-    serve(router, ReflectionV1alpha, reflectionV1alpha(registry, serviceNames));
+    serve(router, MetricsAPI, metricsService(deps), deps.signing);
+    serve(router, AgentAPI, agentService(deps.agents), deps.signing);
+    serve(router, CommandsAPI, commandsService({ ...deps.commands, shutdown: deps.shutdown }), deps.signing);
+    serve(router, TokensAPI, tokensService(deps.tokens), deps.signing);
+    serve(router, Health, healthService(deps.readiness, serviceNames, deps.shutdown), deps.signing);
+    serve(router, ReflectionV1, reflectionV1(registry, serviceNames), deps.signing);
+    serve(router, ReflectionV1alpha, reflectionV1alpha(registry, serviceNames), deps.signing);
   };
 }

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+import { signatureHeader } from "../shared/signing.js";
 import type { NodeHandler } from "./listener.js";
 
 /**
@@ -6,8 +7,9 @@ import type { NodeHandler } from "./listener.js";
  * protobuf as `application/protobuf`, reading errors as `{"code", "msg"}`. Connect's unary
  * protocol is the same apart from those two names, so a request without the
  * Connect-Protocol-Version header gets them translated (the `/twirp` path prefix is accepted too).
+ * A signed answer's translated error is signed again with `sign` (signing.ts).
  */
-export function twirpCompatible(next: NodeHandler): NodeHandler {
+export function twirpCompatible(next: NodeHandler, sign?: (body: Uint8Array) => string): NodeHandler {
   return (req, res) => {
     const headers = req.headers as IncomingHttpHeaders;
     const contentType = headers["content-type"] ?? "";
@@ -52,6 +54,8 @@ export function twirpCompatible(next: NodeHandler): NodeHandler {
       if (typeof chunk === "string") errorBody.push(Buffer.from(chunk));
       else if (chunk instanceof Uint8Array) errorBody.push(chunk);
       const body = Buffer.from(withTwirpMessage(Buffer.concat(errorBody).toString("utf8")));
+      const signed = signatureHeader.toLowerCase();
+      if (sign && head[signed] !== undefined) head[signed] = sign(body);
       // HTTP/2's end(body) writes through this.write: the originals must be back, or the body is swallowed.
       Object.assign(response, { writeHead, write, end });
       writeHead(status, { ...head, "content-type": "application/json", "content-length": body.length });
