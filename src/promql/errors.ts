@@ -1,0 +1,18 @@
+/**
+ * Errors of evaluation, in the kinds Prometheus' HTTP API tells apart (errorType): a query that
+ * cannot be answered as asked ("execution"), one that ran out of time ("timeout") or was
+ * abandoned by its client ("canceled"). Parse errors are ParseError (parse.ts: "bad_data").
+ */
+
+/** The query is valid but cannot be evaluated: many-to-many matching, duplicate label sets, a limit. */
+export class EvaluationError extends Error {
+  override name = "EvaluationError";
+}
+
+export class QueryTimeout extends Error {
+  override name = "QueryTimeout";
+}
+
+export class QueryCanceled extends Error {
+  override name = "QueryCanceled";
+}

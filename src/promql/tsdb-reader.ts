@@ -1,0 +1,99 @@
+import type { LabelMatcher, Tsdb } from "../tsdb/index.js";
+import type { Matcher } from "./ast.js";
+import { EvaluationError } from "./errors.js";
+import type { ReadBudget, SeriesReader } from "./engine.js";
+import { compileRegex } from "./regex.js";
+import { nameLabel, type SeriesSamples } from "./values.js";
+
+/**
+ * The evaluator's reads from Specta's store: label matchers are pushed down to the series index
+ * (which evaluates them in PostgreSQL), raw samples come from the store's one read path.
+ *
+ * The index selects within one metric, so a selector without a metric name equality
+ * (`{__name__=~"node_.*"}`, `{job="x"}`) first lists the metric names (by the pattern's literal
+ * prefix where it has one) and filters them here, up to maxMetricsPerSelector.
+ */
+
+/** Metric names one selector may span. */
+export const maxMetricsPerSelector = 500;
+/** Series whose samples are read in one statement: bounds what a statement returns before the budget sees it. */
+const seriesPerRead = 256;
+
+export function tsdbReader(tsdb: Pick<Tsdb, "series" | "readSamples">): SeriesReader {
+  return {
+    async read(matchers, fromMs, toMs, budget) {
+      const nameMatchers = matchers.filter((m) => m.label === nameLabel);
+      const labelMatchers: LabelMatcher[] = matchers.filter((m) => m.label !== nameLabel);
+      const metrics = await metricNames(tsdb, nameMatchers);
+      const selected: { id: number; labels: SeriesSamples["labels"] }[] = [];
+      for (const metric of metrics) {
+        budget.check();
+        const series = await tsdb.series.select(metric, labelMatchers);
+        budget.chargeSeries(series.length);
+        for (const s of series) selected.push({ id: s.id, labels: { ...s.labels, [nameLabel]: metric } });
+      }
+      return readSamples(tsdb, selected, Math.max(0, fromMs), Math.max(0, toMs), budget);
+    },
+  };
+}
+
+async function readSamples(
+  tsdb: Pick<Tsdb, "readSamples">,
+  selected: { id: number; labels: SeriesSamples["labels"] }[],
+  fromMs: number,
+  toMs: number,
+  budget: ReadBudget,
+): Promise<SeriesSamples[]> {
+  const out: SeriesSamples[] = [];
+  for (let i = 0; i < selected.length; i += seriesPerRead) {
+    budget.check();
+    const batch = selected.slice(i, i + seriesPerRead);
+    const points = await tsdb.readSamples(
+      batch.map((s) => s.id),
+      fromMs,
+      toMs,
+    );
+    for (const s of batch) {
+      const p = points.get(s.id);
+      if (!p) continue;
+      budget.chargeSamples(p.n);
+      out.push({ labels: s.labels, times: p.times.subarray(0, p.n), values: p.values.subarray(0, p.n) });
+    }
+  }
+  return out;
+}
+
+/** The metric names the `__name__` matchers select: the equality's value, or the listed names they match. */
+async function metricNames(tsdb: Pick<Tsdb, "series">, matchers: Matcher[]): Promise<string[]> {
+  const test = (name: string) => matchers.every((m) => matches(m, name));
+  const equal = matchers.find((m) => m.op === "=");
+  if (equal) return test(equal.value) ? [equal.value] : [];
+  const prefixes = matchers.filter((m) => m.op === "=~").map((m) => literalPrefix(m.value));
+  const prefix = prefixes.reduce((longest, p) => (p.length > longest.length ? p : longest), "");
+  const names = (await tsdb.series.list(prefix)).map((m) => m.metric).filter(test);
+  if (names.length > maxMetricsPerSelector) {
+    throw new EvaluationError(`a selector matches more than ${maxMetricsPerSelector} metric names: name the metric or narrow its __name__ pattern`);
+  }
+  return names;
+}
+
+function matches(m: Matcher, value: string): boolean {
+  switch (m.op) {
+    case "=":
+      return value === m.value;
+    case "!=":
+      return value !== m.value;
+    case "=~":
+      return compileRegex(m.value).test(value);
+    case "!~":
+      return !compileRegex(m.value).test(value);
+  }
+}
+
+/** The text every match of an anchored pattern starts with ("node_cpu" for "node_cpu.*"); "" when it has none. */
+export function literalPrefix(pattern: string): string {
+  if (pattern.includes("|")) return "";
+  const run = /^[a-zA-Z0-9_:]*/.exec(pattern)![0];
+  // A quantifier after the run makes its last character optional.
+  return /^[?*{]/.test(pattern.slice(run.length)) ? run.slice(0, -1) : run;
+}
