@@ -3,7 +3,7 @@ import type { Matcher } from "./ast.js";
 import { EvaluationError } from "./errors.js";
 import type { ReadBudget, SeriesReader } from "./engine.js";
 import { compileRegex } from "./regex.js";
-import { nameLabel, type SeriesSamples } from "./values.js";
+import { nameLabel, type Labels, type SeriesSamples } from "./values.js";
 
 /**
  * The evaluator's reads from Specta's store: label matchers are pushed down to the series index
@@ -22,24 +22,36 @@ const seriesPerRead = 256;
 export function tsdbReader(tsdb: Pick<Tsdb, "series" | "readSamples">): SeriesReader {
   return {
     async read(matchers, fromMs, toMs, budget) {
-      const nameMatchers = matchers.filter((m) => m.label === nameLabel);
-      const labelMatchers: LabelMatcher[] = matchers.filter((m) => m.label !== nameLabel);
-      const metrics = await metricNames(tsdb, nameMatchers);
-      const selected: { id: number; labels: SeriesSamples["labels"] }[] = [];
-      for (const metric of metrics) {
-        budget.check();
-        const series = await tsdb.series.select(metric, labelMatchers);
-        budget.chargeSeries(series.length);
-        for (const s of series) selected.push({ id: s.id, labels: { ...s.labels, [nameLabel]: metric } });
-      }
+      const selected = await selectSeries(tsdb, matchers, budget);
       return readSamples(tsdb, selected, Math.max(0, fromMs), Math.max(0, toMs), budget);
     },
   };
 }
 
+/** A series of the store, its labels with the metric name as `__name__`. */
+export interface StoredSeries {
+  id: number;
+  labels: Labels;
+}
+
+/** The series matching every matcher, charged to the budget. */
+export async function selectSeries(tsdb: Pick<Tsdb, "series">, matchers: Matcher[], budget: ReadBudget): Promise<StoredSeries[]> {
+  const nameMatchers = matchers.filter((m) => m.label === nameLabel);
+  const labelMatchers: LabelMatcher[] = matchers.filter((m) => m.label !== nameLabel);
+  const metrics = await metricNames(tsdb, nameMatchers);
+  const selected: StoredSeries[] = [];
+  for (const metric of metrics) {
+    budget.check();
+    const series = await tsdb.series.select(metric, labelMatchers);
+    budget.chargeSeries(series.length);
+    for (const s of series) selected.push({ id: s.id, labels: { ...s.labels, [nameLabel]: metric } });
+  }
+  return selected;
+}
+
 async function readSamples(
   tsdb: Pick<Tsdb, "readSamples">,
-  selected: { id: number; labels: SeriesSamples["labels"] }[],
+  selected: StoredSeries[],
   fromMs: number,
   toMs: number,
   budget: ReadBudget,

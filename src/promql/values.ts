@@ -109,11 +109,6 @@ export function formatValue(value: number): string {
   return (negative ? "-" : "") + fixed;
 }
 
-/** A time in Unix ms as Prometheus writes it in JSON: seconds, with the milliseconds as decimals when there are any. */
-export function formatTime(ms: number): number {
-  return ms / 1000;
-}
-
 /** The first index whose time is after `t` (times sorted). */
 export function indexAfter(times: Float64Array, t: number): number {
   let lo = 0;

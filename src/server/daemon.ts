@@ -9,6 +9,7 @@ import { dashboard, dashboardDir } from "../dashboard/serve.js";
 import type { Logger } from "../log.js";
 import { InstrumentStore } from "../metrics/instrument-store.js";
 import { Instruments } from "../metrics/instruments.js";
+import { prometheusApi } from "../promapi/api.js";
 import { claimDataDir } from "../storage/data-dir.js";
 import { openStorage } from "../storage/database.js";
 import type { EmbeddedPostgresError, SupervisionOptions } from "../storage/embedded.js";
@@ -22,6 +23,7 @@ import { openTsdb } from "../tsdb/index.js";
 import { Engine, type Handler } from "../worker/engine.js";
 import { leadership } from "../worker/leader.js";
 import { databaseCheck } from "../worker/storage-upkeep.js";
+import { verifyCaller } from "./auth.js";
 import { FrontDoor } from "./front-door.js";
 import { httpRoutes } from "./http-routes.js";
 import { CallLog, observeCalls } from "./interceptors.js";
@@ -107,7 +109,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     }),
     interceptors: [observeCalls(calls), frontDoor.interceptor((agentId) => liveness.record(agentId))],
     contextValues: (req) => frontDoor.contextValues(req),
-    fallback: httpRoutes(registry, readiness, site),
+    fallback: prometheusApi(
+      { tsdb, instruments: config.instruments, log, authorize: (token) => verifyCaller("prometheus/api/v1", token, tokens) },
+      httpRoutes(registry, readiness, site),
+    ),
   });
 
   const handlers: Handler[] = [
