@@ -744,6 +744,198 @@ eval instant at 50m histogram_quantile(0.5, rate(request_duration_seconds_bucket
   {instance="ins2", job="job2"} 0.11666666666666667
 `,
   },
+  {
+    name: "label_replace, vector, time, clamp, sgn, absent",
+    file: "functions.test",
+    script: `
+load 5m
+  testmetric{src="source-value-10",dst="original-destination-value"} 0
+  testmetric{src="source-value-20",dst="original-destination-value"} 1
+
+eval instant at 0m label_replace(testmetric, "dst", "destination-value-$1", "src", "source-value-(.*)")
+  testmetric{src="source-value-10",dst="destination-value-10"} 0
+  testmetric{src="source-value-20",dst="destination-value-20"} 1
+
+eval instant at 0m label_replace(testmetric, "dst", "destination-value-$1", "src", "value-(.*)")
+  testmetric{src="source-value-10",dst="original-destination-value"} 0
+  testmetric{src="source-value-20",dst="original-destination-value"} 1
+
+eval instant at 0m label_replace(testmetric, "dst", "$1-value-$2", "src", "(.*)-value-(.*)")
+  testmetric{src="source-value-10",dst="source-value-10"} 0
+  testmetric{src="source-value-20",dst="source-value-20"} 1
+
+eval instant at 0m label_replace(testmetric, "dst", "value-$1", "nonexistent-src", "source-value-(.*)")
+  testmetric{src="source-value-10",dst="original-destination-value"} 0
+  testmetric{src="source-value-20",dst="original-destination-value"} 1
+
+eval instant at 0m label_replace(testmetric, "dst", "value-$1", "nonexistent-src", "(.*)")
+  testmetric{src="source-value-10",dst="value-"} 0
+  testmetric{src="source-value-20",dst="value-"} 1
+
+eval instant at 0m label_replace((((testmetric))), (("dst")), (("value-$1")), (("src")), (("non-matching-regex")))
+  testmetric{src="source-value-10",dst="original-destination-value"} 0
+  testmetric{src="source-value-20",dst="original-destination-value"} 1
+
+eval instant at 0m label_replace(testmetric, "dst", "", "dst", ".*")
+  testmetric{src="source-value-10"} 0
+  testmetric{src="source-value-20"} 1
+
+eval instant at 0m label_replace(testmetric, "dst", "value-$1", "src", "(.*")
+  expect fail
+
+eval instant at 0m label_replace(testmetric, "\xff", "", "src", "(.*)")
+  expect fail
+
+eval instant at 0m label_replace(testmetric, "src", "", "", "")
+  expect fail
+
+clear
+eval instant at 0m vector(1)
+  {} 1
+
+eval instant at 5s vector(time())
+  {} 5
+
+eval instant at 60m vector(time())
+  {} 3600
+
+load 5m
+  test_clamp{src="clamp-a"} -50
+  test_clamp{src="clamp-b"} 0
+  test_clamp{src="clamp-c"} 100
+
+eval instant at 0m clamp_max(test_clamp, 75)
+  {src="clamp-a"} -50
+  {src="clamp-b"} 0
+  {src="clamp-c"} 75
+
+eval instant at 0m clamp_min(test_clamp, -25)
+  {src="clamp-a"} -25
+  {src="clamp-b"} 0
+  {src="clamp-c"} 100
+
+eval instant at 0m clamp_max((clamp_min(test_clamp, (-20))), (70))
+  {src="clamp-a"} -20
+  {src="clamp-b"} 0
+  {src="clamp-c"} 70
+
+eval instant at 0m clamp(test_clamp, 0, NaN)
+  {src="clamp-a"} NaN
+  {src="clamp-b"} NaN
+  {src="clamp-c"} NaN
+
+eval instant at 0m clamp(test_clamp, 5, -5)
+
+clear
+load 5m
+  test_sgn{src="sgn-a"} -Inf
+  test_sgn{src="sgn-b"} Inf
+  test_sgn{src="sgn-c"} NaN
+  test_sgn{src="sgn-d"} -50
+  test_sgn{src="sgn-e"} 0
+  test_sgn{src="sgn-f"} 100
+
+eval instant at 0m sgn(test_sgn)
+  {src="sgn-a"} -1
+  {src="sgn-b"} 1
+  {src="sgn-c"} NaN
+  {src="sgn-d"} -1
+  {src="sgn-e"} 0
+  {src="sgn-f"} 1
+
+clear
+load 5m
+  http_requests{job="api-server", instance="0", group="production"} 0+10x10
+
+eval instant at 50m absent(nonexistent)
+  {} 1
+
+eval instant at 50m absent(nonexistent{job="testjob", instance="testinstance", method=~".x"})
+  {instance="testinstance", job="testjob"} 1
+
+eval instant at 50m absent(nonexistent{job="testjob",job="testjob2",foo="bar"})
+  {foo="bar"} 1
+
+eval instant at 50m absent(sum(nonexistent{job="testjob", instance="testinstance"}))
+  {} 1
+
+eval instant at 50m absent(http_requests)
+
+eval instant at 50m absent_over_time(http_requests_total{handler="/foo"}[5m])
+  {handler="/foo"} 1
+`,
+  },
+  {
+    name: "staleness markers end a series; ranges leave them out",
+    file: "staleness.test",
+    script: `
+load 10s
+  metric 0 1 stale 2
+
+eval instant at 10s metric
+  {__name__="metric"} 1
+
+eval instant at 20s metric
+
+eval instant at 30s metric
+  {__name__="metric"} 2
+
+eval instant at 40s metric
+  {__name__="metric"} 2
+
+eval instant at 30s count_over_time(metric[1m])
+  {} 3
+
+eval instant at 10s count_over_time(metric[1s])
+  {} 1
+
+eval instant at 20s count_over_time(metric[1s])
+`,
+  },
+  {
+    // Prometheus 3 (engine.go: vectorSelectorSingle, "t <= refTime - lookbackDelta" is out):
+    // the lookback and range windows are open on the left.
+    name: "the 5-minute lookback and offset",
+    file: "selectors.test",
+    script: `
+load 10s
+  metric 0
+
+eval instant at 299s metric
+  {__name__="metric"} 0
+
+eval instant at 300s metric
+
+clear
+load 10s
+  http_requests{job="api-server", instance="0", group="production"} 0+10x1000 100+30x1000
+  http_requests{job="api-server", instance="1", group="production"} 0+20x1000 200+30x1000
+
+eval instant at 8000s rate(http_requests[1m])
+  {job="api-server", instance="0", group="production"} 1
+  {job="api-server", instance="1", group="production"} 2
+
+eval instant at 18000s rate(http_requests{instance!="3"}[1m] offset 10000s)
+  {job="api-server", instance="0", group="production"} 1
+  {job="api-server", instance="1", group="production"} 2
+
+eval instant at 4000s http_requests offset 1000s
+  http_requests{job="api-server", instance="0", group="production"} 3000
+  http_requests{job="api-server", instance="1", group="production"} 6000
+
+eval instant at 1000s http_requests offset -1000s
+  http_requests{job="api-server", instance="0", group="production"} 2000
+  http_requests{job="api-server", instance="1", group="production"} 4000
+
+eval instant at 8000s rate(http_requests{job=~".*server", instance=~"1"}[1m])
+  {job="api-server", instance="1", group="production"} 2
+
+eval instant at 8000s rate(http_requests{job!~"api.*", instance!="0"}[1m])
+
+eval instant at 8000s {__name__=~"http_req.*", instance!~"0"}
+  http_requests{job="api-server", instance="1", group="production"} 16000
+`,
+  },
 ];
 
 describe("PromQL evaluation against Prometheus' test data", () => {

@@ -1,6 +1,6 @@
 import type { SyntaxNode } from "@lezer/common";
 import { parser } from "@prometheus-io/lezer-promql";
-import type { AggregateOp, Binary, BinaryOp, Expr, Matcher, MatchOp, ValueType, VectorMatching, VectorSelector } from "./ast.js";
+import type { AggregateOp, Binary, BinaryOp, Expr, Matcher, MatchOp, NumberLiteral, ValueType, VectorMatching, VectorSelector } from "./ast.js";
 import { functions } from "./functions.js";
 import { compileRegex } from "./regex.js";
 
@@ -120,13 +120,12 @@ class Builder {
       case "MatrixSelector":
         return this.matrix(node);
       case "OffsetExpr":
-        return this.offset(node);
+      case "BinaryExpr":
+        return this.chain(node);
       case "AggregateExpr":
         return this.aggregate(node);
       case "FunctionCall":
         return this.call(node);
-      case "BinaryExpr":
-        return this.binary(node);
       case "UnaryExpr":
         return this.unary(node);
       case "SubqueryExpr":
@@ -186,17 +185,59 @@ class Builder {
     return { kind: "matrix", type: "matrix", selector: this.selector(inner), rangeMs };
   }
 
-  private offset(node: SyntaxNode): Expr {
-    const [inner] = expressionChildren(node);
-    const durationNode = child(node, "OffsetDurationExpr");
-    if (!inner || !durationNode) throw new ParseError(`parse error at position ${node.from}: incomplete offset`);
-    const offsetMs = this.offsetDuration(durationNode);
-    const target = this.expr(inner);
-    const selector = target.kind === "selector" ? target : target.kind === "matrix" ? target.selector : undefined;
-    if (!selector) throw new ParseError(`offset modifier must be preceded by an instant vector selector or range vector selector (at position ${node.from})`);
-    if (selector.offsetMs !== 0) throw new ParseError(`offset may not be set multiple times (at position ${node.from})`);
-    selector.offsetMs = offsetMs;
-    return target;
+  /**
+   * A chain of binary operations and offsets, rebuilt with Prometheus' precedence. The grammar
+   * gives a postfix `offset` lower precedence than binary operators ("a - b offset 5m * 2" comes
+   * as ((a - b) offset 5m) * 2), and reads the sign of a number before `^` as part of it; in
+   * PromQL an offset belongs to the selector just before it (a - ((b offset 5m) * 2)) and the sign
+   * is a unary operator, looser than `^` (-2^2 is -4). So the chain's operands, offsets and
+   * operators are taken in order and the tree is built again by precedence climbing.
+   */
+  private chain(node: SyntaxNode): Expr {
+    const operands: Operand[] = [];
+    const operators: Operator[] = [];
+    this.flatten(node, operands, operators);
+    let nextOperand = 0;
+    let nextOperator = 0;
+    const climb = (minPrecedence: number): Operand => {
+      let lhs = operands[nextOperand++]!;
+      while (nextOperator < operators.length && precedence[operators[nextOperator]!.op] >= minPrecedence) {
+        const operator = operators[nextOperator++]!;
+        // ^ is right-associative, every other operator left-associative.
+        const rhs = climb(precedence[operator.op] + (operator.op === "^" ? 0 : 1));
+        if (operator.op === "^" && lhs.sign === "-") lhs = { expr: negate(this.binary(operator, { kind: "number", type: "scalar", value: -(lhs.expr as NumberLiteral).value }, rhs.expr)) };
+        else lhs = { expr: this.binary(operator, lhs.expr, rhs.expr) };
+      }
+      return lhs;
+    };
+    return climb(0).expr;
+  }
+
+  private flatten(node: SyntaxNode, operands: Operand[], operators: Operator[]): void {
+    if (node.name === "BinaryExpr") {
+      const sides = expressionChildren(node);
+      const opNode = children(node).find((c) => c.name in binaryOps || c.name === "Atan2");
+      if (sides.length !== 2 || !opNode) throw new ParseError(`parse error at position ${node.from}: incomplete binary expression`);
+      if (opNode.name === "Atan2") throw this.unsupported(opNode, "the operator atan2");
+      this.flatten(sides[0]!, operands, operators);
+      operators.push({ node, op: binaryOps[opNode.name]! });
+      this.flatten(sides[1]!, operands, operators);
+      return;
+    }
+    if (node.name === "OffsetExpr") {
+      const [inner] = expressionChildren(node);
+      const durationNode = child(node, "OffsetDurationExpr");
+      if (!inner || !durationNode) throw new ParseError(`parse error at position ${node.from}: incomplete offset`);
+      const offsetMs = this.offsetDuration(durationNode);
+      this.flatten(inner, operands, operators);
+      const last = operands[operands.length - 1]!;
+      withOffset(last.expr, offsetMs, node.from);
+      last.sign = undefined;
+      return;
+    }
+    const expr = this.expr(node);
+    const sign = node.name === "NumberDurationLiteral" ? /^[+-]/.exec(this.text(node))?.[0] : undefined;
+    operands.push({ expr, sign });
   }
 
   private offsetDuration(node: SyntaxNode): number {
@@ -260,22 +301,10 @@ class Builder {
     return { kind: "call", type: signature.returns, func: name, args };
   }
 
-  private binary(node: SyntaxNode, lhsOverride?: Expr): Expr {
-    const operands = expressionChildren(node);
-    const opNode = children(node).find((c) => c.name in binaryOps || c.name === "Atan2");
-    if (operands.length !== 2 || !opNode) throw new ParseError(`parse error at position ${node.from}: incomplete binary expression`);
-    if (opNode.name === "Atan2") throw this.unsupported(opNode, "the operator atan2");
+  private binary(operator: Operator, lhs: Expr, rhs: Expr): Expr {
+    const { node, op } = operator;
     const fill = child(node, "FillModifier");
     if (fill) throw this.unsupported(fill, "the fill modifier");
-    const op = binaryOps[opNode.name]!;
-    const signed = /^[+-]/.exec(this.text(operands[0]!));
-    if (op === "^" && operands[0]!.name === "NumberDurationLiteral" && signed) {
-      // The grammar reads "-2^2" as (-2)^2; in PromQL the sign is a unary operator, looser than ^: -(2^2).
-      const power = this.binary(node, { kind: "number", type: "scalar", value: Math.abs(parseNumber(this.text(operands[0]!))) });
-      return signed[0] === "-" ? negate(power) : power;
-    }
-    const lhs = lhsOverride ?? this.expr(operands[0]!);
-    const rhs = this.expr(operands[1]!);
     const returnBool = child(node, "BoolModifier") !== undefined;
     const clause = child(node, "MatchingModifierClause");
 
@@ -322,6 +351,46 @@ class Builder {
     if (expr.type !== "scalar" && expr.type !== "vector") throw new ParseError("unary expression only allowed on expressions of type scalar or instant vector");
     return this.text(opNode) === "-" ? negate(expr) : expr;
   }
+}
+
+/** A chain's operand; `sign`: a number literal written with a sign, which the grammar folds into it. */
+interface Operand {
+  expr: Expr;
+  sign?: string | undefined;
+}
+
+/** A chain's operator: its BinaryExpr node holds its modifiers (bool, on/ignoring, group_x). */
+interface Operator {
+  node: SyntaxNode;
+  op: BinaryOp;
+}
+
+/** Prometheus' operator precedence (parser/generated_parser.y), higher binds tighter. */
+const precedence: Record<BinaryOp, number> = {
+  or: 1,
+  and: 2,
+  unless: 2,
+  "==": 3,
+  "!=": 3,
+  ">": 3,
+  "<": 3,
+  ">=": 3,
+  "<=": 3,
+  "+": 4,
+  "-": 4,
+  "*": 5,
+  "/": 5,
+  "%": 5,
+  "^": 6,
+};
+
+/** Sets the offset of the selector an `offset` follows (through a unary minus, which binds looser). */
+function withOffset(expr: Expr, offsetMs: number, at: number): void {
+  if (expr.kind === "unary") return withOffset(expr.expr, offsetMs, at);
+  const selector = expr.kind === "selector" ? expr : expr.kind === "matrix" ? expr.selector : undefined;
+  if (!selector) throw new ParseError(`offset modifier must be preceded by an instant vector selector or range vector selector (at position ${at})`);
+  if (selector.offsetMs !== 0) throw new ParseError(`offset may not be set multiple times (at position ${at})`);
+  selector.offsetMs = offsetMs;
 }
 
 function negate(expr: Expr): Expr {
