@@ -97,6 +97,7 @@ export function formatValue(value: number): string {
   if (Number.isNaN(value)) return "NaN";
   if (value === Infinity) return "+Inf";
   if (value === -Infinity) return "-Inf";
+  if (Object.is(value, -0)) return "-0";
   const text = String(value);
   const e = text.indexOf("e");
   if (e < 0) return text;
