@@ -12,6 +12,7 @@ import {
   type QueryResponse,
   type SeriesPoints,
 } from "../../gen/metrics/metrics_pb.js";
+import { bucketQuantile } from "../promql/math.js";
 import type { Labels } from "../shared/labels.js";
 import { seriesKey } from "../shared/series-key.js";
 import { alignedSteps, maxSelectedSeries, maxTimeMs, SeriesKind, type LabelMatcher, type MatchOperator as StoreOperator, type SelectedSeries, type StepAggregate, type Tsdb } from "../tsdb/index.js";
@@ -270,53 +271,6 @@ function quantileGroups(selected: SelectedSeries[], points: Map<number, StepAggr
       if (!Number.isNaN(value)) series.points.push(create(PointSchema, { time: timestampFromMs(time), value }));
     }
     if (series.points.length > 0) out.push(series);
-  }
-  return out;
-}
-
-export interface Bucket {
-  upperBound: number;
-  /** Cumulative count of observations ≤ upperBound. */
-  count: number;
-}
-
-/**
- * Prometheus' histogram_quantile: finds the bucket holding rank q × total and interpolates
- * linearly within it. NaN without a +Inf bucket, with fewer than two buckets or no
- * observations; the upper bound of the last finite bucket when the rank falls in +Inf.
- */
-export function bucketQuantile(q: number, input: Bucket[]): number {
-  const buckets = coalesce(input);
-  if (buckets.length < 2 || buckets[buckets.length - 1]!.upperBound !== Infinity) return NaN;
-  // Counts from different series may be slightly out of order (e.g. a reset in one bucket
-  // series only): force them monotonic, as Prometheus does.
-  for (let i = 1; i < buckets.length; i++) buckets[i]!.count = Math.max(buckets[i]!.count, buckets[i - 1]!.count);
-  const observations = buckets[buckets.length - 1]!.count;
-  if (observations === 0) return NaN;
-  let rank = q * observations;
-  let b = buckets.findIndex((x, i) => i < buckets.length - 1 && x.count >= rank);
-  if (b === -1) b = buckets.length - 1;
-  if (b === buckets.length - 1) return buckets[buckets.length - 2]!.upperBound;
-  if (b === 0 && buckets[0]!.upperBound <= 0) return buckets[0]!.upperBound;
-  let bucketStart = 0;
-  const bucketEnd = buckets[b]!.upperBound;
-  let count = buckets[b]!.count;
-  if (b > 0) {
-    bucketStart = buckets[b - 1]!.upperBound;
-    count -= buckets[b - 1]!.count;
-    rank -= buckets[b - 1]!.count;
-  }
-  return bucketStart + (bucketEnd - bucketStart) * (rank / count);
-}
-
-/** Sorted by upper bound, with equal bounds merged. */
-function coalesce(input: Bucket[]): Bucket[] {
-  const sorted = [...input].sort((a, b) => a.upperBound - b.upperBound);
-  const out: Bucket[] = [];
-  for (const b of sorted) {
-    const last = out[out.length - 1];
-    if (last && last.upperBound === b.upperBound) last.count += b.count;
-    else out.push({ ...b });
   }
   return out;
 }

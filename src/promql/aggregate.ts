@@ -1,6 +1,6 @@
 import type { Aggregate } from "./ast.js";
 import { EvaluationError } from "./errors.js";
-import { kahanSumInc, quantile } from "./math.js";
+import { compensatedSum, mean, quantile } from "./math.js";
 import { groupingKey, keepLabels, nameLabel, withoutLabels, type Labels, type Sample } from "./values.js";
 
 /**
@@ -39,12 +39,8 @@ export function aggregate(node: Aggregate, samples: Sample[], param: number): Sa
 
 function reduce(op: Aggregate["op"], values: number[], param: number): number {
   switch (op) {
-    case "sum": {
-      let sum = 0;
-      let c = 0;
-      for (const v of values) [sum, c] = kahanSumInc(v, sum, c);
-      return sum + c;
-    }
+    case "sum":
+      return compensatedSum(values);
     case "avg":
       return mean(values);
     case "min":
@@ -74,37 +70,6 @@ function reduce(op: Aggregate["op"], values: number[], param: number): number {
     case "bottomk":
       throw new Error(`${op} is not a reduction`);
   }
-}
-
-/** avg: a compensated sum over the count while the sum stays finite, else an incremental mean (Prometheus 3). */
-function mean(values: number[]): number {
-  let sum = values[0]!;
-  let c = 0;
-  let m = 0;
-  let incremental = false;
-  for (let i = 1; i < values.length; i++) {
-    const v = values[i]!;
-    const count = i + 1;
-    if (!incremental) {
-      const [newSum, newC] = kahanSumInc(v, sum, c);
-      if (Number.isFinite(newSum) || Number.isNaN(newSum)) {
-        sum = newSum;
-        c = newC;
-        continue;
-      }
-      incremental = true;
-      m = sum / (count - 1);
-      c /= count - 1;
-    }
-    if (!Number.isFinite(m) && !Number.isNaN(m)) {
-      // An infinite mean stays what it is unless an infinity of the other sign (or NaN) comes.
-      if (!Number.isFinite(v) && !Number.isNaN(v) && m > 0 === v > 0) continue;
-      if (Number.isFinite(v)) continue;
-    }
-    const current = m + c;
-    [m, c] = kahanSumInc(v / count - current / count, m, c);
-  }
-  return incremental ? m + c : (sum + c) / values.length;
 }
 
 /** topk and bottomk: per group the k largest (smallest) samples, NaN counting as the smallest (largest), in that order. */

@@ -1,6 +1,6 @@
 import type { Call, Expr, ValueType } from "./ast.js";
 import { EvaluationError } from "./errors.js";
-import { kahanSumInc, quantile } from "./math.js";
+import { bucketQuantile, compensatedSum, mean, quantile } from "./math.js";
 import { compileRegex, expandTemplate } from "./regex.js";
 import { dropName, labelsKey, nameLabel, type Labels, type Sample, type SeriesSamples, type Value } from "./values.js";
 
@@ -142,41 +142,6 @@ function instantValue(isRate: boolean) {
   };
 }
 
-function sumOf(values: Float64Array): number {
-  let sum = 0;
-  let c = 0;
-  for (const v of values) [sum, c] = kahanSumInc(v, sum, c);
-  // An infinite sum makes the compensation meaningless (NaN); Prometheus returns the sum alone then.
-  return Number.isFinite(sum) ? sum + c : sum;
-}
-
-/** avg_over_time: Kahan-compensated sum over count, switching to an incremental mean when the sum would overflow (as Prometheus). */
-function averageOf(values: Float64Array): number {
-  let sum = values[0]!;
-  let count = 1;
-  let mean = 0;
-  let c = 0;
-  let incremental = false;
-  for (let i = 1; i < values.length; i++) {
-    const v = values[i]!;
-    count = i + 1;
-    if (!incremental) {
-      const [newSum, newC] = kahanSumInc(v, sum, c);
-      if (Number.isFinite(newSum) || Number.isNaN(newSum)) {
-        sum = newSum;
-        c = newC;
-        continue;
-      }
-      incremental = true;
-      mean = sum / (count - 1);
-      c /= count - 1;
-    }
-    const q = (count - 1) / count;
-    [mean, c] = kahanSumInc(v / count, q * mean, q * c);
-  }
-  return incremental ? mean + c : sum / count + c / count;
-}
-
 /**
  * The labels absent() gives its sample: the equality matchers of a selector argument, except the
  * metric name; a label matched twice, or by another kind of matcher, is left out (Prometheus'
@@ -299,8 +264,8 @@ export const functions: Record<string, FunctionDef> = {
     }
     return changes;
   }),
-  avg_over_time: overRange((s) => averageOf(s.values)),
-  sum_over_time: overRange((s) => sumOf(s.values)),
+  avg_over_time: overRange((s) => mean(s.values)),
+  sum_over_time: overRange((s) => compensatedSum(s.values)),
   count_over_time: overRange((s) => s.values.length),
   min_over_time: overRange((s) => s.values.reduce((min, v) => (v < min || Number.isNaN(min) ? v : min))),
   max_over_time: overRange((s) => s.values.reduce((max, v) => (v > max || Number.isNaN(max) ? v : max))),
@@ -336,67 +301,4 @@ function parseGoFloat(text: string): number | undefined {
   if (m) return /nan/i.test(m[2]!) ? Number.NaN : (m[1] === "-" ? -1 : 1) * Infinity;
   if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(text)) return undefined;
   return Number(text);
-}
-
-/** Prometheus' tolerance for bucket counts that differ by floating-point noise only (quantile.go: smallDeltaTolerance). */
-const smallDeltaTolerance = 1e-12;
-const minNormal = 2.2250738585072014e-308;
-
-/** Prometheus' almost.Equal. */
-function almostEqual(a: number, b: number, epsilon: number): boolean {
-  if (Number.isNaN(a) && Number.isNaN(b)) return true;
-  if (a === b) return true;
-  const absSum = Math.abs(a) + Math.abs(b);
-  const diff = Math.abs(a - b);
-  if (a === 0 || b === 0 || absSum < minNormal) return diff < epsilon * minNormal;
-  return diff / Math.min(absSum, Number.MAX_VALUE) < epsilon;
-}
-
-/** Prometheus' BucketQuantile (promql/quantile.go) for one classic histogram's buckets. */
-export function bucketQuantile(q: number, input: { upperBound: number; count: number }[]): number {
-  if (Number.isNaN(q)) return Number.NaN;
-  if (q < 0) return -Infinity;
-  if (q > 1) return Infinity;
-  const sorted = [...input].sort((a, b) => a.upperBound - b.upperBound);
-  if (sorted[sorted.length - 1]!.upperBound !== Infinity) return Number.NaN;
-  // Buckets of the same bound (series that differ only in how `le` is written) count together.
-  const buckets: { upperBound: number; count: number }[] = [];
-  for (const b of sorted) {
-    const last = buckets[buckets.length - 1];
-    if (last && last.upperBound === b.upperBound) last.count += b.count;
-    else buckets.push({ ...b });
-  }
-  // Cumulative counts must not decrease; scrapes of buckets at slightly different times can make them.
-  let prev = buckets[0]!.count;
-  for (let i = 1; i < buckets.length; i++) {
-    const cur = buckets[i]!.count;
-    if (cur === prev) continue;
-    if (almostEqual(prev, cur, smallDeltaTolerance) || cur < prev) {
-      buckets[i]!.count = prev;
-      continue;
-    }
-    prev = cur;
-  }
-  if (buckets.length < 2) return Number.NaN;
-  const observations = buckets[buckets.length - 1]!.count;
-  if (observations === 0) return Number.NaN;
-  let rank = q * observations;
-  let b = buckets.length - 1;
-  for (let i = 0; i < buckets.length - 1; i++) {
-    if (buckets[i]!.count >= rank) {
-      b = i;
-      break;
-    }
-  }
-  if (b === buckets.length - 1) return buckets[buckets.length - 2]!.upperBound;
-  if (b === 0 && buckets[0]!.upperBound <= 0) return buckets[0]!.upperBound;
-  let bucketStart = 0;
-  const bucketEnd = buckets[b]!.upperBound;
-  let count = buckets[b]!.count;
-  if (b > 0) {
-    bucketStart = buckets[b - 1]!.upperBound;
-    count -= buckets[b - 1]!.count;
-    rank -= buckets[b - 1]!.count;
-  }
-  return bucketStart + (bucketEnd - bucketStart) * (rank / count);
 }

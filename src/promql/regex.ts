@@ -1,3 +1,5 @@
+import type { Matcher } from "./ast.js";
+
 /**
  * PromQL's regular expressions are Go's RE2, anchored at both ends, with `.` matching newlines
  * (Prometheus compiles "^(?s:" + pattern + ")$"). Where the evaluator itself matches (label_replace,
@@ -28,6 +30,20 @@ export function compileRegex(pattern: string): RegExp {
   if (cache.size >= maxCached) cache.clear();
   cache.set(pattern, regex);
   return regex;
+}
+
+/** Whether a label value (or metric name) satisfies a matcher, evaluated here rather than by the store. */
+export function matchesValue(m: Matcher, value: string): boolean {
+  switch (m.op) {
+    case "=":
+      return value === m.value;
+    case "!=":
+      return value !== m.value;
+    case "=~":
+      return compileRegex(m.value).test(value);
+    case "!~":
+      return !compileRegex(m.value).test(value);
+  }
 }
 
 const posixClasses: Record<string, string> = {

@@ -2,7 +2,7 @@ import type { LabelMatcher, Tsdb } from "../tsdb/index.js";
 import type { Matcher } from "./ast.js";
 import { EvaluationError } from "./errors.js";
 import type { ReadBudget, SeriesReader } from "./engine.js";
-import { compileRegex } from "./regex.js";
+import { matchesValue } from "./regex.js";
 import { nameLabel, type Labels, type SeriesSamples } from "./values.js";
 
 /**
@@ -77,7 +77,7 @@ async function readSamples(
 
 /** The metric names the `__name__` matchers select: the equality's value, or the listed names they match. */
 async function metricNames(tsdb: Pick<Tsdb, "series">, matchers: Matcher[]): Promise<string[]> {
-  const test = (name: string) => matchers.every((m) => matches(m, name));
+  const test = (name: string) => matchers.every((m) => matchesValue(m, name));
   const equal = matchers.find((m) => m.op === "=");
   if (equal) return test(equal.value) ? [equal.value] : [];
   const prefixes = matchers.filter((m) => m.op === "=~").map((m) => literalPrefix(m.value));
@@ -87,19 +87,6 @@ async function metricNames(tsdb: Pick<Tsdb, "series">, matchers: Matcher[]): Pro
     throw new EvaluationError(`a selector matches more than ${maxMetricsPerSelector} metric names: name the metric or narrow its __name__ pattern`);
   }
   return names;
-}
-
-function matches(m: Matcher, value: string): boolean {
-  switch (m.op) {
-    case "=":
-      return value === m.value;
-    case "!=":
-      return value !== m.value;
-    case "=~":
-      return compileRegex(m.value).test(value);
-    case "!~":
-      return !compileRegex(m.value).test(value);
-  }
 }
 
 /** The text every match of an anchored pattern starts with ("node_cpu" for "node_cpu.*"); "" when it has none. */

@@ -9,7 +9,7 @@ import { expect } from "vitest";
 import type { Matcher } from "../../src/promql/ast.js";
 import { instantQuery, rangeQuery, type SeriesReader } from "../../src/promql/engine.js";
 import { parseDurationMs, parseNumber, parsePromql, unquote } from "../../src/promql/parse.js";
-import { compileRegex } from "../../src/promql/regex.js";
+import { matchesValue } from "../../src/promql/regex.js";
 import { labelsKey, type Labels, type Sample, type SeriesSamples } from "../../src/promql/values.js";
 
 /** Prometheus' staleness marker (value.StaleNaN). */
@@ -17,20 +17,6 @@ const staleNaN = new Float64Array(new BigUint64Array([0x7ff0000000000002n]).buff
 
 /** promqltest compares floats with this relative tolerance (promqltest: defaultEpsilon). */
 const epsilon = 1e-6;
-
-function matches(m: Matcher, labels: Labels): boolean {
-  const v = labels[m.label] ?? "";
-  switch (m.op) {
-    case "=":
-      return v === m.value;
-    case "!=":
-      return v !== m.value;
-    case "=~":
-      return compileRegex(m.value).test(v);
-    case "!~":
-      return !compileRegex(m.value).test(v);
-  }
-}
 
 export class MemoryStore implements SeriesReader {
   readonly series = new Map<string, { labels: Labels; points: Map<number, number> }>();
@@ -45,7 +31,7 @@ export class MemoryStore implements SeriesReader {
   async read(matchers: Matcher[], fromMs: number, toMs: number): Promise<SeriesSamples[]> {
     const out: SeriesSamples[] = [];
     for (const s of this.series.values()) {
-      if (!matchers.every((m) => matches(m, s.labels))) continue;
+      if (!matchers.every((m) => matchesValue(m, s.labels[m.label] ?? ""))) continue;
       const points = [...s.points].filter(([t]) => t >= fromMs && t < toMs).sort((a, b) => a[0] - b[0]);
       if (points.length === 0) continue;
       out.push({ labels: s.labels, times: Float64Array.from(points, (p) => p[0]), values: Float64Array.from(points, (p) => p[1]) });
