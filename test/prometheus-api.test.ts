@@ -4,7 +4,8 @@
  * `prometheus` package) as a client nobody here wrote.
  */
 import { create } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
+import { durationFromMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -163,6 +164,24 @@ describe("/api/v1/query_range", () => {
   it("answers a scalar expression as one series without labels", async () => {
     const { body } = await get("/api/v1/query_range", { query: "time()", start: "100", end: "130", step: "15s" });
     expect(body.data).toEqual({ resultType: "matrix", result: [{ metric: {}, values: [[100, "100"], [115, "115"], [130, "130"]] }] });
+  });
+});
+
+describe("metrics.API/Query with a PromQL expression", () => {
+  it("answers what query_range answers at the multiples of the step", async () => {
+    const query = "sum by (mode) (rate(node_cpu_seconds_total[5m]))";
+    const transport = createConnectTransport({ baseUrl: daemon().url, httpVersion: "1.1", interceptors: [bearer(viewerToken)] });
+    const client = createClient(MetricsAPI, transport);
+    const response = await client.query({ expr: query, start: timestampFromMs(end - 600_000 + 1), end: timestampFromMs(end), step: durationFromMs(60_000) });
+    const { body } = await get("/api/v1/query_range", { query, start: String((end - 600_000) / 1000), end: String(end / 1000), step: "60" });
+    const viaHttp = (body.data as MatrixResult).result;
+    expect(response.series.map((s) => s.labels.mode).sort()).toEqual(viaHttp.map((r) => r.metric.mode));
+    for (const r of viaHttp) {
+      const s = response.series.find((x) => x.labels.mode === r.metric.mode)!;
+      expect(s.points.map((p) => [timestampMs(p.time!) / 1000, String(p.value)])).toEqual(r.values);
+    }
+    await expect(client.query({ expr: query, metric: "node_cpu_seconds_total" })).rejects.toMatchObject({ code: Code.InvalidArgument });
+    await expect(client.query({ expr: "node_cpu_seconds_total + on(mode) node_cpu_seconds_total" })).rejects.toMatchObject({ code: Code.FailedPrecondition });
   });
 });
 

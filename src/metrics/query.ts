@@ -12,7 +12,11 @@ import {
   type QueryResponse,
   type SeriesPoints,
 } from "../../gen/metrics/metrics_pb.js";
+import { rangeQuery } from "../promql/engine.js";
+import { EvaluationError, QueryCanceled, QueryLimitError, QueryTimeout } from "../promql/errors.js";
 import { bucketQuantile } from "../promql/math.js";
+import { parsePromql, ParseError } from "../promql/parse.js";
+import { tsdbReader } from "../promql/tsdb-reader.js";
 import type { Labels } from "../shared/labels.js";
 import { seriesKey } from "../shared/series-key.js";
 import { alignedSteps, maxSelectedSeries, maxTimeMs, SeriesKind, type LabelMatcher, type MatchOperator as StoreOperator, type SelectedSeries, type StepAggregate, type Tsdb } from "../tsdb/index.js";
@@ -43,7 +47,8 @@ interface Range {
 }
 
 /** Answers metrics.API/Query: selects series, reads their points (one statement) and combines them per group. */
-export async function query(req: QueryRequest, deps: QueryDeps): Promise<QueryResponse> {
+export async function query(req: QueryRequest, deps: QueryDeps, signal?: AbortSignal): Promise<QueryResponse> {
+  if (req.expr !== "") return queryExpression(req, deps, signal);
   const aggregation = validateRequest(req);
   const isQuantile = aggregation === Aggregation.QUANTILE;
   const nowMs = deps.now?.() ?? Date.now();
@@ -69,6 +74,33 @@ export async function query(req: QueryRequest, deps: QueryDeps): Promise<QueryRe
     ? quantileGroups(selected, points.series, req.groupBy, req.quantile)
     : valueGroups(selected, points.series, req.groupBy, aggregation, range.stepMs);
   return response;
+}
+
+/**
+ * A PromQL expression, evaluated over the store's raw samples as Prometheus' query_range does, at
+ * the multiples of the step from start to end (so that points do not move as a dashboard's range
+ * slides), with PromQL's limits and errors mapped to codes.
+ */
+async function queryExpression(req: QueryRequest, deps: QueryDeps, signal: AbortSignal | undefined): Promise<QueryResponse> {
+  if (req.metric !== "" || req.matchers.length > 0 || req.aggregation !== Aggregation.UNSPECIFIED || req.groupBy.length > 0 || req.quantile !== 0) {
+    invalid("expr replaces metric, matchers, aggregation, group_by and quantile: send either expr or those");
+  }
+  const range = resolveRange(req, deps.now?.() ?? Date.now());
+  const { first } = alignedSteps(range.startMs, range.endMs, range.stepMs);
+  try {
+    const result = await rangeQuery(tsdbReader(deps.tsdb), parsePromql(req.expr), first, range.endMs, range.stepMs, { ...(signal ? { signal } : {}) });
+    const series = result.series.map((s) =>
+      create(SeriesPointsSchema, { labels: s.labels, points: s.times.map((t, i) => create(PointSchema, { time: timestampFromMs(t), value: s.values[i]! })) }),
+    );
+    return create(QueryResponseSchema, { series, step: durationFromMs(range.stepMs) });
+  } catch (err) {
+    if (err instanceof ParseError) invalid(err.message);
+    if (err instanceof QueryLimitError) throw new ConnectError(err.message, Code.ResourceExhausted);
+    if (err instanceof EvaluationError) throw new ConnectError(err.message, Code.FailedPrecondition);
+    if (err instanceof QueryTimeout) throw new ConnectError(err.message, Code.DeadlineExceeded);
+    if (err instanceof QueryCanceled) throw new ConnectError(err.message, Code.Canceled);
+    throw err;
+  }
 }
 
 /** Checks what needs no database; returns the aggregation (AVG when unspecified). */

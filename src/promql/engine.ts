@@ -18,7 +18,7 @@
 import { aggregate } from "./aggregate.js";
 import { selectorsOf, type Expr, type Matcher, type VectorSelector } from "./ast.js";
 import { scalarScalar, setOperation, vectorScalar, vectorVector } from "./binary.js";
-import { EvaluationError, QueryCanceled, QueryTimeout } from "./errors.js";
+import { EvaluationError, QueryCanceled, QueryLimitError, QueryTimeout } from "./errors.js";
 import { functions } from "./functions.js";
 import { dropName, indexAfter, isStaleMarker, labelsKey, type Sample, type SeriesSamples, type Value } from "./values.js";
 
@@ -52,14 +52,14 @@ export class ReadBudget {
   chargeSeries(n: number): void {
     this.series += n;
     if (this.series > this.limits.maxSeries) {
-      throw new EvaluationError(`the query selects more than ${this.limits.maxSeries} series: narrow its selectors with label matchers`);
+      throw new QueryLimitError(`the query selects more than ${this.limits.maxSeries} series: narrow its selectors with label matchers`);
     }
   }
 
   chargeSamples(n: number): void {
     this.samples += n;
     if (this.samples > this.limits.maxSamples) {
-      throw new EvaluationError(`query processing would load too many samples into memory in query execution (more than ${this.limits.maxSamples})`);
+      throw new QueryLimitError(`query processing would load too many samples into memory in query execution (more than ${this.limits.maxSamples})`);
     }
   }
 

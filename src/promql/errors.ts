@@ -9,6 +9,11 @@ export class EvaluationError extends Error {
   override name = "EvaluationError";
 }
 
+/** A bound of the query's reads (series, samples): the same query may succeed with narrower selectors. */
+export class QueryLimitError extends EvaluationError {
+  override name = "QueryLimitError";
+}
+
 export class QueryTimeout extends Error {
   override name = "QueryTimeout";
 }
