@@ -215,7 +215,7 @@ describe("errors in Prometheus' format and status codes", () => {
   const cases: { name: string; path: string; params: Record<string, string>; status: number; type: string; message: RegExp }[] = [
     { name: "a syntax error", path: "query", params: { query: "sum(" }, status: 400, type: "bad_data", message: /parse error|unexpected/ },
     { name: "a subquery", path: "query", params: { query: "max_over_time(rate(x[5m])[1h:1m])" }, status: 400, type: "bad_data", message: /subquery is not supported/ },
-    { name: "an unsupported function", path: "query", params: { query: "predict_linear(x[5m], 60)" }, status: 400, type: "bad_data", message: /function predict_linear is not supported/ },
+    { name: "an unsupported function", path: "query", params: { query: "mad_over_time(x[5m])" }, status: 400, type: "bad_data", message: /function mad_over_time is not supported/ },
     { name: "the @ modifier", path: "query", params: { query: "x @ 100" }, status: 400, type: "bad_data", message: /@ modifier is not supported/ },
     { name: "a type error", path: "query", params: { query: "rate(x)" }, status: 400, type: "bad_data", message: /expected type range vector/ },
     { name: "a bad time", path: "query", params: { query: "1", time: "yesterday" }, status: 400, type: "bad_data", message: /invalid parameter "time"/ },

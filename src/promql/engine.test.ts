@@ -936,6 +936,71 @@ eval instant at 8000s {__name__=~"http_req.*", instance!~"0"}
   http_requests{job="api-server", instance="1", group="production"} 16000
 `,
   },
+  {
+    name: "deriv, predict_linear, sort and sort_desc",
+    file: "functions.test",
+    script: `
+load 5m
+  testcounter_reset_middle_total 0+10x4 0+10x5
+  http_requests_total{job="app-server", instance="1", group="canary"} 0+80x10
+  http_requests_inf{job="app-server", instance="1", group="canary"} -Inf 0+80x10 Inf
+
+eval instant at 50m deriv(http_requests_total{group="canary", instance="1", job="app-server"}[50m])
+  {group="canary", instance="1", job="app-server"} 0.26666666666666666
+
+eval instant at 50m deriv(testcounter_reset_middle_total[100m])
+  {} 0.010606060606060607
+
+eval instant at 100m deriv(http_requests_inf[100m])
+  {job="app-server", instance="1", group="canary"} NaN
+
+eval instant at 50m predict_linear(testcounter_reset_middle_total[50m], 3600)
+  {} 70
+
+eval instant at 50m predict_linear(testcounter_reset_middle_total[50m], 1h)
+  {} 70
+
+eval instant at 100m predict_linear(http_requests_inf[100m], 6000)
+  {job="app-server", instance="1", group="canary"} NaN
+
+eval instant at 50m predict_linear(http_requests_total[50m], 3600) - (http_requests_total + deriv(http_requests_total[50m]) * 3600)
+  {group="canary", instance="1", job="app-server"} 0
+
+clear
+load 5m
+  http_requests{job="api-server", instance="0", group="production"} 0+10x10
+  http_requests{job="api-server", instance="1", group="production"} 0+20x10
+  http_requests{job="api-server", instance="0", group="canary"} 0+30x10
+  http_requests{job="api-server", instance="1", group="canary"} 0+40x10
+  http_requests{job="api-server", instance="2", group="canary"} NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN
+  http_requests{job="app-server", instance="0", group="production"} 0+50x10
+  http_requests{job="app-server", instance="1", group="production"} 0+60x10
+  http_requests{job="app-server", instance="0", group="canary"} 0+70x10
+  http_requests{job="app-server", instance="1", group="canary"} 0+80x10
+
+eval_ordered instant at 50m sort(http_requests)
+  http_requests{group="production", instance="0", job="api-server"} 100
+  http_requests{group="production", instance="1", job="api-server"} 200
+  http_requests{group="canary", instance="0", job="api-server"} 300
+  http_requests{group="canary", instance="1", job="api-server"} 400
+  http_requests{group="production", instance="0", job="app-server"} 500
+  http_requests{group="production", instance="1", job="app-server"} 600
+  http_requests{group="canary", instance="0", job="app-server"} 700
+  http_requests{group="canary", instance="1", job="app-server"} 800
+  http_requests{group="canary", instance="2", job="api-server"} NaN
+
+eval_ordered instant at 50m sort_desc(http_requests)
+  http_requests{group="canary", instance="1", job="app-server"} 800
+  http_requests{group="canary", instance="0", job="app-server"} 700
+  http_requests{group="production", instance="1", job="app-server"} 600
+  http_requests{group="production", instance="0", job="app-server"} 500
+  http_requests{group="canary", instance="1", job="api-server"} 400
+  http_requests{group="canary", instance="0", job="api-server"} 300
+  http_requests{group="production", instance="1", job="api-server"} 200
+  http_requests{group="production", instance="0", job="api-server"} 100
+  http_requests{group="canary", instance="2", job="api-server"} NaN
+`,
+  },
 ];
 
 describe("PromQL evaluation against Prometheus' test data", () => {
@@ -944,4 +1009,20 @@ describe("PromQL evaluation against Prometheus' test data", () => {
       await runScript(c.script);
     });
   }
+});
+
+describe("PromQL evaluation, expectations computed here", () => {
+  it("stddev_over_time and stdvar_over_time: the population deviation of a range's samples", async () => {
+    // 0 8 8 2 3: mean 4.2, squared deviations 17.64 + 14.44 + 14.44 + 4.84 + 1.44 = 52.8, over 5.
+    await runScript(`
+load 10s
+  metric 0 8 8 2 3
+
+eval instant at 1m stdvar_over_time(metric[2m])
+  {} 10.56
+
+eval instant at 1m stddev_over_time(metric[2m])
+  {} 3.2496153618543846
+`);
+  });
 });

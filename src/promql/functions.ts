@@ -1,6 +1,6 @@
 import type { Call, Expr, ValueType } from "./ast.js";
 import { EvaluationError } from "./errors.js";
-import { bucketQuantile, compensatedSum, mean, quantile } from "./math.js";
+import { bucketQuantile, compensatedSum, kahanSumInc, mean, quantile } from "./math.js";
 import { compileRegex, expandTemplate } from "./regex.js";
 import { dropName, labelsKey, nameLabel, type Labels, type Sample, type SeriesSamples, type Value } from "./values.js";
 
@@ -273,7 +273,73 @@ export const functions: Record<string, FunctionDef> = {
   last_over_time: overRange((s) => s.values[s.values.length - 1], { keepName: true }),
   quantile_over_time: overRange((s, ctx) => quantile(scalarArg(ctx, 0), Array.from(s.values)), { scalarFirst: true }),
   present_over_time: overRange(() => 1),
+  stddev_over_time: overRange((s) => Math.sqrt(variance(s.values))),
+  stdvar_over_time: overRange((s) => variance(s.values)),
+  deriv: overRange((s) => (s.values.length < 2 ? undefined : linearRegression(s, s.times[0]!).slope)),
+  predict_linear: vectorFn(["matrix", "scalar"], (ctx) => {
+    const seconds = scalarArg(ctx, 1);
+    const out: Sample[] = [];
+    for (const s of matrixArg(ctx, 0)) {
+      if (s.values.length < 2) continue;
+      const { slope, intercept } = linearRegression(s, ctx.t);
+      out.push({ labels: dropName(s.labels), value: slope * seconds + intercept });
+    }
+    return { type: "vector", samples: out };
+  }),
+  // Only an instant query's order shows; a range query's series are sorted by labels.
+  sort: vectorFn(["vector"], (ctx) => ({ type: "vector", samples: byValue(vectorArg(ctx, 0), 1) })),
+  sort_desc: vectorFn(["vector"], (ctx) => ({ type: "vector", samples: byValue(vectorArg(ctx, 0), -1) })),
 };
+
+/** Samples by value, ascending (1) or descending (-1), NaN last either way (Prometheus' funcSort, funcSortDesc). */
+function byValue(samples: Sample[], direction: 1 | -1): Sample[] {
+  return [...samples].sort((a, b) => {
+    const [an, bn] = [Number.isNaN(a.value), Number.isNaN(b.value)];
+    if (an || bn) return an === bn ? 0 : an ? 1 : -1;
+    return direction * (a.value - b.value);
+  });
+}
+
+/** The population variance of a range, with compensated running mean and sum of squares (Prometheus' stdvar_over_time). */
+function variance(values: Float64Array): number {
+  let mean = 0;
+  let cMean = 0;
+  let aux = 0;
+  let cAux = 0;
+  values.forEach((v, i) => {
+    const delta = v - (mean + cMean);
+    [mean, cMean] = kahanSumInc(delta / (i + 1), mean, cMean);
+    [aux, cAux] = kahanSumInc(delta * (v - (mean + cMean)), aux, cAux);
+  });
+  return (aux + cAux) / values.length;
+}
+
+/**
+ * Least-squares line through a range's samples, x in seconds from `interceptMs` (Prometheus'
+ * linearRegression: compensated sums; a constant series has slope 0, NaN if it is infinite).
+ */
+function linearRegression(s: SeriesSamples, interceptMs: number): { slope: number; intercept: number } {
+  const n = s.values.length;
+  const first = s.values[0]!;
+  let constant = true;
+  let [sumX, cX, sumY, cY, sumXY, cXY, sumX2, cX2] = [0, 0, 0, 0, 0, 0, 0, 0];
+  for (let i = 0; i < n; i++) {
+    const y = s.values[i]!;
+    if (y !== first) constant = false;
+    const x = (s.times[i]! - interceptMs) / 1000;
+    [sumX, cX] = kahanSumInc(x, sumX, cX);
+    [sumY, cY] = kahanSumInc(y, sumY, cY);
+    [sumXY, cXY] = kahanSumInc(x * y, sumXY, cXY);
+    [sumX2, cX2] = kahanSumInc(x * x, sumX2, cX2);
+  }
+  if (constant) return Number.isFinite(first) ? { slope: 0, intercept: first } : { slope: Number.NaN, intercept: Number.NaN };
+  sumX += cX;
+  sumY += cY;
+  sumXY += cXY;
+  sumX2 += cX2;
+  const slope = (sumXY - (sumX * sumY) / n) / (sumX2 - (sumX * sumX) / n);
+  return { slope, intercept: sumY / n - (slope * sumX) / n };
+}
 
 /**
  * histogram_quantile over classic histograms: the `le` buckets of each series group (its labels

@@ -39,7 +39,7 @@ describe("parsePromql", () => {
     ["sum(", /unexpected|end of input/],
     ["rate(x[5m])[10m:1m]", /a subquery is not supported by Specta/],
     ["x @ 100", /the @ modifier is not supported by Specta/],
-    ["predict_linear(x[5m], 60)", /the function predict_linear is not supported by Specta/],
+    ['label_join(x, "a", ",", "b")', /the function label_join is not supported by Specta/],
     ["count_values(\"v\", x)", /the aggregation count_values is not supported by Specta/],
     ["limitk(2, x)", /not supported by Specta/],
     ["atan2(x, y)", /not supported by Specta|unexpected/],
