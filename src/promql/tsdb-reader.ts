@@ -16,8 +16,14 @@ import { nameLabel, type Labels, type SeriesSamples } from "./values.js";
 
 /** Metric names one selector may span. */
 export const maxMetricsPerSelector = 500;
-/** Series whose samples are read in one statement: bounds what a statement returns before the budget sees it. */
-const seriesPerRead = 256;
+/**
+ * How many samples one statement should return at most: a statement's result is in memory before
+ * the budget sees it, so reads go in batches of series sized from the samples per series seen so
+ * far, starting small (a long range holds many samples per series).
+ */
+const samplesPerRead = 500_000;
+const firstBatch = 16;
+const maxBatch = 1_024;
 
 export function tsdbReader(tsdb: Pick<Tsdb, "series" | "readSamples">): SeriesReader {
   return {
@@ -57,9 +63,12 @@ async function readSamples(
   budget: ReadBudget,
 ): Promise<SeriesSamples[]> {
   const out: SeriesSamples[] = [];
-  for (let i = 0; i < selected.length; i += seriesPerRead) {
+  let samples = 0;
+  let batchSize = firstBatch;
+  for (let i = 0; i < selected.length; i += batchSize) {
+    if (i > 0) batchSize = Math.max(1, Math.min(maxBatch, Math.floor(samplesPerRead / Math.max(1, samples / i))));
     budget.check();
-    const batch = selected.slice(i, i + seriesPerRead);
+    const batch = selected.slice(i, i + batchSize);
     const points = await tsdb.readSamples(
       batch.map((s) => s.id),
       fromMs,
@@ -68,6 +77,7 @@ async function readSamples(
     for (const s of batch) {
       const p = points.get(s.id);
       if (!p) continue;
+      samples += p.n;
       budget.chargeSamples(p.n);
       out.push({ labels: s.labels, times: p.times.subarray(0, p.n), values: p.values.subarray(0, p.n) });
     }
@@ -91,8 +101,24 @@ async function metricNames(tsdb: Pick<Tsdb, "series">, matchers: Matcher[]): Pro
 
 /** The text every match of an anchored pattern starts with ("node_cpu" for "node_cpu.*"); "" when it has none. */
 export function literalPrefix(pattern: string): string {
-  if (pattern.includes("|")) return "";
+  if (hasTopLevelAlternation(pattern)) return "";
   const run = /^[a-zA-Z0-9_:]*/.exec(pattern)![0];
   // A quantifier after the run makes its last character optional.
   return /^[?*{]/.test(pattern.slice(run.length)) ? run.slice(0, -1) : run;
+}
+
+/** Whether `pattern` has a `|` outside every group and character class ("a|b", not "x(a|b)"). */
+function hasTopLevelAlternation(pattern: string): boolean {
+  let depth = 0;
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === "\\") i++;
+    else if (inClass) inClass = c !== "]";
+    else if (c === "[") inClass = true;
+    else if (c === "(") depth++;
+    else if (c === ")") depth--;
+    else if (c === "|" && depth === 0) return true;
+  }
+  return false;
 }
