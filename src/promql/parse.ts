@@ -205,7 +205,7 @@ class Builder {
         const operator = operators[nextOperator++]!;
         // ^ is right-associative, every other operator left-associative.
         const rhs = climb(precedence[operator.op] + (operator.op === "^" ? 0 : 1));
-        if (operator.op === "^" && lhs.sign === "-") lhs = { expr: negate(this.binary(operator, { kind: "number", type: "scalar", value: -(lhs.expr as NumberLiteral).value }, rhs.expr)) };
+        if (operator.op === "^" && lhs.negated) lhs = { expr: negate(this.binary(operator, lhs.negated, rhs.expr)) };
         else lhs = { expr: this.binary(operator, lhs.expr, rhs.expr) };
       }
       return lhs;
@@ -232,12 +232,11 @@ class Builder {
       this.flatten(inner, operands, operators);
       const last = operands[operands.length - 1]!;
       withOffset(last.expr, offsetMs, node.from);
-      last.sign = undefined;
       return;
     }
     const expr = this.expr(node);
-    const sign = node.name === "NumberDurationLiteral" ? /^[+-]/.exec(this.text(node))?.[0] : undefined;
-    operands.push({ expr, sign });
+    const negative = expr.kind === "number" && node.name === "NumberDurationLiteral" && this.text(node).startsWith("-");
+    operands.push(negative ? { expr, negated: { ...expr, value: -expr.value } } : { expr });
   }
 
   private offsetDuration(node: SyntaxNode): number {
@@ -353,10 +352,10 @@ class Builder {
   }
 }
 
-/** A chain's operand; `sign`: a number literal written with a sign, which the grammar folds into it. */
+/** A chain's operand; `negated`: for a number literal written with a minus (which the grammar folds into it), the number without it. */
 interface Operand {
   expr: Expr;
-  sign?: string | undefined;
+  negated?: NumberLiteral;
 }
 
 /** A chain's operator: its BinaryExpr node holds its modifiers (bool, on/ignoring, group_x). */
