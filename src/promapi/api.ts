@@ -34,6 +34,15 @@ export interface PromApiDeps {
    * read, rejects with a ConnectError otherwise (Unauthenticated, PermissionDenied, Unavailable).
    */
   authorize(token: string): Promise<unknown>;
+  /**
+   * Failed authentications per client address (the daemon passes a bucket with the front door's
+   * limit): a client whose bucket is empty is refused before its credential is looked at.
+   */
+  failedAuth: {
+    /** Seconds until the client at `address` may try again; undefined when it may now. */
+    wait(address: string | undefined): number | undefined;
+    charge(address: string | undefined): void;
+  };
   /** Declared instruments: the help text /api/v1/metadata gives their metrics. */
   instruments: readonly InstrumentDeclaration[];
   log: Logger;
@@ -86,7 +95,7 @@ class PromApi {
       if (!endpoint.methods.includes(req.method ?? "")) {
         throw new ApiError("method_not_allowed", `${url.pathname} answers ${endpoint.methods.join(" and ")}, not ${req.method}`, { allow: endpoint.methods.join(", ") });
       }
-      await this.authenticate(req.headers.authorization);
+      await this.authenticate(req.headers.authorization, req.socket.remoteAddress);
       const params = await readParams(req, url);
       const closed = new AbortController();
       res.once("close", () => closed.abort());
@@ -98,13 +107,21 @@ class PromApi {
     }
   }
 
-  private async authenticate(authorization: string | undefined): Promise<void> {
+  private async authenticate(authorization: string | undefined, address: string | undefined): Promise<void> {
     const token = presentedToken(authorization);
+    const wait = this.deps.failedAuth.wait(address);
+    if (wait !== undefined) {
+      const seconds = Math.max(1, Math.ceil(wait));
+      throw new ApiError("too_many_requests", `too many failed authentications from this address; retry after ${seconds} s`, { "retry-after": String(seconds) });
+    }
     try {
       await this.deps.authorize(token);
     } catch (err) {
       const code = ConnectError.from(err).code;
-      if (code === Code.Unauthenticated) throw unauthorized(ConnectError.from(err).rawMessage);
+      if (code === Code.Unauthenticated) {
+        this.deps.failedAuth.charge(address);
+        throw unauthorized(ConnectError.from(err).rawMessage);
+      }
       if (code === Code.PermissionDenied) throw new ApiError("forbidden", ConnectError.from(err).rawMessage);
       throw err;
     }

@@ -7,9 +7,9 @@ import { formatValue, type Labels, type Value } from "../promql/values.js";
  * "+Inf"), times as Unix seconds.
  */
 
-export type ErrorType = "bad_data" | "execution" | "timeout" | "canceled" | "internal" | "unavailable" | "not_found" | "method_not_allowed" | "unauthorized" | "forbidden";
+export type ErrorType = "bad_data" | "execution" | "timeout" | "canceled" | "internal" | "unavailable" | "not_found" | "method_not_allowed" | "unauthorized" | "forbidden" | "too_many_requests";
 
-/** The HTTP status Prometheus answers each error type with (Specta adds 401 and 403 for its credentials). */
+/** The HTTP status Prometheus answers each error type with (Specta adds 401, 403 and 429 for its credentials). */
 const statusOf: Record<ErrorType, number> = {
   bad_data: 400,
   execution: 422,
@@ -22,6 +22,7 @@ const statusOf: Record<ErrorType, number> = {
   method_not_allowed: 405,
   unauthorized: 401,
   forbidden: 403,
+  too_many_requests: 429,
 };
 
 export class ApiError extends Error {

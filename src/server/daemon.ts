@@ -28,6 +28,7 @@ import { FrontDoor } from "./front-door.js";
 import { httpRoutes } from "./http-routes.js";
 import { CallLog, observeCalls } from "./interceptors.js";
 import { listen } from "./listener.js";
+import { AddressBuckets, clientKey } from "./rate-limit.js";
 import { Readiness } from "./readiness.js";
 import { procedurePaths, routes } from "./routes.js";
 import { twirpCompatible } from "./twirp.js";
@@ -93,6 +94,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
 
   const calls = new CallLog(registry, log);
   const frontDoor = new FrontDoor({ procedures: procedurePaths(), tokens, rateLimits: config.rateLimits, calls });
+  // The Prometheus API's failed authentications, limited as the front door limits the RPCs'.
+  const promFailedAuth = new AddressBuckets(config.rateLimits.failedAuth);
   const site = dashboard();
   if (!site.built) log.warn({ dir: dashboardDir }, "the dashboard is not built (npm run build): / answers 404");
   const handler = connectNodeAdapter({
@@ -110,7 +113,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     interceptors: [observeCalls(calls), frontDoor.interceptor((agentId) => liveness.record(agentId))],
     contextValues: (req) => frontDoor.contextValues(req),
     fallback: prometheusApi(
-      { tsdb, instruments: config.instruments, log, authorize: (token) => verifyCaller("prometheus/api/v1", token, tokens) },
+      {
+        tsdb,
+        instruments: config.instruments,
+        log,
+        authorize: (token) => verifyCaller("prometheus/api/v1", token, tokens),
+        failedAuth: { wait: (address) => promFailedAuth.wait(clientKey(address)), charge: (address) => promFailedAuth.charge(clientKey(address)) },
+      },
       httpRoutes(registry, readiness, site),
     ),
   });
