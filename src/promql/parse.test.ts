@@ -121,6 +121,26 @@ describe("parsePromql", () => {
   });
 });
 
+describe("a node-exporter board's queries (Grafana's variables substituted)", () => {
+  it.each([
+    'count(count(node_cpu_seconds_total{instance="h1",job="node"}) by (cpu))',
+    '(1 - (node_memory_MemAvailable_bytes{instance="h1"} / node_memory_MemTotal_bytes{instance="h1"})) * 100',
+    '100 * (1 - avg(rate(node_cpu_seconds_total{mode="idle", instance="h1"}[1m0s])))',
+    'node_time_seconds{instance="h1"} - node_boot_time_seconds{instance="h1"}',
+    'scalar(node_load1{instance="h1"}) * 100 / count(count(node_cpu_seconds_total{instance="h1"}) by (cpu))',
+    '100 - ((node_filesystem_avail_bytes{mountpoint="/",fstype!="rootfs"} * 100) / node_filesystem_size_bytes{mountpoint="/",fstype!="rootfs"})',
+    'sum by(instance) (irate(node_cpu_seconds_total{mode="system"}[1m])) / on(instance) group_left sum by (instance)((irate(node_cpu_seconds_total[1m])))',
+    "irate(node_network_receive_bytes_total{device!~'lo|veth.*'}[1m])*8",
+    "node_memory_MemTotal_bytes - node_memory_MemFree_bytes - (node_memory_Cached_bytes + node_memory_Buffers_bytes + node_memory_SReclaimable_bytes)",
+    'label_replace(rate(node_disk_io_time_seconds_total{device=~"sd.*"}[1m]), "device", "$1", "device", "^(.*)$")',
+    "topk(5, sort_desc(rate(node_disk_read_bytes_total[5m])))",
+    "predict_linear(node_filesystem_avail_bytes[6h], 24 * 3600) < 0",
+    "max by (instance) (node_hwmon_temp_celsius) > bool 80",
+  ])("%s", (query) => {
+    expect(() => parsePromql(query)).not.toThrow();
+  });
+});
+
 describe("RE2 patterns in JavaScript", () => {
   it("anchors, lets . match newlines, and translates RE2's spellings", () => {
     expect(compileRegex("a.c").test("a\nc")).toBe(true);
