@@ -85,6 +85,26 @@ describe.each(testServers())("specta query and specta metrics on $name PostgreSQ
     expect(JSON.parse(one.stdout).series).toEqual([{ labels: { dc: "x", host: "b" }, points: [{ time: iso(t0), value: 1 }, { time: iso(t0 + minute), value: 1 }] }]);
   });
 
+  it("evaluates a PromQL expression at each multiple of the step, as Prometheus' query_range", async () => {
+    const run = await runSpecta(["query", "max by (dc) (test_cpu_usage)", ...range(), ...at]);
+    expect(run.stderr).toBe("");
+    // At t0 only host a has a sample within the 5-minute lookback; a minute later a has 5, b 10.
+    expect(run.stdout).toBe(`{dc="x"}\n  ${iso(t0)}  1\n  ${iso(t0 + minute)}  10\n`);
+    const bare = await runSpecta(["query", "test_cpu_usage", "--promql", "--json", ...range(), ...at]);
+    expect(JSON.parse(bare.stdout).series[0]).toEqual({
+      labels: { __name__: "test_cpu_usage", dc: "x", host: "a" },
+      points: [{ time: iso(t0), value: 1 }, { time: iso(t0 + minute), value: 5 }],
+    });
+  });
+
+  it("refuses metric flags with an expression, and constructs Specta does not evaluate", async () => {
+    const flags = await runSpecta(["query", "rate(test_cpu_usage[5m])", "--agg", "max", ...at]);
+    expect(flags).toEqual({ code: 1, stdout: "", stderr: "specta: --agg applies to a metric, not to a PromQL expression: write it in the expression\n" });
+    const subquery = await runSpecta(["query", "max_over_time(test_cpu_usage[10m:1m])", ...at]);
+    expect(subquery.code).toBe(1);
+    expect(subquery.stderr).toMatch(/^specta: invalid_argument: a subquery is not supported by Specta/);
+  });
+
   it("takes --since and --until as durations ago, and says so when nothing matches", async () => {
     const run = await runSpecta(["query", "test_cpu_usage", "--since", "30m", "--until", "1m", ...at]);
     expect(run).toEqual({ code: 0, stdout: "(no data)\n", stderr: "" });

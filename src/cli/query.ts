@@ -28,6 +28,7 @@ interface QueryFlags extends ClientFlags {
   agg?: AggregationName;
   quantile?: string;
   by?: string[];
+  promql?: boolean;
   json?: boolean;
 }
 
@@ -41,8 +42,11 @@ export function queryCommands(program: Command): void {
   addClientOptions(
     program
       .command("query")
-      .description("print a metric's points over a time range (metrics.API/Query)")
-      .argument("<metric>", "metric name (for --agg quantile: the histogram's name, without _bucket)")
+      .description("print a metric's points, or a PromQL expression's values, over a time range (metrics.API/Query)")
+      .argument(
+        "<metric-or-expr>",
+        "metric name (for --agg quantile: the histogram's name, without _bucket), or a PromQL expression such as 'rate(node_cpu_seconds_total[5m])'",
+      )
       .option("--match <matcher>", "label matcher k=v, k!=v, k=~regex or k!~regex (repeatable)", collect, undefined)
       .option("--since <when>", "start: a duration ago (e.g. 1h) or an RFC 3339 time (default: 1h before --until)")
       .option("--until <when>", "end: a duration ago (e.g. 10m) or an RFC 3339 time (default: now)")
@@ -50,6 +54,7 @@ export function queryCommands(program: Command): void {
       .addOption(new Option("--agg <aggregation>", "how points are combined (default avg; quantile when --quantile is given)").choices(aggregations))
       .option("--quantile <q>", "quantile in [0, 1] for --agg quantile (default 0.99)")
       .option("--by <label>", "group series by this label (repeatable); default: each series on its own", collect, undefined)
+      .option("--promql", "read the argument as PromQL even when it is a bare metric name (instant selector: the latest sample within 5 minutes)")
       .option("--json", "print the QueryResponse as JSON"),
   ).action((metric: string, flags: QueryFlags) =>
     runClient(flags, async (connection) => {
@@ -73,13 +78,37 @@ export function queryCommands(program: Command): void {
   );
 }
 
+/** A bare metric name is queried with Query's aggregations; anything else is a PromQL expression. */
+const metricName = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+
 /** Builds the QueryRequest of `specta query`; leaves out what the daemon defaults itself. */
 export function queryRequest(metric: string, flags: QueryFlags, nowMs: number) {
+  const range = queryRange(flags, nowMs);
+  if (flags.promql || !metricName.test(metric)) {
+    const metricOnly = (["match", "agg", "quantile", "by"] as const).filter((f) => flags[f] !== undefined);
+    if (metricOnly.length > 0) {
+      const named = metricOnly.map((f) => `--${f}`).join(", ");
+      throw new ClientError(`${named} ${metricOnly.length === 1 ? "applies" : "apply"} to a metric, not to a PromQL expression: write it in the expression`);
+    }
+    return create(QueryRequestSchema, { expr: metric, ...range });
+  }
   const aggName = flags.agg ?? (flags.quantile !== undefined ? "quantile" : "avg");
   const quantile = flags.quantile === undefined ? 0.99 : Number(flags.quantile);
   if (flags.quantile !== undefined && (flags.quantile.trim() === "" || !Number.isFinite(quantile))) {
     throw new ClientError(`--quantile "${flags.quantile}" is not a number`);
   }
+  return create(QueryRequestSchema, {
+    metric,
+    matchers: (flags.match ?? []).map(parseMatcher),
+    ...range,
+    aggregation: Aggregation[aggName.toUpperCase() as Uppercase<AggregationName>],
+    groupBy: flags.by ?? [],
+    ...(aggName === "quantile" ? { quantile } : {}),
+  });
+}
+
+/** The start, end and step of --since, --until and --step, as QueryRequest fields; unset ones left out. */
+function queryRange(flags: QueryFlags, nowMs: number) {
   let stepMs: number | undefined;
   if (flags.step !== undefined) {
     stepMs = parseDuration(flags.step);
@@ -89,16 +118,11 @@ export function queryRequest(metric: string, flags: QueryFlags, nowMs: number) {
   // was asked (the daemon's clock would add the call's latency).
   const end = flags.until !== undefined ? parseWhen(flags.until, "--until", nowMs) : flags.since !== undefined ? nowMs : undefined;
   const start = flags.since === undefined ? undefined : parseWhen(flags.since, "--since", nowMs);
-  return create(QueryRequestSchema, {
-    metric,
-    matchers: (flags.match ?? []).map(parseMatcher),
+  return {
     ...(start !== undefined ? { start: timestampFromMs(start) } : {}),
     ...(end !== undefined ? { end: timestampFromMs(end) } : {}),
     ...(stepMs !== undefined ? { step: durationFromMs(stepMs) } : {}),
-    aggregation: Aggregation[aggName.toUpperCase() as Uppercase<AggregationName>],
-    groupBy: flags.by ?? [],
-    ...(aggName === "quantile" ? { quantile } : {}),
-  });
+  };
 }
 
 const rfc3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$/;

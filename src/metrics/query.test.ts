@@ -21,9 +21,10 @@ import { createTestDatabase, testServers, type TestDatabase } from "../../test/s
 import { bearer } from "../../test/support/rpc.js";
 import { resolveDaemonConfig } from "../config/config.js";
 import { createLogger } from "../log.js";
+import { bucketQuantile } from "../promql/math.js";
 import { startDaemon, type RunningDaemon } from "../server/daemon.js";
 import { chooseTier, type TsdbRetention } from "../tsdb/index.js";
-import { bucketQuantile, queryLimits } from "./query.js";
+import { queryLimits } from "./query.js";
 
 const second = 1000;
 const minute = 60 * second;

@@ -12,6 +12,11 @@ import {
   type QueryResponse,
   type SeriesPoints,
 } from "../../gen/metrics/metrics_pb.js";
+import { rangeQuery } from "../promql/engine.js";
+import { EvaluationError, QueryCanceled, QueryLimitError, QueryTimeout } from "../promql/errors.js";
+import { bucketQuantile } from "../promql/math.js";
+import { parsePromql, ParseError } from "../promql/parse.js";
+import { tsdbReader } from "../promql/tsdb-reader.js";
 import type { Labels } from "../shared/labels.js";
 import { seriesKey } from "../shared/series-key.js";
 import { alignedSteps, maxSelectedSeries, maxTimeMs, SeriesKind, type LabelMatcher, type MatchOperator as StoreOperator, type SelectedSeries, type StepAggregate, type Tsdb } from "../tsdb/index.js";
@@ -42,7 +47,8 @@ interface Range {
 }
 
 /** Answers metrics.API/Query: selects series, reads their points (one statement) and combines them per group. */
-export async function query(req: QueryRequest, deps: QueryDeps): Promise<QueryResponse> {
+export async function query(req: QueryRequest, deps: QueryDeps, signal?: AbortSignal): Promise<QueryResponse> {
+  if (req.expr !== "") return queryExpression(req, deps, signal);
   const aggregation = validateRequest(req);
   const isQuantile = aggregation === Aggregation.QUANTILE;
   const nowMs = deps.now?.() ?? Date.now();
@@ -68,6 +74,33 @@ export async function query(req: QueryRequest, deps: QueryDeps): Promise<QueryRe
     ? quantileGroups(selected, points.series, req.groupBy, req.quantile)
     : valueGroups(selected, points.series, req.groupBy, aggregation, range.stepMs);
   return response;
+}
+
+/**
+ * A PromQL expression, evaluated over the store's raw samples as Prometheus' query_range does, at
+ * the multiples of the step from start to end (so that points do not move as a dashboard's range
+ * slides), with PromQL's limits and errors mapped to codes.
+ */
+async function queryExpression(req: QueryRequest, deps: QueryDeps, signal: AbortSignal | undefined): Promise<QueryResponse> {
+  if (req.metric !== "" || req.matchers.length > 0 || req.aggregation !== Aggregation.UNSPECIFIED || req.groupBy.length > 0 || req.quantile !== 0) {
+    invalid("expr replaces metric, matchers, aggregation, group_by and quantile: send either expr or those");
+  }
+  const range = resolveRange(req, deps.now?.() ?? Date.now());
+  const { first } = alignedSteps(range.startMs, range.endMs, range.stepMs);
+  try {
+    const result = await rangeQuery(tsdbReader(deps.tsdb), parsePromql(req.expr), first, range.endMs, range.stepMs, { ...(signal ? { signal } : {}) });
+    const series = result.series.map((s) =>
+      create(SeriesPointsSchema, { labels: s.labels, points: s.times.map((t, i) => create(PointSchema, { time: timestampFromMs(t), value: s.values[i]! })) }),
+    );
+    return create(QueryResponseSchema, { series, step: durationFromMs(range.stepMs) });
+  } catch (err) {
+    if (err instanceof ParseError) invalid(err.message);
+    if (err instanceof QueryLimitError) throw new ConnectError(err.message, Code.ResourceExhausted);
+    if (err instanceof EvaluationError) throw new ConnectError(err.message, Code.FailedPrecondition);
+    if (err instanceof QueryTimeout) throw new ConnectError(err.message, Code.DeadlineExceeded);
+    if (err instanceof QueryCanceled) throw new ConnectError(err.message, Code.Canceled);
+    throw err;
+  }
 }
 
 /** Checks what needs no database; returns the aggregation (AVG when unspecified). */
@@ -270,53 +303,6 @@ function quantileGroups(selected: SelectedSeries[], points: Map<number, StepAggr
       if (!Number.isNaN(value)) series.points.push(create(PointSchema, { time: timestampFromMs(time), value }));
     }
     if (series.points.length > 0) out.push(series);
-  }
-  return out;
-}
-
-export interface Bucket {
-  upperBound: number;
-  /** Cumulative count of observations ≤ upperBound. */
-  count: number;
-}
-
-/**
- * Prometheus' histogram_quantile: finds the bucket holding rank q × total and interpolates
- * linearly within it. NaN without a +Inf bucket, with fewer than two buckets or no
- * observations; the upper bound of the last finite bucket when the rank falls in +Inf.
- */
-export function bucketQuantile(q: number, input: Bucket[]): number {
-  const buckets = coalesce(input);
-  if (buckets.length < 2 || buckets[buckets.length - 1]!.upperBound !== Infinity) return NaN;
-  // Counts from different series may be slightly out of order (e.g. a reset in one bucket
-  // series only): force them monotonic, as Prometheus does.
-  for (let i = 1; i < buckets.length; i++) buckets[i]!.count = Math.max(buckets[i]!.count, buckets[i - 1]!.count);
-  const observations = buckets[buckets.length - 1]!.count;
-  if (observations === 0) return NaN;
-  let rank = q * observations;
-  let b = buckets.findIndex((x, i) => i < buckets.length - 1 && x.count >= rank);
-  if (b === -1) b = buckets.length - 1;
-  if (b === buckets.length - 1) return buckets[buckets.length - 2]!.upperBound;
-  if (b === 0 && buckets[0]!.upperBound <= 0) return buckets[0]!.upperBound;
-  let bucketStart = 0;
-  const bucketEnd = buckets[b]!.upperBound;
-  let count = buckets[b]!.count;
-  if (b > 0) {
-    bucketStart = buckets[b - 1]!.upperBound;
-    count -= buckets[b - 1]!.count;
-    rank -= buckets[b - 1]!.count;
-  }
-  return bucketStart + (bucketEnd - bucketStart) * (rank / count);
-}
-
-/** Sorted by upper bound, with equal bounds merged. */
-function coalesce(input: Bucket[]): Bucket[] {
-  const sorted = [...input].sort((a, b) => a.upperBound - b.upperBound);
-  const out: Bucket[] = [];
-  for (const b of sorted) {
-    const last = out[out.length - 1];
-    if (last && last.upperBound === b.upperBound) last.count += b.count;
-    else out.push({ ...b });
   }
   return out;
 }

@@ -67,11 +67,11 @@ export function metricsService({ instruments, instrumentStore, push: pushDeps, t
         throw storeError(err, "storing the batch");
       }
     },
-    async query(req) {
+    async query(req, ctx) {
       try {
-        return await query(req, { tsdb });
+        return await query(req, { tsdb }, ctx.signal);
       } catch (err) {
-        throw storeError(err, `querying metric ${req.metric}`);
+        throw storeError(err, req.expr === "" ? `querying metric ${req.metric}` : "evaluating the expression");
       }
     },
     async list(req) {

@@ -11,6 +11,8 @@ export const accessPolicy: Record<string, "public" | TokenRole[]> = {
   "metrics.API/Push": ["agent", "admin"],
   "metrics.API/Query": ["viewer", "admin"],
   "metrics.API/List": ["viewer", "admin"],
+  // Prometheus' HTTP query API (/api/v1/*, src/promapi), which authenticates its own requests.
+  "prometheus/api/v1": ["viewer", "admin"],
   // Register checks the enrolment token (or the agent's own credential) itself.
   "agent.API/Register": "public",
   "agent.API/List": ["viewer", "admin"],

@@ -9,6 +9,7 @@ import { dashboard, dashboardDir } from "../dashboard/serve.js";
 import type { Logger } from "../log.js";
 import { InstrumentStore } from "../metrics/instrument-store.js";
 import { Instruments } from "../metrics/instruments.js";
+import { prometheusApi } from "../promapi/api.js";
 import { claimDataDir } from "../storage/data-dir.js";
 import { openStorage } from "../storage/database.js";
 import type { EmbeddedPostgresError, SupervisionOptions } from "../storage/embedded.js";
@@ -22,10 +23,12 @@ import { openTsdb } from "../tsdb/index.js";
 import { Engine, type Handler } from "../worker/engine.js";
 import { leadership } from "../worker/leader.js";
 import { databaseCheck } from "../worker/storage-upkeep.js";
+import { verifyCaller } from "./auth.js";
 import { FrontDoor } from "./front-door.js";
 import { httpRoutes } from "./http-routes.js";
 import { CallLog, observeCalls } from "./interceptors.js";
 import { listen } from "./listener.js";
+import { AddressBuckets, clientKey } from "./rate-limit.js";
 import { Readiness } from "./readiness.js";
 import { procedurePaths, routes } from "./routes.js";
 import { readTlsCertificate, type TlsCertificate } from "./tls.js";
@@ -112,6 +115,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const calls = new CallLog(registry, log);
   const frontDoor = new FrontDoor({ procedures: procedurePaths(), tokens, rateLimits: config.rateLimits, calls, ...(signingKey ? { signingKey } : {}) });
   const { signing } = frontDoor;
+  // The Prometheus API's failed authentications, limited as the front door limits the RPCs'.
+  const promFailedAuth = new AddressBuckets(config.rateLimits.failedAuth);
   const site = dashboard();
   if (!site.built) log.warn({ dir: dashboardDir }, "the dashboard is not built (npm run build): / answers 404");
   const handler = connectNodeAdapter({
@@ -129,7 +134,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     }),
     interceptors: [observeCalls(calls), frontDoor.interceptor((agentId) => liveness.record(agentId))],
     contextValues: (req) => frontDoor.contextValues(req),
-    fallback: httpRoutes(registry, readiness, site),
+    fallback: prometheusApi(
+      {
+        tsdb,
+        instruments: config.instruments,
+        log,
+        authorize: (token) => verifyCaller("prometheus/api/v1", token, tokens),
+        failedAuth: { wait: (address) => promFailedAuth.wait(clientKey(address)), charge: (address) => promFailedAuth.charge(clientKey(address)) },
+      },
+      httpRoutes(registry, readiness, site),
+    ),
   });
 
   const handlers: Handler[] = [
