@@ -1,9 +1,11 @@
 import { sql, type Kysely } from "kysely";
-import { commandsChannel } from "../commands/notifier.js";
 import type { Logger } from "../log.js";
 import type { Database } from "../storage/schema.js";
-import type { Handler } from "./engine.js";
-import { asLeader, leaderLocks } from "./leader.js";
+import type { Handler } from "../worker/engine.js";
+import { commandsChannel } from "./notifier.js";
+
+/** The advisory lock of the expiry: one daemon of those sharing a database runs it (other keys: src/worker/leader.ts). */
+export const commandExpiryLock = 0x5e_c7_a0_04;
 
 export interface CommandExpiryOptions {
   db: Kysely<Database>;
@@ -14,35 +16,28 @@ export interface CommandExpiryOptions {
   graceMs?: number;
 }
 
-export interface CommandExpiryRun {
-  expired: number;
-  timedOut: number;
-}
-
-export interface CommandExpiryHandler extends Handler {
-  /** One run; undefined when another daemon holds the leader lock. */
-  run(): Promise<CommandExpiryRun | undefined>;
-}
-
 /**
  * Ends the commands nobody will finish: still queued at their deadline → expired (the agent
  * stayed away); delivered or running past delivery + timeout + grace → timed_out (the agent
  * died or never reported). Each change is announced on the commands channel (Watch). One daemon
  * works at a time. Also forgets agent_streams rows of daemons that died long ago.
  */
-export function commandExpiry(options: CommandExpiryOptions): CommandExpiryHandler {
+export function commandExpiry(options: CommandExpiryOptions): Handler {
   const { db } = options;
   const graceMs = options.graceMs ?? 30_000;
   const log = options.log.child({ handler: "command-expiry" });
-  const run = () =>
-    asLeader(db, leaderLocks.commandExpiry, async (conn): Promise<CommandExpiryRun> => {
+  return {
+    name: "command-expiry",
+    coolerMs: options.intervalMs ?? 1_000,
+    leaderLock: commandExpiryLock,
+    async ensure() {
       const expired = await sql<{ id: string }>`
         WITH e AS (
           UPDATE commands SET state = 'expired', updated = now(),
             output = jsonb_build_object('error', 'the agent did not take the command before its deadline')
           WHERE state = 'queued' AND deadline <= now()
           RETURNING id)
-        SELECT id, pg_notify(${commandsChannel}, 'command:' || id) IS NULL AS notified FROM e`.execute(conn);
+        SELECT id, pg_notify(${commandsChannel}, 'command:' || id) IS NULL AS notified FROM e`.execute(db);
       const timedOut = await sql<{ id: string }>`
         WITH t AS (
           UPDATE commands SET state = 'timed_out', updated = now(),
@@ -50,17 +45,10 @@ export function commandExpiry(options: CommandExpiryOptions): CommandExpiryHandl
           WHERE state IN ('delivered', 'running')
             AND coalesce(delivered, created) + (timeout_ms + ${graceMs}::bigint) * interval '1 millisecond' <= now()
           RETURNING id)
-        SELECT id, pg_notify(${commandsChannel}, 'command:' || id) IS NULL AS notified FROM t`.execute(conn);
-      await sql`DELETE FROM agent_streams WHERE refreshed < now() - interval '1 hour'`.execute(conn);
-      return { expired: expired.rows.length, timedOut: timedOut.rows.length };
-    });
-  return {
-    name: "command-expiry",
-    coolerMs: options.intervalMs ?? 1_000,
-    run,
-    async ensure() {
-      const result = await run();
-      if (result && (result.expired > 0 || result.timedOut > 0)) log.info(result, "commands ended without a result");
+        SELECT id, pg_notify(${commandsChannel}, 'command:' || id) IS NULL AS notified FROM t`.execute(db);
+      await sql`DELETE FROM agent_streams WHERE refreshed < now() - interval '1 hour'`.execute(db);
+      const result = { expired: expired.rows.length, timedOut: timedOut.rows.length };
+      if (result.expired > 0 || result.timedOut > 0) log.info(result, "commands ended without a result");
     },
   };
 }
