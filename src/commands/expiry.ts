@@ -1,6 +1,6 @@
-import { sql, type Kysely } from "kysely";
+import { sql } from "kysely";
 import type { Logger } from "../log.js";
-import type { Database } from "../storage/schema.js";
+import type { Db } from "../storage/database.js";
 import type { Handler } from "../worker/engine.js";
 import { commandsChannel } from "./notifier.js";
 
@@ -8,7 +8,7 @@ import { commandsChannel } from "./notifier.js";
 export const commandExpiryLock = 0x5e_c7_a0_04;
 
 export interface CommandExpiryOptions {
-  db: Kysely<Database>;
+  db: Db;
   log: Logger;
   /** How often it runs; default 1 s. */
   intervalMs?: number;

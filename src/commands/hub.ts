@@ -2,9 +2,10 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { sql, type Kysely } from "kysely";
 import type { Logger } from "../log.js";
-import type { Database } from "../storage/schema.js";
+import type { Db } from "../storage/database.js";
 import pg from "pg";
 import type { TokenStore } from "../tokens/tokens.js";
+import type { CommandsTables } from "./commands.table.js";
 import { Notifier, type Note } from "./notifier.js";
 
 /** Timings of the command queue; tests shorten them. */
@@ -28,9 +29,6 @@ export const defaultCommandsTuning: CommandsTuning = {
   expiryIntervalMs: 1_000,
   timeoutGraceMs: 30_000,
 };
-
-/** A stream whose agent_streams row is older than this is not counted as connected. */
-export const presenceStaleMs = 60_000;
 
 /** A one-shot wake-up that is never lost: a wake() before wait() makes the next wait() return at once. */
 export class Waker {
@@ -107,12 +105,15 @@ export class CommandHub {
   private stopped = false;
   private readonly unsubscribe: () => void;
 
+  private readonly db: Kysely<CommandsTables>;
+
   constructor(
-    private readonly db: Kysely<Database>,
+    db: Db,
     notifier: Notifier,
     readonly tuning: CommandsTuning,
     private readonly log: Logger,
   ) {
+    this.db = db.withTables<CommandsTables>();
     this.unsubscribe = notifier.on((note) => this.onNote(note));
   }
 
@@ -284,7 +285,7 @@ export interface CommandsRuntime {
  * re-checks. The session also keeps `tokens`' cache true to revocations made on any daemon.
  */
 export async function startCommands(
-  db: Kysely<Database>,
+  db: Db,
   pool: pg.Pool,
   log: Logger,
   tokens: TokenStore,

@@ -1,7 +1,7 @@
 import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { sql, type Kysely, type Selectable } from "kysely";
+import { sql } from "kysely";
 import {
   API as CommandsAPI,
   CommandSchema,
@@ -17,19 +17,20 @@ import {
 import { callerOf } from "../server/auth.js";
 import { storageStep, toConnectError } from "../storage/errors.js";
 import { isUuid } from "../storage/ids.js";
-import type { CommandState, CommandsTable, Database } from "../storage/schema.js";
-import { presenceStaleMs, revokedError, type CommandHub } from "./hub.js";
+import type { Db } from "../storage/database.js";
+import type { AgentsTables } from "../agents/agents.table.js";
+import { connectedAgents } from "./agent-streams.js";
+import type { CommandRow, CommandState, CommandsTables } from "./commands.table.js";
+import { revokedError, type CommandHub } from "./hub.js";
 import { commandsChannel } from "./notifier.js";
 import { capText, commandLimits, validateAllow, validateDiagnostic, validateTiming } from "./validate.js";
 
 export interface CommandsDeps {
-  db: Kysely<Database>;
+  db: Db;
   hub: CommandHub;
   /** Aborted when the daemon begins to stop: streams end with Unavailable. */
   shutdown: AbortSignal;
 }
-
-type CommandRow = Selectable<CommandsTable>;
 
 /** Commands taken from the queue per statement on a stream. */
 const takeLimit = 100;
@@ -104,7 +105,8 @@ export function capOutput(output: Output | undefined): Output {
 
 /** commands.API: the command queue in PostgreSQL, agent streams, results. */
 export function commandsService(deps: CommandsDeps): ServiceImpl<typeof CommandsAPI> {
-  const { db, hub, shutdown } = deps;
+  const { hub, shutdown } = deps;
+  const db = deps.db.withTables<CommandsTables & AgentsTables>();
 
   const getRow = (id: string) => db.selectFrom("commands").selectAll().where("id", "=", id).executeTakeFirst();
 
@@ -271,15 +273,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
           return rows;
         }),
       );
-      const online = await storageStep("checking which agents are connected", () =>
-        db
-          .selectFrom("agent_streams")
-          .select("agent_id")
-          .where("agent_id", "in", agentIds)
-          .where("refreshed", ">", new Date(Date.now() - presenceStaleMs))
-          .execute(),
-      );
-      const connected = new Set(online.map((r) => r.agent_id));
+      const connected = await storageStep("checking which agents are connected", () => connectedAgents(deps.db, agentIds));
       return { commands: created.map((c) => ({ commandId: c.id, agentId: c.agent_id, agentOnline: connected.has(c.agent_id) })) };
     },
 

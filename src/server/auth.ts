@@ -1,6 +1,6 @@
 import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
 import { toConnectError } from "../storage/errors.js";
-import type { TokenRole } from "../storage/schema.js";
+import type { TokenRole } from "../tokens/roles.js";
 import type { Principal, TokenStore } from "../tokens/tokens.js";
 
 /** Who may call each procedure. "public" needs no credential; unlisted procedures are admin-only. */
