@@ -52,6 +52,14 @@ export function parseCredentialNote(payload: string): CredentialNote | undefined
   return m ? { kind: m[1] as CredentialNote["kind"], tokenId: m[2]! } : undefined;
 }
 
+/**
+ * SQL that is true while the credential `tokenId` is valid, for a statement of another feature that
+ * must not take effect once the credential is revoked (checked in that very statement).
+ */
+export function credentialValid(tokenId: string): RawBuilder<boolean> {
+  return sql<boolean>`EXISTS (SELECT 1 FROM tokens WHERE id = ${tokenId} AND revoked IS NULL)`;
+}
+
 const tokenPrefix = "specta_";
 
 const tokenColumns = ["id", "name", "role", "agent_id", "created", "revoked"] as const;
@@ -206,6 +214,13 @@ export class TokenStore {
     // At once on this daemon; the notes, sent at the commit, tell the others.
     for (const tokenId of revoked) this.forget(tokenId);
     return outcome;
+  }
+
+  /** Those of `tokenIds` that are revoked. */
+  async revoked(tokenIds: string[]): Promise<Set<string>> {
+    const { rows } = await sql<{ id: string }>`
+      SELECT id FROM tokens WHERE id = ANY(${tokenIds}::uuid[]) AND revoked IS NOT NULL`.execute(this.db);
+    return new Set(rows.map((r) => r.id));
   }
 
   /** Revokes every credential of an agent; returns their ids (for forget, once committed). */
