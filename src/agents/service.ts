@@ -6,7 +6,6 @@ import { connectedAgents } from "../commands/agent-streams.js";
 import type { Logger } from "../log.js";
 import { principalKey } from "../server/auth.js";
 import type { Db } from "../storage/database.js";
-import { storageStep, toConnectError } from "../storage/errors.js";
 import { isUuid } from "../storage/ids.js";
 import { TokenStore } from "../tokens/tokens.js";
 import type { AgentRow } from "./agents.table.js";
@@ -51,7 +50,7 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
 
   /** Re-registration with the agent's own credential: same id, inventory updated, no new credential. */
   const update = async (agentId: string, inventory: Inventory) => {
-    const changed = await agentWrite("updating the agent's inventory", db, inventory, () =>
+    const changed = await agentWrite(db, inventory, () =>
       db.transaction().execute(async (trx) => {
         const row = await lockAgent(trx, { id: agentId });
         if (!row) throw new ConnectError("this agent was deregistered; enrol it again with the enrolment token", Code.Unauthenticated);
@@ -78,7 +77,7 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
    * machine's claim of a hostname in use is refused (agentWrite).
    */
   const enrol = async (inventory: Inventory) => {
-    const enrolled = await agentWrite("enrolling the agent", db, inventory, () =>
+    const enrolled = await agentWrite(db, inventory, () =>
       db.transaction().execute(async (trx) => {
         const holder = await lockAgent(trx, { hostname: inventory.hostname });
         const again = holder !== undefined && inventory.machine_id !== null && holder.machine_id === inventory.machine_id;
@@ -128,7 +127,7 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
 
     async list(req) {
       for (const [key, value] of Object.entries(req.labels)) checkLabel(key, value, "label filter");
-      const rows = await storageStep("listing the agents", () => listAgents(db, req.labels));
+      const rows = await listAgents(db, req.labels);
       const now = Date.now();
       return { agents: rows.map((row) => toAgent(row, liveness.unflushed(row.id), now)) };
     },
@@ -138,11 +137,9 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
       if (!isUuid(agentId)) throw new ConnectError(`agent id "${req.agentId}" is not a UUID`, Code.InvalidArgument);
       // One transaction: never a deregistered agent whose credential still works. Its revocation
       // reaches every daemon, which ends the agent's stream there.
-      const revoked = await storageStep("deregistering the agent", () =>
-        db.transaction().execute(async (trx) => {
-          return (await deregisterAgent(trx, agentId)) ? new TokenStore(trx).revokeAgent(agentId) : undefined;
-        }),
-      );
+      const revoked = await db
+        .transaction()
+        .execute(async (trx) => ((await deregisterAgent(trx, agentId)) ? new TokenStore(trx).revokeAgent(agentId) : undefined));
       if (!revoked) throw new ConnectError(`no agent ${agentId} in the inventory`, Code.NotFound);
       for (const id of revoked) tokens.forget(id);
       liveness.forget(agentId);
@@ -155,19 +152,19 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
  * Runs a write of an agent's row; a second claim of a hostname (unique among the active agents)
  * is refused with AlreadyExists, naming the agent that holds it.
  */
-async function agentWrite<T>(what: string, db: Db, inventory: Inventory, write: () => Promise<T>): Promise<T> {
+async function agentWrite<T>(db: Db, inventory: Inventory, write: () => Promise<T>): Promise<T> {
   try {
     return await write();
   } catch (err) {
     if (isHostnameTaken(err)) {
-      const holder = await storageStep(what, () => activeAgentId(db, { hostname: inventory.hostname }));
+      const holder = await activeAgentId(db, { hostname: inventory.hostname });
       throw new ConnectError(
         `the hostname "${inventory.hostname}" is taken by agent ${holder ?? "(another)"}: start this agent with --hostname <another name>, ` +
           `or, if that agent is gone, remove it first (specta agents remove ${inventory.hostname})`,
         Code.AlreadyExists,
       );
     }
-    throw toConnectError(err, what);
+    throw err;
   }
 }
 

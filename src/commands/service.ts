@@ -16,7 +16,6 @@ import {
 import { activeAgentId, agentIdsWithLabels } from "../agents/inventory.js";
 import { callerOf } from "../server/auth.js";
 import type { Db } from "../storage/database.js";
-import { storageStep, toConnectError } from "../storage/errors.js";
 import { isUuid } from "../storage/ids.js";
 import { connectedAgents, registerStream, unregisterStream } from "./agent-streams.js";
 import type { CommandRow, CommandState } from "./commands.table.js";
@@ -97,12 +96,12 @@ export function capOutput(output: Output | undefined): Output {
 export function commandsService(deps: CommandsDeps): ServiceImpl<typeof CommandsAPI> {
   const { db, hub, shutdown } = deps;
 
-  /** Ends a stream's or watch's wait with the code its cause calls for. */
-  const streamEnd = (err: unknown, ctx: HandlerContext, ended?: AbortSignal): ConnectError | undefined => {
+  /** What ends a stream's or watch's wait, given its cause `err`: the error to end with, or undefined when the client left. */
+  const streamEnd = (err: unknown, ctx: HandlerContext, ended?: AbortSignal): unknown => {
     if (shutdown.aborted) return new ConnectError("the daemon is shutting down; reconnect to another one", Code.Unavailable);
     if (ended?.aborted) return ConnectError.from(ended.reason);
     if (ctx.signal.aborted) return undefined; // the client left
-    return toConnectError(err, "streaming");
+    return err;
   };
 
   return {
@@ -138,7 +137,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
         }
       } catch (err) {
         const end = streamEnd(err, ctx, local.ended);
-        if (end) throw end;
+        if (end !== undefined) throw end;
       } finally {
         hub.closeStream(local);
         await unregisterStream(db, agentId, local.streamId).catch(() => undefined);
@@ -151,7 +150,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
       const state = reportable[req.state];
       if (!state) throw new ConnectError("state must be STATE_RUNNING, STATE_SUCCEEDED, STATE_FAILED or STATE_TIMED_OUT", Code.InvalidArgument);
       const output = state === "running" ? undefined : JSON.stringify(toJson(OutputSchema, capOutput(req.output)));
-      const outcome = await storageStep("recording the report", () => queue.report(db, { agentId, commandId: id, state, output }));
+      const outcome = await queue.report(db, { agentId, commandId: id, state, output });
       if ("recorded" in outcome) return {};
       switch (outcome.refused) {
         case "unknown":
@@ -172,27 +171,27 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
         const name = target.value.trim();
         if (name === "") throw new ConnectError("target agent is empty: give an agent id or a hostname", Code.InvalidArgument);
         // A hostname names at most one active agent (a unique index): never more than one row.
-        const id = await storageStep("finding the agent", () => activeAgentId(db, isUuid(name) ? { id: name.toLowerCase() } : { hostname: name }));
+        const id = await activeAgentId(db, isUuid(name) ? { id: name.toLowerCase() } : { hostname: name });
         if (!id) throw new ConnectError(`no agent ${JSON.stringify(name.slice(0, 255))} in the inventory`, Code.NotFound);
         agentIds = [id];
       } else if (target.case === "selector") {
         const labels = target.value.labels;
         if (Object.keys(labels).length === 0) throw new ConnectError("selector has no labels: give at least one", Code.InvalidArgument);
-        agentIds = await storageStep("selecting the agents", () => agentIdsWithLabels(db, labels));
+        agentIds = await agentIdsWithLabels(db, labels);
         if (agentIds.length === 0) throw new ConnectError(`no agent matches the selector ${JSON.stringify(labels)}`, Code.NotFound);
       } else {
         throw new ConnectError("target is missing: give an agent (id or hostname) or a selector", Code.InvalidArgument);
       }
 
       const diagnostic = JSON.stringify(toJson(DiagnosticSchema, req.diagnostic!));
-      const created = await storageStep("queueing the commands", () => queue.submit(db, { agentIds, kind, diagnostic, timeoutMs, ttlMs }));
-      const connected = await storageStep("checking which agents are connected", () => connectedAgents(db, agentIds));
+      const created = await queue.submit(db, { agentIds, kind, diagnostic, timeoutMs, ttlMs });
+      const connected = await connectedAgents(db, agentIds);
       return { commands: created.map((c) => ({ commandId: c.id, agentId: c.agent_id, agentOnline: connected.has(c.agent_id) })) };
     },
 
     async get(req) {
       const id = checkCommandId(req.commandId);
-      const row = await storageStep("reading the command", () => queue.get(db, id));
+      const row = await queue.get(db, id);
       if (!row) throw new ConnectError(`no command ${id}`, Code.NotFound);
       return { command: toCommand(row) };
     },
@@ -216,7 +215,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
         }
       } catch (err) {
         const end = streamEnd(err, ctx);
-        if (end) throw end;
+        if (end !== undefined) throw end;
       } finally {
         watcher.close();
       }
@@ -224,7 +223,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
 
     async cancel(req) {
       const id = checkCommandId(req.commandId);
-      const row = await storageStep("cancelling the command", () => queue.cancel(db, id));
+      const row = await queue.cancel(db, id);
       if (!row) throw new ConnectError(`no command ${id}`, Code.NotFound);
       return { command: toCommand(row) };
     },
