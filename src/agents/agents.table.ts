@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, Insertable, Selectable, Updateable } from "kysely";
+import type { ColumnType, Generated, Insertable, Selectable } from "kysely";
 import type { Labels } from "../shared/labels.js";
 
 /** The fleet's inventory: one row per enrolled agent; deregistered agents keep their row. */
@@ -25,7 +25,6 @@ export interface AgentsTable {
 
 export type AgentRow = Selectable<AgentsTable>;
 export type NewAgentRow = Insertable<AgentsTable>;
-export type AgentUpdate = Updateable<AgentsTable>;
 
 /** The tables of the fleet (src/agents/), for `db.withTables` (a type literal: kysely wants an index signature). */
 export type AgentsTables = { agents: AgentsTable };

@@ -22,7 +22,7 @@ export async function connectedAgents(db: Db, agentIds: string[]): Promise<Set<s
 }
 
 /** A stream of one agent, opened on the daemon `daemonId` with the credential `tokenId`. */
-export interface StreamEntry {
+export interface StreamRegistration {
   agentId: string;
   streamId: string;
   daemonId: string;
@@ -33,7 +33,7 @@ export interface StreamEntry {
  * Records the stream as its agent's one stream (replacing any other, which its daemon ends on the
  * note this sends), only while its credential is valid: false when it was revoked.
  */
-export async function registerStream(db: Db, s: StreamEntry): Promise<boolean> {
+export async function registerStream(db: Db, s: StreamRegistration): Promise<boolean> {
   const { rows } = await sql`
     WITH up AS (
       INSERT INTO agent_streams (agent_id, stream_id, daemon_id)
