@@ -8,8 +8,9 @@ export const unknownProcedure = "unknown";
 
 /**
  * Counts RPCs by procedure and code, times them, and maps and logs failures (rpcError; server
- * faults with their cause): the one place where an error becomes what the caller sees. Procedures are "service/Method" names of the served routes or unknownProcedure, never
- * taken from the URL: a label per URL (query strings included) grows without bound.
+ * faults with their cause): the one place where an error becomes what the caller sees.
+ * Procedures are "service/Method" names of the served routes or unknownProcedure, never taken
+ * from the URL: a label per URL (query strings included) grows without bound.
  */
 export class CallLog {
   private readonly calls: Counter<"procedure" | "code">;
