@@ -11,9 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API as AgentAPI, HostSchema, Status, type Host, type RegisterRequest } from "../../gen/agent/agent_pb.js";
 import { API as MetricsAPI, Kind, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
 import { startTestDaemon, tempDir, type TestDaemon } from "../../test/support/daemon.js";
-import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
+import { createTestDatabase, openDb, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { resolveDaemonConfig } from "../config/config.js";
-import type { Database } from "../storage/schema.js";
+import type { CommandsTables } from "../commands/commands.table.js";
+import type { Db } from "../storage/database.js";
+import type { TokensTables } from "../tokens/tokens.table.js";
+import type { AgentsTables } from "./agents.table.js";
 import { FakeAgent } from "../../test/support/fake-agent.js";
 import { startCommands } from "../commands/hub.js";
 import { createLogger } from "../log.js";
@@ -42,7 +45,8 @@ function host(hostname: string, extra: Partial<Omit<Host, "$typeName">> = {}): H
 describe.each(testServers())("agent.API on $name PostgreSQL", (server) => {
   let database: TestDatabase;
   let daemon: TestDaemon;
-  let db: Kysely<Database>;
+  let handle: Db;
+  let db: Kysely<AgentsTables & TokensTables & CommandsTables>;
   let enrollToken: string;
   let viewerToken: string;
 
@@ -64,12 +68,13 @@ describe.each(testServers())("agent.API on $name PostgreSQL", (server) => {
   beforeAll(async () => {
     database = await createTestDatabase(server);
     daemon = await startTestDaemon({ flags: { databaseUrl: database.url } });
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 2 }) }) });
+    handle = openDb(database.url, 2);
+    db = handle.withTables<AgentsTables & TokensTables & CommandsTables>();
     enrollToken = readFileSync(join(daemon.dataDir, "enroll.token"), "utf8").trim();
-    viewerToken = (await new TokenStore(db).create("viewer", "v")).token;
+    viewerToken = (await new TokenStore(handle).create("viewer", "v")).token;
   });
   afterAll(async () => {
-    await db?.destroy();
+    await handle?.destroy();
     await daemon?.stop();
     await database?.drop();
   });
@@ -312,7 +317,7 @@ describe.each(testServers())("agent.API on $name PostgreSQL", (server) => {
   it("gives an agent credential's principal the agent's id and hostname, renamed on every daemon at re-registration", async () => {
     // Another daemon's credential store: its own cache, fed by its own LISTEN session.
     const pool = new pg.Pool({ connectionString: database.url, max: 2 });
-    const other = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const other = new Kysely<object>({ dialect: new PostgresDialect({ pool }) });
     const store = new TokenStore(other);
     const runtime = await startCommands(other, pool, createLogger("silent"), store);
     try {
@@ -332,7 +337,7 @@ describe.each(testServers())("agent.API on $name PostgreSQL", (server) => {
 describe.each(testServers())("the agent_identity migration on $name PostgreSQL", (server) => {
   it("keeps a hostname for the most recently seen of the active agents that share it and renames the others", async () => {
     const database = await createTestDatabase(server);
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 1 }) }) });
+    const db = new Kysely<AgentsTables>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 1 }) }) });
     try {
       const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
       expect((await migrator.migrateTo("2026_11_22_0004_commands")).error).toBeUndefined();

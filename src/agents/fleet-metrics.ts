@@ -1,6 +1,6 @@
-import type { Kysely } from "kysely";
 import { Gauge, type Registry } from "prom-client";
-import type { Database } from "../storage/schema.js";
+import type { Db } from "../storage/database.js";
+import { lastSeenOfActive } from "./inventory.js";
 import { statusAt, type AgentLiveness } from "./liveness.js";
 import { statusNames } from "./status.js";
 
@@ -8,7 +8,7 @@ import { statusNames } from "./status.js";
  * `specta_agents{status}`: the inventory's agents by status, counted when /metrics is scraped.
  * A scrape while the database is away keeps the previous counts.
  */
-export function fleetGauge(registry: Registry, db: Kysely<Database>, liveness: AgentLiveness): Gauge<"status"> {
+export function fleetGauge(registry: Registry, db: Db, liveness: AgentLiveness): Gauge<"status"> {
   return new Gauge({
     name: "specta_agents",
     help: "Agents in the inventory, by status (online: seen within 30 s, stale: within 5 min, offline).",
@@ -17,7 +17,7 @@ export function fleetGauge(registry: Registry, db: Kysely<Database>, liveness: A
     async collect() {
       let rows: { id: string; last_seen: Date }[];
       try {
-        rows = await db.selectFrom("agents").select(["id", "last_seen"]).where("deregistered", "is", null).execute();
+        rows = await lastSeenOfActive(db);
       } catch {
         return;
       }

@@ -1,6 +1,7 @@
-import { sql, type Kysely } from "kysely";
 import { Status } from "../../gen/agent/agent_pb.js";
-import type { Database } from "../storage/schema.js";
+import type { Db } from "../storage/database.js";
+import type { Handler } from "../worker/engine.js";
+import { recordLastSeen } from "./inventory.js";
 
 /** An agent seen less than this long ago is online. */
 export const onlineWithinMs = 30_000;
@@ -42,21 +43,37 @@ export class AgentLiveness {
    * Writes every pending time in one UPDATE (never moving last_seen back); returns how many
    * agents were written. On failure the times stay pending for the next flush.
    */
-  async flush(db: Kysely<Database>): Promise<number> {
+  async flush(db: Db): Promise<number> {
     if (this.pending.size === 0) return 0;
     const batch = this.pending;
     this.pending = new Map();
-    const ids = [...batch.keys()];
-    const times = ids.map((id) => new Date(batch.get(id)!).toISOString());
     try {
-      const result = await sql`
-        UPDATE agents a SET last_seen = greatest(a.last_seen, v.seen)
-        FROM unnest(${ids}::uuid[], ${times}::timestamptz[]) AS v(id, seen)
-        WHERE a.id = v.id AND a.deregistered IS NULL`.execute(db);
-      return Number(result.numAffectedRows ?? 0);
+      return await recordLastSeen(db, batch);
     } catch (err) {
       for (const [id, at] of batch) this.record(id, at);
       throw err;
     }
   }
+}
+
+export interface AgentLivenessOptions {
+  db: Db;
+  liveness: AgentLiveness;
+  /** How often the agents' last calls are written; default 5 s. */
+  intervalMs?: number;
+}
+
+/**
+ * The handler that writes when each agent last called this daemon to `agents.last_seen`, in one
+ * statement every few seconds. Every daemon flushes its own agents' calls; the status (online /
+ * stale / offline) is computed from last_seen when the inventory is listed.
+ */
+export function agentLiveness({ db, liveness, intervalMs = 5_000 }: AgentLivenessOptions): Handler {
+  return {
+    name: "agent-liveness",
+    coolerMs: intervalMs,
+    async ensure() {
+      await liveness.flush(db);
+    },
+  };
 }

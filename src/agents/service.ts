@@ -1,19 +1,28 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { sql, type Kysely, type Selectable } from "kysely";
 import { AgentSchema, API as AgentAPI, HostSchema, type Agent, type RegisterRequest } from "../../gen/agent/agent_pb.js";
-import { presenceStaleMs } from "../commands/hub.js";
+import { connectedAgents } from "../commands/agent-streams.js";
 import type { Logger } from "../log.js";
 import { principalKey } from "../server/auth.js";
-import { storageStep, toConnectError } from "../storage/errors.js";
+import type { Db } from "../storage/database.js";
 import { isUuid } from "../storage/ids.js";
-import type { AgentsTable, Database } from "../storage/schema.js";
 import { TokenStore } from "../tokens/tokens.js";
+import type { AgentRow } from "./agents.table.js";
+import {
+  activeAgentId,
+  deregisterAgent,
+  insertAgent,
+  isHostnameTaken,
+  listAgents,
+  lockAgent,
+  updateInventory,
+  type Inventory,
+} from "./inventory.js";
 import { statusAt, type AgentLiveness } from "./liveness.js";
 
 export interface AgentDeps {
-  db: Kysely<Database>;
+  db: Db;
   /** The daemon's credential store: told at once of the credentials this daemon revokes or changes. */
   tokens: TokenStore;
   /** Whether a presented enrolment token is the daemon's (constant time). */
@@ -35,31 +44,15 @@ const maxInteger = 2 ** 31 - 1;
 /** 9999-12-31T23:59:59.999Z */
 const latestTime = 253_402_300_799_999;
 
-/** The inventory columns Register writes, validated. */
-interface Inventory {
-  hostname: string;
-  os: string;
-  os_version: string;
-  kernel: string;
-  arch: string;
-  cpu_model: string;
-  cpu_count: number;
-  memory_bytes: string;
-  boot_time: Date | null;
-  labels: string;
-  agent_version: string;
-  machine_id: string | null;
-}
-
 /** agent.API: enrolment (Register), the inventory (List) and Deregister. */
 export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
   const { db, tokens, checkEnrollToken, liveness, log } = deps;
 
   /** Re-registration with the agent's own credential: same id, inventory updated, no new credential. */
   const update = async (agentId: string, inventory: Inventory) => {
-    const changed = await agentWrite("updating the agent's inventory", db, inventory, () =>
+    const changed = await agentWrite(db, inventory, () =>
       db.transaction().execute(async (trx) => {
-        const row = await trx.selectFrom("agents").select("machine_id").where("id", "=", agentId).where("deregistered", "is", null).forUpdate().executeTakeFirst();
+        const row = await lockAgent(trx, { id: agentId });
         if (!row) throw new ConnectError("this agent was deregistered; enrol it again with the enrolment token", Code.Unauthenticated);
         // A credential belongs to one machine: a copy of the state directory on another one
         // (a cloned disk) would otherwise make two hosts one agent.
@@ -69,11 +62,7 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
             Code.PermissionDenied,
           );
         }
-        await trx
-          .updateTable("agents")
-          .set({ ...inventory, machine_id: inventory.machine_id ?? row.machine_id, last_seen: new Date() })
-          .where("id", "=", agentId)
-          .execute();
+        await updateInventory(trx, agentId, { ...inventory, machine_id: inventory.machine_id ?? row.machine_id });
         // Its hostname may have changed: every daemon verifies its credential again.
         return new TokenStore(trx).agentChanged(agentId);
       }),
@@ -88,40 +77,28 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
    * machine's claim of a hostname in use is refused (agentWrite).
    */
   const enrol = async (inventory: Inventory) => {
-    const enrolled = await agentWrite("enrolling the agent", db, inventory, () =>
+    const enrolled = await agentWrite(db, inventory, () =>
       db.transaction().execute(async (trx) => {
-        const holder = await trx
-          .selectFrom("agents")
-          .select(["id", "machine_id"])
-          .where("hostname", "=", inventory.hostname)
-          .where("deregistered", "is", null)
-          .forUpdate()
-          .executeTakeFirst();
+        const holder = await lockAgent(trx, { hostname: inventory.hostname });
         const again = holder !== undefined && inventory.machine_id !== null && holder.machine_id === inventory.machine_id;
         let agentId: string;
         let revoked: string[] = [];
         if (again) {
           // Two agents running on one machine under one name would take the identity from each
           // other at every start.
-          const connected = await trx
-            .selectFrom("agent_streams")
-            .select("agent_id")
-            .where("agent_id", "=", holder.id)
-            .where("refreshed", ">", new Date(Date.now() - presenceStaleMs))
-            .executeTakeFirst();
-          if (connected) {
+          if ((await connectedAgents(trx, [holder.id])).has(holder.id)) {
             throw new ConnectError(
               `this machine's agent "${inventory.hostname}" (${holder.id}) is connected now: run one agent per host name ` +
                 `(stop that one first, remove it with "specta agents remove ${holder.id}", or start this one with --hostname <another name>)`,
               Code.AlreadyExists,
             );
           }
-          await trx.updateTable("agents").set({ ...inventory, last_seen: new Date() }).where("id", "=", holder.id).execute();
+          await updateInventory(trx, holder.id, inventory);
           revoked = await new TokenStore(trx).revokeAgent(holder.id);
           agentId = holder.id;
         } else {
           // Fails on the unique index when another machine holds the hostname.
-          agentId = (await trx.insertInto("agents").values(inventory).returning("id").executeTakeFirstOrThrow()).id;
+          agentId = await insertAgent(trx, inventory);
         }
         const { token } = await new TokenStore(trx).create("agent", inventory.hostname, agentId);
         return { agentId, credential: token, again, revoked };
@@ -150,9 +127,7 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
 
     async list(req) {
       for (const [key, value] of Object.entries(req.labels)) checkLabel(key, value, "label filter");
-      let query = db.selectFrom("agents").selectAll().where("deregistered", "is", null);
-      if (Object.keys(req.labels).length > 0) query = query.where(sql<boolean>`labels @> ${JSON.stringify(req.labels)}::jsonb`);
-      const rows = await storageStep("listing the agents", () => query.orderBy("hostname").orderBy("id").execute());
+      const rows = await listAgents(db, req.labels);
       const now = Date.now();
       return { agents: rows.map((row) => toAgent(row, liveness.unflushed(row.id), now)) };
     },
@@ -162,18 +137,9 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
       if (!isUuid(agentId)) throw new ConnectError(`agent id "${req.agentId}" is not a UUID`, Code.InvalidArgument);
       // One transaction: never a deregistered agent whose credential still works. Its revocation
       // reaches every daemon, which ends the agent's stream there.
-      const revoked = await storageStep("deregistering the agent", () =>
-        db.transaction().execute(async (trx) => {
-          const row = await trx
-            .updateTable("agents")
-            .set({ deregistered: new Date() })
-            .where("id", "=", agentId)
-            .where("deregistered", "is", null)
-            .returning("id")
-            .executeTakeFirst();
-          return row && new TokenStore(trx).revokeAgent(agentId);
-        }),
-      );
+      const revoked = await db
+        .transaction()
+        .execute(async (trx) => ((await deregisterAgent(trx, agentId)) ? new TokenStore(trx).revokeAgent(agentId) : undefined));
       if (!revoked) throw new ConnectError(`no agent ${agentId} in the inventory`, Code.NotFound);
       for (const id of revoked) tokens.forget(id);
       liveness.forget(agentId);
@@ -186,22 +152,19 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
  * Runs a write of an agent's row; a second claim of a hostname (unique among the active agents)
  * is refused with AlreadyExists, naming the agent that holds it.
  */
-async function agentWrite<T>(what: string, db: Kysely<Database>, inventory: Inventory, write: () => Promise<T>): Promise<T> {
+async function agentWrite<T>(db: Db, inventory: Inventory, write: () => Promise<T>): Promise<T> {
   try {
     return await write();
   } catch (err) {
-    const { code, constraint } = err as { code?: string; constraint?: string };
-    if (code === "23505" && constraint === "agents_active_hostname") {
-      const holder = await storageStep(what, () =>
-        db.selectFrom("agents").select("id").where("hostname", "=", inventory.hostname).where("deregistered", "is", null).executeTakeFirst(),
-      );
+    if (isHostnameTaken(err)) {
+      const holder = await activeAgentId(db, { hostname: inventory.hostname });
       throw new ConnectError(
-        `the hostname "${inventory.hostname}" is taken by agent ${holder?.id ?? "(another)"}: start this agent with --hostname <another name>, ` +
+        `the hostname "${inventory.hostname}" is taken by agent ${holder ?? "(another)"}: start this agent with --hostname <another name>, ` +
           `or, if that agent is gone, remove it first (specta agents remove ${inventory.hostname})`,
         Code.AlreadyExists,
       );
     }
-    throw toConnectError(err, what);
+    throw err;
   }
 }
 
@@ -254,7 +217,7 @@ export function validateRegister(req: RegisterRequest): Inventory {
 }
 
 /** One inventory entry; the status comes from the latest of the stored and the unflushed last call. */
-function toAgent(row: Selectable<AgentsTable>, unflushedMs: number | undefined, nowMs: number): Agent {
+function toAgent(row: AgentRow, unflushedMs: number | undefined, nowMs: number): Agent {
   const lastSeen = Math.max(row.last_seen.getTime(), unflushedMs ?? 0);
   return create(AgentSchema, {
     id: row.id,

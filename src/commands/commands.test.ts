@@ -2,8 +2,7 @@ import { create, toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Kysely, PostgresDialect, sql } from "kysely";
-import pg from "pg";
+import { sql, type Kysely } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   API as CommandsAPI,
@@ -16,11 +15,13 @@ import {
 import { API as AgentAPI, HostSchema } from "../../gen/agent/agent_pb.js";
 import { startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
 import { FakeAgent } from "../../test/support/fake-agent.js";
-import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
+import { createTestDatabase, openDb, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { readEnrollToken } from "../agents/enroll-token.js";
 import type { DaemonOptions } from "../server/daemon.js";
-import type { Database } from "../storage/schema.js";
+import type { Db } from "../storage/database.js";
+import type { TokensTables } from "../tokens/tokens.table.js";
 import { TokenStore } from "../tokens/tokens.js";
+import type { CommandsTables } from "./commands.table.js";
 import { bearer, codeOf } from "../../test/support/rpc.js";
 
 const ping = (host = "127.0.0.1", count = 1): Diagnostic => create(DiagnosticSchema, { kind: { case: "ping", value: { host, count } } });
@@ -38,7 +39,8 @@ describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
   let database: TestDatabase;
   let daemonA: TestDaemon;
   let daemonB: TestDaemon;
-  let db: Kysely<Database>;
+  let handle: Db;
+  let db: Kysely<CommandsTables & TokensTables>;
   let viewerToken: string;
   let hostCount = 0;
 
@@ -64,11 +66,12 @@ describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
     // Two daemons on one database.
     daemonA = await startTestDaemon({ flags: { databaseUrl: database.url }, daemon: tuning });
     daemonB = await startTestDaemon({ flags: { databaseUrl: database.url }, daemon: tuning });
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 2 }) }) });
-    viewerToken = (await new TokenStore(db).create("viewer", "v")).token;
+    handle = openDb(database.url, 2);
+    db = handle.withTables<CommandsTables & TokensTables>();
+    viewerToken = (await new TokenStore(handle).create("viewer", "v")).token;
   });
   afterAll(async () => {
-    await db?.destroy();
+    await handle?.destroy();
     await daemonA?.stop();
     await daemonB?.stop();
     await database?.drop();

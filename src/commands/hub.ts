@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { sql, type Kysely } from "kysely";
 import type { Logger } from "../log.js";
-import type { Database } from "../storage/schema.js";
+import type { Db } from "../storage/database.js";
 import pg from "pg";
 import type { TokenStore } from "../tokens/tokens.js";
+import { currentStreams, refreshStreams } from "./agent-streams.js";
 import { Notifier, type Note } from "./notifier.js";
+import { withQueued } from "./queue.js";
 
 /** Timings of the command queue; tests shorten them. */
 export interface CommandsTuning {
@@ -28,9 +29,6 @@ export const defaultCommandsTuning: CommandsTuning = {
   expiryIntervalMs: 1_000,
   timeoutGraceMs: 30_000,
 };
-
-/** A stream whose agent_streams row is older than this is not counted as connected. */
-export const presenceStaleMs = 60_000;
 
 /** A one-shot wake-up that is never lost: a wake() before wait() makes the next wait() return at once. */
 export class Waker {
@@ -108,7 +106,8 @@ export class CommandHub {
   private readonly unsubscribe: () => void;
 
   constructor(
-    private readonly db: Kysely<Database>,
+    private readonly db: Db,
+    private readonly tokens: TokenStore,
     notifier: Notifier,
     readonly tuning: CommandsTuning,
     private readonly log: Logger,
@@ -193,9 +192,7 @@ export class CommandHub {
     const entries = [...this.streams.values()].filter((s) => s.registered);
     if (entries.length === 0) return;
     try {
-      const { rows } = await sql<{ id: string }>`
-        SELECT id FROM tokens WHERE id = ANY(${entries.map((s) => s.tokenId)}::uuid[]) AND revoked IS NOT NULL`.execute(this.db);
-      const revoked = new Set(rows.map((r) => r.id));
+      const revoked = await this.tokens.revoked(entries.map((s) => s.tokenId));
       for (const s of entries) if (revoked.has(s.tokenId) && this.streams.get(s.agentId) === s) s.controller.abort(revokedError());
     } catch (err) {
       this.log.warn({ err }, "checking the command streams' credentials failed");
@@ -210,12 +207,7 @@ export class CommandHub {
   /** Ends the given local streams whose agent_streams row now names another stream. */
   private async checkReplaced(candidates: StreamEntry[]): Promise<void> {
     try {
-      const rows = await this.db
-        .selectFrom("agent_streams")
-        .select(["agent_id", "stream_id"])
-        .where("agent_id", "in", candidates.map((s) => s.agentId))
-        .execute();
-      const current = new Map(rows.map((r) => [r.agent_id, r.stream_id]));
+      const current = await currentStreams(this.db, candidates.map((s) => s.agentId));
       for (const s of candidates) {
         if (current.get(s.agentId) !== s.streamId && this.streams.get(s.agentId) === s) s.controller.abort(replacedError());
       }
@@ -241,19 +233,11 @@ export class CommandHub {
     const entries = [...this.streams.values()].filter((s) => s.registered);
     if (entries.length === 0) return;
     try {
-      const agentIds = entries.map((s) => s.agentId);
-      const { rows } = await sql<{ agent_id: string }>`
-        SELECT DISTINCT agent_id FROM commands
-        WHERE state = 'queued' AND agent_id = ANY(${agentIds}::uuid[]) AND deadline > now()`.execute(this.db);
-      for (const row of rows) this.streams.get(row.agent_id)?.waker.wake();
+      for (const agentId of await withQueued(this.db, entries.map((s) => s.agentId))) this.streams.get(agentId)?.waker.wake();
 
       if (Date.now() - this.lastRefresh >= this.tuning.presenceRefreshMs) {
         this.lastRefresh = Date.now();
-        const streamIds = entries.map((s) => s.streamId);
-        const refreshed = await sql<{ stream_id: string }>`
-          UPDATE agent_streams SET refreshed = now()
-          WHERE stream_id = ANY(${streamIds}::uuid[]) RETURNING stream_id`.execute(this.db);
-        const alive = new Set(refreshed.rows.map((r) => r.stream_id));
+        const alive = await refreshStreams(this.db, entries.map((s) => s.streamId));
         const gone = entries.filter((s) => !alive.has(s.streamId));
         if (gone.length > 0) await this.checkReplaced(gone);
       }
@@ -284,7 +268,7 @@ export interface CommandsRuntime {
  * re-checks. The session also keeps `tokens`' cache true to revocations made on any daemon.
  */
 export async function startCommands(
-  db: Kysely<Database>,
+  db: Db,
   pool: pg.Pool,
   log: Logger,
   tokens: TokenStore,
@@ -295,7 +279,7 @@ export async function startCommands(
     if (note.kind === "revoked" || note.kind === "changed") tokens.forget(note.tokenId);
     else if (note.kind === "resync") tokens.forgetAll();
   });
-  const hub = new CommandHub(db, notifier, { ...defaultCommandsTuning, ...tuning }, log.child({ component: "command-hub" }));
+  const hub = new CommandHub(db, tokens, notifier, { ...defaultCommandsTuning, ...tuning }, log.child({ component: "command-hub" }));
   await notifier.start();
   hub.start();
   return {

@@ -1,20 +1,46 @@
+import { sql, type RawBuilder } from "kysely";
 import pg from "pg";
 import type { Logger } from "../log.js";
 import { uuidSource as uuid } from "../storage/ids.js";
 import { credentialsChannel, parseCredentialNote, type CredentialNote } from "../tokens/tokens.js";
 
 /** The one PostgreSQL channel of the command queue. */
-export const commandsChannel = "specta_commands";
+const commandsChannel = "specta_commands";
 
 /**
- * What a notification on the command queue's channel says. Payloads: `<agent id>` (a command
- * was queued for the agent), `command:<id>` (a command changed state), `stream:<agent id>:<stream
- * id>` (the agent opened a new stream, which replaces any other).
+ * What a notification on the command queue's channel says, its ids being `Id`s. Payloads:
+ * `<agent id>` (a command was queued for the agent), `command:<id>` (a command changed state),
+ * `stream:<agent id>:<stream id>` (the agent opened a new stream, which replaces any other).
  */
-export type CommandNote =
-  | { kind: "agent"; agentId: string }
-  | { kind: "command"; commandId: string }
-  | { kind: "stream"; agentId: string; streamId: string };
+type CommandNoteOf<Id> = { kind: "agent"; agentId: Id } | { kind: "command"; commandId: Id } | { kind: "stream"; agentId: Id; streamId: Id };
+
+export type CommandNote = CommandNoteOf<string>;
+
+const commandPrefix = "command:";
+const streamPrefix = "stream:";
+
+/**
+ * The SQL call that sends `note` (pg_notify), for the statement or transaction that makes the
+ * change it announces: PostgreSQL delivers it at the commit, and never without it. Its ids are
+ * values, or expressions of the rows of that statement (sql.ref("e.id")), one note per row. The
+ * payload is the one parseNote reads.
+ */
+export function notifyCommands(note: CommandNoteOf<string | RawBuilder<unknown>>): RawBuilder<unknown> {
+  const text = (part: string | RawBuilder<unknown>) => sql`${part}::text`;
+  let payload: RawBuilder<unknown>;
+  switch (note.kind) {
+    case "agent":
+      payload = text(note.agentId);
+      break;
+    case "command":
+      payload = sql`${text(commandPrefix)} || ${text(note.commandId)}`;
+      break;
+    case "stream":
+      payload = sql`${text(streamPrefix)} || ${text(note.agentId)} || ':' || ${text(note.streamId)}`;
+      break;
+  }
+  return sql`pg_notify(${commandsChannel}, ${payload})`;
+}
 
 /** What the daemon's LISTEN session hears. */
 export type Note =
@@ -30,8 +56,8 @@ const parsers: Record<string, (payload: string) => Note | undefined> = {
 };
 
 const agentPayload = new RegExp(`^(${uuid})$`);
-const commandPayload = new RegExp(`^command:(${uuid})$`);
-const streamPayload = new RegExp(`^stream:(${uuid}):(${uuid})$`);
+const commandPayload = new RegExp(`^${commandPrefix}(${uuid})$`);
+const streamPayload = new RegExp(`^${streamPrefix}(${uuid}):(${uuid})$`);
 
 /** Parses a payload of the command queue's channel; undefined for anything else. */
 export function parseNote(payload: string): CommandNote | undefined {

@@ -1,7 +1,6 @@
 import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { sql, type Kysely, type Selectable } from "kysely";
 import {
   API as CommandsAPI,
   CommandSchema,
@@ -14,25 +13,22 @@ import {
   StreamResponseSchema,
   type StreamResponse,
 } from "../../gen/commands/commands_pb.js";
+import { activeAgentId, agentIdsWithLabels } from "../agents/inventory.js";
 import { callerOf } from "../server/auth.js";
-import { storageStep, toConnectError } from "../storage/errors.js";
+import type { Db } from "../storage/database.js";
 import { isUuid } from "../storage/ids.js";
-import type { CommandState, CommandsTable, Database } from "../storage/schema.js";
-import { presenceStaleMs, revokedError, type CommandHub } from "./hub.js";
-import { commandsChannel } from "./notifier.js";
+import { connectedAgents, registerStream, unregisterStream } from "./agent-streams.js";
+import type { CommandRow, CommandState } from "./commands.table.js";
+import { revokedError, type CommandHub } from "./hub.js";
+import * as queue from "./queue.js";
 import { capText, commandLimits, validateAllow, validateDiagnostic, validateTiming } from "./validate.js";
 
 export interface CommandsDeps {
-  db: Kysely<Database>;
+  db: Db;
   hub: CommandHub;
   /** Aborted when the daemon begins to stop: streams end with Unavailable. */
   shutdown: AbortSignal;
 }
-
-type CommandRow = Selectable<CommandsTable>;
-
-/** Commands taken from the queue per statement on a stream. */
-const takeLimit = 100;
 
 export const stateNames: Record<CommandState, State> = {
   queued: State.QUEUED,
@@ -44,18 +40,12 @@ export const stateNames: Record<CommandState, State> = {
   expired: State.EXPIRED,
   cancelled: State.CANCELLED,
 };
-const openStates: CommandState[] = ["queued", "delivered", "running"];
-const reportable: Partial<Record<State, CommandState>> = {
+const reportable: Partial<Record<State, queue.Report["state"]>> = {
   [State.RUNNING]: "running",
   [State.SUCCEEDED]: "succeeded",
   [State.FAILED]: "failed",
   [State.TIMED_OUT]: "timed_out",
 };
-
-/** Whether a command in `state` has ended. */
-export function isEnded(state: CommandState): boolean {
-  return !openStates.includes(state);
-}
 
 /** A stored row as a commands.Command. */
 export function toCommand(row: CommandRow): Command {
@@ -102,43 +92,16 @@ export function capOutput(output: Output | undefined): Output {
   return out;
 }
 
-/** commands.API: the command queue in PostgreSQL, agent streams, results. */
+/** commands.API: agent streams, results and the command queue (queue.ts). */
 export function commandsService(deps: CommandsDeps): ServiceImpl<typeof CommandsAPI> {
   const { db, hub, shutdown } = deps;
 
-  const getRow = (id: string) => db.selectFrom("commands").selectAll().where("id", "=", id).executeTakeFirst();
-
-  /** Takes the agent's queued commands, oldest first, marking them delivered (or failed when not allowed) in one statement. */
-  const takeQueued = async (agentId: string, allow: string[]): Promise<CommandRow[]> => {
-    const allowAll = allow.length === 0;
-    const refusal = `this agent does not allow this diagnostic (it allows: ${allow.join(", ")})`;
-    const { rows } = await sql<CommandRow>`
-      WITH picked AS (
-        SELECT id FROM commands
-        WHERE agent_id = ${agentId} AND state = 'queued' AND deadline > now()
-        ORDER BY created LIMIT ${takeLimit}
-        FOR UPDATE SKIP LOCKED
-      ), taken AS (
-        UPDATE commands c SET
-          state = CASE WHEN ${allowAll}::boolean OR c.kind = ANY(${allow}::text[]) THEN 'delivered' ELSE 'failed' END,
-          output = CASE WHEN ${allowAll}::boolean OR c.kind = ANY(${allow}::text[]) THEN c.output
-                        ELSE jsonb_build_object('error', ${refusal}::text) END,
-          delivered = now(),
-          updated = now()
-        FROM picked WHERE c.id = picked.id
-        RETURNING c.*
-      )
-      SELECT taken.*, pg_notify(${commandsChannel}, 'command:' || taken.id) IS NULL AS notified
-      FROM taken ORDER BY created`.execute(db);
-    return rows;
-  };
-
-  /** Ends a stream's or watch's wait with the code its cause calls for. */
-  const streamEnd = (err: unknown, ctx: HandlerContext, ended?: AbortSignal): ConnectError | undefined => {
+  /** What ends a stream's or watch's wait, given its cause `err`: the error to end with, or undefined when the client left. */
+  const streamEnd = (err: unknown, ctx: HandlerContext, ended?: AbortSignal): unknown => {
     if (shutdown.aborted) return new ConnectError("the daemon is shutting down; reconnect to another one", Code.Unavailable);
     if (ended?.aborted) return ConnectError.from(ended.reason);
     if (ctx.signal.aborted) return undefined; // the client left
-    return toConnectError(err, "streaming");
+    return err;
   };
 
   return {
@@ -150,28 +113,20 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
       try {
         // Only while the credential is valid: a revocation that came before openStream (and
         // after the credential was verified) sent a note that found no stream to end.
-        const { rows } = await sql`
-          WITH up AS (
-            INSERT INTO agent_streams (agent_id, stream_id, daemon_id)
-            SELECT ${agentId}::uuid, ${local.streamId}::uuid, ${hub.daemonId}::uuid
-            WHERE EXISTS (SELECT 1 FROM tokens WHERE id = ${local.tokenId} AND revoked IS NULL)
-            ON CONFLICT (agent_id) DO UPDATE SET stream_id = excluded.stream_id, daemon_id = excluded.daemon_id, since = now(), refreshed = now()
-            RETURNING agent_id)
-          SELECT pg_notify(${commandsChannel}, 'stream:' || agent_id || ':' || ${local.streamId}::text) FROM up`.execute(db);
-        if (rows.length === 0) throw revokedError();
+        if (!(await registerStream(db, { agentId, streamId: local.streamId, daemonId: hub.daemonId, tokenId: local.tokenId }))) throw revokedError();
         local.registered = true;
         // At once: tells the agent (and proxies) that the stream is up.
         yield keepalive();
         let lastSent = Date.now();
         for (;;) {
           signal.throwIfAborted();
-          const taken = await takeQueued(agentId, allow);
+          const taken = await queue.take(db, agentId, allow);
           for (const row of taken) {
             if (row.state !== "delivered") continue; // refused by the allow-list: failed already
             yield create(StreamResponseSchema, { event: { case: "command", value: toCommand(row) } });
             lastSent = Date.now();
           }
-          if (taken.length === takeLimit) continue;
+          if (taken.length === queue.takeLimit) continue;
           const idle = hub.tuning.keepaliveMs - (Date.now() - lastSent);
           if (idle <= 0) {
             yield keepalive();
@@ -182,47 +137,29 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
         }
       } catch (err) {
         const end = streamEnd(err, ctx, local.ended);
-        if (end) throw end;
+        if (end !== undefined) throw end;
       } finally {
         hub.closeStream(local);
-        await db
-          .deleteFrom("agent_streams")
-          .where("agent_id", "=", agentId)
-          .where("stream_id", "=", local.streamId)
-          .execute()
-          .catch(() => undefined);
+        await unregisterStream(db, agentId, local.streamId).catch(() => undefined);
       }
     },
 
     async report(req, ctx) {
       const agentId = agentOf(ctx);
       const id = checkCommandId(req.commandId);
-      const next = reportable[req.state];
-      if (!next) throw new ConnectError("state must be STATE_RUNNING, STATE_SUCCEEDED, STATE_FAILED or STATE_TIMED_OUT", Code.InvalidArgument);
-      const output = next === "running" ? undefined : capOutput(req.output);
-      await storageStep("recording the report", () =>
-        db.transaction().execute(async (trx) => {
-          const row = await trx
-            .selectFrom("commands")
-            .select(["state"])
-            .where("id", "=", id)
-            .where("agent_id", "=", agentId)
-            .forUpdate()
-            .executeTakeFirst();
-          // Another agent's command is as unknown as a missing one.
-          if (!row) throw new ConnectError(`no command ${id} for this agent`, Code.NotFound);
-          if (isEnded(row.state)) throw new ConnectError(`command ${id} has already ended (${row.state})`, Code.FailedPrecondition);
-          if (row.state === "queued") throw new ConnectError(`command ${id} has not been delivered yet`, Code.FailedPrecondition);
-          if (next === "running" && row.state === "running") return;
-          await trx
-            .updateTable("commands")
-            .set({ state: next, updated: new Date(), ...(output ? { output: JSON.stringify(toJson(OutputSchema, output)) } : {}) })
-            .where("id", "=", id)
-            .execute();
-          await sql`SELECT pg_notify(${commandsChannel}, ${`command:${id}`})`.execute(trx);
-        }),
-      );
-      return {};
+      const state = reportable[req.state];
+      if (!state) throw new ConnectError("state must be STATE_RUNNING, STATE_SUCCEEDED, STATE_FAILED or STATE_TIMED_OUT", Code.InvalidArgument);
+      const output = state === "running" ? undefined : JSON.stringify(toJson(OutputSchema, capOutput(req.output)));
+      const outcome = await queue.report(db, { agentId, commandId: id, state, output });
+      if ("recorded" in outcome) return {};
+      switch (outcome.refused) {
+        case "unknown":
+          throw new ConnectError(`no command ${id} for this agent`, Code.NotFound);
+        case "ended":
+          throw new ConnectError(`command ${id} has already ended (${outcome.state})`, Code.FailedPrecondition);
+        case "queued":
+          throw new ConnectError(`command ${id} has not been delivered yet`, Code.FailedPrecondition);
+      }
     },
 
     async submit(req) {
@@ -234,58 +171,27 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
         const name = target.value.trim();
         if (name === "") throw new ConnectError("target agent is empty: give an agent id or a hostname", Code.InvalidArgument);
         // A hostname names at most one active agent (a unique index): never more than one row.
-        const row = await storageStep("finding the agent", () => {
-          const q = db.selectFrom("agents").select("id").where("deregistered", "is", null);
-          return (isUuid(name) ? q.where("id", "=", name.toLowerCase()) : q.where("hostname", "=", name)).executeTakeFirst();
-        });
-        if (!row) throw new ConnectError(`no agent ${JSON.stringify(name.slice(0, 255))} in the inventory`, Code.NotFound);
-        agentIds = [row.id];
+        const id = await activeAgentId(db, isUuid(name) ? { id: name.toLowerCase() } : { hostname: name });
+        if (!id) throw new ConnectError(`no agent ${JSON.stringify(name.slice(0, 255))} in the inventory`, Code.NotFound);
+        agentIds = [id];
       } else if (target.case === "selector") {
         const labels = target.value.labels;
         if (Object.keys(labels).length === 0) throw new ConnectError("selector has no labels: give at least one", Code.InvalidArgument);
-        const rows = await storageStep("selecting the agents", () =>
-          db
-            .selectFrom("agents")
-            .select("id")
-            .where("deregistered", "is", null)
-            .where(sql<boolean>`labels @> ${JSON.stringify(labels)}::jsonb`)
-            .orderBy("hostname")
-            .execute(),
-        );
-        if (rows.length === 0) throw new ConnectError(`no agent matches the selector ${JSON.stringify(labels)}`, Code.NotFound);
-        agentIds = rows.map((r) => r.id);
+        agentIds = await agentIdsWithLabels(db, labels);
+        if (agentIds.length === 0) throw new ConnectError(`no agent matches the selector ${JSON.stringify(labels)}`, Code.NotFound);
       } else {
         throw new ConnectError("target is missing: give an agent (id or hostname) or a selector", Code.InvalidArgument);
       }
 
       const diagnostic = JSON.stringify(toJson(DiagnosticSchema, req.diagnostic!));
-      const created = await storageStep("queueing the commands", () =>
-        db.transaction().execute(async (trx) => {
-          const { rows } = await sql<{ id: string; agent_id: string }>`
-            INSERT INTO commands (agent_id, kind, diagnostic, timeout_ms, deadline)
-            SELECT a, ${kind}, ${diagnostic}::jsonb, ${timeoutMs}, now() + ${ttlMs} * interval '1 millisecond'
-            FROM unnest(${agentIds}::uuid[]) AS a
-            RETURNING id, agent_id`.execute(trx);
-          // Delivered at commit: wakes the agents' streams on every daemon.
-          await sql`SELECT pg_notify(${commandsChannel}, a::text) FROM unnest(${agentIds}::uuid[]) AS a`.execute(trx);
-          return rows;
-        }),
-      );
-      const online = await storageStep("checking which agents are connected", () =>
-        db
-          .selectFrom("agent_streams")
-          .select("agent_id")
-          .where("agent_id", "in", agentIds)
-          .where("refreshed", ">", new Date(Date.now() - presenceStaleMs))
-          .execute(),
-      );
-      const connected = new Set(online.map((r) => r.agent_id));
+      const created = await queue.submit(db, { agentIds, kind, diagnostic, timeoutMs, ttlMs });
+      const connected = await connectedAgents(db, agentIds);
       return { commands: created.map((c) => ({ commandId: c.id, agentId: c.agent_id, agentOnline: connected.has(c.agent_id) })) };
     },
 
     async get(req) {
       const id = checkCommandId(req.commandId);
-      const row = await storageStep("reading the command", () => getRow(id));
+      const row = await queue.get(db, id);
       if (!row) throw new ConnectError(`no command ${id}`, Code.NotFound);
       return { command: toCommand(row) };
     },
@@ -297,19 +203,19 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
       try {
         let last = "";
         for (;;) {
-          const row = await getRow(id);
+          const row = await queue.get(db, id);
           if (!row) throw new ConnectError(`no command ${id}`, Code.NotFound);
           const version = `${row.state}/${row.updated.getTime()}`;
           if (version !== last) {
             last = version;
             yield { command: toCommand(row) };
           }
-          if (isEnded(row.state)) return;
+          if (queue.isEnded(row.state)) return;
           await watcher.waker.wait(hub.tuning.recheckMs, signal);
         }
       } catch (err) {
         const end = streamEnd(err, ctx);
-        if (end) throw end;
+        if (end !== undefined) throw end;
       } finally {
         watcher.close();
       }
@@ -317,15 +223,7 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
 
     async cancel(req) {
       const id = checkCommandId(req.commandId);
-      const row = await storageStep("cancelling the command", async () => {
-        const { rows } = await sql<CommandRow>`
-          WITH c AS (
-            UPDATE commands SET state = 'cancelled', updated = now()
-            WHERE id = ${id} AND state IN ('queued', 'delivered', 'running')
-            RETURNING *)
-          SELECT c.*, pg_notify(${commandsChannel}, 'command:' || c.id) IS NULL AS notified FROM c`.execute(db);
-        return rows[0] ?? (await getRow(id));
-      });
+      const row = await queue.cancel(db, id);
       if (!row) throw new ConnectError(`no command ${id}`, Code.NotFound);
       return { command: toCommand(row) };
     },

@@ -1,8 +1,8 @@
-import { sql } from "kysely";
 import type { InstrumentKind } from "../config/config.js";
 import type { Labels } from "../shared/labels.js";
 import { seriesKey } from "../shared/series-key.js";
 import { SeriesKind, type SeriesPoints, type SeriesRef, type Tsdb } from "../tsdb/index.js";
+import { lockTotals, saveTotals } from "./instrument-totals.js";
 import type { Instruments, Measurement, Refused } from "./instruments.js";
 
 /** One series a measurement moves: a counter or histogram series by `number`, or a gauge to it. */
@@ -48,11 +48,7 @@ export class InstrumentStore {
         for (const [id, value] of values) points.push({ id, times: [now], values: [value] });
         return { points, result: undefined };
       }
-      const ids = [...new Set([...wanted.keys()].map(idOf))];
-      // Rows exist before they are locked, so two first calls on a series cannot both start from 0.
-      await sql`INSERT INTO instrument_totals (series_id, total) SELECT unnest(${ids}::int4[]), 0 ON CONFLICT DO NOTHING`.execute(tx);
-      const { rows } = await sql<{ series_id: number; total: number; at: number }>`
-        SELECT series_id, total, at FROM instrument_totals WHERE series_id = ANY(${ids}::int4[]) ORDER BY series_id FOR UPDATE`.execute(tx);
+      const rows = await lockTotals(tx, [...new Set([...wanted.keys()].map(idOf))]);
       // Read the clock once the rows are ours, and never before a total's previous sample.
       const now = Date.now();
       const totals = new Map(rows.map((r) => [r.series_id, r]));
@@ -72,13 +68,10 @@ export class InstrumentStore {
       if (changed.size === 0) return { points, result: undefined };
       const updated = [...changed].map((id) => {
         const row = totals.get(id)!;
-        return { id, total: row.total, at: Math.max(now, Number(row.at) + 1) };
+        return { series_id: id, total: row.total, at: Math.max(now, Number(row.at) + 1) };
       });
-      await sql`
-        UPDATE instrument_totals t SET total = u.total, at = u.at
-        FROM unnest(${updated.map((u) => u.id)}::int4[], ${updated.map((u) => u.total)}::float8[], ${updated.map((u) => u.at)}::int8[]) AS u(id, total, at)
-        WHERE t.series_id = u.id`.execute(tx);
-      for (const u of updated) points.push({ id: u.id, times: [u.at], values: [u.total] });
+      await saveTotals(tx, updated);
+      for (const u of updated) points.push({ id: u.series_id, times: [u.at], values: [u.total] });
       return { points, result: undefined };
     });
     return refused;

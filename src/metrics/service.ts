@@ -9,7 +9,6 @@ import type { Instruments, Refused } from "./instruments.js";
 import { list } from "./list.js";
 import { push, type PushDeps } from "./push.js";
 import { query } from "./query.js";
-import { storeError } from "./store-errors.js";
 
 /** Specta's limit on actions per Counter, Gauge or Histogram call. */
 export const maxActionsPerCall = 100;
@@ -36,8 +35,7 @@ export function metricsService({ instruments, instrumentStore, push: pushDeps, t
     try {
       stored = await instrumentStore.persist(kind, checked.map((c) => c.action));
     } catch (err) {
-      if (err instanceof InstrumentSeriesRefused) throw new ConnectError(err.message, Code.FailedPrecondition);
-      throw storeError(err, `recording ${kind} actions`);
+      throw err instanceof InstrumentSeriesRefused ? new ConnectError(err.message, Code.FailedPrecondition) : err;
     }
     checked.forEach(({ action, i }, k) => {
       const refused = stored.get(k);
@@ -56,30 +54,14 @@ export function metricsService({ instruments, instrumentStore, push: pushDeps, t
     counter: (req) => recordAll("counter", req.action),
     gauge: (req) => recordAll("gauge", req.action),
     histogram: (req) => recordAll("histogram", req.action),
-    async push(req, ctx) {
+    push(req, ctx) {
       const caller = callerOf(ctx);
-      try {
-        // An agent writes only its own host's series: the host label is its registered hostname,
-        // as Prometheus sets instance from the target it scraped; and its series count against its own limit.
-        const agent = caller.agentId && caller.agentHostname ? { agentId: caller.agentId, host: caller.agentHostname } : undefined;
-        return await push(req, pushDeps, agent);
-      } catch (err) {
-        throw storeError(err, "storing the batch");
-      }
+      // An agent writes only its own host's series: the host label is its registered hostname,
+      // as Prometheus sets instance from the target it scraped; and its series count against its own limit.
+      const agent = caller.agentId && caller.agentHostname ? { agentId: caller.agentId, host: caller.agentHostname } : undefined;
+      return push(req, pushDeps, agent);
     },
-    async query(req, ctx) {
-      try {
-        return await query(req, { tsdb }, ctx.signal);
-      } catch (err) {
-        throw storeError(err, req.expr === "" ? `querying metric ${req.metric}` : "evaluating the expression");
-      }
-    },
-    async list(req) {
-      try {
-        return await list(req, { tsdb, declaration: (name) => instruments.declaration(name) });
-      } catch (err) {
-        throw storeError(err, "listing metrics");
-      }
-    },
+    query: (req, ctx) => query(req, { tsdb }, ctx.signal),
+    list: (req) => list(req, { tsdb, declaration: (name) => instruments.declaration(name) }),
   };
 }

@@ -1,6 +1,5 @@
 import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
-import { toConnectError } from "../storage/errors.js";
-import type { TokenRole } from "../storage/schema.js";
+import type { TokenRole } from "../tokens/roles.js";
 import type { Principal, TokenStore } from "../tokens/tokens.js";
 
 /** Who may call each procedure. "public" needs no credential; unlisted procedures are admin-only. */
@@ -61,12 +60,7 @@ export function presentedToken(procedure: string, authorization: string | undefi
 
 /** The caller a presented token stands for: Unauthenticated when unknown or revoked, PermissionDenied when its role may not call `procedure`. */
 export async function verifyCaller(procedure: string, token: string, tokens: TokenStore): Promise<Principal> {
-  let principal: Principal | undefined;
-  try {
-    principal = await tokens.verify(token);
-  } catch (err) {
-    throw toConnectError(err, "checking the credential");
-  }
+  const principal = await tokens.verify(token);
   if (!principal) throw new ConnectError("the credential is unknown or revoked", Code.Unauthenticated);
   const policy = accessPolicy[procedure] ?? ["admin"];
   if (policy !== "public" && !policy.includes(principal.role)) {

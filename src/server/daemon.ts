@@ -2,27 +2,26 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { ensureEnrollToken, enrollTokenChecker } from "../agents/enroll-token.js";
 import { fleetGauge } from "../agents/fleet-metrics.js";
-import { AgentLiveness } from "../agents/liveness.js";
+import { agentLiveness, AgentLiveness } from "../agents/liveness.js";
+import { commandExpiry } from "../commands/expiry.js";
 import { startCommands, type CommandsTuning } from "../commands/hub.js";
 import { ConfigError, type DaemonConfig } from "../config/config.js";
 import { dashboard, dashboardDir } from "../dashboard/serve.js";
 import type { Logger } from "../log.js";
+import { endpointProbe } from "../metrics/endpoint-probe.js";
 import { InstrumentStore } from "../metrics/instrument-store.js";
 import { Instruments } from "../metrics/instruments.js";
 import { prometheusApi } from "../promapi/api.js";
+import { databaseCheck } from "../storage/database-check.js";
 import { claimDataDir } from "../storage/data-dir.js";
 import { openStorage } from "../storage/database.js";
 import type { EmbeddedPostgresError, SupervisionOptions } from "../storage/embedded.js";
 import { ensureLocalAdminToken } from "../tokens/local-admin.js";
 import { TokenStore } from "../tokens/tokens.js";
 import { versionInfo } from "../version.js";
-import { agentLiveness } from "../worker/agent-liveness.js";
-import { commandExpiry } from "../worker/command-expiry.js";
-import { endpointProbe } from "../worker/endpoint-probe.js";
 import { openTsdb } from "../tsdb/index.js";
 import { Engine, type Handler } from "../worker/engine.js";
 import { leadership } from "../worker/leader.js";
-import { databaseCheck } from "../worker/storage-upkeep.js";
 import { verifyCaller } from "./auth.js";
 import { FrontDoor } from "./front-door.js";
 import { httpRoutes } from "./http-routes.js";
@@ -147,7 +146,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   });
 
   const handlers: Handler[] = [
-    databaseCheck(storage, readiness),
+    databaseCheck(storage, () => readiness.notify()),
     ...tsdb.jobs,
     agentLiveness({ db: storage.db, liveness }),
     commandExpiry({ db: storage.db, log, intervalMs: commands.hub.tuning.expiryIntervalMs, graceMs: commands.hub.tuning.timeoutGraceMs }),

@@ -1,14 +1,16 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { Counter, Histogram, type Registry } from "prom-client";
 import type { Logger } from "../log.js";
+import { rpcError } from "./errors.js";
 
 /** The procedure label of RPC-shaped requests to paths that serve none (one value, whatever the path). */
 export const unknownProcedure = "unknown";
 
 /**
- * Counts RPCs by procedure and code, times them, and logs failures (server faults with their
- * cause). Procedures are "service/Method" names of the served routes or unknownProcedure, never
- * taken from the URL: a label per URL (query strings included) grows without bound.
+ * Counts RPCs by procedure and code, times them, and maps and logs failures (rpcError; server
+ * faults with their cause): the one place where an error becomes what the caller sees.
+ * Procedures are "service/Method" names of the served routes or unknownProcedure, never taken
+ * from the URL: a label per URL (query strings included) grows without bound.
  */
 export class CallLog {
   private readonly calls: Counter<"procedure" | "code">;
@@ -39,11 +41,17 @@ export class CallLog {
     this.calls.inc({ procedure, code: "ok" });
   }
 
-  /** Records a call of `procedure` that failed with `err`, and returns the error as a ConnectError. */
+  /** Records a call of `procedure` that failed with `err`, and returns the error its caller sees. */
   failed(procedure: string, startedMs: number, err: unknown): ConnectError {
     this.seconds.observe({ procedure }, (performance.now() - startedMs) / 1000);
-    const error = ConnectError.from(err);
+    const error = this.ended(procedure, err);
     this.calls.inc({ procedure, code: Code[error.code] ?? String(error.code) });
+    return error;
+  }
+
+  /** Logs that a call of `procedure` ended with `err` (a stream, counted when it opened), and returns the error its caller sees. */
+  ended(procedure: string, err: unknown): ConnectError {
+    const error = rpcError(err, procedure);
     if (error.code === Code.Internal || error.code === Code.Unknown) {
       this.log.error({ procedure, err: error.cause ?? err }, "rpc failed");
     } else {
@@ -53,7 +61,11 @@ export class CallLog {
   }
 }
 
-/** Records every call that reaches a handler (the front door records the ones it refuses). */
+/**
+ * Records every call that reaches a handler (the front door records the ones it refuses), and
+ * maps what ends a server stream too: a stream's handler runs, and fails, while its messages are
+ * read, after it opened.
+ */
 export function observeCalls(calls: CallLog): Interceptor {
   return (next) => async (req) => {
     const procedure = `${req.service.typeName}/${req.method.name}`;
@@ -61,9 +73,17 @@ export function observeCalls(calls: CallLog): Interceptor {
     try {
       const res = await next(req);
       calls.succeeded(procedure, started);
-      return res;
+      return res.stream ? { ...res, message: mapErrors(res.message, (err) => calls.ended(procedure, err)) } : res;
     } catch (err) {
       throw calls.failed(procedure, started, err);
     }
   };
+}
+
+async function* mapErrors<T>(messages: AsyncIterable<T>, map: (err: unknown) => ConnectError): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (err) {
+    throw map(err);
+  }
 }

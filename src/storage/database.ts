@@ -4,7 +4,17 @@ import type { Logger } from "../log.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres, type SupervisionOptions } from "./embedded.js";
 import { StorageError, isUnavailable } from "./errors.js";
 import { migrations } from "./migrations/index.js";
-import type { Database } from "./schema.js";
+
+/**
+ * The database as the daemon hands it to its features: a kysely instance that knows no tables.
+ * Each feature declares its own tables (`*.table.ts`) and its repositories see this handle through
+ * them, `db.withTables<TheirTables>()`; a transaction (`db.transaction()`) is such a handle too, so
+ * one feature's repository can join another's transaction. Why not one interface of every table:
+ * storage would import the features (upward), and kysely's types are invariant in the database
+ * interface, so a handle typed by all tables would not pass where one typed by a feature's is
+ * expected without a cast.
+ */
+export type Db = Kysely<object>;
 
 export interface StorageOptions {
   /** postgres://… URL; without one an embedded PostgreSQL runs in `<dataDir>/postgres`. */
@@ -17,7 +27,7 @@ export interface StorageOptions {
 }
 
 export interface Storage {
-  db: Kysely<Database>;
+  db: Db;
   pool: pg.Pool;
   /** Where the data lives, for log lines and errors (never with a password). */
   location: string;
@@ -92,7 +102,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     );
   }
 
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db: Db = new Kysely<object>({ dialect: new PostgresDialect({ pool }) });
   let applied: string[];
   try {
     applied = await migrate(db, log);
@@ -127,7 +137,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
 }
 
 /** Applies pending migrations; kysely serializes concurrent migrators with an advisory lock, so several daemons may start at once. */
-export async function migrate(db: Kysely<Database>, log: Logger): Promise<string[]> {
+export async function migrate(db: Db, log: Logger): Promise<string[]> {
   const provider: MigrationProvider = { getMigrations: async () => migrations };
   const { error, results } = await new Migrator({ db, provider }).migrateToLatest();
   const applied = (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);

@@ -1,5 +1,3 @@
-import { Code, ConnectError } from "@connectrpc/connect";
-
 /** A storage problem at start-up, reported as one line that says what to check. */
 export class StorageError extends Error {
   override name = "StorageError";
@@ -17,21 +15,4 @@ export function isUnavailable(err: unknown): boolean {
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connection is closed|the database system is/i.test(
     e.message ?? "",
   );
-}
-
-/** Maps a storage failure to the RPC error clients should see: Unavailable (retry) or Internal. */
-export function toConnectError(err: unknown, what: string): ConnectError {
-  if (err instanceof ConnectError) return err;
-  return isUnavailable(err)
-    ? new ConnectError(`${what}: the database is unavailable, retry later`, Code.Unavailable, undefined, undefined, err)
-    : new ConnectError(`${what} failed`, Code.Internal, undefined, undefined, err);
-}
-
-/** Runs a storage step of an RPC, mapping its failure to Unavailable or Internal. */
-export async function storageStep<T>(what: string, step: () => Promise<T>): Promise<T> {
-  try {
-    return await step();
-  } catch (err) {
-    throw toConnectError(err, what);
-  }
 }

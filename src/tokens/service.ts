@@ -3,7 +3,6 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { API as TokensAPI, TokenSchema, type Token } from "../../gen/tokens/tokens_pb.js";
 import { callerOf } from "../server/auth.js";
-import { storageStep } from "../storage/errors.js";
 import { isUuid } from "../storage/ids.js";
 import { personRole, roleOf } from "./roles.js";
 import type { TokenInfo, TokenStore } from "./tokens.js";
@@ -25,20 +24,20 @@ export function tokensService({ tokens }: TokensDeps): ServiceImpl<typeof Tokens
       if (name.length === 0 || name.length > maxTokenNameLength || /\p{Cc}/u.test(name)) {
         throw new ConnectError(`name must be 1 to ${maxTokenNameLength} printable characters`, Code.InvalidArgument);
       }
-      const created = await storageStep("creating the token", () => tokens.mint(role, name, callerOf(ctx).tokenId));
+      const created = await tokens.mint(role, name, callerOf(ctx).tokenId);
       // Revoked since this daemon verified it (on another daemon, a moment ago).
       if (!created) throw new ConnectError("the credential is unknown or revoked", Code.Unauthenticated);
       return { info: toToken(created.info), token: created.token };
     },
 
     async list(req) {
-      const list = await storageStep("listing the tokens", () => tokens.list({ includeRevoked: req.includeRevoked, includeAgents: req.includeAgents }));
+      const list = await tokens.list({ includeRevoked: req.includeRevoked, includeAgents: req.includeAgents });
       return { tokens: list.map(toToken) };
     },
 
     async revoke(req) {
       if (!isUuid(req.id)) throw new ConnectError(`id "${req.id.slice(0, 64)}" is not a token id (a UUID, see tokens.API/List)`, Code.InvalidArgument);
-      const outcome = await storageStep("revoking the token", () => tokens.revokeOne(req.id));
+      const outcome = await tokens.revokeOne(req.id);
       if ("revoked" in outcome) return { token: toToken(outcome.revoked) };
       switch (outcome.refused) {
         case "unknown":
@@ -58,7 +57,7 @@ export function tokensService({ tokens }: TokensDeps): ServiceImpl<typeof Tokens
 
     async whoami(_req, ctx) {
       const caller = callerOf(ctx);
-      const info = await storageStep("reading the token", () => tokens.get(caller.tokenId));
+      const info = await tokens.get(caller.tokenId);
       // Another daemon may have revoked it within this daemon's credential cache time.
       if (!info || info.revoked) throw new ConnectError("the credential is unknown or revoked", Code.Unauthenticated);
       return { token: toToken(info) };

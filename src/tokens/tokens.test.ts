@@ -13,9 +13,7 @@ import { API as MetricsAPI } from "../../gen/metrics/metrics_pb.js";
 import { API as TokensAPI, Role } from "../../gen/tokens/tokens_pb.js";
 import { requireBuild, runSpecta, startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
 import { FakeAgent } from "../../test/support/fake-agent.js";
-import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
-import { Kysely, PostgresDialect } from "kysely";
-import type { Database } from "../storage/schema.js";
+import { createTestDatabase, openDb, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { hashToken, tokenCacheMs, TokenStore } from "./tokens.js";
 import { bearer, codeOf } from "../../test/support/rpc.js";
 
@@ -179,7 +177,7 @@ describe.each(testServers())("tokens on $name PostgreSQL", (server) => {
   });
 
   it("leaves one admin token when two daemons revoke every admin token at once", async () => {
-    const stores = [0, 1].map(() => new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 4 }) }) }));
+    const stores = [0, 1].map(() => openDb(database.url, 4));
     try {
       const [a, b] = stores.map((db) => new TokenStore(db)) as [TokenStore, TokenStore];
       for (const name of ["ops-1", "ops-2", "ops-3"]) await a.create("admin", name);
@@ -195,7 +193,7 @@ describe.each(testServers())("tokens on $name PostgreSQL", (server) => {
   });
 
   it("refuses to revoke the token that minted every other admin token: they would go with it", async () => {
-    const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 2 }) }) });
+    const kysely = openDb(database.url, 2);
     try {
       const store = new TokenStore(kysely);
       const root = await store.create("admin", "root");

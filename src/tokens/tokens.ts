@@ -1,7 +1,13 @@
 import { createHash, randomBytes } from "node:crypto";
-import { sql, type Insertable, type Kysely, type RawBuilder, type Selectable } from "kysely";
+import { sql, type Kysely, type RawBuilder } from "kysely";
+import type { AgentsTables } from "../agents/agents.table.js";
+import type { Db } from "../storage/database.js";
 import { uuidSource as uuid } from "../storage/ids.js";
-import type { Database, TokenRole, TokensTable } from "../storage/schema.js";
+import type { TokenRole } from "./roles.js";
+import type { NewTokenRow, TokenRow, TokensTables } from "./tokens.table.js";
+
+/** The tables the credential store reads: its own, and the agents' (an agent credential stands for an active agent). */
+type CredentialTables = TokensTables & AgentsTables;
 
 /** Who is calling: what a verified credential stands for. */
 export interface Principal {
@@ -46,11 +52,19 @@ export function parseCredentialNote(payload: string): CredentialNote | undefined
   return m ? { kind: m[1] as CredentialNote["kind"], tokenId: m[2]! } : undefined;
 }
 
+/**
+ * SQL that is true while the credential `tokenId` is valid, for a statement of another feature that
+ * must not take effect once the credential is revoked (checked in that very statement).
+ */
+export function credentialValid(tokenId: string): RawBuilder<boolean> {
+  return sql<boolean>`EXISTS (SELECT 1 FROM tokens WHERE id = ${tokenId} AND revoked IS NULL)`;
+}
+
 const tokenPrefix = "specta_";
 
 const tokenColumns = ["id", "name", "role", "agent_id", "created", "revoked"] as const;
 
-function toInfo(r: Pick<Selectable<TokensTable>, (typeof tokenColumns)[number]>): TokenInfo {
+function toInfo(r: Pick<TokenRow, (typeof tokenColumns)[number]>): TokenInfo {
   return { id: r.id, name: r.name, role: r.role, agentId: r.agent_id, created: r.created, revoked: r.revoked };
 }
 
@@ -90,7 +104,11 @@ export class TokenStore {
    */
   private forgets = 0;
 
-  constructor(private readonly db: Kysely<Database>) {}
+  private readonly db: Kysely<CredentialTables>;
+
+  constructor(db: Db) {
+    this.db = db.withTables<CredentialTables>();
+  }
 
   /** A new credential: its secret (never stored) and its description. */
   create(role: TokenRole, name: string, agentId: string | null = null): Promise<{ id: string; token: string; info: TokenInfo }> {
@@ -198,6 +216,13 @@ export class TokenStore {
     return outcome;
   }
 
+  /** Those of `tokenIds` that are revoked. */
+  async revoked(tokenIds: string[]): Promise<Set<string>> {
+    const { rows } = await sql<{ id: string }>`
+      SELECT id FROM tokens WHERE id = ANY(${tokenIds}::uuid[]) AND revoked IS NOT NULL`.execute(this.db);
+    return new Set(rows.map((r) => r.id));
+  }
+
   /** Revokes every credential of an agent; returns their ids (for forget, once committed). */
   revokeAgent(agentId: string): Promise<string[]> {
     return revokeWhere(this.db, sql`agent_id = ${agentId}`);
@@ -213,10 +238,10 @@ export class TokenStore {
 }
 
 async function insertToken(
-  db: Kysely<Database>,
+  db: Kysely<CredentialTables>,
   role: TokenRole,
   name: string,
-  owner: Pick<Insertable<TokensTable>, "agent_id" | "created_by">,
+  owner: Pick<NewTokenRow, "agent_id" | "created_by">,
 ): Promise<{ id: string; token: string; info: TokenInfo }> {
   const token = newToken();
   const row = await db.insertInto("tokens").values({ name, role, hash: hashToken(token), ...owner }).returning(tokenColumns).executeTakeFirstOrThrow();
@@ -224,7 +249,7 @@ async function insertToken(
 }
 
 /** Revokes the valid tokens matching `where`, announcing each on credentialsChannel; returns their ids. */
-async function revokeWhere(db: Kysely<Database>, where: RawBuilder<unknown>): Promise<string[]> {
+async function revokeWhere(db: Kysely<CredentialTables>, where: RawBuilder<unknown>): Promise<string[]> {
   const { rows } = await sql<{ id: string }>`
     WITH r AS (UPDATE tokens SET revoked = now() WHERE revoked IS NULL AND ${where} RETURNING id)
     SELECT id, pg_notify(${credentialsChannel}, 'revoked:' || id) IS NULL AS notified FROM r`.execute(db);

@@ -4,10 +4,11 @@
  * starts for the whole run. Every test gets a fresh database on a server.
  */
 import { randomBytes } from "node:crypto";
+import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { afterEach, inject } from "vitest";
 import { createLogger } from "../../src/log.js";
-import { openStorage, type Storage } from "../../src/storage/database.js";
+import { openStorage, type Db, type Storage } from "../../src/storage/database.js";
 
 export interface TestServer {
   /** "external" (SPECTA_TEST_DATABASE_URL) or "embedded". */
@@ -65,6 +66,11 @@ export async function createTestDatabase(server: TestServer = defaultTestServer(
       }
     },
   };
+}
+
+/** A handle on the database at `url` as the daemon hands it to its features (Db), on a pool of `max` connections; destroy() ends it. */
+export function openDb(url: string, max: number): Db {
+  return new Kysely<object>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max }) }) });
 }
 
 /** The same server URL with another database name (keeps ?host=… for unix sockets). */

@@ -1,6 +1,6 @@
 import { Gauge, type Registry } from "prom-client";
 import type { ProbeConfig } from "../config/config.js";
-import type { Handler } from "./engine.js";
+import type { Handler } from "../worker/engine.js";
 
 /** Checks each configured URL and sets http_endpoint_health{url} to 1 for a 2xx answer, else 0. */
 export function endpointProbe(config: ProbeConfig, registry: Registry): Handler {
