@@ -317,6 +317,7 @@ describe.each(testServers())("agent.API on $name PostgreSQL", (server) => {
   it("gives an agent credential's principal the agent's id and hostname, renamed on every daemon at re-registration", async () => {
     // Another daemon's credential store: its own cache, fed by its own LISTEN session.
     const pool = new pg.Pool({ connectionString: database.url, max: 2 });
+    pool.on("error", () => undefined); // its sockets may still be closing when the database is dropped
     const other = new Kysely<object>({ dialect: new PostgresDialect({ pool }) });
     const store = new TokenStore(other);
     const runtime = await startCommands(other, pool, createLogger("silent"), store);
@@ -337,7 +338,10 @@ describe.each(testServers())("agent.API on $name PostgreSQL", (server) => {
 describe.each(testServers())("the agent_identity migration on $name PostgreSQL", (server) => {
   it("keeps a hostname for the most recently seen of the active agents that share it and renames the others", async () => {
     const database = await createTestDatabase(server);
-    const db = new Kysely<AgentsTables>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 1 }) }) });
+    const pool = new pg.Pool({ connectionString: database.url, max: 1 });
+    // pool.end() resolves before its socket closes: the forced drop below may end that socket first.
+    pool.on("error", () => undefined);
+    const db = new Kysely<AgentsTables>({ dialect: new PostgresDialect({ pool }) });
     try {
       const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
       expect((await migrator.migrateTo("2026_11_22_0004_commands")).error).toBeUndefined();
