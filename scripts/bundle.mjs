@@ -22,6 +22,16 @@ await build({
 });
 copyFileSync("src/dashboard/web/index.html", `${dashboard}/index.html`);
 
+// On Node 24 (not 20), importing node:http as an ES module reads every export of it, and its
+// lazy exports load undici (12 MiB RSS): the agent requires it instead, which reads none.
+const httpByRequire = {
+  name: "http-by-require",
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?http$/ }, (args) => (args.namespace === "http-by-require" ? { path: "node:http", external: true } : { path: "http", namespace: "http-by-require" }));
+    b.onLoad({ filter: /.*/, namespace: "http-by-require" }, () => ({ contents: 'module.exports = require("node:http");', loader: "js" }));
+  },
+};
+
 await build({
   entryPoints: ["src/cli/agent-main.ts"],
   outfile: "dist/agent.mjs",
@@ -37,6 +47,7 @@ await build({
   external: ["systeminformation"],
   // Connect's Headers without loading undici: see src/agent/headers.ts.
   inject: ["src/agent/headers.ts"],
+  plugins: [httpByRequire],
   // Bundled CommonJS packages (pino) call require().
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   legalComments: "none",
