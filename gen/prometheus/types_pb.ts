@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file prometheus/types.proto.
  */
 export const file_prometheus_types: GenFile = /*@__PURE__*/
-  fileDesc("ChZwcm9tZXRoZXVzL3R5cGVzLnByb3RvEgpwcm9tZXRoZXVzIi4KBlNhbXBsZRINCgV2YWx1ZRgBIAEoARIVCgl0aW1lc3RhbXAYAiABKANCAjACIn8KClRpbWVTZXJpZXMSIQoGbGFiZWxzGAEgAygLMhEucHJvbWV0aGV1cy5MYWJlbBIjCgdzYW1wbGVzGAIgAygLMhIucHJvbWV0aGV1cy5TYW1wbGUSKQoKaGlzdG9ncmFtcxgEIAMoCzIVLnByb21ldGhldXMuSGlzdG9ncmFtIiQKBUxhYmVsEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkiCwoJSGlzdG9ncmFtYgZwcm90bzM");
+  fileDesc("ChZwcm9tZXRoZXVzL3R5cGVzLnByb3RvEgpwcm9tZXRoZXVzIioKBlNhbXBsZRINCgV2YWx1ZRgBIAEoARIRCgl0aW1lc3RhbXAYAiABKAMifwoKVGltZVNlcmllcxIhCgZsYWJlbHMYASADKAsyES5wcm9tZXRoZXVzLkxhYmVsEiMKB3NhbXBsZXMYAiADKAsyEi5wcm9tZXRoZXVzLlNhbXBsZRIpCgpoaXN0b2dyYW1zGAQgAygLMhUucHJvbWV0aGV1cy5IaXN0b2dyYW0iJAoFTGFiZWwSDAoEbmFtZRgBIAEoCRINCgV2YWx1ZRgCIAEoCSILCglIaXN0b2dyYW1iBnByb3RvMw");
 
 /**
  * Sample is one value of a series at one time.
@@ -35,10 +35,9 @@ export type Sample = Message<"prometheus.Sample"> & {
   value: number;
 
   /**
-   * Unix time in milliseconds. Read as a JavaScript number: every millisecond
-   * time is an exact double, and a bigint per sample costs on the hot path.
+   * Unix time in milliseconds.
    *
-   * @generated from field: int64 timestamp = 2 [jstype = JS_NUMBER];
+   * @generated from field: int64 timestamp = 2;
    */
   timestamp: bigint;
 };

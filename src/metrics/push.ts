@@ -1,7 +1,9 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Kind, type PushRequest, type Refusal, type Series } from "../../gen/metrics/metrics_pb.js";
+import { Kind, type PushRequest, type Refusal } from "../../gen/metrics/metrics_pb.js";
 import { labelKeyPattern, metricNamePattern } from "../config/config.js";
+import type { Labels } from "../shared/labels.js";
 import { seriesKey } from "../shared/series-key.js";
+import type { Principal } from "../tokens/tokens.js";
 import type { SeriesKindNumber, SeriesPoints, SeriesRef, Tsdb } from "../tsdb/index.js";
 import { maxMetricNameLength } from "./instruments.js";
 
@@ -31,8 +33,20 @@ export interface PushOutcome {
 
 const kinds: Partial<Record<Kind, SeriesKindNumber>> = { [Kind.COUNTER]: 1, [Kind.GAUGE]: 2, [Kind.HISTOGRAM]: 3 };
 
-/** One series of a batch to store: Push's Series, or what remote-write and OTLP map theirs to (kind: metrics.Kind's numbers). */
-export type BatchSeries = Pick<Series, "metric" | "labels" | "times" | "values"> & { kind: number };
+/**
+ * One series of a batch to store: Push's Series, or what remote-write and OTLP map theirs to
+ * (kind: metrics.Kind's numbers). Values may be a Float64Array: a JavaScript array of numbers
+ * does not keep a NaN's payload (V8 canonicalises NaNs in double arrays), and Prometheus'
+ * staleness marker is a NaN told apart by its payload.
+ */
+export interface BatchSeries {
+  metric: string;
+  labels: Labels;
+  kind: number;
+  /** Unix milliseconds; validation floors them in place. */
+  times: { [index: number]: number; readonly length: number };
+  values: ArrayLike<number>;
+}
 
 export interface BatchWriter {
   /** An agent's writes: the host label is forced to its registered hostname, and its series count against its own limit. */
@@ -42,6 +56,15 @@ export interface BatchWriter {
    * NaN), as remote-write and OTLP carry them; Push refuses them, as documented.
    */
   nonFinite?: "refuse" | "keep";
+}
+
+/**
+ * The agent a caller writes as, if any: an agent writes only its own host's series (the host
+ * label is its registered hostname, as Prometheus sets instance from the target it scraped), and
+ * its series count against its own limit.
+ */
+export function agentWriter(caller: Pick<Principal, "agentId" | "agentHostname">): { agentId: string; host: string } | undefined {
+  return caller.agentId && caller.agentHostname ? { agentId: caller.agentId, host: caller.agentHostname } : undefined;
 }
 
 /** Stores one Push batch (storeBatch). */
