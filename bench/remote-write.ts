@@ -9,12 +9,9 @@
  * over 1 h and 24 h, with the data in the head and once compacted.
  */
 import { rmSync } from "node:fs";
-import pg from "pg";
-import { createLogger } from "../src/log.js";
-import { openTsdb } from "../src/tsdb/index.js";
 import { blockMs } from "../src/tsdb/partitions.js";
 import { stopSpecta } from "./specta-process.js";
-import { buildLoad, fmt, intervalMs, latency, machine, send, startSpectaUnderTest, type LoadRequest, type SpectaUnderTest } from "./store-load.js";
+import { buildLoad, compactStore, fmt, intervalMs, latency, machine, send, startSpectaUnderTest, type LoadRequest, type SpectaUnderTest } from "./store-load.js";
 
 const hosts = Number(process.env.BENCH_HOSTS ?? 50);
 const points = Number(process.env.BENCH_POINTS ?? 360);
@@ -96,16 +93,7 @@ async function queries(specta: SpectaUnderTest, endMs: number): Promise<void> {
   const head: { p50: number; p90: number }[] = [];
   for (const c of cases) head.push(await latency(runs, () => queryRange(c)));
 
-  const pool = new pg.Pool({ host: `${specta.dataDir}/postgres`, user: "postgres", database: "specta", max: 4 });
-  const tsdb = await openTsdb(pool, {
-    limits: { perMetric: 1, perAgent: 1 },
-    retention: { rawMs: 30 * day, rollups5mMs: 90 * day, rollups1hMs: 730 * day },
-    now: () => endMs + 2 * blockMs,
-    log: createLogger("warn"),
-  });
-  await tsdb.compact();
-  await pool.end();
-  await specta.db.query("VACUUM ANALYZE");
+  await compactStore(specta, endMs);
   const compacted: { p50: number; p90: number }[] = [];
   for (const c of cases) compacted.push(await latency(runs, () => queryRange(c)));
 

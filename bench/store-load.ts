@@ -15,6 +15,9 @@ import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import pg from "pg";
 import { Kind, PushRequestSchema, SeriesSchema } from "../gen/metrics/metrics_pb.js";
+import { createLogger } from "../src/log.js";
+import { openTsdb } from "../src/tsdb/index.js";
+import { blockMs } from "../src/tsdb/partitions.js";
 import { remoteWriteBody } from "../test/support/remote-write.js";
 import { hostSeries } from "./node-exporter-like.js";
 import { listeningUrl, startSpecta } from "./specta-process.js";
@@ -183,6 +186,25 @@ export async function startSpectaUnderTest(): Promise<SpectaUnderTest> {
     },
   };
   return specta;
+}
+
+/**
+ * Compacts every closed block of the daemon's store, as its leader-only job does once the blocks
+ * are closed: here in this process, with the store's clock moved past `endMs`'s block; then
+ * VACUUM ANALYZE, so that reads are planned on what is there.
+ */
+export async function compactStore(specta: SpectaUnderTest, endMs: number): Promise<void> {
+  const day = 86_400_000;
+  const pool = new pg.Pool({ host: `${specta.dataDir}/postgres`, user: "postgres", database: "specta", max: 4 });
+  const tsdb = await openTsdb(pool, {
+    limits: { perMetric: 1, perAgent: 1 },
+    retention: { rawMs: 30 * day, rollups5mMs: 90 * day, rollups1hMs: 730 * day },
+    now: () => endMs + 2 * blockMs,
+    log: createLogger("warn"),
+  });
+  await tsdb.compact();
+  await pool.end();
+  await specta.db.query("VACUUM ANALYZE");
 }
 
 /** VictoriaMetrics from Debian's package on a free port, in a temporary directory; undefined when it is not installed. */

@@ -9,7 +9,7 @@ import { gzipSync } from "node:zlib";
 import { create, fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   ExportMetricsServiceRequestSchema,
   ExportMetricsServiceResponseSchema,
@@ -18,8 +18,10 @@ import {
 import { AggregationTemporality } from "../gen/opentelemetry/proto/metrics/v1/metrics_pb.js";
 import { API as TokensAPI, Role } from "../gen/tokens/tokens_pb.js";
 import { readEnrollToken } from "../src/agents/enroll-token.js";
+import { createLogger } from "../src/log.js";
 import { staleMarker } from "../src/promql/values.js";
-import { useDaemon } from "./support/daemon.js";
+import { startEmbeddedPostgres, stopEmbeddedPostgres } from "../src/storage/embedded.js";
+import { startTestDaemon, useDaemon, type TestDaemon } from "./support/daemon.js";
 import { enrolAgent } from "./support/fake-agent.js";
 import { remoteWriteBody, remoteWriteHeaders } from "./support/remote-write.js";
 import { bearer } from "./support/rpc.js";
@@ -209,5 +211,31 @@ describe("OTLP/HTTP at /v1/metrics", () => {
     const bomb = await otlp(gzipSync(Buffer.alloc(40 * 1024 * 1024)), { "content-type": "application/x-protobuf", "content-encoding": "gzip" });
     expect(bomb.status).toBe(413);
     expect((await otlp("", { "content-type": "application/x-protobuf", authorization: `Bearer ${viewerToken}` })).status).toBe(403);
+  });
+});
+
+describe("while the database is away", () => {
+  let outage: TestDaemon | undefined;
+  beforeAll(async () => {
+    // Its own embedded PostgreSQL, which the test stops.
+    outage = await startTestDaemon({ flags: { databaseUrl: undefined } });
+  });
+  afterAll(async () => {
+    await outage?.stop();
+  });
+
+  it("answers 503 with Retry-After, which remote-write and OTLP senders retry, and stores again once it is back", async () => {
+    const d = outage!;
+    const body = remoteWriteBody([{ labels: { __name__: "rw_outage" }, samples: [{ timestamp: Date.now(), value: 1 }] }]);
+    const post = (path: string, payload: Uint8Array, headers: Record<string, string>) => fetch(`${d.url}${path}`, { method: "POST", headers, body: payload });
+    expect((await post("/api/v1/write", body, remoteWriteHeaders(d.adminToken()))).status).toBe(204);
+    await stopEmbeddedPostgres(d.dataDir, createLogger("silent"));
+    const refused = await post("/api/v1/write", remoteWriteBody([{ labels: { __name__: "rw_outage", n: "1" }, samples: [{ timestamp: Date.now(), value: 1 }] }]), remoteWriteHeaders(d.adminToken()));
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).not.toBeNull();
+    const otlpRefused = await post("/v1/metrics", toBinary(ExportMetricsServiceRequestSchema, otlpRequest()), { authorization: `Bearer ${d.adminToken()}`, "content-type": "application/x-protobuf" });
+    expect(otlpRefused.status).toBe(503);
+    await startEmbeddedPostgres(d.dataDir, createLogger("silent"));
+    await expect.poll(async () => (await post("/api/v1/write", body, remoteWriteHeaders(d.adminToken()))).status, { timeout: 15_000, interval: 500 }).toBe(204);
   });
 });
