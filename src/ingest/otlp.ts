@@ -223,12 +223,12 @@ function addMetric(batch: OtlpBatch, metric: Metric, target: Labels): void {
     case undefined:
       return;
     case "gauge":
-      return addNumbers(batch, prometheusName(metric.name, metric.unit, "gauge"), SeriesKind.gauge, data.value.dataPoints, target);
+      return addNumbers(batch, prometheusName(metric.name, metric.unit, "gauge"), metric.name, SeriesKind.gauge, data.value.dataPoints, target);
     case "sum": {
       const refusal = temporalityRefusal(data.value.aggregationTemporality);
       if (refusal) return batch.refuse(metric.name, data.value.dataPoints.length, refusal);
       const shape = data.value.isMonotonic ? "counter" : "gauge";
-      return addNumbers(batch, prometheusName(metric.name, metric.unit, shape), SeriesKind[shape], data.value.dataPoints, target);
+      return addNumbers(batch, prometheusName(metric.name, metric.unit, shape), metric.name, SeriesKind[shape], data.value.dataPoints, target);
     }
     case "histogram": {
       const refusal = temporalityRefusal(data.value.aggregationTemporality);
@@ -262,16 +262,16 @@ function timeOf(point: { timeUnixNano: bigint }): number | undefined {
   return point.timeUnixNano === 0n ? undefined : Number(point.timeUnixNano / 1_000_000n);
 }
 
-function addNumbers(batch: OtlpBatch, name: string, kind: SeriesKindNumber, points: NumberDataPoint[], target: Labels): void {
+function addNumbers(batch: OtlpBatch, name: string, otlpName: string, kind: SeriesKindNumber, points: NumberDataPoint[], target: Labels): void {
   for (const point of points) {
     const time = timeOf(point);
     if (time === undefined) {
-      batch.refuse(name, 1, "a point has no time_unix_nano");
+      batch.refuse(otlpName, 1, "a point has no time_unix_nano");
       continue;
     }
     const value = point.value;
     if ((point.flags & noRecordedValue) !== 0) batch.add(name, labelsOf(point.attributes, target), kind, time, staleMarker);
-    else if (value.case === undefined) batch.refuse(name, 1, "a point has no value (as_double or as_int)");
+    else if (value.case === undefined) batch.refuse(otlpName, 1, "a point has no value (as_double or as_int)");
     else batch.add(name, labelsOf(point.attributes, target), kind, time, Number(value.value));
   }
 }
