@@ -8,13 +8,10 @@
 import { rmSync } from "node:fs";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import pg from "pg";
 import { MatchOperator, QueryRequestSchema, QueryResponseSchema } from "../gen/metrics/metrics_pb.js";
-import { createLogger } from "../src/log.js";
-import { openTsdb } from "../src/tsdb/index.js";
 import { blockMs } from "../src/tsdb/partitions.js";
 import { stopSpecta } from "./specta-process.js";
-import { buildLoad, fmt, intervalMs, latency, machine, send, startSpectaUnderTest, startVictoria, type LoadRequest } from "./store-load.js";
+import { buildLoad, compactStore, fmt, intervalMs, latency, machine, send, startSpectaUnderTest, startVictoria, type LoadRequest } from "./store-load.js";
 
 const hosts = Number(process.env.BENCH_HOSTS ?? 100);
 const runs = Number(process.env.BENCH_RUNS ?? 50);
@@ -61,16 +58,7 @@ async function main(): Promise<void> {
   const head: { p50: number; p90: number }[] = [];
   for (const c of cases) head.push(await latency(runs, () => query(c)));
 
-  const pool = new pg.Pool({ host: `${specta.dataDir}/postgres`, user: "postgres", database: "specta", max: 4 });
-  const tsdb = await openTsdb(pool, {
-    limits: { perMetric: 1, perAgent: 1 },
-    retention: { rawMs: 30 * day, rollups5mMs: 90 * day, rollups1hMs: 730 * day },
-    now: () => endMs + 2 * blockMs,
-    log: createLogger("warn"),
-  });
-  await tsdb.compact();
-  await pool.end();
-  await specta.db.query("VACUUM ANALYZE");
+  await compactStore(specta, endMs);
   const compacted: { p50: number; p90: number }[] = [];
   for (const c of cases) compacted.push(await latency(runs, () => query(c)));
   await specta.db.end();

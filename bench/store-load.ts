@@ -15,6 +15,10 @@ import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import pg from "pg";
 import { Kind, PushRequestSchema, SeriesSchema } from "../gen/metrics/metrics_pb.js";
+import { createLogger } from "../src/log.js";
+import { openTsdb } from "../src/tsdb/index.js";
+import { blockMs } from "../src/tsdb/partitions.js";
+import { remoteWriteBody } from "../test/support/remote-write.js";
 import { hostSeries } from "./node-exporter-like.js";
 import { listeningUrl, startSpecta } from "./specta-process.js";
 
@@ -26,10 +30,14 @@ export function machine(): string {
   return `machine: ${cpus()[0]?.model} x${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.versions.node}`;
 }
 
-/** One request of the load: its Push body (protobuf) and its VictoriaMetrics import body (JSON lines). */
+/**
+ * One request of the load: its Push body (protobuf), its VictoriaMetrics import body (JSON
+ * lines) and, when asked for, its remote-write 1.0 body (snappy-compressed WriteRequest).
+ */
 export interface LoadRequest {
   push: Buffer;
   vm: Buffer;
+  remoteWrite?: Buffer;
   samples: number;
 }
 
@@ -37,7 +45,7 @@ export interface LoadRequest {
  * The requests for `hosts` hosts' `series` (default: all 200 of each) over `points` timestamps
  * ending at `endMs`, time-major (every host's first minute, then the second, …), as agents send.
  */
-export function buildLoad(hosts: number, points: number, endMs: number, pick: (metric: string) => boolean = () => true): LoadRequest[] {
+export function buildLoad(hosts: number, points: number, endMs: number, pick: (metric: string) => boolean = () => true, withRemoteWrite = false): LoadRequest[] {
   const startMs = endMs - (points - 1) * intervalMs;
   const perHost = Array.from({ length: hosts }, (_, h) => hostSeries(h).filter((s) => pick(s.metric)));
   const out: LoadRequest[] = [];
@@ -59,7 +67,10 @@ export function buildLoad(hosts: number, points: number, endMs: number, pick: (m
       const vm = series
         .map((s) => JSON.stringify({ metric: { __name__: s.metric, ...s.labels }, values: times.map((_, k) => s.valueAt(first + k)), timestamps: times }))
         .join("\n");
-      out.push({ push: Buffer.from(toBinary(PushRequestSchema, push)), vm: Buffer.from(`${vm}\n`), samples: series.length * n });
+      const remoteWrite = withRemoteWrite
+        ? remoteWriteBody(series.map((s) => ({ labels: { __name__: s.metric, ...s.labels }, samples: times.map((timestamp, k) => ({ timestamp, value: s.valueAt(first + k) })) })))
+        : undefined;
+      out.push({ push: Buffer.from(toBinary(PushRequestSchema, push)), vm: Buffer.from(`${vm}\n`), ...(remoteWrite ? { remoteWrite } : {}), samples: series.length * n });
     }
   }
   return out;
@@ -120,8 +131,8 @@ export interface SpectaUnderTest {
   storeTables(): Promise<Map<string, number>>;
   walLsn(): Promise<string>;
   walBytesSince(lsn: string): Promise<number>;
-  /** POSTs a request body to a path over session `worker` (Connect, binary). */
-  post(worker: number, path: string, body: Buffer): Promise<Buffer>;
+  /** POSTs a request body to a path over session `worker`: Connect, binary, unless `headers` say otherwise. */
+  post(worker: number, path: string, body: Buffer, headers?: Record<string, string>): Promise<Buffer>;
 }
 
 export async function startSpectaUnderTest(): Promise<SpectaUnderTest> {
@@ -161,26 +172,39 @@ export async function startSpectaUnderTest(): Promise<SpectaUnderTest> {
     async walBytesSince(lsn) {
       return Number((await db.query<{ n: string }>("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn) AS n", [lsn])).rows[0]!.n);
     },
-    post(worker, path, body) {
+    post(worker, path, body, headers = { "content-type": "application/proto", "connect-protocol-version": "1" }) {
       return new Promise((resolve, reject) => {
-        const stream = sessions[worker % sessions.length]!.request({
-          ":method": "POST",
-          ":path": path,
-          "content-type": "application/proto",
-          "connect-protocol-version": "1",
-          authorization: `Bearer ${token}`,
-        });
+        const stream = sessions[worker % sessions.length]!.request({ ":method": "POST", ":path": path, authorization: `Bearer ${token}`, ...headers });
         const chunks: Buffer[] = [];
         let status = 0;
         stream.on("response", (h) => (status = Number(h[":status"])));
         stream.on("data", (c: Buffer) => chunks.push(c));
-        stream.on("end", () => (status === 200 ? resolve(Buffer.concat(chunks)) : reject(new Error(`${path}: HTTP ${status} ${Buffer.concat(chunks).toString()}`))));
+        stream.on("end", () => (status >= 200 && status < 300 ? resolve(Buffer.concat(chunks)) : reject(new Error(`${path}: HTTP ${status} ${Buffer.concat(chunks).toString()}`))));
         stream.on("error", reject);
         stream.end(body);
       });
     },
   };
   return specta;
+}
+
+/**
+ * Compacts every closed block of the daemon's store, as its leader-only job does once the blocks
+ * are closed: here in this process, with the store's clock moved past `endMs`'s block; then
+ * VACUUM ANALYZE, so that reads are planned on what is there.
+ */
+export async function compactStore(specta: SpectaUnderTest, endMs: number): Promise<void> {
+  const day = 86_400_000;
+  const pool = new pg.Pool({ host: `${specta.dataDir}/postgres`, user: "postgres", database: "specta", max: 4 });
+  const tsdb = await openTsdb(pool, {
+    limits: { perMetric: 1, perAgent: 1 },
+    retention: { rawMs: 30 * day, rollups5mMs: 90 * day, rollups1hMs: 730 * day },
+    now: () => endMs + 2 * blockMs,
+    log: createLogger("warn"),
+  });
+  await tsdb.compact();
+  await pool.end();
+  await specta.db.query("VACUUM ANALYZE");
 }
 
 /** VictoriaMetrics from Debian's package on a free port, in a temporary directory; undefined when it is not installed. */

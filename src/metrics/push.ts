@@ -1,7 +1,9 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Kind, type PushRequest, type Refusal, type Series } from "../../gen/metrics/metrics_pb.js";
+import { Kind, type PushRequest, type Refusal } from "../../gen/metrics/metrics_pb.js";
 import { labelKeyPattern, metricNamePattern } from "../config/config.js";
+import type { Labels } from "../shared/labels.js";
 import { seriesKey } from "../shared/series-key.js";
+import type { Principal } from "../tokens/tokens.js";
 import type { SeriesKindNumber, SeriesPoints, SeriesRef, Tsdb } from "../tsdb/index.js";
 import { maxMetricNameLength } from "./instruments.js";
 
@@ -32,11 +34,50 @@ export interface PushOutcome {
 const kinds: Partial<Record<Kind, SeriesKindNumber>> = { [Kind.COUNTER]: 1, [Kind.GAUGE]: 2, [Kind.HISTOGRAM]: 3 };
 
 /**
- * Stores one batch: validates all of it first (a bad series refuses the whole batch, nothing
- * written), resolves series in bulk, appends the points and returns after commit.
+ * One series of a batch to store: Push's Series, or what remote-write and OTLP map theirs to
+ * (kind: metrics.Kind's numbers). Values may be a Float64Array: a JavaScript array of numbers
+ * does not keep a NaN's payload (V8 canonicalises NaNs in double arrays), and Prometheus'
+ * staleness marker is a NaN told apart by its payload.
  */
-export async function push(req: PushRequest, deps: PushDeps, agent?: { agentId: string; host: string }): Promise<PushOutcome> {
-  const batch = req.series;
+export interface BatchSeries {
+  metric: string;
+  labels: Labels;
+  kind: number;
+  /** Unix milliseconds; validation floors them in place. */
+  times: { [index: number]: number; readonly length: number };
+  values: ArrayLike<number>;
+}
+
+export interface BatchWriter {
+  /** An agent's writes: the host label is forced to its registered hostname, and its series count against its own limit. */
+  agent?: { agentId: string; host: string } | undefined;
+  /**
+   * Keeps NaN and infinite values (Prometheus' samples may be NaN, and its staleness marker is a
+   * NaN), as remote-write and OTLP carry them; Push refuses them, as documented.
+   */
+  nonFinite?: "refuse" | "keep";
+}
+
+/**
+ * The agent a caller writes as, if any: an agent writes only its own host's series (the host
+ * label is its registered hostname, as Prometheus sets instance from the target it scraped), and
+ * its series count against its own limit.
+ */
+export function agentWriter(caller: Pick<Principal, "agentId" | "agentHostname">): { agentId: string; host: string } | undefined {
+  return caller.agentId && caller.agentHostname ? { agentId: caller.agentId, host: caller.agentHostname } : undefined;
+}
+
+/** Stores one Push batch (storeBatch). */
+export function push(req: PushRequest, deps: PushDeps, agent?: { agentId: string; host: string }): Promise<PushOutcome> {
+  return storeBatch(req.series, deps, { agent });
+}
+
+/**
+ * Stores one batch: validates all of it first (a bad series refuses the whole batch, nothing
+ * written), resolves series in bulk, appends the points and returns after commit. Push,
+ * remote-write and OTLP all store through it, under Push's limits.
+ */
+export async function storeBatch(batch: BatchSeries[], deps: PushDeps, { agent, nonFinite = "refuse" }: BatchWriter): Promise<PushOutcome> {
   const points = batch.reduce((n, s) => n + s.times.length, 0);
   if (batch.length > pushLimits.maxSeries || points > pushLimits.maxPoints) {
     throw new ConnectError(
@@ -50,8 +91,8 @@ export async function push(req: PushRequest, deps: PushDeps, agent?: { agentId: 
   const wanted = new Map<string, SeriesRef>();
   const keys = batch.map((s, i) => {
     if (agent) s.labels.host = agent.host;
-    const key = checkSeries(s, `series[${i}]`, now - deps.retentionMs, now + pushLimits.maxFutureMs);
-    if (!wanted.has(key)) wanted.set(key, { metric: s.metric, labels: s.labels, kind: kinds[s.kind]! });
+    const key = checkSeries(s, `series[${i}]`, now - deps.retentionMs, now + pushLimits.maxFutureMs, nonFinite === "keep");
+    if (!wanted.has(key)) wanted.set(key, { metric: s.metric, labels: s.labels, kind: kinds[s.kind as Kind]! });
     return key;
   });
 
@@ -77,11 +118,11 @@ export async function push(req: PushRequest, deps: PushDeps, agent?: { agentId: 
 }
 
 /** Validates one series of a batch and returns its canonical key; throws InvalidArgument naming what is wrong. */
-function checkSeries(s: Series, where: string, oldestMs: number, newestMs: number): string {
+function checkSeries(s: BatchSeries, where: string, oldestMs: number, newestMs: number, keepNonFinite: boolean): string {
   if (s.metric.length === 0 || s.metric.length > maxMetricNameLength || !metricNamePattern.test(s.metric)) {
     invalid(`${where}: metric "${s.metric.slice(0, 300)}" must match ${metricNamePattern.source} and be 1 to ${maxMetricNameLength} characters`);
   }
-  if (kinds[s.kind] === undefined) invalid(`${where}: kind must be KIND_COUNTER, KIND_GAUGE or KIND_HISTOGRAM`);
+  if (kinds[s.kind as Kind] === undefined) invalid(`${where}: kind must be KIND_COUNTER, KIND_GAUGE or KIND_HISTOGRAM`);
   let labelCount = 0;
   for (const k in s.labels) {
     labelCount++;
@@ -102,7 +143,7 @@ function checkSeries(s: Series, where: string, oldestMs: number, newestMs: numbe
     }
     // Whole milliseconds, as documented; the store keeps times in ms.
     times[p] = Math.floor(t);
-    if (!Number.isFinite(values[p]!)) invalid(`${where}: value ${values[p]} at ${describeTime(t)} is not finite`);
+    if (!keepNonFinite && !Number.isFinite(values[p]!)) invalid(`${where}: value ${values[p]} at ${describeTime(t)} is not finite`);
   }
   return seriesKey(s.metric, s.labels);
 }

@@ -7,7 +7,7 @@ import type { Tsdb } from "../tsdb/index.js";
 import { InstrumentSeriesRefused, type InstrumentStore } from "./instrument-store.js";
 import type { Instruments, Refused } from "./instruments.js";
 import { list } from "./list.js";
-import { push, type PushDeps } from "./push.js";
+import { agentWriter, push, type PushDeps } from "./push.js";
 import { query } from "./query.js";
 
 /** Specta's limit on actions per Counter, Gauge or Histogram call. */
@@ -54,13 +54,7 @@ export function metricsService({ instruments, instrumentStore, push: pushDeps, t
     counter: (req) => recordAll("counter", req.action),
     gauge: (req) => recordAll("gauge", req.action),
     histogram: (req) => recordAll("histogram", req.action),
-    push(req, ctx) {
-      const caller = callerOf(ctx);
-      // An agent writes only its own host's series: the host label is its registered hostname,
-      // as Prometheus sets instance from the target it scraped; and its series count against its own limit.
-      const agent = caller.agentId && caller.agentHostname ? { agentId: caller.agentId, host: caller.agentHostname } : undefined;
-      return push(req, pushDeps, agent);
-    },
+    push: (req, ctx) => push(req, pushDeps, agentWriter(callerOf(ctx))),
     query: (req, ctx) => query(req, { tsdb }, ctx.signal),
     list: (req) => list(req, { tsdb, declaration: (name) => instruments.declaration(name) }),
   };

@@ -10,6 +10,7 @@ import { selectSeries, tsdbReader } from "../promql/tsdb-reader.js";
 import { labelsKey, nameLabel, type Labels } from "../promql/values.js";
 import { isUnavailable } from "../storage/errors.js";
 import { InvalidInput, LimitExceeded, SeriesKind, type Tsdb } from "../tsdb/index.js";
+import { authenticateHttp, HttpAuthError, type HttpAuthDeps } from "../tokens/http-auth.js";
 import { versionInfo } from "../version.js";
 import { maxFormBytes, Params } from "./params.js";
 import { ApiError, compareText, errorBody, instantData, labelsJson, rangeData, successBody } from "./respond.js";
@@ -27,22 +28,8 @@ type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
 type NodeRequest = Parameters<NodeHandler>[0];
 type NodeResponse = Parameters<NodeHandler>[1];
 
-export interface PromApiDeps {
+export interface PromApiDeps extends HttpAuthDeps {
   tsdb: Pick<Tsdb, "series" | "readSamples">;
-  /**
-   * Checks a presented token (the daemon passes its access policy's check): resolves when it may
-   * read, rejects with a ConnectError otherwise (Unauthenticated, PermissionDenied, Unavailable).
-   */
-  authorize(token: string): Promise<unknown>;
-  /**
-   * Failed authentications per client address (the daemon passes a bucket with the front door's
-   * limit): a client whose bucket is empty is refused before its credential is looked at.
-   */
-  failedAuth: {
-    /** Seconds until the client at `address` may try again; undefined when it may now. */
-    wait(address: string | undefined): number | undefined;
-    charge(address: string | undefined): void;
-  };
   /** Declared instruments: the help text /api/v1/metadata gives their metrics. */
   instruments: readonly InstrumentDeclaration[];
   log: Logger;
@@ -95,7 +82,7 @@ class PromApi {
       if (!endpoint.methods.includes(req.method ?? "")) {
         throw new ApiError("method_not_allowed", `${url.pathname} answers ${endpoint.methods.join(" and ")}, not ${req.method}`, { allow: endpoint.methods.join(", ") });
       }
-      await this.authenticate(req.headers.authorization, req.socket.remoteAddress);
+      await authenticateHttp(this.deps, req.headers.authorization, req.socket.remoteAddress, "the Prometheus API needs a viewer or admin token");
       const params = await readParams(req, url);
       const closed = new AbortController();
       res.once("close", () => closed.abort());
@@ -107,28 +94,9 @@ class PromApi {
     }
   }
 
-  private async authenticate(authorization: string | undefined, address: string | undefined): Promise<void> {
-    const token = presentedToken(authorization);
-    const wait = this.deps.failedAuth.wait(address);
-    if (wait !== undefined) {
-      const seconds = Math.max(1, Math.ceil(wait));
-      throw new ApiError("too_many_requests", `too many failed authentications from this address; retry after ${seconds} s`, { "retry-after": String(seconds) });
-    }
-    try {
-      await this.deps.authorize(token);
-    } catch (err) {
-      const code = ConnectError.from(err).code;
-      if (code === Code.Unauthenticated) {
-        this.deps.failedAuth.charge(address);
-        throw unauthorized(ConnectError.from(err).rawMessage);
-      }
-      if (code === Code.PermissionDenied) throw new ApiError("forbidden", ConnectError.from(err).rawMessage);
-      throw err;
-    }
-  }
-
   private toApiError(err: unknown): ApiError {
     if (err instanceof ApiError) return err;
+    if (err instanceof HttpAuthError) return new ApiError(err.kind, err.message, err.headers);
     if (err instanceof ParseError || err instanceof InvalidInput) return ApiError.badData(err.message);
     if (err instanceof EvaluationError || err instanceof LimitExceeded) return new ApiError("execution", err.message);
     if (err instanceof QueryTimeout) return new ApiError("timeout", err.message);
@@ -263,23 +231,6 @@ function selectorMatchers(text: string): Matcher[] {
 function truncated<T>(items: T[], limit: number): { data: T[]; warnings?: string[] } {
   if (limit > 0 && items.length > limit) return { data: items.slice(0, limit), warnings: ["results truncated due to limit"] };
   return { data: items };
-}
-
-function unauthorized(message: string): ApiError {
-  // Basic auth is what Grafana and promtool send when asked for credentials; say it is accepted.
-  return new ApiError("unauthorized", message, { "www-authenticate": 'Basic realm="Specta", charset="UTF-8"' });
-}
-
-/** The token of `Authorization: Bearer <token>` or the password of `Authorization: Basic …`. */
-function presentedToken(authorization: string | undefined): string {
-  if (!authorization) throw unauthorized("the Prometheus API needs a viewer or admin token: send 'Authorization: Bearer <token>' or the token as the password of HTTP basic auth");
-  const bearer = /^Bearer\s+(\S+)$/i.exec(authorization);
-  if (bearer) return bearer[1]!;
-  const basic = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(authorization);
-  const decoded = basic ? Buffer.from(basic[1]!, "base64").toString("utf8") : "";
-  const colon = decoded.indexOf(":");
-  if (colon < 0) throw unauthorized("the authorization header must be 'Bearer <token>' or HTTP basic auth with the token as the password");
-  return decoded.slice(colon + 1);
 }
 
 /** The request's parameters: the query string, and a form-encoded POST body before it (as Go's Request.Form orders them). */

@@ -83,6 +83,12 @@ export function groupingKey(labels: Labels, on: boolean, names: readonly string[
 const staleBits = 0x7ff0000000000002n;
 const bits = new DataView(new ArrayBuffer(8));
 
+/** The staleness marker itself, for writers that mark a series' end (OTLP's "no recorded value" flag). */
+export const staleMarker = (() => {
+  bits.setBigUint64(0, staleBits);
+  return bits.getFloat64(0);
+})();
+
 export function isStaleMarker(value: number): boolean {
   if (!Number.isNaN(value)) return false;
   bits.setFloat64(0, value);

@@ -1,4 +1,5 @@
 import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
+import { otlpHttpProcedure, remoteWriteProcedure } from "../ingest/http.js";
 import type { TokenRole } from "../tokens/roles.js";
 import type { Principal, TokenStore } from "../tokens/tokens.js";
 
@@ -12,6 +13,10 @@ export const accessPolicy: Record<string, "public" | TokenRole[]> = {
   "metrics.API/List": ["viewer", "admin"],
   // Prometheus' HTTP query API (/api/v1/*, src/promapi), which authenticates its own requests.
   "prometheus/api/v1": ["viewer", "admin"],
+  // Remote-write, OTLP/HTTP (src/ingest, authenticating their own requests) and OTLP/gRPC: writes, as Push.
+  [remoteWriteProcedure]: ["agent", "admin"],
+  [otlpHttpProcedure]: ["agent", "admin"],
+  "opentelemetry.proto.collector.metrics.v1.MetricsService/Export": ["agent", "admin"],
   // Register checks the enrolment token (or the agent's own credential) itself.
   "agent.API/Register": "public",
   "agent.API/List": ["viewer", "admin"],

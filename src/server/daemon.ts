@@ -9,6 +9,7 @@ import { ConfigError, type DaemonConfig } from "../config/config.js";
 import { dashboard, dashboardDir } from "../dashboard/serve.js";
 import type { Logger } from "../log.js";
 import { endpointProbe } from "../metrics/endpoint-probe.js";
+import { ingestHttp } from "../ingest/http.js";
 import { InstrumentStore } from "../metrics/instrument-store.js";
 import { Instruments } from "../metrics/instruments.js";
 import { prometheusApi } from "../promapi/api.js";
@@ -114,15 +115,17 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const calls = new CallLog(registry, log);
   const frontDoor = new FrontDoor({ procedures: procedurePaths(), tokens, rateLimits: config.rateLimits, calls, ...(signingKey ? { signingKey } : {}) });
   const { signing } = frontDoor;
-  // The Prometheus API's failed authentications, limited as the front door limits the RPCs'.
+  // The plain-HTTP features' failed authentications (Prometheus API, remote-write, OTLP/HTTP), limited as the front door limits the RPCs'.
   const promFailedAuth = new AddressBuckets(config.rateLimits.failedAuth);
+  const httpFailedAuth = { wait: (address: string | undefined) => promFailedAuth.wait(clientKey(address)), charge: (address: string | undefined) => promFailedAuth.charge(clientKey(address)) };
+  const pushDeps = { tsdb, retentionMs: config.retention.samplesMs };
   const site = dashboard();
   if (!site.built) log.warn({ dir: dashboardDir }, "the dashboard is not built (npm run build): / answers 404");
   const handler = connectNodeAdapter({
     routes: routes({
       instruments,
       instrumentStore,
-      push: { tsdb, retentionMs: config.retention.samplesMs },
+      push: pushDeps,
       tsdb,
       readiness,
       shutdown: shutdown.signal,
@@ -139,7 +142,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
         instruments: config.instruments,
         log,
         authorize: (token) => verifyCaller("prometheus/api/v1", token, tokens),
-        failedAuth: { wait: (address) => promFailedAuth.wait(clientKey(address)), charge: (address) => promFailedAuth.charge(clientKey(address)) },
+        failedAuth: httpFailedAuth,
       },
       httpRoutes(registry, readiness, site),
     ),
@@ -155,7 +158,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const engine = new Engine(handlers, log, leadership(storage.db));
   engine.start();
 
-  const listener = await listen(twirpCompatible(frontDoor.handler(handler), signing && ((body) => signing.sign(body))), config.host, config.port, config.connections, log, tls).catch(async (err: unknown) => {
+  // Remote-write and OTLP/HTTP ahead of the RPCs: their JSON and protobuf bodies are not Twirp's or Connect's.
+  const ingest = ingestHttp(
+    { push: pushDeps, authorize: (procedure, token) => verifyCaller(procedure, token, tokens), failedAuth: httpFailedAuth, log },
+    twirpCompatible(frontDoor.handler(handler), signing && ((body) => signing.sign(body))),
+  );
+  const listener = await listen(ingest, config.host, config.port, config.connections, log, tls).catch(async (err: unknown) => {
     await engine.stop();
     await commands.stop();
     await storage.close();

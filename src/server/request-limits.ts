@@ -1,3 +1,5 @@
+import { ingestLimits } from "../ingest/limits.js";
+
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
@@ -14,6 +16,8 @@ const requestLimits: Record<string, number> = {
   "metrics.API/Histogram": 256 * KiB,
   // Push's documented limit (README: a batch holds at most 16 MiB).
   "metrics.API/Push": 16 * MiB,
+  // OTLP/gRPC, as OTLP/HTTP's protobuf (src/ingest/limits.ts).
+  "opentelemetry.proto.collector.metrics.v1.MetricsService/Export": ingestLimits.otlpProtobuf.decoded,
   // An agent's output: text and data of up to 1 MiB each, which the daemon cuts (it says so, truncated) rather than refuses.
   "commands.API/Report": 4 * MiB,
 };

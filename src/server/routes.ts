@@ -9,11 +9,14 @@ import {
   file_grpc_reflection_v1alpha_reflection,
 } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { API as MetricsAPI, file_metrics_metrics } from "../../gen/metrics/metrics_pb.js";
+import { MetricsService as OtlpMetricsService, file_opentelemetry_proto_collector_metrics_v1_metrics_service } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { API as TokensAPI, file_tokens_tokens } from "../../gen/tokens/tokens_pb.js";
 import { agentService, type AgentDeps } from "../agents/service.js";
 import { commandsService, type CommandsDeps } from "../commands/service.js";
+import { otlpMetricsService } from "../ingest/service.js";
 import { metricsService, type MetricsDeps } from "../metrics/service.js";
 import { tokensService, type TokensDeps } from "../tokens/service.js";
+import { callerOf } from "./auth.js";
 import { healthService } from "./health.js";
 import { signedProcedures } from "../shared/signing.js";
 import { requestLimit } from "./request-limits.js";
@@ -38,12 +41,13 @@ const servedFiles: DescFile[] = [
   file_agent_agent,
   file_commands_commands,
   file_tokens_tokens,
+  file_opentelemetry_proto_collector_metrics_v1_metrics_service,
   file_grpc_health_v1_health,
   file_grpc_reflection_v1_reflection,
   file_grpc_reflection_v1alpha_reflection,
 ];
 
-const servedServices: DescService[] = [MetricsAPI, AgentAPI, CommandsAPI, TokensAPI, Health, ReflectionV1, ReflectionV1alpha];
+const servedServices: DescService[] = [MetricsAPI, AgentAPI, CommandsAPI, TokensAPI, OtlpMetricsService, Health, ReflectionV1, ReflectionV1alpha];
 
 /** The path of every procedure served ("/metrics.API/Push"), with its name ("metrics.API/Push"). */
 export function procedurePaths(): Map<string, string> {
@@ -78,6 +82,7 @@ export function routes(deps: RouteDeps) {
     serve(router, AgentAPI, agentService(deps.agents), deps.signing);
     serve(router, CommandsAPI, commandsService({ ...deps.commands, shutdown: deps.shutdown }), deps.signing);
     serve(router, TokensAPI, tokensService(deps.tokens), deps.signing);
+    serve(router, OtlpMetricsService, otlpMetricsService({ push: deps.push, caller: callerOf }), deps.signing);
     serve(router, Health, healthService(deps.readiness, serviceNames, deps.shutdown), deps.signing);
     serve(router, ReflectionV1, reflectionV1(registry, serviceNames), deps.signing);
     serve(router, ReflectionV1alpha, reflectionV1alpha(registry, serviceNames), deps.signing);

@@ -3,6 +3,7 @@ import type { TsdbDatabase } from "./tables.js";
 import { decodeChunk, decodeRollups, emptyBuckets, encodeChunk, encodeRollups, rollUp, rollupWidthMs, type Buckets, type PointArrays, type RollupTier } from "./chunk-format.js";
 import { byteaColumn } from "./bytea-column.js";
 import { decodeHead, groupOf } from "./group-payload.js";
+import { Doubles } from "./doubles.js";
 import { blockMs, blockOf, chunksTable, headTable, partitionName, rollups1hTable, rollups5mTable, type Partitions } from "./partitions.js";
 
 export interface CompactionOptions {
@@ -38,7 +39,7 @@ export interface CompactionRun {
 }
 
 /** Points of one series in one block, keyed `${seriesId}:${block}`. */
-export type BlockPoints = Map<string, { id: number; block: number; times: number[]; values: number[] }>;
+export type BlockPoints = Map<string, { id: number; block: number; times: number[]; values: Doubles }>;
 
 /**
  * Moves closed blocks from the head into per-series chunks (and their 5-minute and hourly
@@ -188,7 +189,7 @@ export async function lockCompaction(tx: Kysely<TsdbDatabase>): Promise<void> {
 export function addPoints(byBlock: BlockPoints, id: number, times: ArrayLike<number>, values: ArrayLike<number>, n: number): void {
   let block = Number.NaN;
   let end = Number.NaN;
-  let p: { id: number; block: number; times: number[]; values: number[] } | undefined;
+  let p: { id: number; block: number; times: number[]; values: Doubles } | undefined;
   for (let i = 0; i < n; i++) {
     const t = times[i]!;
     if (!(t >= end - blockMs && t < end)) {
@@ -196,7 +197,7 @@ export function addPoints(byBlock: BlockPoints, id: number, times: ArrayLike<num
       end = (block + 1) * blockMs;
       const key = `${id}:${block}`;
       p = byBlock.get(key);
-      if (!p) byBlock.set(key, (p = { id, block, times: [], values: [] }));
+      if (!p) byBlock.set(key, (p = { id, block, times: [], values: new Doubles() }));
     }
     p!.times.push(t);
     p!.values.push(values[i]!);
@@ -312,7 +313,7 @@ function mergeBuckets(stored: Buckets, fresh: Buckets): Buckets {
  * The points of a stored chunk and new points (in write order, maybe unsorted, maybe with equal
  * times), merged in time order with one value per time: the newest written.
  */
-export function mergePoints(stored: PointArrays | undefined, times: number[], values: number[]): PointArrays {
+export function mergePoints(stored: PointArrays | undefined, times: number[], values: Doubles): PointArrays {
   const n0 = stored?.n ?? 0;
   const total = n0 + times.length;
   const allTimes = new Float64Array(total);
@@ -322,7 +323,7 @@ export function mergePoints(stored: PointArrays | undefined, times: number[], va
     allValues.set(stored.values.subarray(0, n0));
   }
   allTimes.set(times, n0);
-  allValues.set(values, n0);
+  allValues.set(values.view(), n0);
   let ordered = true;
   for (let i = 1; i < total && ordered; i++) ordered = allTimes[i]! > allTimes[i - 1]!;
   if (ordered) return { times: allTimes, values: allValues, n: total };

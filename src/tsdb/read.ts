@@ -2,6 +2,7 @@ import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
 import { decodeChunk, decodeRollups, rollUp, rollupWidthMs, type Buckets, type PointArrays } from "./chunk-format.js";
 import { mergePoints } from "./compactor.js";
+import { Doubles } from "./doubles.js";
 import { decodeHead, groupOf } from "./group-payload.js";
 import { maxTimeMs } from "./appender.js";
 import { InvalidInput } from "./errors.js";
@@ -122,7 +123,7 @@ class SeriesRows {
 /** Raw points of one series as they arrive (chunks, then head entries in write order), sorted and deduplicated on demand. */
 class RawPoints {
   times: number[] = [];
-  values: number[] = [];
+  values = new Doubles();
   private ordered = true;
 
   add(times: ArrayLike<number>, values: ArrayLike<number>, n: number, fromMs: number, toMs: number): void {
@@ -137,17 +138,16 @@ class RawPoints {
   }
 
   /** Removes and returns the points of `block`, in the order they were added. */
-  takeBlock(block: number): { times: number[]; values: number[] } {
-    const taken = { times: [] as number[], values: [] as number[] };
-    const times: number[] = [];
-    const values: number[] = [];
+  takeBlock(block: number): { times: number[]; values: Doubles } {
+    const taken = { times: [] as number[], values: new Doubles() };
+    const rest = { times: [] as number[], values: new Doubles() };
     this.times.forEach((t, i) => {
-      const into = blockOf(t) === block ? taken : { times, values };
+      const into = blockOf(t) === block ? taken : rest;
       into.times.push(t);
-      into.values.push(this.values[i]!);
+      into.values.push(this.values.at(i));
     });
-    this.times = times;
-    this.values = values;
+    this.times = rest.times;
+    this.values = rest.values;
     return taken;
   }
 
@@ -157,12 +157,12 @@ class RawPoints {
     const order = Array.from({ length: this.times.length }, (_, i) => i);
     order.sort((a, b) => this.times[a]! - this.times[b]! || a - b);
     const times: number[] = [];
-    const values: number[] = [];
+    const values = new Doubles();
     for (const i of order) {
-      if (times.length > 0 && times[times.length - 1] === this.times[i]) values[values.length - 1] = this.values[i]!;
+      if (times.length > 0 && times[times.length - 1] === this.times[i]) values.set(values.length - 1, this.values.at(i));
       else {
         times.push(this.times[i]!);
-        values.push(this.values[i]!);
+        values.push(this.values.at(i));
       }
     }
     this.times = times;
@@ -193,7 +193,7 @@ export class Reader {
     for (const [id, { points }] of raw) {
       points.settle();
       if (points.times.length === 0) continue;
-      out.set(id, { times: Float64Array.from(points.times), values: Float64Array.from(points.values), n: points.times.length });
+      out.set(id, { times: Float64Array.from(points.times), values: points.values.view(), n: points.times.length });
     }
     return out;
   }
@@ -312,7 +312,7 @@ function mergeRows({ points, buckets }: { points: RawPoints; buckets: SeriesRows
   points.settle();
   if (buckets.t.length === 0) return points;
   for (let i = 0; i < points.times.length; i++) {
-    const v = points.values[i]!;
+    const v = points.values.at(i);
     buckets.push(points.times[i]!, v, v, v, 1, v);
   }
   const order = Array.from({ length: buckets.t.length }, (_, i) => i).sort((a, b) => buckets.t[a]! - buckets.t[b]! || a - b);
@@ -328,10 +328,10 @@ function mergeRows({ points, buckets }: { points: RawPoints; buckets: SeriesRows
 function aggregate(rows: SeriesRows | RawPoints, fromMs: number, stepMs: number, increase: boolean, last: boolean): StepAggregate[] {
   const raw = rows instanceof RawPoints;
   const times = raw ? rows.times : rows.t;
-  const lasts = raw ? rows.values : rows.last;
-  const mins = raw ? rows.values : rows.min;
-  const maxes = raw ? rows.values : rows.max;
-  const sums = raw ? rows.values : rows.sum;
+  const lasts = raw ? rows.values.view() : rows.last;
+  const mins = raw ? lasts : rows.min;
+  const maxes = raw ? lasts : rows.max;
+  const sums = raw ? lasts : rows.sum;
   const out: StepAggregate[] = [];
   let current: StepAggregate | undefined;
   let prev = 0;
