@@ -17,7 +17,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Aggregation, API as MetricsAPI, HistogramRequestSchema, Kind, PushRequestSchema } from "../gen/metrics/metrics_pb.js";
 import { startAgent } from "../src/agent/agent.js";
 import { daemonTransport } from "../src/agent/sender.js";
-import { readEnrollToken } from "../src/agents/enroll-token.js";
+import { readEnrollToken } from "../src/fleet/enroll-token.js";
 import { resolveDaemonConfig } from "../src/config/config.js";
 import { createLogger } from "../src/log.js";
 import { startDaemon } from "../src/server/daemon.js";

@@ -15,7 +15,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { Aggregation, API as MetricsAPI } from "../gen/metrics/metrics_pb.js";
 import { startAgent } from "../src/agent/agent.js";
-import { readEnrollToken } from "../src/agents/enroll-token.js";
+import { readEnrollToken } from "../src/fleet/enroll-token.js";
 import { createLogger } from "../src/log.js";
 import { runSpecta, spawnDaemon, tempDir, useDaemon } from "./support/daemon.js";
 import { bearer, codeOf } from "./support/rpc.js";

@@ -57,7 +57,7 @@ export function daemonCommand(program: Command): void {
       void daemon.failed.then((err) => stop().then(() => fail(err, log), () => fail(err, log)));
       if (!flags.withAgent) return;
       const { startAgent } = await import("../agent/agent.js");
-      const { ensureEnrollToken } = await import("../agents/enroll-token.js");
+      const { ensureEnrollToken } = await import("../fleet/enroll-token.js");
       agent = await startAgent({
         server: daemon.url,
         // Its own certificate stands for a self-signed one; a CA-signed one needs SPECTA_CA.

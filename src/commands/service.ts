@@ -13,7 +13,7 @@ import {
   StreamResponseSchema,
   type StreamResponse,
 } from "../../gen/commands/commands_pb.js";
-import { activeAgentId, agentIdsWithLabels } from "../agents/inventory.js";
+import { activeAgentId, agentIdsWithLabels } from "../fleet/inventory.js";
 import { callerOf } from "../server/auth.js";
 import type { Db } from "../storage/database.js";
 import { isUuid } from "../storage/ids.js";

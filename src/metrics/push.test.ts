@@ -14,7 +14,7 @@ import { startEmbeddedPostgres, stopEmbeddedPostgres } from "../storage/embedded
 import { pushLimits } from "./push.js";
 import { bearer, codeOf } from "../../test/support/rpc.js";
 import { enrolAgent } from "../../test/support/fake-agent.js";
-import { readEnrollToken } from "../agents/enroll-token.js";
+import { readEnrollToken } from "../fleet/enroll-token.js";
 
 function metricsClient(daemon: TestDaemon, token = readFileSync(join(daemon.dataDir, "admin.token"), "utf8").trim()) {
   return createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: token ? [bearer(token)] : [] }));

@@ -1,8 +1,8 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { collectDefaultMetrics, Registry } from "prom-client";
-import { ensureEnrollToken, enrollTokenChecker } from "../agents/enroll-token.js";
-import { fleetGauge } from "../agents/fleet-metrics.js";
-import { agentLiveness, AgentLiveness } from "../agents/liveness.js";
+import { ensureEnrollToken, enrollTokenChecker } from "../fleet/enroll-token.js";
+import { fleetGauge } from "../fleet/fleet-metrics.js";
+import { agentLiveness, AgentLiveness } from "../fleet/liveness.js";
 import { commandExpiry } from "../commands/expiry.js";
 import { startCommands, type CommandsTuning } from "../commands/hub.js";
 import { ConfigError, type DaemonConfig } from "../config/config.js";

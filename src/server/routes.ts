@@ -10,7 +10,7 @@ import {
 } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { API as MetricsAPI, file_metrics_metrics } from "../../gen/metrics/metrics_pb.js";
 import { API as TokensAPI, file_tokens_tokens } from "../../gen/tokens/tokens_pb.js";
-import { agentService, type AgentDeps } from "../agents/service.js";
+import { agentService, type AgentDeps } from "../fleet/service.js";
 import { commandsService, type CommandsDeps } from "../commands/service.js";
 import { metricsService, type MetricsDeps } from "../metrics/service.js";
 import { tokensService, type TokensDeps } from "../tokens/service.js";

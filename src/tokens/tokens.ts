@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { sql, type Kysely, type RawBuilder } from "kysely";
-import type { AgentsTables } from "../agents/agents.table.js";
+import type { AgentsTables } from "../fleet/agents.table.js";
 import type { Db } from "../storage/database.js";
 import { uuidSource as uuid } from "../storage/ids.js";
 import type { TokenRole } from "./roles.js";
