@@ -10,7 +10,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import pg from "pg";
 import { MatchOperator, QueryRequestSchema, QueryResponseSchema } from "../gen/metrics/metrics_pb.js";
-import { createLogger } from "../src/log.js";
+import { createLogger } from "../src/shared/log.js";
 import { openTsdb } from "../src/tsdb/index.js";
 import { blockMs } from "../src/tsdb/partitions.js";
 import { stopSpecta } from "./specta-process.js";

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API as CommandsAPI, DiagnosticSchema, State, type Command } from "../gen/commands/commands_pb.js";
 import { startAgent, type RunningAgent } from "../src/agent/agent.js";
 import { readEnrollToken } from "../src/fleet/enroll-token.js";
-import { createLogger } from "../src/log.js";
+import { createLogger } from "../src/shared/log.js";
 import { cliPath, childEnv, repoRoot, requireBuild, startTestDaemon, tempDir, type TestDaemon } from "./support/daemon.js";
 import { bearer } from "./support/rpc.js";
 

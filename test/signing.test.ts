@@ -19,7 +19,7 @@ import { startAgent } from "../src/agent/agent.js";
 import { daemonTransport } from "../src/agent/sender.js";
 import { readEnrollToken } from "../src/fleet/enroll-token.js";
 import { resolveDaemonConfig } from "../src/config/config.js";
-import { createLogger } from "../src/log.js";
+import { createLogger } from "../src/shared/log.js";
 import { startDaemon } from "../src/server/daemon.js";
 import { tempDir, useDaemon } from "./support/daemon.js";
 import { codeOf } from "./support/rpc.js";

@@ -16,7 +16,7 @@ import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1
 import { Aggregation, API as MetricsAPI } from "../gen/metrics/metrics_pb.js";
 import { startAgent } from "../src/agent/agent.js";
 import { readEnrollToken } from "../src/fleet/enroll-token.js";
-import { createLogger } from "../src/log.js";
+import { createLogger } from "../src/shared/log.js";
 import { runSpecta, spawnDaemon, tempDir, useDaemon } from "./support/daemon.js";
 import { bearer, codeOf } from "./support/rpc.js";
 import { makeTestCertificates } from "./support/tls.js";

@@ -11,7 +11,7 @@ import { freePort, repoRoot, RestartableDaemon, spawnSpecta, startTestDaemon, te
 import { bearer } from "../../test/support/rpc.js";
 import { storedPoints } from "../../test/support/stored.js";
 import { readEnrollToken } from "../fleet/enroll-token.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { startAgent, type RunningAgent } from "./agent.js";
 import type { Collector } from "./collectors/collector.js";
 

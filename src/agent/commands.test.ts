@@ -13,7 +13,7 @@ import {
   type ReportRequest,
   type StreamResponse,
 } from "../../gen/commands/commands_pb.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { runCommandLoop } from "./commands.js";
 
 let server: Server;

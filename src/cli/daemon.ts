@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { join } from "node:path";
 import type { RunningAgent } from "../agent/agent.js";
 import { resolveDaemonConfig, type DaemonFlags } from "../config/config.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { collect, exitOnSignals, fail } from "./util.js";
 
 export function daemonCommand(program: Command): void {

@@ -3,7 +3,7 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { AgentSchema, API as AgentAPI, HostSchema, type Agent, type RegisterRequest } from "../../gen/agent/agent_pb.js";
 import { connectedAgents } from "../commands/agent-streams.js";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 import { principalKey } from "../server/auth.js";
 import type { Db } from "../storage/database.js";
 import { isUuid } from "../storage/ids.js";

@@ -9,7 +9,7 @@ import { durationFromMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf
 import { API as MetricsAPI, Aggregation, Kind, SeriesSchema, type Series } from "../../gen/metrics/metrics_pb.js";
 import { startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { startEmbeddedPostgres, stopEmbeddedPostgres } from "../storage/embedded.js";
 import { pushLimits } from "./push.js";
 import { bearer, codeOf } from "../../test/support/rpc.js";

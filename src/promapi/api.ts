@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import type { InstrumentDeclaration } from "../config/config.js";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 import type { Matcher } from "../promql/ast.js";
 import { defaultLimits, instantQuery, rangeQuery, ReadBudget, type QueryLimits } from "../promql/engine.js";
 import { EvaluationError, QueryCanceled, QueryTimeout } from "../promql/errors.js";
@@ -10,7 +10,7 @@ import { selectSeries, tsdbReader } from "../promql/tsdb-reader.js";
 import { labelsKey, nameLabel, type Labels } from "../promql/values.js";
 import { isUnavailable } from "../storage/errors.js";
 import { InvalidInput, LimitExceeded, SeriesKind, type Tsdb } from "../tsdb/index.js";
-import { versionInfo } from "../version.js";
+import { versionInfo } from "../shared/version.js";
 import { maxFormBytes, Params } from "./params.js";
 import { ApiError, compareText, errorBody, instantData, labelsJson, rangeData, successBody } from "./respond.js";
 

@@ -1,5 +1,5 @@
 import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
-import type { TokenRole } from "../tokens/roles.js";
+import type { TokenRole } from "../shared/roles.js";
 import type { Principal, TokenStore } from "../tokens/tokens.js";
 
 /** Who may call each procedure. "public" needs no credential; unlisted procedures are admin-only. */

@@ -4,7 +4,7 @@ import { arch, platform } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 
 const run = promisify(execFile);
 

@@ -4,7 +4,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { API as TokensAPI, TokenSchema, type Token } from "../../gen/tokens/tokens_pb.js";
 import { callerOf } from "../server/auth.js";
 import { isUuid } from "../storage/ids.js";
-import { personRole, roleOf } from "./roles.js";
+import { personRole, roleOf } from "../shared/roles.js";
 import type { TokenInfo, TokenStore } from "./tokens.js";
 
 export interface TokensDeps {

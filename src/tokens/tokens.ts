@@ -3,7 +3,7 @@ import { sql, type Kysely, type RawBuilder } from "kysely";
 import type { AgentsTables } from "../fleet/agents.table.js";
 import type { Db } from "../storage/database.js";
 import { uuidSource as uuid } from "../storage/ids.js";
-import type { TokenRole } from "./roles.js";
+import type { TokenRole } from "../shared/roles.js";
 import type { NewTokenRow, TokenRow, TokensTables } from "./tokens.table.js";
 
 /** The tables the credential store reads: its own, and the agents' (an agent credential stands for an active agent). */

@@ -5,8 +5,8 @@
  */
 import { isIP } from "node:net";
 import { posix } from "node:path";
-import type { Diagnostic } from "../../../gen/commands/commands_pb.js";
-import { Severity } from "../../../gen/commands/commands_pb.js";
+import type { Diagnostic } from "../../gen/commands/commands_pb.js";
+import { Severity } from "../../gen/commands/commands_pb.js";
 
 /** An argument that is not acceptable; its message says which and why. */
 export class DiagnosticError extends Error {
