@@ -9,6 +9,8 @@ import { parsePromql, ParseError } from "../promql/parse.js";
 import { selectSeries, tsdbReader } from "../promql/tsdb-reader.js";
 import { labelsKey, nameLabel, type Labels } from "../promql/values.js";
 import { isUnavailable } from "../storage/errors.js";
+import { verifyCaller, type Access } from "../tokens/access.js";
+import type { TokenStore } from "../tokens/tokens.js";
 import { InvalidInput, LimitExceeded, SeriesKind, type Tsdb } from "../tsdb/index.js";
 import { versionInfo } from "../shared/version.js";
 import { maxFormBytes, Params } from "./params.js";
@@ -29,11 +31,8 @@ type NodeResponse = Parameters<NodeHandler>[1];
 
 export interface PromApiDeps {
   tsdb: Pick<Tsdb, "series" | "readSamples">;
-  /**
-   * Checks a presented token (the daemon passes its access policy's check): resolves when it may
-   * read, rejects with a ConnectError otherwise (Unauthenticated, PermissionDenied, Unavailable).
-   */
-  authorize(token: string): Promise<unknown>;
+  /** The credentials a presented token is checked against (prometheusApiAccess says which may read). */
+  tokens: Pick<TokenStore, "verify">;
   /**
    * Failed authentications per client address (the daemon passes a bucket with the front door's
    * limit): a client whose bucket is empty is refused before its credential is looked at.
@@ -53,6 +52,10 @@ export interface PromApiDeps {
 const prometheusVersion = "3.0.0";
 
 const prefix = "/api/v1/";
+
+/** Who may read through the Prometheus API, under the name its refusals give it. */
+const prometheusApiAccess: Access = ["viewer", "admin"];
+const prometheusApiName = "prometheus/api/v1";
 
 /** Wraps `next` (the daemon's other plain HTTP routes): requests under /api/v1/ are answered here. */
 export function prometheusApi(deps: PromApiDeps, next: NodeHandler): NodeHandler {
@@ -115,7 +118,7 @@ class PromApi {
       throw new ApiError("too_many_requests", `too many failed authentications from this address; retry after ${seconds} s`, { "retry-after": String(seconds) });
     }
     try {
-      await this.deps.authorize(token);
+      await verifyCaller(prometheusApiName, prometheusApiAccess, token, this.deps.tokens);
     } catch (err) {
       const code = ConnectError.from(err).code;
       if (code === Code.Unauthenticated) {

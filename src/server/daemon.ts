@@ -22,14 +22,13 @@ import { versionInfo } from "../shared/version.js";
 import { openTsdb } from "../tsdb/index.js";
 import { Engine, type Handler } from "../worker/engine.js";
 import { leadership } from "../worker/leader.js";
-import { verifyCaller } from "./auth.js";
 import { FrontDoor } from "./front-door.js";
 import { httpRoutes } from "./http-routes.js";
 import { CallLog, observeCalls } from "./interceptors.js";
 import { listen } from "./listener.js";
 import { AddressBuckets, clientKey } from "./rate-limit.js";
 import { Readiness } from "./readiness.js";
-import { procedurePaths, routes } from "./routes.js";
+import { routes, servedProcedures } from "./routes.js";
 import { readTlsCertificate, type TlsCertificate } from "./tls.js";
 import { readSigningKey, SigningKeyError } from "../shared/signing.js";
 import { twirpCompatible } from "./twirp.js";
@@ -71,6 +70,8 @@ function signingKeyOf(file: string): Buffer {
 }
 
 export async function startDaemon(config: DaemonConfig, log: Logger, options: DaemonOptions = {}): Promise<RunningDaemon> {
+  // Before anything starts: a served method without an access rule stops the daemon at once.
+  const procedures = servedProcedures();
   // Before anything starts: a certificate that cannot be used stops the daemon at once.
   const tls: TlsCertificate | undefined = config.tls && readTlsCertificate(config.tls);
   const signingKey = config.signingKeyFile === undefined ? undefined : signingKeyOf(config.signingKeyFile);
@@ -112,7 +113,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const commands = await startCommands(storage.db, storage.pool, log, tokens, options.commands);
 
   const calls = new CallLog(registry, log);
-  const frontDoor = new FrontDoor({ procedures: procedurePaths(), tokens, rateLimits: config.rateLimits, calls, ...(signingKey ? { signingKey } : {}) });
+  const frontDoor = new FrontDoor({ procedures, tokens, rateLimits: config.rateLimits, calls, ...(signingKey ? { signingKey } : {}) });
   const { signing } = frontDoor;
   // The Prometheus API's failed authentications, limited as the front door limits the RPCs'.
   const promFailedAuth = new AddressBuckets(config.rateLimits.failedAuth);
@@ -138,7 +139,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
         tsdb,
         instruments: config.instruments,
         log,
-        authorize: (token) => verifyCaller("prometheus/api/v1", token, tokens),
+        tokens,
         failedAuth: { wait: (address) => promFailedAuth.wait(clientKey(address)), charge: (address) => promFailedAuth.charge(clientKey(address)) },
       },
       httpRoutes(registry, readiness, site),
