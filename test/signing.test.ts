@@ -14,7 +14,7 @@ import { connect as http2Connect, type IncomingHttpHeaders } from "node:http2";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
-import { Aggregation, API as MetricsAPI, HistogramRequestSchema, Kind, PushRequestSchema } from "../gen/metrics/metrics_pb.js";
+import { Aggregation, API as MetricsAPI, HistogramRequestSchema, Kind } from "../gen/metrics/metrics_pb.js";
 import { startAgent } from "../src/agent/agent.js";
 import { daemonTransport } from "../src/agent/sender.js";
 import { readEnrollToken } from "../src/fleet/enroll-token.js";

@@ -64,6 +64,7 @@ function fakeDaemon(connections: (StreamResponse[] | ConnectError)[]) {
       get() {
         throw new ConnectError("not here", Code.Unimplemented);
       },
+      // biome-ignore lint/correctness/useYield: a stream that fails before its first message
       async *watch() {
         throw new ConnectError("not here", Code.Unimplemented);
       },

@@ -1,5 +1,5 @@
 import { sql, type RawBuilder } from "kysely";
-import pg from "pg";
+import type pg from "pg";
 import type { Logger } from "../shared/log.js";
 import { uuidSource as uuid } from "../storage/ids.js";
 import { credentialsChannel, parseCredentialNote, type CredentialNote } from "../tokens/tokens.js";

@@ -209,7 +209,7 @@ async function pgCommand(
   } catch (err) {
     const e = err as { stderr?: string; stdout?: string; message: string };
     const detail = [e.stderr, e.stdout, logFile && existsSync(logFile) ? tail(readFileSync(logFile, "utf8")) : ""]
-      .filter((s) => s && s.trim())
+      .filter((s) => s?.trim())
       .join(" | ")
       .replace(/\s+/g, " ")
       .trim();

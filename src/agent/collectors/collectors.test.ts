@@ -42,6 +42,7 @@ function run(collector: Collector): Promise<Measurement[]> {
 }
 
 /** The value of the one measurement with this metric and exactly these labels. */
+// biome-ignore lint/suspicious/noShadowRestrictedNames: a module-level helper, never called as a method
 function valueOf(measurements: Measurement[], metric: string, labels: Record<string, string> = {}): number | undefined {
   const found = measurements.filter((m) => m.metric === metric && sameLabels(m.labels, labels));
   expect(found.length, `${metric}${JSON.stringify(labels)} appears ${found.length} times`).toBeLessThanOrEqual(1);
