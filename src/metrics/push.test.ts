@@ -161,8 +161,9 @@ describe.each(testServers())("metrics.API/Push on $name PostgreSQL", (server) =>
 describe("metrics.API/Push during a database outage", () => {
   let daemon: TestDaemon;
   beforeAll(async () => {
-    // Its own embedded PostgreSQL, which the test stops and starts again.
-    daemon = await startTestDaemon({ flags: { databaseUrl: undefined } });
+    // Its own embedded PostgreSQL, which the test stops and starts again: the daemon's supervision,
+    // which would restart it too (racing the test's start for its lock file), looks too late to.
+    daemon = await startTestDaemon({ flags: { databaseUrl: undefined }, daemon: { embedded: { checkMs: 600_000 } } });
   });
   afterAll(async () => {
     await daemon?.stop();
