@@ -22,7 +22,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { defaultCollectors, UnsupportedError, type Collector } from "../src/agent/collectors/collector.js";
+import { UnsupportedError, type Collector } from "../src/agent/collectors/collector.js";
+import { defaultCollectors } from "../src/agent/collectors/defaults.js";
 
 const runs = Number(process.env.BENCH_RUNS ?? 50);
 const spawnRuns = Number(process.env.BENCH_SPAWN_RUNS ?? 5);

@@ -12,9 +12,10 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { PushRequest } from "../gen/metrics/metrics_pb.js";
 import { Batch } from "../src/agent/agent.js";
-import { defaultCollectors, type Measurement } from "../src/agent/collectors/collector.js";
+import type { Measurement } from "../src/agent/collectors/collector.js";
+import { defaultCollectors } from "../src/agent/collectors/defaults.js";
 import { Spool } from "../src/agent/spool.js";
-import { createLogger } from "../src/log.js";
+import { createLogger } from "../src/shared/log.js";
 
 const target = Number(process.env.BENCH_POINTS ?? 100_000);
 const gc = (globalThis as { gc?: () => void }).gc;

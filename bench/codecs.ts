@@ -147,11 +147,13 @@ function gorillaDecode(words: number[], n: number, outTimes: Float64Array, outVa
   let significant = 0;
   for (let i = 1; i < n; i++) {
     let dod: number;
+    // biome-ignore-start lint/suspicious/noDuplicateElseIf: each condition reads the next bit of the prefix
     if (r.read(1) === 0) dod = 0;
     else if (r.read(1) === 0) dod = r.read(7) - 63;
     else if (r.read(1) === 0) dod = r.read(9) - 255;
     else if (r.read(1) === 0) dod = r.read(12) - 2047;
     else dod = r.read(32) | 0;
+    // biome-ignore-end lint/suspicious/noDuplicateElseIf: each condition reads the next bit of the prefix
     delta += dod;
     t += delta;
     if (r.read(1) === 1) {

@@ -15,7 +15,7 @@ import { appendFileSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createLogger } from "../src/log.js";
+import { createLogger } from "../src/shared/log.js";
 import { freePort, RestartableDaemon, tempDir } from "../test/support/daemon.js";
 import { killDaemon, killPostmaster, postmasterPid, runFaultScenario, type FaultFigures, type ScenarioOptions } from "../test/support/faults.js";
 

@@ -9,7 +9,7 @@
  */
 import { rmSync } from "node:fs";
 import pg from "pg";
-import { createLogger } from "../src/log.js";
+import { createLogger } from "../src/shared/log.js";
 import { openTsdb } from "../src/tsdb/index.js";
 import { blockMs } from "../src/tsdb/partitions.js";
 import { stopSpecta } from "./specta-process.js";

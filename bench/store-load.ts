@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import pg from "pg";
 import { Kind, PushRequestSchema, SeriesSchema } from "../gen/metrics/metrics_pb.js";
-import { createLogger } from "../src/log.js";
+import { createLogger } from "../src/shared/log.js";
 import { openTsdb } from "../src/tsdb/index.js";
 import { blockMs } from "../src/tsdb/partitions.js";
 import { remoteWriteBody } from "../test/support/remote-write.js";

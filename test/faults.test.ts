@@ -5,7 +5,7 @@
 import { appendFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { createLogger } from "../src/log.js";
+import { createLogger } from "../src/shared/log.js";
 import { startTestDaemon, tempDir } from "./support/daemon.js";
 import { killDaemon, killPostmaster, postmasterPid, runFaultScenario, type ScenarioOptions } from "./support/faults.js";
 

@@ -17,8 +17,8 @@ import {
 } from "../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { AggregationTemporality } from "../gen/opentelemetry/proto/metrics/v1/metrics_pb.js";
 import { API as TokensAPI, Role } from "../gen/tokens/tokens_pb.js";
-import { readEnrollToken } from "../src/agents/enroll-token.js";
-import { createLogger } from "../src/log.js";
+import { readEnrollToken } from "../src/fleet/enroll-token.js";
+import { createLogger } from "../src/shared/log.js";
 import { staleMarker } from "../src/promql/values.js";
 import { startEmbeddedPostgres, stopEmbeddedPostgres } from "../src/storage/embedded.js";
 import { startTestDaemon, useDaemon, type TestDaemon } from "./support/daemon.js";

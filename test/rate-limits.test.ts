@@ -13,7 +13,7 @@ import { describe, expect, it } from "vitest";
 import { API as AgentAPI, HostSchema } from "../gen/agent/agent_pb.js";
 import { API as MetricsAPI } from "../gen/metrics/metrics_pb.js";
 import { API as TokensAPI } from "../gen/tokens/tokens_pb.js";
-import { readEnrollToken } from "../src/agents/enroll-token.js";
+import { readEnrollToken } from "../src/fleet/enroll-token.js";
 import { useDaemon } from "./support/daemon.js";
 import { bearer, codeOf } from "./support/rpc.js";
 

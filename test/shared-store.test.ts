@@ -10,7 +10,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Aggregation, API as MetricsAPI, Kind, SeriesSchema } from "../gen/metrics/metrics_pb.js";
 import { resolveDaemonConfig } from "../src/config/config.js";
-import { createLogger } from "../src/log.js";
+import { createLogger } from "../src/shared/log.js";
 import { startDaemon, type RunningDaemon } from "../src/server/daemon.js";
 import { adminTokenOf, tempDir } from "./support/daemon.js";
 import { createTestDatabase, type TestDatabase } from "./support/postgres.js";

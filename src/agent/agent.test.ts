@@ -10,8 +10,8 @@ import { create } from "@bufbuild/protobuf";
 import { freePort, repoRoot, RestartableDaemon, spawnSpecta, startTestDaemon, tempDir, type TestDaemon } from "../../test/support/daemon.js";
 import { bearer } from "../../test/support/rpc.js";
 import { storedPoints } from "../../test/support/stored.js";
-import { readEnrollToken } from "../agents/enroll-token.js";
-import { createLogger } from "../log.js";
+import { readEnrollToken } from "../fleet/enroll-token.js";
+import { createLogger } from "../shared/log.js";
 import { startAgent, type RunningAgent } from "./agent.js";
 import type { Collector } from "./collectors/collector.js";
 

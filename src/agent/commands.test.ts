@@ -13,7 +13,7 @@ import {
   type ReportRequest,
   type StreamResponse,
 } from "../../gen/commands/commands_pb.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { runCommandLoop } from "./commands.js";
 
 let server: Server;
@@ -64,6 +64,7 @@ function fakeDaemon(connections: (StreamResponse[] | ConnectError)[]) {
       get() {
         throw new ConnectError("not here", Code.Unimplemented);
       },
+      // biome-ignore lint/correctness/useYield: a stream that fails before its first message
       async *watch() {
         throw new ConnectError("not here", Code.Unimplemented);
       },

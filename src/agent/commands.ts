@@ -7,9 +7,9 @@ import { create, type JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { setTimeout as sleep } from "node:timers/promises";
 import { API as CommandsAPI, OutputSchema, State, type Command, type Output } from "../../gen/commands/commands_pb.js";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 import { runDiagnostic, type RunDiagnosticOptions } from "./diagnostics/run.js";
-import { normalizeDiagnosticName } from "./diagnostics/validate.js";
+import { normalizeDiagnosticName } from "../shared/diagnostics.js";
 import { backoffMs } from "./sender.js";
 
 export interface CommandLoopOptions {

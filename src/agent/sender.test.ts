@@ -8,8 +8,8 @@ import { Aggregation, API as MetricsAPI, Kind, PushRequestSchema } from "../../g
 import { tempDir, useDaemon } from "../../test/support/daemon.js";
 import { enrolAgent } from "../../test/support/fake-agent.js";
 import { bearer } from "../../test/support/rpc.js";
-import { readEnrollToken } from "../agents/enroll-token.js";
-import { createLogger } from "../log.js";
+import { readEnrollToken } from "../fleet/enroll-token.js";
+import { createLogger } from "../shared/log.js";
 import { daemonTransport, halve, Sender } from "./sender.js";
 import { Spool } from "./spool.js";
 

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { SecureContext } from "node:tls";
 import { create } from "@bufbuild/protobuf";
 import { API as MetricsAPI, PushRequestSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 import { signingClient } from "./signing.js";
 import type { Spool } from "./spool.js";
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { Kind, PushRequestSchema } from "../../gen/metrics/metrics_pb.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { Spool } from "./spool.js";
 
 const log = createLogger("silent");

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { PushRequestSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 
 /** One unacknowledged batch and how many points it holds. */
 export interface SpoolEntry {

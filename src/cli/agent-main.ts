@@ -4,7 +4,7 @@
  * in one file: about 10 MiB less resident memory than the whole CLI (npm run bench:agent).
  */
 import { Command } from "commander";
-import { versionInfo } from "../version.js";
+import { versionInfo } from "../shared/version.js";
 import { agentCommand } from "./agent.js";
 
 const program = new Command().name("specta").version(versionInfo.ver, "-V, --version", "print the version number").showHelpAfterError();

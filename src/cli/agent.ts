@@ -2,10 +2,10 @@ import type { Command } from "commander";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { AgentError, startAgent } from "../agent/agent.js";
-import { DiagnosticError, parseAllow } from "../agent/diagnostics/validate.js";
+import { DiagnosticError, parseAllow } from "../shared/diagnostics.js";
 import type { Protocol } from "../agent/sender.js";
 import { ConfigError } from "../config/config.js";
-import { createLogger, logLevels, type LogLevel } from "../log.js";
+import { createLogger, logLevels, type LogLevel } from "../shared/log.js";
 import { defaultServer } from "./client.js";
 import { collect, exitOnSignals, fail } from "./util.js";
 

@@ -3,7 +3,7 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { API as AgentAPI, ListResponseSchema, type Agent, type ListResponse } from "../../gen/agent/agent_pb.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
-import { statusNames } from "../agents/status.js";
+import { statusNames } from "../shared/agent-status.js";
 import { collect, formatTable } from "./util.js";
 
 interface AgentsFlags extends ClientFlags {

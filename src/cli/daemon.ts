@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { join } from "node:path";
 import type { RunningAgent } from "../agent/agent.js";
 import { resolveDaemonConfig, type DaemonFlags } from "../config/config.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { collect, exitOnSignals, fail } from "./util.js";
 
 export function daemonCommand(program: Command): void {
@@ -57,7 +57,7 @@ export function daemonCommand(program: Command): void {
       void daemon.failed.then((err) => stop().then(() => fail(err, log), () => fail(err, log)));
       if (!flags.withAgent) return;
       const { startAgent } = await import("../agent/agent.js");
-      const { ensureEnrollToken } = await import("../agents/enroll-token.js");
+      const { ensureEnrollToken } = await import("../fleet/enroll-token.js");
       agent = await startAgent({
         server: daemon.url,
         // Its own certificate stands for a self-signed one; a CA-signed one needs SPECTA_CA.

@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { versionInfo } from "../version.js";
+import { versionInfo } from "../shared/version.js";
 import { agentCommand } from "./agent.js";
 import { agentsCommand } from "./agents.js";
 import { daemonCommand } from "./daemon.js";

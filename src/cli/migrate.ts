@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { resolveDaemonConfig, type DaemonFlags } from "../config/config.js";
 import { claimDataDir } from "../storage/data-dir.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { fail } from "./util.js";
 
 type MigrateFlags = Pick<DaemonFlags, "dataDir" | "databaseUrl" | "config">;

@@ -14,7 +14,7 @@ import { repoRoot, runSpecta } from "../../test/support/daemon.js";
 import { bearer } from "../../test/support/rpc.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { resolveDaemonConfig } from "../config/config.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { startDaemon, type RunningDaemon } from "../server/daemon.js";
 
 

@@ -2,7 +2,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { API as TokensAPI, CreateResponseSchema, ListResponseSchema, RevokeResponseSchema, Role, type Token } from "../../gen/tokens/tokens_pb.js";
-import { roleNames } from "../tokens/roles.js";
+import { roleNames } from "../shared/roles.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
 import { formatTable } from "./util.js";
 

@@ -1,5 +1,5 @@
 import { ConfigError } from "../config/config.js";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 
 /** Commander's accumulator for repeatable options. */
 export function collect(value: string, previous: string[] | undefined): string[] {

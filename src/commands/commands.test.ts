@@ -16,7 +16,7 @@ import { API as AgentAPI, HostSchema } from "../../gen/agent/agent_pb.js";
 import { startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
 import { FakeAgent } from "../../test/support/fake-agent.js";
 import { createTestDatabase, openDb, testServers, type TestDatabase } from "../../test/support/postgres.js";
-import { readEnrollToken } from "../agents/enroll-token.js";
+import { readEnrollToken } from "../fleet/enroll-token.js";
 import type { DaemonOptions } from "../server/daemon.js";
 import type { Db } from "../storage/database.js";
 import type { TokensTables } from "../tokens/tokens.table.js";

@@ -1,4 +1,4 @@
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 import type { Db } from "../storage/database.js";
 import type { Handler } from "../worker/engine.js";
 import { forgetDeadStreams } from "./agent-streams.js";

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 import type { Db } from "../storage/database.js";
 import pg from "pg";
 import type { TokenStore } from "../tokens/tokens.js";

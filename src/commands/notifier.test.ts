@@ -3,7 +3,7 @@ import { sql } from "kysely";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { createTestDatabase, openDb, testServers } from "../../test/support/postgres.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { Notifier, notifyCommands, type Note } from "./notifier.js";
 
 describe.each(testServers())("the command queue's notes on $name PostgreSQL", (server) => {

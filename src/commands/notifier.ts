@@ -1,6 +1,6 @@
 import { sql, type RawBuilder } from "kysely";
-import pg from "pg";
-import type { Logger } from "../log.js";
+import type pg from "pg";
+import type { Logger } from "../shared/log.js";
 import { uuidSource as uuid } from "../storage/ids.js";
 import { credentialsChannel, parseCredentialNote, type CredentialNote } from "../tokens/tokens.js";
 

@@ -13,10 +13,10 @@ import {
   StreamResponseSchema,
   type StreamResponse,
 } from "../../gen/commands/commands_pb.js";
-import { activeAgentId, agentIdsWithLabels } from "../agents/inventory.js";
-import { callerOf } from "../server/auth.js";
+import { activeAgentId, agentIdsWithLabels } from "../fleet/inventory.js";
 import type { Db } from "../storage/database.js";
 import { isUuid } from "../storage/ids.js";
+import { callerOf, rules } from "../tokens/access.js";
 import { connectedAgents, registerStream, unregisterStream } from "./agent-streams.js";
 import type { CommandRow, CommandState } from "./commands.table.js";
 import { revokedError, type CommandHub } from "./hub.js";
@@ -29,6 +29,16 @@ export interface CommandsDeps {
   /** Aborted when the daemon begins to stop: streams end with Unavailable. */
   shutdown: AbortSignal;
 }
+
+/** Who may call commands.API: agents hold the streams and report; admins command; viewers look. */
+export const commandsAccess = rules(CommandsAPI, {
+  stream: ["agent"],
+  report: ["agent"],
+  submit: ["admin"],
+  get: ["viewer", "admin"],
+  watch: ["viewer", "admin"],
+  cancel: ["admin"],
+});
 
 export const stateNames: Record<CommandState, State> = {
   queued: State.QUEUED,

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API as CommandsAPI, DiagnosticSchema } from "../../gen/commands/commands_pb.js";
 import { startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
 import { enrolAgent, FakeAgent } from "../../test/support/fake-agent.js";
-import { readEnrollToken } from "../agents/enroll-token.js";
+import { readEnrollToken } from "../fleet/enroll-token.js";
 import { bearer } from "../../test/support/rpc.js";
 
 setFlagsFromString("--expose-gc");

@@ -7,7 +7,7 @@ import {
   normalizeDiagnosticName,
   validateDiagnostic as checkDiagnostic,
   type DiagnosticName,
-} from "../agent/diagnostics/validate.js";
+} from "../shared/diagnostics.js";
 
 export type { DiagnosticName };
 
@@ -41,7 +41,7 @@ function checkDuration(d: Duration | undefined, max: number, field: string, fall
 
 /**
  * Checks a diagnostic's parameters with the same rules the agent applies before it runs
- * anything (src/agent/diagnostics/validate.ts), so that a bad command is refused at Submit.
+ * anything (src/shared/diagnostics.ts), so that a bad command is refused at Submit.
  */
 export function validateDiagnostic(diagnostic: Diagnostic | undefined): DiagnosticName {
   try {

@@ -13,7 +13,7 @@ import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
 import { adminTokenOf, repoRoot, runSpecta, spawnDaemon, type SpawnedDaemon } from "../../test/support/daemon.js";
 import { enrolAgent } from "../../test/support/fake-agent.js";
 import { bearer } from "../../test/support/rpc.js";
-import { readEnrollToken } from "../agents/enroll-token.js";
+import { readEnrollToken } from "../fleet/enroll-token.js";
 
 const chromiumPath = process.env.SPECTA_TEST_CHROMIUM ?? "/usr/bin/chromium";
 const haveChromium = existsSync(chromiumPath);

@@ -9,7 +9,8 @@ import {
   ExportMetricsServiceResponseSchema,
   type ExportMetricsServiceRequest,
 } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
+import type { Access } from "../tokens/access.js";
 import { agentWriter, storeBatch, type PushDeps } from "../metrics/push.js";
 import { readBody } from "../shared/signing.js";
 import { isUnavailable } from "../storage/errors.js";
@@ -35,6 +36,8 @@ type NodeRequest = Parameters<NodeHandler>[0];
 type NodeResponse = Parameters<NodeHandler>[1];
 
 /** The access policy's names of the two endpoints (server/auth.ts lists who may call them). */
+/** Who may write through remote-write and OTLP over HTTP: as Push, agents and admins. */
+export const ingestAccess: Access = ["agent", "admin"];
 export const remoteWriteProcedure = "prometheus/api/v1/write";
 export const otlpHttpProcedure = "opentelemetry/v1/metrics";
 

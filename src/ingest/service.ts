@@ -1,6 +1,7 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { MetricsService } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { agentWriter, type PushDeps } from "../metrics/push.js";
+import { rules } from "../tokens/access.js";
 import type { Principal } from "../tokens/tokens.js";
 import { exportMetrics } from "./otlp.js";
 
@@ -9,6 +10,9 @@ export interface OtlpServiceDeps {
   /** The caller the front door admitted (the daemon passes its callerOf). */
   caller(ctx: HandlerContext): Principal;
 }
+
+/** Writes, as Push: agents and admins. */
+export const otlpAccess = rules(MetricsService, { export: ["agent", "admin"] });
 
 /** OTLP/gRPC: opentelemetry.proto.collector.metrics.v1.MetricsService/Export, served by the Connect router like Specta's own services. */
 export function otlpMetricsService(deps: OtlpServiceDeps): ServiceImpl<typeof MetricsService> {

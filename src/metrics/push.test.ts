@@ -9,12 +9,12 @@ import { durationFromMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf
 import { API as MetricsAPI, Aggregation, Kind, SeriesSchema, type Series } from "../../gen/metrics/metrics_pb.js";
 import { startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { startEmbeddedPostgres, stopEmbeddedPostgres } from "../storage/embedded.js";
 import { pushLimits } from "./push.js";
 import { bearer, codeOf } from "../../test/support/rpc.js";
 import { enrolAgent } from "../../test/support/fake-agent.js";
-import { readEnrollToken } from "../agents/enroll-token.js";
+import { readEnrollToken } from "../fleet/enroll-token.js";
 
 function metricsClient(daemon: TestDaemon, token = readFileSync(join(daemon.dataDir, "admin.token"), "utf8").trim()) {
   return createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: token ? [bearer(token)] : [] }));
@@ -161,8 +161,9 @@ describe.each(testServers())("metrics.API/Push on $name PostgreSQL", (server) =>
 describe("metrics.API/Push during a database outage", () => {
   let daemon: TestDaemon;
   beforeAll(async () => {
-    // Its own embedded PostgreSQL, which the test stops and starts again.
-    daemon = await startTestDaemon({ flags: { databaseUrl: undefined } });
+    // Its own embedded PostgreSQL, which the test stops and starts again: the daemon's supervision,
+    // which would restart it too (racing the test's start for its lock file), looks too late to.
+    daemon = await startTestDaemon({ flags: { databaseUrl: undefined }, daemon: { embedded: { checkMs: 600_000 } } });
   });
   afterAll(async () => {
     await daemon?.stop();

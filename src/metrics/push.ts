@@ -150,6 +150,7 @@ function checkSeries(s: BatchSeries, where: string, oldestMs: number, newestMs: 
 
 /** PostgreSQL text cannot hold NUL, and JSON cannot carry an unpaired surrogate. */
 function isStorableText(text: string): boolean {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is what PostgreSQL text cannot hold
   return !/\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(text);
 }
 

@@ -20,7 +20,7 @@ import {
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { bearer } from "../../test/support/rpc.js";
 import { resolveDaemonConfig } from "../config/config.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { bucketQuantile } from "../promql/math.js";
 import { startDaemon, type RunningDaemon } from "../server/daemon.js";
 import { chooseTier, type TsdbRetention } from "../tsdb/index.js";

@@ -2,13 +2,23 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { InstrumentKind } from "../config/config.js";
 import { API as MetricsAPI, ResultSchema, type Action, type Result } from "../../gen/metrics/metrics_pb.js";
-import { callerOf } from "../server/auth.js";
+import { callerOf, rules } from "../tokens/access.js";
 import type { Tsdb } from "../tsdb/index.js";
 import { InstrumentSeriesRefused, type InstrumentStore } from "./instrument-store.js";
 import type { Instruments, Refused } from "./instruments.js";
 import { list } from "./list.js";
 import { agentWriter, push, type PushDeps } from "./push.js";
 import { query } from "./query.js";
+
+/** Who may call metrics.API: anyone may record to the declared instruments; agents push; people read. */
+export const metricsAccess = rules(MetricsAPI, {
+  counter: "public",
+  gauge: "public",
+  histogram: "public",
+  push: ["agent", "admin"],
+  query: ["viewer", "admin"],
+  list: ["viewer", "admin"],
+});
 
 /** Specta's limit on actions per Counter, Gauge or Histogram call. */
 export const maxActionsPerCall = 100;

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import type { InstrumentDeclaration } from "../config/config.js";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 import type { Matcher } from "../promql/ast.js";
 import { defaultLimits, instantQuery, rangeQuery, ReadBudget, type QueryLimits } from "../promql/engine.js";
 import { EvaluationError, QueryCanceled, QueryTimeout } from "../promql/errors.js";
@@ -9,9 +9,10 @@ import { parsePromql, ParseError } from "../promql/parse.js";
 import { selectSeries, tsdbReader } from "../promql/tsdb-reader.js";
 import { labelsKey, nameLabel, type Labels } from "../promql/values.js";
 import { isUnavailable } from "../storage/errors.js";
+import type { Access } from "../tokens/access.js";
 import { InvalidInput, LimitExceeded, SeriesKind, type Tsdb } from "../tsdb/index.js";
 import { authenticateHttp, HttpAuthError, type HttpAuthDeps } from "../tokens/http-auth.js";
-import { versionInfo } from "../version.js";
+import { versionInfo } from "../shared/version.js";
 import { maxFormBytes, Params } from "./params.js";
 import { ApiError, compareText, errorBody, instantData, labelsJson, rangeData, successBody } from "./respond.js";
 
@@ -40,6 +41,11 @@ export interface PromApiDeps extends HttpAuthDeps {
 const prometheusVersion = "3.0.0";
 
 const prefix = "/api/v1/";
+
+/** Who may read through the Prometheus API, under the name its refusals give it. */
+/** Who may read through the Prometheus API, checked by the authorize() the daemon passes in. */
+export const prometheusApiAccess: Access = ["viewer", "admin"];
+export const prometheusApiName = "prometheus/api/v1";
 
 /** Wraps `next` (the daemon's other plain HTTP routes): requests under /api/v1/ are answered here. */
 export function prometheusApi(deps: PromApiDeps, next: NodeHandler): NodeHandler {

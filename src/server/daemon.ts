@@ -1,36 +1,36 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { collectDefaultMetrics, Registry } from "prom-client";
-import { ensureEnrollToken, enrollTokenChecker } from "../agents/enroll-token.js";
-import { fleetGauge } from "../agents/fleet-metrics.js";
-import { agentLiveness, AgentLiveness } from "../agents/liveness.js";
+import { ensureEnrollToken, enrollTokenChecker } from "../fleet/enroll-token.js";
+import { fleetGauge } from "../fleet/fleet-metrics.js";
+import { agentLiveness, AgentLiveness } from "../fleet/liveness.js";
 import { commandExpiry } from "../commands/expiry.js";
 import { startCommands, type CommandsTuning } from "../commands/hub.js";
 import { ConfigError, type DaemonConfig } from "../config/config.js";
-import { dashboard, dashboardDir } from "../dashboard/serve.js";
-import type { Logger } from "../log.js";
+import { dashboard, dashboardDir } from "./dashboard.js";
+import type { Logger } from "../shared/log.js";
 import { endpointProbe } from "../metrics/endpoint-probe.js";
-import { ingestHttp } from "../ingest/http.js";
+import { ingestAccess, ingestHttp } from "../ingest/http.js";
 import { InstrumentStore } from "../metrics/instrument-store.js";
 import { Instruments } from "../metrics/instruments.js";
-import { prometheusApi } from "../promapi/api.js";
+import { prometheusApi, prometheusApiAccess, prometheusApiName } from "../promapi/api.js";
+import { verifyCaller } from "../tokens/access.js";
 import { databaseCheck } from "../storage/database-check.js";
 import { claimDataDir } from "../storage/data-dir.js";
 import { openStorage } from "../storage/database.js";
 import type { EmbeddedPostgresError, SupervisionOptions } from "../storage/embedded.js";
 import { ensureLocalAdminToken } from "../tokens/local-admin.js";
 import { TokenStore } from "../tokens/tokens.js";
-import { versionInfo } from "../version.js";
+import { versionInfo } from "../shared/version.js";
 import { openTsdb } from "../tsdb/index.js";
 import { Engine, type Handler } from "../worker/engine.js";
 import { leadership } from "../worker/leader.js";
-import { verifyCaller } from "./auth.js";
 import { FrontDoor } from "./front-door.js";
 import { httpRoutes } from "./http-routes.js";
 import { CallLog, observeCalls } from "./interceptors.js";
 import { listen } from "./listener.js";
 import { AddressBuckets, clientKey } from "./rate-limit.js";
 import { Readiness } from "./readiness.js";
-import { procedurePaths, routes } from "./routes.js";
+import { routes, servedProcedures } from "./routes.js";
 import { readTlsCertificate, type TlsCertificate } from "./tls.js";
 import { readSigningKey, SigningKeyError } from "../shared/signing.js";
 import { twirpCompatible } from "./twirp.js";
@@ -72,6 +72,8 @@ function signingKeyOf(file: string): Buffer {
 }
 
 export async function startDaemon(config: DaemonConfig, log: Logger, options: DaemonOptions = {}): Promise<RunningDaemon> {
+  // Before anything starts: a served method without an access rule stops the daemon at once.
+  const procedures = servedProcedures();
   // Before anything starts: a certificate that cannot be used stops the daemon at once.
   const tls: TlsCertificate | undefined = config.tls && readTlsCertificate(config.tls);
   const signingKey = config.signingKeyFile === undefined ? undefined : signingKeyOf(config.signingKeyFile);
@@ -113,7 +115,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const commands = await startCommands(storage.db, storage.pool, log, tokens, options.commands);
 
   const calls = new CallLog(registry, log);
-  const frontDoor = new FrontDoor({ procedures: procedurePaths(), tokens, rateLimits: config.rateLimits, calls, ...(signingKey ? { signingKey } : {}) });
+  const frontDoor = new FrontDoor({ procedures, tokens, rateLimits: config.rateLimits, calls, ...(signingKey ? { signingKey } : {}) });
   const { signing } = frontDoor;
   // The plain-HTTP features' failed authentications (Prometheus API, remote-write, OTLP/HTTP), limited as the front door limits the RPCs'.
   const promFailedAuth = new AddressBuckets(config.rateLimits.failedAuth);
@@ -141,7 +143,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
         tsdb,
         instruments: config.instruments,
         log,
-        authorize: (token) => verifyCaller("prometheus/api/v1", token, tokens),
+        authorize: (token) => verifyCaller(prometheusApiName, prometheusApiAccess, token, tokens),
         failedAuth: httpFailedAuth,
       },
       httpRoutes(registry, readiness, site),
@@ -160,7 +162,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
 
   // Remote-write and OTLP/HTTP ahead of the RPCs: their JSON and protobuf bodies are not Twirp's or Connect's.
   const ingest = ingestHttp(
-    { push: pushDeps, authorize: (procedure, token) => verifyCaller(procedure, token, tokens), failedAuth: httpFailedAuth, log },
+    { push: pushDeps, authorize: (procedure, token) => verifyCaller(procedure, ingestAccess, token, tokens), failedAuth: httpFailedAuth, log },
     twirpCompatible(frontDoor.handler(handler), signing && ((body) => signing.sign(body))),
   );
   const listener = await listen(ingest, config.host, config.port, config.connections, log, tls).catch(async (err: unknown) => {

@@ -13,12 +13,13 @@ import { contentTypeRegExp as grpcType, setTrailerStatus } from "@connectrpc/con
 import { contentTypeRegExp as grpcWebType, trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import type { RateLimitsConfig } from "../config/config.js";
 import { signatureHeader, signedProcedures } from "../shared/signing.js";
+import { presentedToken, principalKey, verifyCaller } from "../tokens/access.js";
 import type { Principal, TokenStore } from "../tokens/tokens.js";
-import { checksOwnSecret, presentedToken, principalKey, verifyCaller } from "./auth.js";
 import { unknownProcedure, type CallLog } from "./interceptors.js";
 import type { NodeHandler, NodeRequest, NodeResponse } from "./listener.js";
 import { AddressBuckets, clientKey } from "./rate-limit.js";
 import { requestLimit } from "./request-limits.js";
+import type { ServedProcedure } from "./routes.js";
 import { RequestSigning } from "./signing.js";
 
 /** The anonymous instrument calls, rate limited per client address. */
@@ -34,8 +35,8 @@ interface Admission {
 const admissionKey = createContextKey<Admission | undefined>(undefined, { description: "the front door's admission of the call" });
 
 export interface FrontDoorDeps {
-  /** Path → procedure name of every served RPC (routes.ts: procedurePaths). */
-  procedures: ReadonlyMap<string, string>;
+  /** Path → name and access rule of every served RPC (routes.ts: servedProcedures). */
+  procedures: ReadonlyMap<string, ServedProcedure>;
   tokens: TokenStore;
   rateLimits: RateLimitsConfig;
   calls: CallLog;
@@ -85,8 +86,8 @@ export class FrontDoor {
           next(req, res);
         },
         (err: unknown) => {
-          const signing = signedProcedures.has(procedure) ? this.signing : undefined;
-          refuse(req, res, this.deps.calls.failed(procedure, started, err), signing && ((body) => signing.sign(body)));
+          const signing = signedProcedures.has(procedure.name) ? this.signing : undefined;
+          refuse(req, res, this.deps.calls.failed(procedure.name, started, err), signing && ((body) => signing.sign(body)));
         },
       );
     };
@@ -126,10 +127,10 @@ export class FrontDoor {
     };
   }
 
-  private async admit(procedure: string, req: NodeRequest): Promise<Admission> {
+  private async admit({ name: procedure, access }: ServedProcedure, req: NodeRequest): Promise<Admission> {
     const headers = req.headers as IncomingHttpHeaders;
     const client = clientKey(req.socket.remoteAddress);
-    const token = presentedToken(procedure, headers.authorization);
+    const token = presentedToken(procedure, access, headers.authorization);
     const limit = requestLimit(procedure);
     const declared = Number(headers["content-length"] ?? 0);
     if (declared > limit) {
@@ -140,12 +141,12 @@ export class FrontDoor {
     if (this.signing && signedProcedures.has(procedure) && !/^[0-9a-f]{64}$/i.test(String(headers[signatureHeader.toLowerCase()] ?? ""))) {
       throw new ConnectError(`${procedure} must be signed: send a ${signatureHeader} header with the hex HMAC-SHA256 of the body`, Code.Unauthenticated);
     }
-    if (token === undefined && !checksOwnSecret.has(procedure)) return { principal: undefined, client };
+    if (token === undefined && access !== "own-secret") return { principal: undefined, client };
     // Refused before the secret is even looked at: guessing is what this limit slows down.
     throttle(this.failedAuth.wait(client), "failed authentications");
     if (token === undefined) return { principal: undefined, client };
     try {
-      return { principal: await verifyCaller(procedure, token, this.deps.tokens), client };
+      return { principal: await verifyCaller(procedure, access, token, this.deps.tokens), client };
     } catch (err) {
       if (ConnectError.from(err).code === Code.Unauthenticated) this.failedAuth.charge(client);
       throw err;

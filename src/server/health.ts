@@ -6,7 +6,11 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatus,
   HealthCheckResponseSchema,
 } from "../../gen/grpc/health/v1/health_pb.js";
+import { rules } from "../tokens/access.js";
 import type { Readiness } from "./readiness.js";
+
+/** Load balancers and orchestrators ask without a credential. */
+export const healthAccess = rules(Health, { check: "public", watch: "public" });
 
 /**
  * grpc.health.v1.Health: "" (the whole daemon) and each served service name are SERVING while

@@ -2,8 +2,8 @@ import { createReadStream, readdirSync, statSync } from "node:fs";
 import { join, relative, sep } from "node:path";
 import type { NodeRequest as Request, NodeResponse as Response } from "./listener.js";
 import type { Registry } from "prom-client";
-import { packageRoot, versionInfo } from "../version.js";
-import type { dashboard } from "../dashboard/serve.js";
+import { packageRoot, versionInfo } from "../shared/version.js";
+import type { dashboard } from "./dashboard.js";
 import type { Readiness } from "./readiness.js";
 
 const protoRoot = join(packageRoot, "proto");

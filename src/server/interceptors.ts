@@ -1,6 +1,6 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, type ConnectError, type Interceptor } from "@connectrpc/connect";
 import { Counter, Histogram, type Registry } from "prom-client";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 import { rpcError } from "./errors.js";
 
 /** The procedure label of RPC-shaped requests to paths that serve none (one value, whatever the path). */

@@ -9,7 +9,7 @@ import { connect as http2Connect, type ClientHttp2Session } from "node:http2";
 import { createServer as createNetServer, connect as netConnect, type AddressInfo, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ConnectionsConfig } from "../config/config.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { listen, type Listener, type NodeHandler } from "./listener.js";
 
 const limits: ConnectionsConfig = { max: 10_000, headersTimeoutMs: 400, requestTimeoutMs: 2_000, idleTimeoutMs: 600, pingIntervalMs: 300 };

@@ -3,7 +3,7 @@ import { constants as http2, createServer as createHttp2Server, type Http2Server
 import { createServer as createNetServer, type Socket } from "node:net";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { ConnectionsConfig } from "../config/config.js";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 import type { TlsCertificate } from "./tls.js";
 
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";

@@ -13,6 +13,11 @@ import {
   ServerReflectionRequestSchema as RequestV1alphaSchema,
   ServerReflectionResponseSchema as ResponseV1alphaSchema,
 } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { rules } from "../tokens/access.js";
+
+/** Clients that generate code ask without a credential: the contracts are public (as /proto/ is). */
+export const reflectionV1Access = rules(ReflectionV1, { serverReflectionInfo: "public" });
+export const reflectionV1alphaAccess = rules(ReflectionV1alpha, { serverReflectionInfo: "public" });
 
 /** A registry of the given files and everything they import, for reflection to answer from. */
 export function reflectionRegistry(files: DescFile[]): FileRegistry {

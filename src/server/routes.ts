@@ -11,17 +11,17 @@ import {
 import { API as MetricsAPI, file_metrics_metrics } from "../../gen/metrics/metrics_pb.js";
 import { MetricsService as OtlpMetricsService, file_opentelemetry_proto_collector_metrics_v1_metrics_service } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { API as TokensAPI, file_tokens_tokens } from "../../gen/tokens/tokens_pb.js";
-import { agentService, type AgentDeps } from "../agents/service.js";
-import { commandsService, type CommandsDeps } from "../commands/service.js";
-import { otlpMetricsService } from "../ingest/service.js";
-import { metricsService, type MetricsDeps } from "../metrics/service.js";
-import { tokensService, type TokensDeps } from "../tokens/service.js";
-import { callerOf } from "./auth.js";
-import { healthService } from "./health.js";
+import { agentService, fleetAccess, type AgentDeps } from "../fleet/service.js";
+import { commandsAccess, commandsService, type CommandsDeps } from "../commands/service.js";
+import { otlpAccess, otlpMetricsService } from "../ingest/service.js";
+import { metricsAccess, metricsService, type MetricsDeps } from "../metrics/service.js";
+import { accessOf, callerOf, type Access, type ServiceRules } from "../tokens/access.js";
+import { tokensAccess, tokensService, type TokensDeps } from "../tokens/service.js";
+import { healthAccess, healthService } from "./health.js";
 import { signedProcedures } from "../shared/signing.js";
 import { requestLimit } from "./request-limits.js";
 import type { Readiness } from "./readiness.js";
-import { reflectionRegistry, reflectionV1, reflectionV1alpha } from "./reflection.js";
+import { reflectionRegistry, reflectionV1, reflectionV1Access, reflectionV1alpha, reflectionV1alphaAccess } from "./reflection.js";
 import type { RequestSigning } from "./signing.js";
 import { unparsableAsInvalidArgument } from "./unparsable.js";
 
@@ -49,13 +49,33 @@ const servedFiles: DescFile[] = [
 
 const servedServices: DescService[] = [MetricsAPI, AgentAPI, CommandsAPI, TokensAPI, OtlpMetricsService, Health, ReflectionV1, ReflectionV1alpha];
 
-/** The path of every procedure served ("/metrics.API/Push"), with its name ("metrics.API/Push"). */
-export function procedurePaths(): Map<string, string> {
-  const paths = new Map<string, string>();
-  for (const service of servedServices) {
-    for (const method of service.methods) paths.set(`/${service.typeName}/${method.name}`, `${service.typeName}/${method.name}`);
-  }
-  return paths;
+/** The access rules of the served services, each declared next to its service. */
+const servedRules: readonly ServiceRules[] = [
+  metricsAccess,
+  otlpAccess,
+  fleetAccess,
+  commandsAccess,
+  tokensAccess,
+  healthAccess,
+  reflectionV1Access,
+  reflectionV1alphaAccess,
+];
+
+/** A served procedure: its name ("metrics.API/Push") and who may call it. */
+export interface ServedProcedure {
+  name: string;
+  access: Access;
+}
+
+/**
+ * Every served procedure by its path ("/metrics.API/Push"). Throws MissingAccessRule when a served
+ * method has no rule among `declared` (the daemon's own, unless a test says otherwise): the daemon
+ * asks first, and refuses to start.
+ */
+export function servedProcedures(declared: readonly ServiceRules[] = servedRules): Map<string, ServedProcedure> {
+  const procedures = new Map<string, ServedProcedure>();
+  for (const [name, access] of accessOf(servedServices, declared)) procedures.set(`/${name}`, { name, access });
+  return procedures;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { Kysely, Migrator, PostgresDialect, type MigrationProvider } from "kysely";
 import pg from "pg";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres, type SupervisionOptions } from "./embedded.js";
 import { StorageError, isUnavailable } from "./errors.js";
 import { migrations } from "./migrations/index.js";

@@ -4,7 +4,7 @@ import { arch, platform } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 
 const run = promisify(execFile);
 
@@ -209,7 +209,7 @@ async function pgCommand(
   } catch (err) {
     const e = err as { stderr?: string; stdout?: string; message: string };
     const detail = [e.stderr, e.stdout, logFile && existsSync(logFile) ? tail(readFileSync(logFile, "utf8")) : ""]
-      .filter((s) => s && s.trim())
+      .filter((s) => s?.trim())
       .join(" | ")
       .replace(/\s+/g, " ")
       .trim();

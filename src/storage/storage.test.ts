@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { openStorage, type Storage } from "./database.js";
 import { migrations } from "./migrations/index.js";

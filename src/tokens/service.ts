@@ -2,14 +2,22 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { API as TokensAPI, TokenSchema, type Token } from "../../gen/tokens/tokens_pb.js";
-import { callerOf } from "../server/auth.js";
 import { isUuid } from "../storage/ids.js";
-import { personRole, roleOf } from "./roles.js";
+import { callerOf, rules } from "./access.js";
+import { personRole, roleOf } from "../shared/roles.js";
 import type { TokenInfo, TokenStore } from "./tokens.js";
 
 export interface TokensDeps {
   tokens: TokenStore;
 }
+
+/** Who may call tokens.API: admins manage tokens; any credential may ask what it is. */
+export const tokensAccess = rules(TokensAPI, {
+  create: ["admin"],
+  list: ["admin"],
+  revoke: ["admin"],
+  whoami: ["viewer", "admin", "agent"],
+});
 
 /** Limits of a token's name, as documented on tokens.CreateRequest. */
 export const maxTokenNameLength = 100;

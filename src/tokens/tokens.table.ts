@@ -1,5 +1,5 @@
 import type { ColumnType, Generated, Insertable, Selectable } from "kysely";
-import type { TokenRole } from "./roles.js";
+import type { TokenRole } from "../shared/roles.js";
 
 /** Credentials: only a SHA-256 hash of each token is stored. */
 export interface TokensTable {

@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import { sql, type Kysely, type RawBuilder } from "kysely";
-import type { AgentsTables } from "../agents/agents.table.js";
+import type { AgentsTables } from "../fleet/agents.table.js";
 import type { Db } from "../storage/database.js";
 import { uuidSource as uuid } from "../storage/ids.js";
-import type { TokenRole } from "./roles.js";
+import type { TokenRole } from "../shared/roles.js";
 import type { NewTokenRow, TokenRow, TokensTables } from "./tokens.table.js";
 
 /** The tables the credential store reads: its own, and the agents' (an agent credential stands for an active agent). */

@@ -1,7 +1,7 @@
 import { Kysely, PostgresDialect, sql } from "kysely";
 import type pg from "pg";
 import type { TsdbDatabase } from "./tables.js";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 import { Appender, defaultAppenderOptions, type AppenderOptions, type SeriesPoints } from "./appender.js";
 import { Compactor, type CompactionOptions, type CompactionRun } from "./compactor.js";
 import { importLegacySamples } from "./legacy-import.js";

@@ -2,7 +2,7 @@ import { Kysely, Migrator, PostgresDialect } from "kysely";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { createTestDatabase, testServers } from "../../test/support/postgres.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { seriesKey } from "../shared/series-key.js";
 import { openStorage } from "../storage/database.js";
 import { migrations } from "../storage/migrations/index.js";

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 import { emptyBuckets, rollupWidthMs, type Buckets } from "./chunk-format.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { addPoints, addRollup, lockCompaction, writeBlocks, writeRollups, type BlockPoints, type RollupUpdates } from "./compactor.js";

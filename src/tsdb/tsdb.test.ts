@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { storagePerTest, testServers } from "../../test/support/postgres.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import type { Storage } from "../storage/database.js";
 import { seriesKey } from "../shared/series-key.js";
 import { InvalidInput, openTsdb, SeriesKind, type SeriesRef, type Tsdb, type TsdbOptions } from "./index.js";

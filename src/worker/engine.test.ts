@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { Engine, type Handler } from "./engine.js";
 
 /** A logger whose JSON lines are kept for the test to read. */

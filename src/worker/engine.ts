@@ -1,6 +1,6 @@
 import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Logger } from "../log.js";
+import type { Logger } from "../shared/log.js";
 
 /** One kind of background work: `ensure()` does one unit of it, then the engine sleeps `coolerMs`. */
 export interface Handler {

@@ -4,7 +4,7 @@
  * a separate process so that a test can kill it with SIGKILL mid-run.
  */
 import pg from "pg";
-import { createLogger } from "../../src/log.js";
+import { createLogger } from "../../src/shared/log.js";
 import { openTsdb } from "../../src/tsdb/index.js";
 
 const [url, clockMs] = process.argv.slice(2);

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll } from "vitest";
 import type { InstrumentDeclaration } from "../../src/config/config.js";
 import { resolveDaemonConfig, type DaemonFlags } from "../../src/config/config.js";
-import { createLogger } from "../../src/log.js";
+import { createLogger } from "../../src/shared/log.js";
 import { startDaemon, type DaemonOptions, type RunningDaemon } from "../../src/server/daemon.js";
 import { stopEmbeddedPostgres } from "../../src/storage/embedded.js";
 import { readLocalAdminToken } from "../../src/tokens/local-admin.js";

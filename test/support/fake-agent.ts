@@ -8,7 +8,7 @@ import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { API as AgentAPI, HostSchema } from "../../gen/agent/agent_pb.js";
 import { API as CommandsAPI, type Command, type Output, type State, type StreamResponse } from "../../gen/commands/commands_pb.js";
-import { readEnrollToken } from "../../src/agents/enroll-token.js";
+import { readEnrollToken } from "../../src/fleet/enroll-token.js";
 import { bearer } from "./rpc.js";
 
 /** Enrols an agent; returns its id and credential. */

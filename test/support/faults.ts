@@ -17,8 +17,8 @@ import { Aggregation, API as MetricsAPI, MatchOperator } from "../../gen/metrics
 import { Batch, defaultSpool } from "../../src/agent/agent.js";
 import { daemonTransport, Sender } from "../../src/agent/sender.js";
 import { Spool } from "../../src/agent/spool.js";
-import { readEnrollToken } from "../../src/agents/enroll-token.js";
-import type { Logger } from "../../src/log.js";
+import { readEnrollToken } from "../../src/fleet/enroll-token.js";
+import type { Logger } from "../../src/shared/log.js";
 import { adminTokenOf, freePort, RestartableDaemon, type LogLine } from "./daemon.js";
 import { enrolAgent } from "./fake-agent.js";
 import { bearer } from "./rpc.js";

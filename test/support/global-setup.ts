@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { createLogger } from "../../src/log.js";
+import { createLogger } from "../../src/shared/log.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "../../src/storage/embedded.js";
 
 let embedded: EmbeddedPostgres | undefined;

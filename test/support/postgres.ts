@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { afterEach, inject } from "vitest";
-import { createLogger } from "../../src/log.js";
+import { createLogger } from "../../src/shared/log.js";
 import { openStorage, type Db, type Storage } from "../../src/storage/database.js";
 
 export interface TestServer {

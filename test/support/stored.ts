@@ -1,6 +1,6 @@
 /** The points a daemon stored, read through the store's own read path (src/tsdb/) on its database. */
 import pg from "pg";
-import { createLogger } from "../../src/log.js";
+import { createLogger } from "../../src/shared/log.js";
 import type { Labels } from "../../src/shared/labels.js";
 import { openTsdb } from "../../src/tsdb/index.js";
 

@@ -1,24 +1,20 @@
 /**
- * The contract between the agent runtime and its collectors, and the default set for this
- * platform.
- *
- * On Linux every collector reads /proc and /sys directly (fs, no process spawned); only
- * `services` runs one process (`systemctl`, every 60 s). Elsewhere a smaller portable set is
- * built on node:os and systeminformation (see portable.ts).
+ * The contract between the agent runtime and its collectors: what a collector is, what it
+ * measures, and how it says that it cannot work on this host. The collectors implement it; the
+ * list of collectors for this platform is defaults.ts, which the runtime takes (as the
+ * OpenTelemetry Collector keeps a component's factory apart from the list of components).
  */
-import { containersCollector } from "./containers.js";
-import { cpuCollector } from "./cpu.js";
-import { diskIoCollector } from "./diskio.js";
-import { disksCollector } from "./disks.js";
-import { memoryCollector } from "./memory.js";
-import { networkCollector } from "./network.js";
-import { portableCollectors } from "./portable.js";
-import { processesCollector } from "./processes.js";
-import { servicesCollector } from "./services.js";
-import { systemCollector } from "./system.js";
-import { temperatureCollector } from "./temperature.js";
 
-export { UnsupportedError } from "./util.js";
+/**
+ * Thrown by `collect` when the collector cannot work on this host (no systemd, no sensors, no
+ * Docker socket, …). The message starts with "unsupported:".
+ */
+export class UnsupportedError extends Error {
+  constructor(reason: string, options?: { cause?: unknown }) {
+    super(`unsupported: ${reason}`, options);
+    this.name = "UnsupportedError";
+  }
+}
 
 /** One value of one series, measured now. Kind: "counter" (monotonic running total, name ends _total) or "gauge". */
 export interface Measurement {
@@ -35,22 +31,4 @@ export interface Collector {
   intervalMs: number;
   /** One run. Throws when the collector cannot work on this host (the runtime logs that once and goes on). */
   collect(signal: AbortSignal): Promise<Measurement[]>;
-}
-
-/** Every collector with its default interval, for this platform. */
-export function defaultCollectors(options: { procRoot?: string; sysRoot?: string; dockerSocket?: string }): Collector[] {
-  if (process.platform !== "linux") return portableCollectors();
-  const { procRoot, sysRoot, dockerSocket } = options;
-  return [
-    cpuCollector({ procRoot }),
-    memoryCollector({ procRoot }),
-    disksCollector({ procRoot }),
-    diskIoCollector({ procRoot, sysRoot }),
-    networkCollector({ procRoot }),
-    processesCollector({ procRoot }),
-    servicesCollector(),
-    temperatureCollector({ sysRoot }),
-    containersCollector({ socketPath: dockerSocket }),
-    systemCollector({ procRoot }),
-  ];
 }

@@ -3,7 +3,8 @@ import { createServer, type Server } from "node:http";
 import { cpus, hostname, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { defaultCollectors, UnsupportedError, type Collector, type Measurement } from "./collector.js";
+import { UnsupportedError, type Collector, type Measurement } from "./collector.js";
+import { defaultCollectors } from "./defaults.js";
 import { containersCollector } from "./containers.js";
 import { cpuCollector } from "./cpu.js";
 import { diskIoCollector } from "./diskio.js";
@@ -41,6 +42,7 @@ function run(collector: Collector): Promise<Measurement[]> {
 }
 
 /** The value of the one measurement with this metric and exactly these labels. */
+// biome-ignore lint/suspicious/noShadowRestrictedNames: a module-level helper, never called as a method
 function valueOf(measurements: Measurement[], metric: string, labels: Record<string, string> = {}): number | undefined {
   const found = measurements.filter((m) => m.metric === metric && sameLabels(m.labels, labels));
   expect(found.length, `${metric}${JSON.stringify(labels)} appears ${found.length} times`).toBeLessThanOrEqual(1);

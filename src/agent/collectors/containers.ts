@@ -20,8 +20,8 @@
  */
 import { request } from "node:http";
 import { stat } from "node:fs/promises";
-import type { Collector, Measurement } from "./collector.js";
-import { UnsupportedError, errorCode, isGone, mapPool } from "./util.js";
+import { UnsupportedError, type Collector, type Measurement } from "./collector.js";
+import { errorCode, isGone, mapPool } from "./util.js";
 
 export const CONTAINER_STATES = ["created", "running", "paused", "restarting", "removing", "exited", "dead"] as const;
 

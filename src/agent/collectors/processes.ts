@@ -139,6 +139,7 @@ export function parseProcessStat(text: string): ProcessStat | undefined {
 
 /** comm is bytes (usually UTF-8); the file was read as latin1, one char per byte. */
 function decodeComm(latin1: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: any byte outside ASCII, NUL included in the range on purpose
   return /[^\x00-\x7f]/.test(latin1) ? Buffer.from(latin1, "latin1").toString("utf8") : latin1;
 }
 

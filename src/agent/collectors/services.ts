@@ -13,8 +13,8 @@
  */
 import { execFile } from "node:child_process";
 import { stat } from "node:fs/promises";
-import type { Collector, Measurement } from "./collector.js";
-import { UnsupportedError, errorCode } from "./util.js";
+import { UnsupportedError, type Collector, type Measurement } from "./collector.js";
+import { errorCode } from "./util.js";
 
 export const UNIT_STATES = ["activating", "active", "deactivating", "inactive", "failed"] as const;
 

@@ -10,8 +10,8 @@
  * Throws UnsupportedError when the host shows no sensor (virtual machines, most containers).
  * A sensor that cannot be read right now (some answer EIO or ENODATA while asleep) is left out.
  */
-import type { Collector, Measurement } from "./collector.js";
-import { UnsupportedError, listDir, readOptional, toNumber } from "./util.js";
+import { UnsupportedError, type Collector, type Measurement } from "./collector.js";
+import { listDir, readOptional, toNumber } from "./util.js";
 
 export function temperatureCollector(options: { sysRoot?: string } = {}): Collector {
   const sysRoot = options.sysRoot ?? "/sys";

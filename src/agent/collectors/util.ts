@@ -1,19 +1,8 @@
 /**
- * Small helpers shared by the collectors: reading /proc and /sys files cheaply, bounded
- * concurrency, and the error a collector throws when it cannot work on this host.
+ * Small helpers shared by the collectors: reading /proc and /sys files cheaply, and bounded
+ * concurrency.
  */
 import { close, open, read, readdir } from "node:fs";
-
-/**
- * Thrown by `collect` when the collector cannot work on this host (no systemd, no sensors, no
- * Docker socket, …). The message starts with "unsupported:".
- */
-export class UnsupportedError extends Error {
-  constructor(reason: string, options?: { cause?: unknown }) {
-    super(`unsupported: ${reason}`, options);
-    this.name = "UnsupportedError";
-  }
-}
 
 /**
  * Clock ticks per second of the times in /proc/stat and /proc/[pid]/stat (USER_HZ). It is 100 on

@@ -7,7 +7,7 @@ import type { Dirent } from "node:fs";
 import { lstat, opendir } from "node:fs/promises";
 import { join } from "node:path";
 import { failed, humanBytes, succeeded, type DiagnosticResult, type RunContext } from "./result.js";
-import type { ValidDiagnostic } from "./validate.js";
+import type { ValidDiagnostic } from "../../shared/diagnostics.js";
 
 type DiskUsageArgs = Extract<ValidDiagnostic, { kind: "disk_usage" }>;
 

@@ -3,7 +3,7 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { open } from "node:fs/promises";
 import { findProgram, runProgram } from "./process.js";
 import { failed, remainingMs, succeeded, type DiagnosticResult, type RunContext } from "./result.js";
-import type { ValidDiagnostic } from "./validate.js";
+import type { ValidDiagnostic } from "../../shared/diagnostics.js";
 
 type LogsArgs = Extract<ValidDiagnostic, { kind: "logs" }>;
 

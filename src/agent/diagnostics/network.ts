@@ -3,7 +3,7 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { connect } from "node:net";
 import { findProgram, runProgram, type ProgramResult } from "./process.js";
 import { capText, failed, remainingMs, succeeded, type DiagnosticResult, type RunContext } from "./result.js";
-import type { ValidDiagnostic } from "./validate.js";
+import type { ValidDiagnostic } from "../../shared/diagnostics.js";
 
 /** What a program run means for the diagnostic when it did not finish normally; undefined when it did. */
 function unfinished(name: string, result: ProgramResult, ctx: RunContext, data?: JsonObject): DiagnosticResult | undefined {

@@ -10,9 +10,9 @@ import { runLogs } from "./logs.js";
 import { runPing, runTcpConnect, runTraceroute } from "./network.js";
 import { capText, failed, UnsupportedError, type DiagnosticResult, type RunContext } from "./result.js";
 import { runConnections, runMounts } from "./system.js";
-import { DiagnosticError, diagnosticName, normalizeDiagnosticName, validateDiagnostic, type ValidDiagnostic } from "./validate.js";
+import { DiagnosticError, diagnosticName, normalizeDiagnosticName, validateDiagnostic, type ValidDiagnostic } from "../../shared/diagnostics.js";
 
-export { DiagnosticError } from "./validate.js";
+export { DiagnosticError } from "../../shared/diagnostics.js";
 export type { DiagnosticResult, DiagnosticOutput, DiagnosticState } from "./result.js";
 
 export const defaultOutputCapBytes = 2 ** 20;

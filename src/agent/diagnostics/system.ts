@@ -2,7 +2,7 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import { readFile, statfs } from "node:fs/promises";
 import { humanBytes, succeeded, UnsupportedError, type DiagnosticResult, type RunContext } from "./result.js";
-import type { ValidDiagnostic } from "./validate.js";
+import type { ValidDiagnostic } from "../../shared/diagnostics.js";
 
 async function readProc(path: string): Promise<string> {
   try {

@@ -8,7 +8,7 @@ import { API as AgentAPI } from "../../../gen/agent/agent_pb.js";
 import { API as CommandsAPI } from "../../../gen/commands/commands_pb.js";
 import { API as MetricsAPI } from "../../../gen/metrics/metrics_pb.js";
 import { API as TokensAPI } from "../../../gen/tokens/tokens_pb.js";
-import { personRole } from "../../tokens/roles.js";
+import { personRole } from "../../shared/roles.js";
 
 /** Who is signed in; kept in sessionStorage, so it ends with the browser tab. */
 export interface Session {

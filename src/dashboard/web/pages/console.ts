@@ -9,7 +9,7 @@ import { describeError, isCancel } from "../api.js";
 import { h, replace } from "../dom.js";
 import { formatTime } from "../format.js";
 import type { Page } from "../page.js";
-import { statusNames } from "../../../agents/status.js";
+import { statusNames } from "../../../shared/agent-status.js";
 
 type Values = Record<string, string | boolean>;
 type DiagnosticInit = MessageInitShape<typeof DiagnosticSchema>;

@@ -7,7 +7,7 @@ import { h, replace } from "../dom.js";
 import { formatAgo, formatBytes, formatDuration, formatPercent } from "../format.js";
 import { every, rangePicker, serially, statusLine, type Page } from "../page.js";
 import { ask, combine, cpuShares, diskShare, rangeEndingNow, virtualInterfaces, type Ask, type Range } from "../queries.js";
-import { statusNames } from "../../../agents/status.js";
+import { statusNames } from "../../../shared/agent-status.js";
 import { osText } from "./inventory.js";
 
 export const hostPage: Page = (root, ctx) => {

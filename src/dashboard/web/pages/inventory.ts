@@ -1,7 +1,7 @@
 /** The fleet: every agent with its status and, at a glance, CPU, memory, fullest disk and uptime. */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Agent, Host } from "../../../../gen/agent/agent_pb.js";
-import { statusNames } from "../../../agents/status.js";
+import { statusNames } from "../../../shared/agent-status.js";
 import { h, replace } from "../dom.js";
 import { formatAgo, formatBytes, formatDuration, formatPercent } from "../format.js";
 import { every, statusLine, type Page } from "../page.js";

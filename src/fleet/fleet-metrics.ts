@@ -2,7 +2,7 @@ import { Gauge, type Registry } from "prom-client";
 import type { Db } from "../storage/database.js";
 import { lastSeenOfActive } from "./inventory.js";
 import { statusAt, type AgentLiveness } from "./liveness.js";
-import { statusNames } from "./status.js";
+import { statusNames } from "../shared/agent-status.js";
 
 /**
  * `specta_agents{status}`: the inventory's agents by status, counted when /metrics is scraped.

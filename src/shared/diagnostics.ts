@@ -5,8 +5,8 @@
  */
 import { isIP } from "node:net";
 import { posix } from "node:path";
-import type { Diagnostic } from "../../../gen/commands/commands_pb.js";
-import { Severity } from "../../../gen/commands/commands_pb.js";
+import type { Diagnostic } from "../../gen/commands/commands_pb.js";
+import { Severity } from "../../gen/commands/commands_pb.js";
 
 /** An argument that is not acceptable; its message says which and why. */
 export class DiagnosticError extends Error {
@@ -108,7 +108,7 @@ export function validatePort(port: number, field = "port"): number {
 /** An absolute, normalized path: no ".." segments, no NUL or control characters, at most 4096 bytes. */
 export function validatePath(path: string, field = "path"): string {
   if (typeof path !== "string" || path === "") throw new DiagnosticError(`${field} is required: an absolute path`);
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses
   if (/[\u0000-\u001f\u007f]/.test(path)) throw new DiagnosticError(`${field} "${printable(path)}" contains control characters`);
   if (path.startsWith("-")) throw new DiagnosticError(`${field} "${printable(path)}" must not start with '-'`);
   if (!path.startsWith("/")) throw new DiagnosticError(`${field} "${printable(path)}" is not an absolute path`);

@@ -2,8 +2,8 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import type { NodeRequest, NodeResponse } from "../server/listener.js";
-import { packageRoot } from "../version.js";
+import type { NodeRequest, NodeResponse } from "./listener.js";
+import { packageRoot } from "../shared/version.js";
 
 /** Where `npm run build` puts the dashboard (scripts/bundle.mjs). */
 export const dashboardDir = join(packageRoot, "dist", "dashboard");

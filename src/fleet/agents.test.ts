@@ -19,7 +19,7 @@ import type { TokensTables } from "../tokens/tokens.table.js";
 import type { AgentsTables } from "./agents.table.js";
 import { FakeAgent } from "../../test/support/fake-agent.js";
 import { startCommands } from "../commands/hub.js";
-import { createLogger } from "../log.js";
+import { createLogger } from "../shared/log.js";
 import { migrations } from "../storage/migrations/index.js";
 import { TokenStore } from "../tokens/tokens.js";
 import { enrollTokenChecker, enrollTokenFile, ensureEnrollToken } from "./enroll-token.js";

@@ -26,5 +26,5 @@ export interface AgentsTable {
 export type AgentRow = Selectable<AgentsTable>;
 export type NewAgentRow = Insertable<AgentsTable>;
 
-/** The tables of the fleet (src/agents/), for `db.withTables` (a type literal: kysely wants an index signature). */
+/** The tables of the fleet (src/fleet/), for `db.withTables` (a type literal: kysely wants an index signature). */
 export type AgentsTables = { agents: AgentsTable };

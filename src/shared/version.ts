@@ -3,7 +3,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { arch, platform } from "node:os";
 
-/** The folder holding package.json, found once from this module's location (src/ under tsx, dist/src/ when built). */
+/** The folder holding package.json, found once from this module's location (src/shared/ under tsx, dist/src/shared/ when built, dist/ in the agent's bundle). */
 export const packageRoot: string = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, "package.json"))) {

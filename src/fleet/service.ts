@@ -3,10 +3,10 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { AgentSchema, API as AgentAPI, HostSchema, type Agent, type RegisterRequest } from "../../gen/agent/agent_pb.js";
 import { connectedAgents } from "../commands/agent-streams.js";
-import type { Logger } from "../log.js";
-import { principalKey } from "../server/auth.js";
+import type { Logger } from "../shared/log.js";
 import type { Db } from "../storage/database.js";
 import { isUuid } from "../storage/ids.js";
+import { principalKey, rules } from "../tokens/access.js";
 import { TokenStore } from "../tokens/tokens.js";
 import type { AgentRow } from "./agents.table.js";
 import {
@@ -31,6 +31,13 @@ export interface AgentDeps {
   liveness: AgentLiveness;
   log: Logger;
 }
+
+/** Who may call agent.API: Register checks the enrolment token (or the agent's own credential) itself. */
+export const fleetAccess = rules(AgentAPI, {
+  register: "own-secret",
+  list: ["viewer", "admin"],
+  deregister: ["admin"],
+});
 
 /** Limits on what an agent reports about itself. */
 export const registerLimits = {

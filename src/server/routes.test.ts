@@ -1,0 +1,56 @@
+import { describe, expect, it } from "vitest";
+import { API as TokensAPI } from "../../gen/tokens/tokens_pb.js";
+import { commandsAccess } from "../commands/service.js";
+import { fleetAccess } from "../fleet/service.js";
+import { metricsAccess } from "../metrics/service.js";
+import { MissingAccessRule, rules } from "../tokens/access.js";
+import { tokensAccess } from "../tokens/service.js";
+import { healthAccess } from "./health.js";
+import { reflectionV1Access, reflectionV1alphaAccess } from "./reflection.js";
+import { servedProcedures } from "./routes.js";
+
+describe("access rules of the served procedures", () => {
+  it("cover every served procedure, with the roles each one admits", () => {
+    const procedures = [...servedProcedures()];
+    for (const [path, { name }] of procedures) expect(path).toBe(`/${name}`);
+    expect(Object.fromEntries(procedures.map(([, { name, access }]) => [name, access]))).toEqual({
+      "metrics.API/Counter": "public",
+      "metrics.API/Gauge": "public",
+      "metrics.API/Histogram": "public",
+      "metrics.API/Push": ["agent", "admin"],
+      "metrics.API/Query": ["viewer", "admin"],
+      "metrics.API/List": ["viewer", "admin"],
+      "agent.API/Register": "own-secret",
+      "agent.API/List": ["viewer", "admin"],
+      "agent.API/Deregister": ["admin"],
+      "commands.API/Stream": ["agent"],
+      "commands.API/Report": ["agent"],
+      "commands.API/Submit": ["admin"],
+      "commands.API/Get": ["viewer", "admin"],
+      "commands.API/Watch": ["viewer", "admin"],
+      "commands.API/Cancel": ["admin"],
+      "tokens.API/Create": ["admin"],
+      "tokens.API/List": ["admin"],
+      "tokens.API/Revoke": ["admin"],
+      "tokens.API/Whoami": ["viewer", "admin", "agent"],
+      "grpc.health.v1.Health/Check": "public",
+      "grpc.health.v1.Health/Watch": "public",
+      "grpc.reflection.v1.ServerReflection/ServerReflectionInfo": "public",
+      "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": "public",
+    });
+  });
+
+  const others = [metricsAccess, fleetAccess, commandsAccess, healthAccess, reflectionV1Access, reflectionV1alphaAccess];
+
+  it("are refused when a served service has none: the daemon would not start", () => {
+    expect(() => servedProcedures(others)).toThrow(MissingAccessRule);
+    expect(() => servedProcedures(others)).toThrow("no access rule says who may call tokens.API/Create, tokens.API/List, tokens.API/Revoke, tokens.API/Whoami");
+  });
+
+  it("are refused when a served method has none", () => {
+    // What the types refuse to compile, as a stale build or a cast could still make it.
+    const { whoami: _, ...rest } = tokensAccess.methods;
+    const incomplete = rules(TokensAPI, rest as typeof tokensAccess.methods);
+    expect(() => servedProcedures([...others, incomplete])).toThrow(/who may call tokens\.API\/Whoami: /);
+  });
+});
