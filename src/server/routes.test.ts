@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { API as TokensAPI } from "../../gen/tokens/tokens_pb.js";
 import { commandsAccess } from "../commands/service.js";
 import { fleetAccess } from "../fleet/service.js";
+import { otlpAccess } from "../ingest/service.js";
 import { metricsAccess } from "../metrics/service.js";
 import { MissingAccessRule, rules } from "../tokens/access.js";
 import { tokensAccess } from "../tokens/service.js";
@@ -33,6 +34,7 @@ describe("access rules of the served procedures", () => {
       "tokens.API/List": ["admin"],
       "tokens.API/Revoke": ["admin"],
       "tokens.API/Whoami": ["viewer", "admin", "agent"],
+      "opentelemetry.proto.collector.metrics.v1.MetricsService/Export": ["agent", "admin"],
       "grpc.health.v1.Health/Check": "public",
       "grpc.health.v1.Health/Watch": "public",
       "grpc.reflection.v1.ServerReflection/ServerReflectionInfo": "public",
@@ -40,7 +42,7 @@ describe("access rules of the served procedures", () => {
     });
   });
 
-  const others = [metricsAccess, fleetAccess, commandsAccess, healthAccess, reflectionV1Access, reflectionV1alphaAccess];
+  const others = [metricsAccess, otlpAccess, fleetAccess, commandsAccess, healthAccess, reflectionV1Access, reflectionV1alphaAccess];
 
   it("are refused when a served service has none: the daemon would not start", () => {
     expect(() => servedProcedures(others)).toThrow(MissingAccessRule);
