@@ -164,7 +164,9 @@ function pad(text: string, width: number, right = false): string {
 
 async function main(): Promise<void> {
   const processors = cpus();
-  console.log(`machine: ${processors[0]?.model.trim() ?? "unknown CPU"}, ${processors.length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, ${process.platform} ${release()}, Node ${process.version}`);
+  console.log(
+    `machine: ${processors[0]?.model.trim() ?? "unknown CPU"}, ${processors.length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, ${process.platform} ${release()}, Node ${process.version}`,
+  );
   console.log(`runs per collector: ${runs} for CPU time (after 2 warm-up runs), ${spawnRuns} under strace for processes\n`);
 
   const strace = process.platform === "linux" && hasStrace();

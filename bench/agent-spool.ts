@@ -70,9 +70,15 @@ async function main(): Promise<void> {
     const { points: diskPoints, diskBytes } = onDisk.stats();
 
     console.log(`machine: ${cpus()[0]?.model} x${cpus().length}, Node ${process.versions.node}`);
-    console.log(`spool while the daemon is away: ${batchCount} ten-second batches of this host's samples, ${Math.round(memoryPoints / batchCount)} points each`);
-    console.log(`  in memory: ${(heapBytes / memoryPoints).toFixed(0)} heap bytes per point (${(heapBytes / 2 ** 20).toFixed(1)} MiB for ${memoryPoints} points)`);
-    console.log(`  on disk:   ${(diskBytes / diskPoints).toFixed(1)} bytes per point (${(diskBytes / 2 ** 20).toFixed(1)} MiB for ${diskPoints} points)`);
+    console.log(
+      `spool while the daemon is away: ${batchCount} ten-second batches of this host's samples, ${Math.round(memoryPoints / batchCount)} points each`,
+    );
+    console.log(
+      `  in memory: ${(heapBytes / memoryPoints).toFixed(0)} heap bytes per point (${(heapBytes / 2 ** 20).toFixed(1)} MiB for ${memoryPoints} points)`,
+    );
+    console.log(
+      `  on disk:   ${(diskBytes / diskPoints).toFixed(1)} bytes per point (${(diskBytes / 2 ** 20).toFixed(1)} MiB for ${diskPoints} points)`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -35,7 +35,11 @@ async function main(): Promise<void> {
   // BENCH_AGENT_NODE_ARGS: node flags for the agent process, e.g. "--max-semi-space-size=1"
   // (bin/specta.js sets --no-opt, --no-maglev and --optimize-for-size after them).
   const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);
-  const agent = await startSpecta(["agent", "--server", server, "--enroll-token", enroll, "--state-dir", join(dir, "agent")], /"agent running"/, nodeArgs);
+  const agent = await startSpecta(
+    ["agent", "--server", server, "--enroll-token", enroll, "--state-dir", join(dir, "agent")],
+    /"agent running"/,
+    nodeArgs,
+  );
   const pid = agent.child.pid!;
 
   await new Promise((r) => setTimeout(r, 10_000));
@@ -52,24 +56,38 @@ async function main(): Promise<void> {
   // interval (15 s) twice.
   const straceSeconds = 30;
   const strace = existsSync("/usr/bin/strace")
-    ? spawn("strace", ["-f", "-qq", "-e", "trace=execve,execveat,clone3,fork,vfork", "-o", join(dir, "strace.out"), "-p", String(pid)], { stdio: "ignore" })
+    ? spawn("strace", ["-f", "-qq", "-e", "trace=execve,execveat,clone3,fork,vfork", "-o", join(dir, "strace.out"), "-p", String(pid)], {
+        stdio: "ignore",
+      })
     : undefined;
   if (strace) {
     await new Promise((r) => setTimeout(r, straceSeconds * 1000));
     strace.kill("SIGINT");
     await new Promise((r) => strace.once("exit", r));
   }
-  const execs = strace ? readFileSync(join(dir, "strace.out"), "utf8").split("\n").filter((l) => /execve\(/.test(l)).length : undefined;
+  const execs = strace
+    ? readFileSync(join(dir, "strace.out"), "utf8")
+        .split("\n")
+        .filter((l) => /execve\(/.test(l)).length
+    : undefined;
 
   console.log(`machine: ${cpus()[0]?.model} x${cpus().length}, Node ${process.versions.node}`);
-  console.log(`agent at default intervals${nodeArgs.length ? ` with node ${nodeArgs.join(" ")}` : ""}, ${seconds} s after a 10 s warm-up (pushing to a daemon on this host):`);
+  console.log(
+    `agent at default intervals${nodeArgs.length ? ` with node ${nodeArgs.join(" ")}` : ""}, ${seconds} s after a 10 s warm-up (pushing to a daemon on this host):`,
+  );
   const cpuShare = (cpuUsed / seconds) * 100;
   const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
   console.log(`  CPU: ${cpuShare.toFixed(2)} % of one core (${cpuUsed.toFixed(2)} s CPU)`);
-  console.log(`  RSS: ${mib(rss)} (${(rss / 1e6).toFixed(1)} MB) at the end: ${mib(anon)} its own, ${mib(file)} mapped files (the node binary, shared); peak since start ${mib(peakRss)} (${(peakRss / 1e6).toFixed(1)} MB)`);
-  console.log(`  processes spawned: ${execs === undefined ? "not counted (install strace)" : `${execs} in ${straceSeconds} s (counted with strace, after the CPU window)`}`);
+  console.log(
+    `  RSS: ${mib(rss)} (${(rss / 1e6).toFixed(1)} MB) at the end: ${mib(anon)} its own, ${mib(file)} mapped files (the node binary, shared); peak since start ${mib(peakRss)} (${(peakRss / 1e6).toFixed(1)} MB)`,
+  );
+  console.log(
+    `  processes spawned: ${execs === undefined ? "not counted (install strace)" : `${execs} in ${straceSeconds} s (counted with strace, after the CPU window)`}`,
+  );
   const verdict = (met: boolean | undefined) => (met === undefined ? "not measured" : met ? "met" : "MISSED");
-  console.log(`targets: CPU <= 0.5 % of one core ${verdict(cpuShare <= 0.5)}; peak RSS <= 60 MB ${verdict(peakRss <= 60e6)}; no process spawned ${verdict(execs === undefined ? undefined : execs === 0)}`);
+  console.log(
+    `targets: CPU <= 0.5 % of one core ${verdict(cpuShare <= 0.5)}; peak RSS <= 60 MB ${verdict(peakRss <= 60e6)}; no process spawned ${verdict(execs === undefined ? undefined : execs === 0)}`,
+  );
 }
 
 main()

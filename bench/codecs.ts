@@ -52,7 +52,10 @@ class BitReader {
   private word = 0;
   private bit = 32;
 
-  constructor(private readonly words: number[], private index = 0) {}
+  constructor(
+    private readonly words: number[],
+    private index = 0,
+  ) {}
 
   read(bits: number): number {
     let out = 0;
@@ -91,10 +94,10 @@ function gorillaEncode(times: number[], values: number[]): BitWriter {
     const dod = delta - prevDelta;
     prevDelta = delta;
     if (dod === 0) w.write(0, 1);
-    else if (dod >= -63 && dod <= 64) (w.write(0b10, 2), w.write(dod + 63, 7));
-    else if (dod >= -255 && dod <= 256) (w.write(0b110, 3), w.write(dod + 255, 9));
-    else if (dod >= -2047 && dod <= 2048) (w.write(0b1110, 4), w.write(dod + 2047, 12));
-    else (w.write(0b1111, 4), w.write(dod >>> 0, 32));
+    else if (dod >= -63 && dod <= 64) w.write(0b10, 2), w.write(dod + 63, 7);
+    else if (dod >= -255 && dod <= 256) w.write(0b110, 3), w.write(dod + 255, 9);
+    else if (dod >= -2047 && dod <= 2048) w.write(0b1110, 4), w.write(dod + 2047, 12);
+    else w.write(0b1111, 4), w.write(dod >>> 0, 32);
     f64[0] = values[i]!;
     const hi = (u32[1]! ^ prevHi) >>> 0;
     const lo = (u32[0]! ^ prevLo) >>> 0;
@@ -198,7 +201,11 @@ function main(): void {
   const samples = series.length * points;
   console.log(`data: ${hosts} hosts × 200 node_exporter-like series, chunks of ${points} points at 10 s (${fmt(samples)} samples)`);
 
-  const measure = (name: string, encode: (s: (typeof series)[number]) => Uint8Array | BitWriter, decode: (encoded: Uint8Array | BitWriter) => void): Candidate => {
+  const measure = (
+    name: string,
+    encode: (s: (typeof series)[number]) => Uint8Array | BitWriter,
+    decode: (encoded: Uint8Array | BitWriter) => void,
+  ): Candidate => {
     let bytes = 0;
     const encoded: (Uint8Array | BitWriter)[] = [];
     const e0 = process.hrtime.bigint();
@@ -231,13 +238,26 @@ function main(): void {
   let results: Candidate[] = [];
   for (let round = 0; round < 2; round++) {
     results = [
-      measure("Gorilla: delta-of-delta + XOR, bit-packed (Prometheus' chunks)", (s) => gorillaEncode(s.times, s.values), (e) => gorillaDecode((e as BitWriter).finish(), points, times, values)),
+      measure(
+        "Gorilla: delta-of-delta + XOR, bit-packed (Prometheus' chunks)",
+        (s) => gorillaEncode(s.times, s.values),
+        (e) => gorillaDecode((e as BitWriter).finish(), points, times, values),
+      ),
       measure("decimal delta / delta-of-delta, varints, no compressor", specta, (e) => void spectaDecode(e as Uint8Array)),
-      measure("decimal + DEFLATE (the store's chunks)", (s) => deflateRawSync(specta(s), { level: 6 }), (e) => void spectaDecode(inflateRawSync(e as Uint8Array))),
-      measure("decimal + Brotli (quality 4)", (s) => brotli(specta(s)), (e) => void spectaDecode(brotliDecompressSync(e as Uint8Array))),
+      measure(
+        "decimal + DEFLATE (the store's chunks)",
+        (s) => deflateRawSync(specta(s), { level: 6 }),
+        (e) => void spectaDecode(inflateRawSync(e as Uint8Array)),
+      ),
+      measure(
+        "decimal + Brotli (quality 4)",
+        (s) => brotli(specta(s)),
+        (e) => void spectaDecode(brotliDecompressSync(e as Uint8Array)),
+      ),
     ];
   }
-  for (const r of results) console.log(`  ${r.name}: ${fmt(r.bytes, 3)} bytes/sample, encode ${fmt(r.encodeNs)} ns/sample, decode ${fmt(r.decodeNs)} ns/sample`);
+  for (const r of results)
+    console.log(`  ${r.name}: ${fmt(r.bytes, 3)} bytes/sample, encode ${fmt(r.encodeNs)} ns/sample, decode ${fmt(r.decodeNs)} ns/sample`);
 }
 
 main();

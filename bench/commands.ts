@@ -28,7 +28,16 @@ chmodSync(dir, 0o711);
 /** Starts a daemon with its own data directory; resolves with its URL once it listens. */
 async function startDaemon(name: string, databaseUrl: string | undefined): Promise<{ url: string; dataDir: string }> {
   const dataDir = join(dir, name);
-  const args = ["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info", ...(databaseUrl ? ["--database-url", databaseUrl] : [])];
+  const args = [
+    "daemon",
+    "--addr",
+    "127.0.0.1:0",
+    "--data-dir",
+    dataDir,
+    "--log-level",
+    "info",
+    ...(databaseUrl ? ["--database-url", databaseUrl] : []),
+  ];
   const { line } = await startSpecta(args, /"daemon listening"/);
   return { url: listeningUrl(line), dataDir };
 }
@@ -50,9 +59,7 @@ async function main(): Promise<void> {
   const onB = createGrpcTransport({ baseUrl: b.url });
   const agents: FakeAgent[] = [];
   for (let i = 0; i < agentCount; i += 50) {
-    const batch = await Promise.all(
-      Array.from({ length: Math.min(50, agentCount - i) }, (_, j) => enrolAgent(a.url, enrollToken, `bench-${i + j}`)),
-    );
+    const batch = await Promise.all(Array.from({ length: Math.min(50, agentCount - i) }, (_, j) => enrolAgent(a.url, enrollToken, `bench-${i + j}`)));
     agents.push(...batch.map((e) => new FakeAgent(b.url, e.agentId, e.credential, onB)));
   }
   await Promise.all(agents.map((agent) => agent.open([], { authorization: `Bearer ${agent.credential}` })));
@@ -75,14 +82,19 @@ async function main(): Promise<void> {
     watched.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
     const { at } = await agent.nextCommand(id, 10_000);
     delivery.push(at - sentAt);
-    await agent.commands.report({ commandId: id, state: State.SUCCEEDED, output: { text: "ok" } }, { headers: { authorization: `Bearer ${agent.credential}` } });
+    await agent.commands.report(
+      { commandId: id, state: State.SUCCEEDED, output: { text: "ok" } },
+      { headers: { authorization: `Bearer ${agent.credential}` } },
+    );
     await watched;
     roundTrip.push(performance.now() - sent);
   }
   for (const agent of agents) agent.close();
 
   console.log(`machine: ${cpus()[0]?.model} x${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.versions.node}`);
-  console.log(`database: ${externalUrl ? "external PostgreSQL" : "daemon A's embedded PostgreSQL"}, shared by daemons A and B; clients on the same machine`);
+  console.log(
+    `database: ${externalUrl ? "external PostgreSQL" : "daemon A's embedded PostgreSQL"}, shared by daemons A and B; clients on the same machine`,
+  );
   console.log(`load: ${agentCount} agents streaming from daemon B, ${commandCount} commands submitted on daemon A one at a time`);
   console.log(`delivery (Submit on A until the command arrives on B's stream): ${summary(delivery)}`);
   console.log(`round trip (Submit on A, Report on B, Watch on A sees SUCCEEDED): ${summary(roundTrip)}`);

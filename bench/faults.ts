@@ -93,7 +93,9 @@ function spread(ms: number[]): string {
 
 async function main(): Promise<void> {
   const processors = cpus();
-  console.log(`machine: ${processors[0]?.model.trim() ?? "unknown CPU"}, ${processors.length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, ${process.platform} ${release()}, Node ${process.version}`);
+  console.log(
+    `machine: ${processors[0]?.model.trim() ?? "unknown CPU"}, ${processors.length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, ${process.platform} ${release()}, Node ${process.version}`,
+  );
   console.log(`settings: ${agents} agents × ${series} series, ${faults} faults per scenario, ${ingestMs / 1000} s of ingest between faults`);
   const chosen = (process.env.BENCH_SCENARIOS ?? Object.keys(scenarios).join(",")).split(",").filter(Boolean);
   for (const name of chosen) {
@@ -103,7 +105,8 @@ async function main(): Promise<void> {
     try {
       const figures = await scenario(dir.path);
       console.log(`\n${name}`);
-      for (const [key, value] of Object.entries(figures)) console.log(`  ${key}: ${typeof value === "number" ? value.toLocaleString("en-US") : value}`);
+      for (const [key, value] of Object.entries(figures))
+        console.log(`  ${key}: ${typeof value === "number" ? value.toLocaleString("en-US") : value}`);
     } finally {
       dir.remove();
     }

@@ -25,7 +25,9 @@ async function main(): Promise<void> {
   const endMs = Math.floor(Date.now() / blockMs) * blockMs - intervalMs;
   const load = buildLoad(hosts, points, endMs);
   const samples = load.reduce((n, r) => n + r.samples, 0);
-  console.log(`load: ${hosts} hosts × 200 series × ${points} points at 10 s = ${fmt(samples)} samples; ${load.length} requests of one host × 6 timestamps; 4 connections; generator on the same machine`);
+  console.log(
+    `load: ${hosts} hosts × 200 series × ${points} points at 10 s = ${fmt(samples)} samples; ${load.length} requests of one host × 6 timestamps; 4 connections; generator on the same machine`,
+  );
 
   // Specta.
   const specta = await startSpectaUnderTest();
@@ -87,14 +89,24 @@ async function main(): Promise<void> {
     theirs === undefined ? "" : ` (${fmt(higherIsBetter ? ours / theirs : theirs / ours, 2)} × VictoriaMetrics)`;
   console.log(`\nSpecta (Push, Connect binary over HTTP/2, embedded PostgreSQL ${postgresVersion})`);
   console.log(`  ingest: ${fmt(spectaRate)} samples/s (${fmt(seconds, 1)} s)${ratio(spectaRate, vmFigures?.rate, true)}`);
-  console.log(`  server CPU: ${fmt(spectaCpuUs, 2)} µs/sample = daemon ${fmt((daemonCpu / samples) * 1e6, 2)} + PostgreSQL ${fmt((postgresCpu / samples) * 1e6, 2)} + compaction ${fmt((compactionCpu / samples) * 1e6, 2)}${ratio(spectaCpuUs, vmFigures?.cpuUs, false)}`);
-  console.log(`  compaction: ${fmt(run.points)} points into ${fmt(run.chunks)} chunks in ${fmt(compactSeconds, 1)} s (${fmt(run.points / compactSeconds)} points/s)`);
-  console.log(`  disk: ${fmt(spectaBytes, 2)} bytes/sample once compacted (series, chunks, 5-minute and hourly rollups, with indexes); ${fmt(headBytes / samples, 2)} before compaction${ratio(spectaBytes, vmFigures?.bytes, false)}`);
+  console.log(
+    `  server CPU: ${fmt(spectaCpuUs, 2)} µs/sample = daemon ${fmt((daemonCpu / samples) * 1e6, 2)} + PostgreSQL ${fmt((postgresCpu / samples) * 1e6, 2)} + compaction ${fmt((compactionCpu / samples) * 1e6, 2)}${ratio(spectaCpuUs, vmFigures?.cpuUs, false)}`,
+  );
+  console.log(
+    `  compaction: ${fmt(run.points)} points into ${fmt(run.chunks)} chunks in ${fmt(compactSeconds, 1)} s (${fmt(run.points / compactSeconds)} points/s)`,
+  );
+  console.log(
+    `  disk: ${fmt(spectaBytes, 2)} bytes/sample once compacted (series, chunks, 5-minute and hourly rollups, with indexes); ${fmt(headBytes / samples, 2)} before compaction${ratio(spectaBytes, vmFigures?.bytes, false)}`,
+  );
   console.log(`  disk by table: ${[...tables].map(([name, bytes]) => `${name} ${fmt(bytes / samples, 2)}`).join(", ")} bytes/sample`);
-  console.log(`  WAL: ${fmt((walIngest + walCompaction) / samples, 2)} bytes/sample = ingest ${fmt(walIngest / samples, 2)} + compaction ${fmt(walCompaction / samples, 2)}`);
+  console.log(
+    `  WAL: ${fmt((walIngest + walCompaction) / samples, 2)} bytes/sample = ingest ${fmt(walIngest / samples, 2)} + compaction ${fmt(walCompaction / samples, 2)}`,
+  );
   if (vmFigures) {
     console.log(`\nVictoriaMetrics 1.79 (JSON line import, same requests)`);
-    console.log(`  ingest: ${fmt(vmFigures.rate)} samples/s; server CPU ${fmt(vmFigures.cpuUs, 2)} µs/sample; disk ${fmt(vmFigures.bytes, 2)} bytes/sample after a flush`);
+    console.log(
+      `  ingest: ${fmt(vmFigures.rate)} samples/s; server CPU ${fmt(vmFigures.cpuUs, 2)} µs/sample; disk ${fmt(vmFigures.bytes, 2)} bytes/sample after a flush`,
+    );
   } else {
     console.log("\nVictoriaMetrics is not installed (apt install victoria-metrics): no side-by-side figures");
   }

@@ -11,7 +11,18 @@ import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { MatchOperator, QueryRequestSchema, QueryResponseSchema } from "../gen/metrics/metrics_pb.js";
 import { blockMs } from "../src/tsdb/partitions.js";
 import { stopSpecta } from "./specta-process.js";
-import { buildLoad, compactStore, fmt, intervalMs, latency, machine, send, startSpectaUnderTest, startVictoria, type LoadRequest } from "./store-load.js";
+import {
+  buildLoad,
+  compactStore,
+  fmt,
+  intervalMs,
+  latency,
+  machine,
+  send,
+  startSpectaUnderTest,
+  startVictoria,
+  type LoadRequest,
+} from "./store-load.js";
 
 const hosts = Number(process.env.BENCH_HOSTS ?? 100);
 const runs = Number(process.env.BENCH_RUNS ?? 50);
@@ -82,8 +93,12 @@ async function main(): Promise<void> {
 
   console.log(`\nlatency over ${runs} sequential calls, client side (p50 / p90, ms)`);
   cases.forEach((c, i) => {
-    const vs = victoria[i] ? ` | VictoriaMetrics ${fmt(victoria[i].p50, 1)} / ${fmt(victoria[i].p90, 1)} (Specta compacted: ${fmt(victoria[i].p50 / compacted[i]!.p50, 2)} × its speed)` : "";
-    console.log(`  ${c.name}: Specta head ${fmt(head[i]!.p50, 1)} / ${fmt(head[i]!.p90, 1)} | compacted ${fmt(compacted[i]!.p50, 1)} / ${fmt(compacted[i]!.p90, 1)}${vs}`);
+    const vs = victoria[i]
+      ? ` | VictoriaMetrics ${fmt(victoria[i].p50, 1)} / ${fmt(victoria[i].p90, 1)} (Specta compacted: ${fmt(victoria[i].p50 / compacted[i]!.p50, 2)} × its speed)`
+      : "";
+    console.log(
+      `  ${c.name}: Specta head ${fmt(head[i]!.p50, 1)} / ${fmt(head[i]!.p90, 1)} | compacted ${fmt(compacted[i]!.p50, 1)} / ${fmt(compacted[i]!.p90, 1)}${vs}`,
+    );
   });
   if (!vm) console.log("VictoriaMetrics is not installed (apt install victoria-metrics): no side-by-side figures");
 }

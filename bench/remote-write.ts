@@ -11,7 +11,18 @@
 import { rmSync } from "node:fs";
 import { blockMs } from "../src/tsdb/partitions.js";
 import { stopSpecta } from "./specta-process.js";
-import { buildLoad, compactStore, fmt, intervalMs, latency, machine, send, startSpectaUnderTest, type LoadRequest, type SpectaUnderTest } from "./store-load.js";
+import {
+  buildLoad,
+  compactStore,
+  fmt,
+  intervalMs,
+  latency,
+  machine,
+  send,
+  startSpectaUnderTest,
+  type LoadRequest,
+  type SpectaUnderTest,
+} from "./store-load.js";
 
 const hosts = Number(process.env.BENCH_HOSTS ?? 50);
 const points = Number(process.env.BENCH_POINTS ?? 360);
@@ -24,7 +35,9 @@ const remoteWriteHeaders = { "content-type": "application/x-protobuf", "content-
 type Protocol = "Push" | "remote-write";
 
 async function post(specta: SpectaUnderTest, protocol: Protocol, worker: number, r: LoadRequest): Promise<void> {
-  await (protocol === "Push" ? specta.post(worker, "/metrics.API/Push", r.push) : specta.post(worker, "/api/v1/write", r.remoteWrite!, remoteWriteHeaders));
+  await (protocol === "Push"
+    ? specta.post(worker, "/metrics.API/Push", r.push)
+    : specta.post(worker, "/api/v1/write", r.remoteWrite!, remoteWriteHeaders));
 }
 
 interface IngestFigures {
@@ -39,7 +52,12 @@ async function ingest(specta: SpectaUnderTest, protocol: Protocol, load: LoadReq
   const cpu0 = specta.cpu();
   const seconds = await send(load, (worker, r) => post(specta, protocol, worker, r));
   const cpu1 = specta.cpu();
-  return { rate: samples / seconds, seconds, daemonUs: ((cpu1.daemon - cpu0.daemon) / samples) * 1e6, postgresUs: ((cpu1.postgres - cpu0.postgres) / samples) * 1e6 };
+  return {
+    rate: samples / seconds,
+    seconds,
+    daemonUs: ((cpu1.daemon - cpu0.daemon) / samples) * 1e6,
+    postgresUs: ((cpu1.postgres - cpu0.postgres) / samples) * 1e6,
+  };
 }
 
 async function main(): Promise<void> {
@@ -48,8 +66,18 @@ async function main(): Promise<void> {
   const load = buildLoad(hosts, points, endMs, undefined, true);
   const samples = load.reduce((n, r) => n + r.samples, 0);
   const bytes = (pick: (r: LoadRequest) => Buffer) => load.reduce((n, r) => n + pick(r).length, 0) / samples;
-  console.log(`load: ${hosts} hosts × 200 series × ${points} points at 10 s = ${fmt(samples)} samples; ${load.length} requests of one host × 6 timestamps; 4 HTTP/2 connections; generator on the same machine`);
-  console.log(`  on the wire: Push ${fmt(bytes((r) => r.push), 2)} bytes/sample, remote-write ${fmt(bytes((r) => r.remoteWrite!), 2)} bytes/sample (snappy)`);
+  console.log(
+    `load: ${hosts} hosts × 200 series × ${points} points at 10 s = ${fmt(samples)} samples; ${load.length} requests of one host × 6 timestamps; 4 HTTP/2 connections; generator on the same machine`,
+  );
+  console.log(
+    `  on the wire: Push ${fmt(
+      bytes((r) => r.push),
+      2,
+    )} bytes/sample, remote-write ${fmt(
+      bytes((r) => r.remoteWrite!),
+      2,
+    )} bytes/sample (snappy)`,
+  );
 
   const figures = new Map<Protocol, IngestFigures>();
   for (const protocol of ["Push", "remote-write"] as const) {
@@ -71,7 +99,9 @@ async function main(): Promise<void> {
       `  ${protocol.padEnd(12)} ${fmt(f.rate)} samples/s (${fmt(f.seconds, 1)} s); server CPU ${fmt(f.daemonUs + f.postgresUs, 2)} µs/sample = daemon ${fmt(f.daemonUs, 2)} + PostgreSQL ${fmt(f.postgresUs, 2)}`,
     );
   }
-  console.log(`  remote-write / Push: rate ${fmt(rw.rate / push.rate, 2)} ×, server CPU ${fmt((rw.daemonUs + rw.postgresUs) / (push.daemonUs + push.postgresUs), 2)} ×, daemon CPU ${fmt(rw.daemonUs / push.daemonUs, 2)} ×`);
+  console.log(
+    `  remote-write / Push: rate ${fmt(rw.rate / push.rate, 2)} ×, server CPU ${fmt((rw.daemonUs + rw.postgresUs) / (push.daemonUs + push.postgresUs), 2)} ×, daemon CPU ${fmt(rw.daemonUs / push.daemonUs, 2)} ×`,
+  );
 }
 
 /** Adds 24 h of host-000's CPU series (remote-written) and measures query_range over 1 h and 24 h, in the head and compacted. */
@@ -88,7 +118,8 @@ async function queries(specta: SpectaUnderTest, endMs: number): Promise<void> {
     const params = new URLSearchParams({ query: expr, start: String(c.startMs / 1000), end: String(endMs / 1000), step: String(c.stepS) });
     const res = await fetch(`${specta.url}/api/v1/query_range?${params}`, { headers: { authorization: `Bearer ${specta.token}` } });
     const body = (await res.json()) as { status: string; data?: { result: unknown[] }; error?: string };
-    if (body.status !== "success" || body.data!.result.length !== 8) throw new Error(`${c.name}: ${body.error ?? `${body.data!.result.length} series`}`);
+    if (body.status !== "success" || body.data!.result.length !== 8)
+      throw new Error(`${c.name}: ${body.error ?? `${body.data!.result.length} series`}`);
   };
   const head: { p50: number; p90: number }[] = [];
   for (const c of cases) head.push(await latency(runs, () => queryRange(c)));
@@ -98,7 +129,11 @@ async function queries(specta: SpectaUnderTest, endMs: number): Promise<void> {
   for (const c of cases) compacted.push(await latency(runs, () => queryRange(c)));
 
   console.log(`\nquery_range ${expr} (8 modes of 8 CPUs), over ${runs} sequential calls, client side (p50 / p90, ms)`);
-  cases.forEach((c, i) => console.log(`  ${c.name}: head ${fmt(head[i]!.p50, 1)} / ${fmt(head[i]!.p90, 1)} | compacted ${fmt(compacted[i]!.p50, 1)} / ${fmt(compacted[i]!.p90, 1)}`));
+  cases.forEach((c, i) =>
+    console.log(
+      `  ${c.name}: head ${fmt(head[i]!.p50, 1)} / ${fmt(head[i]!.p90, 1)} | compacted ${fmt(compacted[i]!.p50, 1)} / ${fmt(compacted[i]!.p90, 1)}`,
+    ),
+  );
 }
 
 main().catch(async (err: unknown) => {

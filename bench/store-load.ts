@@ -45,7 +45,13 @@ export interface LoadRequest {
  * The requests for `hosts` hosts' `series` (default: all 200 of each) over `points` timestamps
  * ending at `endMs`, time-major (every host's first minute, then the second, …), as agents send.
  */
-export function buildLoad(hosts: number, points: number, endMs: number, pick: (metric: string) => boolean = () => true, withRemoteWrite = false): LoadRequest[] {
+export function buildLoad(
+  hosts: number,
+  points: number,
+  endMs: number,
+  pick: (metric: string) => boolean = () => true,
+  withRemoteWrite = false,
+): LoadRequest[] {
   const startMs = endMs - (points - 1) * intervalMs;
   const perHost = Array.from({ length: hosts }, (_, h) => hostSeries(h).filter((s) => pick(s.metric)));
   const out: LoadRequest[] = [];
@@ -65,12 +71,24 @@ export function buildLoad(hosts: number, points: number, endMs: number, pick: (m
         ),
       });
       const vm = series
-        .map((s) => JSON.stringify({ metric: { __name__: s.metric, ...s.labels }, values: times.map((_, k) => s.valueAt(first + k)), timestamps: times }))
+        .map((s) =>
+          JSON.stringify({ metric: { __name__: s.metric, ...s.labels }, values: times.map((_, k) => s.valueAt(first + k)), timestamps: times }),
+        )
         .join("\n");
       const remoteWrite = withRemoteWrite
-        ? remoteWriteBody(series.map((s) => ({ labels: { __name__: s.metric, ...s.labels }, samples: times.map((timestamp, k) => ({ timestamp, value: s.valueAt(first + k) })) })))
+        ? remoteWriteBody(
+            series.map((s) => ({
+              labels: { __name__: s.metric, ...s.labels },
+              samples: times.map((timestamp, k) => ({ timestamp, value: s.valueAt(first + k) })),
+            })),
+          )
         : undefined;
-      out.push({ push: Buffer.from(toBinary(PushRequestSchema, push)), vm: Buffer.from(`${vm}\n`), ...(remoteWrite ? { remoteWrite } : {}), samples: series.length * n });
+      out.push({
+        push: Buffer.from(toBinary(PushRequestSchema, push)),
+        vm: Buffer.from(`${vm}\n`),
+        ...(remoteWrite ? { remoteWrite } : {}),
+        samples: series.length * n,
+      });
     }
   }
   return out;
@@ -138,7 +156,11 @@ export interface SpectaUnderTest {
 export async function startSpectaUnderTest(): Promise<SpectaUnderTest> {
   const dataDir = mkdtempSync(join(tmpdir(), "specta-bench-"));
   chmodSync(dataDir, 0o711);
-  const { child, line } = await startSpecta(["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info"], /"daemon listening"/, (process.env.BENCH_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean));
+  const { child, line } = await startSpecta(
+    ["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info"],
+    /"daemon listening"/,
+    (process.env.BENCH_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean),
+  );
   const url = listeningUrl(line);
   const token = readFileSync(join(dataDir, "admin.token"), "utf8").trim();
   const postgresPid = Number(readFileSync(join(dataDir, "postgres", "postmaster.pid"), "utf8").split("\n")[0]);
@@ -174,12 +196,21 @@ export async function startSpectaUnderTest(): Promise<SpectaUnderTest> {
     },
     post(worker, path, body, headers = { "content-type": "application/proto", "connect-protocol-version": "1" }) {
       return new Promise((resolve, reject) => {
-        const stream = sessions[worker % sessions.length]!.request({ ":method": "POST", ":path": path, authorization: `Bearer ${token}`, ...headers });
+        const stream = sessions[worker % sessions.length]!.request({
+          ":method": "POST",
+          ":path": path,
+          authorization: `Bearer ${token}`,
+          ...headers,
+        });
         const chunks: Buffer[] = [];
         let status = 0;
         stream.on("response", (h) => (status = Number(h[":status"])));
         stream.on("data", (c: Buffer) => chunks.push(c));
-        stream.on("end", () => (status >= 200 && status < 300 ? resolve(Buffer.concat(chunks)) : reject(new Error(`${path}: HTTP ${status} ${Buffer.concat(chunks).toString()}`))));
+        stream.on("end", () =>
+          status >= 200 && status < 300
+            ? resolve(Buffer.concat(chunks))
+            : reject(new Error(`${path}: HTTP ${status} ${Buffer.concat(chunks).toString()}`)),
+        );
         stream.on("error", reject);
         stream.end(body);
       });
@@ -226,7 +257,11 @@ export async function startVictoria(): Promise<VictoriaUnderTest | undefined> {
   if (!existsSync(victoriaBinary)) return undefined;
   const dataDir = mkdtempSync(join(tmpdir(), "specta-bench-vm-"));
   const port = await freePort();
-  const child: ChildProcess = spawn(victoriaBinary, [`-storageDataPath=${dataDir}`, `-httpListenAddr=127.0.0.1:${port}`, "-retentionPeriod=100y", "-loggerLevel=ERROR"], { stdio: "ignore" });
+  const child: ChildProcess = spawn(
+    victoriaBinary,
+    [`-storageDataPath=${dataDir}`, `-httpListenAddr=127.0.0.1:${port}`, "-retentionPeriod=100y", "-loggerLevel=ERROR"],
+    { stdio: "ignore" },
+  );
   const url = `http://127.0.0.1:${port}`;
   const agent = new Agent({ keepAlive: true, maxSockets: connections });
   const call = (method: string, path: string, body?: Buffer) =>
@@ -234,7 +269,9 @@ export async function startVictoria(): Promise<VictoriaUnderTest | undefined> {
       const req = httpRequest(`${url}${path}`, { method, agent }, (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => ((res.statusCode ?? 0) < 300 ? resolve(Buffer.concat(chunks).toString()) : reject(new Error(`${path}: HTTP ${res.statusCode}`))));
+        res.on("end", () =>
+          (res.statusCode ?? 0) < 300 ? resolve(Buffer.concat(chunks).toString()) : reject(new Error(`${path}: HTTP ${res.statusCode}`)),
+        );
       });
       req.on("error", reject);
       req.end(body);

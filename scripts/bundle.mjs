@@ -27,7 +27,9 @@ copyFileSync("src/dashboard/web/index.html", `${dashboard}/index.html`);
 const httpByRequire = {
   name: "http-by-require",
   setup(b) {
-    b.onResolve({ filter: /^(node:)?http$/ }, (args) => (args.namespace === "http-by-require" ? { path: "node:http", external: true } : { path: "http", namespace: "http-by-require" }));
+    b.onResolve({ filter: /^(node:)?http$/ }, (args) =>
+      args.namespace === "http-by-require" ? { path: "node:http", external: true } : { path: "http", namespace: "http-by-require" },
+    );
     b.onLoad({ filter: /.*/, namespace: "http-by-require" }, () => ({ contents: 'module.exports = require("node:http");', loader: "js" }));
   },
 };

@@ -10,11 +10,7 @@ import { connect as http2Connect } from "node:http2";
 import { connect as netConnect, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import {
-  Health,
-  HealthCheckResponse_ServingStatus as ServingStatus,
-  HealthCheckResponseSchema,
-} from "../gen/grpc/health/v1/health_pb.js";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus, HealthCheckResponseSchema } from "../gen/grpc/health/v1/health_pb.js";
 import { HistogramRequestSchema, HistogramResponseSchema } from "../gen/metrics/metrics_pb.js";
 import { requireBuild, spawnDaemon, spawnSpecta, tempDir, type SpawnedDaemon, type SpectaProcess } from "./support/daemon.js";
 

@@ -5,7 +5,8 @@ import { describe, expect, it } from "vitest";
 import { ConfigError, defaultMaxConnections, resolveDaemonConfig } from "../src/config/config.js";
 import { repoRoot, tempDir, writeConfigFile } from "./support/daemon.js";
 
-const resolve = (env: Record<string, string>, config?: string) => resolveDaemonConfig({ dataDir: "/nonexistent", ...(config ? { config } : {}) }, env);
+const resolve = (env: Record<string, string>, config?: string) =>
+  resolveDaemonConfig({ dataDir: "/nonexistent", ...(config ? { config } : {}) }, env);
 
 describe("connection and rate-limit settings", () => {
   it("have defaults, which specta.example.json spells out", () => {
@@ -40,7 +41,10 @@ describe("connection and rate-limit settings", () => {
     try {
       // As /proc/self/limits has it.
       const limits = join(dir.path, "limits");
-      writeFileSync(limits, "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 1048576              files\n");
+      writeFileSync(
+        limits,
+        "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 1048576              files\n",
+      );
       expect(defaultMaxConnections(limits)).toBe(896);
       expect(defaultMaxConnections(join(dir.path, "missing"))).toBe(10_000);
     } finally {

@@ -61,7 +61,9 @@ describe("a flood of silent sockets above the connection cap", () => {
     const clientsMs = Date.now() - started;
 
     while (closed < sockets.length) await sleep(20);
-    console.log(`${sockets.length} silent sockets, cap ${cap}: clients answered after ${clientsMs} ms, all sockets shed after ${Date.now() - started} ms`);
+    console.log(
+      `${sockets.length} silent sockets, cap ${cap}: clients answered after ${clientsMs} ms, all sockets shed after ${Date.now() - started} ms`,
+    );
   });
 });
 

@@ -38,7 +38,10 @@ describe("a daemon killed with SIGKILL while agents push", () => {
     let daemon = await startDaemon();
     const token = adminTokenOf(dataDir);
     const clientFor = (url: string) =>
-      createClient(MetricsAPI, createGrpcTransport({ baseUrl: url, interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req))] }));
+      createClient(
+        MetricsAPI,
+        createGrpcTransport({ baseUrl: url, interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req))] }),
+      );
     let client: Client<typeof MetricsAPI> = clientFor(daemon.url);
 
     const acknowledged = new Set<string>(); // "agent/series/time"
@@ -53,7 +56,13 @@ describe("a daemon killed with SIGKILL while agents push", () => {
           pending ??
           Array.from({ length: seriesPerBatch }, (_, s) => {
             const times = Array.from({ length: pointsPerSeries }, () => clock++);
-            return create(SeriesSchema, { metric: "crash_test_value", labels: { agent: String(a), s: String(s) }, kind: Kind.GAUGE, times, values: times.map((t) => t % 1000) });
+            return create(SeriesSchema, {
+              metric: "crash_test_value",
+              labels: { agent: String(a), s: String(s) },
+              kind: Kind.GAUGE,
+              times,
+              values: times.map((t) => t % 1000),
+            });
           });
         try {
           const res = await client.push({ series: batch }, { timeoutMs: 5_000 });

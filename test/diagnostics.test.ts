@@ -31,8 +31,27 @@ describe("diagnostics on a real agent", () => {
   beforeAll(async () => {
     daemon = await startTestDaemon();
     const enrollToken = readEnrollToken(daemon.dataDir)!;
-    agent = await startAgent({ server: daemon.url, protocol: "grpc", stateDir: join(dir.path, "a"), enrollToken, hostname: "diag-host", labels: {}, log, collectors: [] });
-    limited = await startAgent({ server: daemon.url, protocol: "grpc", stateDir: join(dir.path, "b"), enrollToken, hostname: "ping-only", labels: {}, log, collectors: [], allow: ["ping"] });
+    agent = await startAgent({
+      server: daemon.url,
+      protocol: "grpc",
+      stateDir: join(dir.path, "a"),
+      enrollToken,
+      hostname: "diag-host",
+      labels: {},
+      log,
+      collectors: [],
+    });
+    limited = await startAgent({
+      server: daemon.url,
+      protocol: "grpc",
+      stateDir: join(dir.path, "b"),
+      enrollToken,
+      hostname: "ping-only",
+      labels: {},
+      log,
+      collectors: [],
+      allow: ["ping"],
+    });
   });
   afterAll(async () => {
     await agent?.stop();
@@ -43,7 +62,9 @@ describe("diagnostics on a real agent", () => {
 
   /** Submits to `target`, then watches the command until it ends. */
   async function run(target: string, diagnostic: Parameters<typeof create<typeof DiagnosticSchema>>[1], timeoutMs = 20_000): Promise<Command> {
-    const { commands: [submitted] } = await commands().submit({ target: { case: "agent", value: target }, diagnostic, timeout: durationFromMs(timeoutMs) });
+    const {
+      commands: [submitted],
+    } = await commands().submit({ target: { case: "agent", value: target }, diagnostic, timeout: durationFromMs(timeoutMs) });
     let last: Command | undefined;
     for await (const { command } of commands().watch({ commandId: submitted!.commandId })) last = command;
     return last!;
@@ -118,11 +139,15 @@ describe("diagnostics on a real agent", () => {
   it("specta run prints the result and exits 0", async () => {
     requireBuild();
     // Asynchronously: the daemon serves from this very process.
-    const { stdout } = await promisify(execFile)(process.execPath, [cliPath, "run", "diag-host", "connect", `127.0.0.1:${daemon.port}`, "--server", daemon.url, "--token", daemon.adminToken()], {
-      cwd: repoRoot,
-      env: childEnv(),
-      encoding: "utf8",
-    });
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [cliPath, "run", "diag-host", "connect", `127.0.0.1:${daemon.port}`, "--server", daemon.url, "--token", daemon.adminToken()],
+      {
+        cwd: repoRoot,
+        env: childEnv(),
+        encoding: "utf8",
+      },
+    );
     expect(stdout).toMatch(/connected/i);
   });
 });

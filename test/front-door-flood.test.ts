@@ -26,13 +26,21 @@ const MiB = 1024 * 1024;
 const size = 16_000_000;
 const points = size / 16;
 const bodies = {
-  pushJson: Buffer.from(JSON.stringify({ series: [{ metric: "flood", kind: "KIND_GAUGE", times: Array(points).fill(1e12), values: Array(points).fill(1) }] })),
+  pushJson: Buffer.from(
+    JSON.stringify({ series: [{ metric: "flood", kind: "KIND_GAUGE", times: Array(points).fill(1e12), values: Array(points).fill(1) }] }),
+  ),
   histogramJson: Buffer.from(`{"action":[${'{"metric":"page_ready_duration_seconds","number":1},'.repeat(size / 52)}{"metric":"x","number":1}]}`),
   pushProto: grpcFrame(
-    toBinary(PushRequestSchema, create(PushRequestSchema, { series: [{ metric: "flood", kind: Kind.GAUGE, times: Array(points).fill(1e12), values: Array(points).fill(1) }] })),
+    toBinary(
+      PushRequestSchema,
+      create(PushRequestSchema, { series: [{ metric: "flood", kind: Kind.GAUGE, times: Array(points).fill(1e12), values: Array(points).fill(1) }] }),
+    ),
   ),
   histogramProto: grpcFrame(
-    toBinary(HistogramRequestSchema, create(HistogramRequestSchema, { action: Array(Math.floor(size / 43)).fill({ metric: "page_ready_duration_seconds", number: 1 }) })),
+    toBinary(
+      HistogramRequestSchema,
+      create(HistogramRequestSchema, { action: Array(Math.floor(size / 43)).fill({ metric: "page_ready_duration_seconds", number: 1 }) }),
+    ),
   ),
 };
 

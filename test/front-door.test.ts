@@ -169,7 +169,11 @@ describe("size limits per RPC", () => {
     expect(await codeOf(gzipped.histogram(manyActions(50_000)))).toBe(Code.ResourceExhausted);
     // Connect unary with Content-Encoding: 8 KiB of gzip holding 4 MiB of JSON.
     const bomb = gzipSync(histogramJson(4 * 1024 * KiB));
-    const res = await post("/metrics.API/Histogram", bomb, { "Content-Type": "application/json", "Connect-Protocol-Version": "1", "Content-Encoding": "gzip" });
+    const res = await post("/metrics.API/Histogram", bomb, {
+      "Content-Type": "application/json",
+      "Connect-Protocol-Version": "1",
+      "Content-Encoding": "gzip",
+    });
     console.log(`gzip bomb: ${(bomb.length / KiB).toFixed(1)} KiB of gzip for 4 MiB of JSON → HTTP ${res.status}`);
     expect(res.status).toBe(429);
     expect(await res.json()).toMatchObject({ code: "resource_exhausted", message: expect.stringMatching(/after decompression/) });

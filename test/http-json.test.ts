@@ -37,7 +37,7 @@ function rawGet(path: string): Promise<{ status: number; body: string }> {
 }
 
 describe("Specta's curl example over HTTP/1.1 JSON", () => {
-  it("answers exactly {\"result\":[{\"status\":\"success\"}]}", async () => {
+  it('answers exactly {"result":[{"status":"success"}]}', async () => {
     const res = await postJson("/metrics.API/Histogram", '{"action":[{"metric":"page_ready_duration_seconds","number":47}]}');
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^application\/json/);
@@ -53,7 +53,12 @@ describe("Specta's curl example over HTTP/1.1 JSON", () => {
   it("gives a failed action its reason in Specta's JSON shape, next to the successful ones", async () => {
     const res = await postJson(
       "/metrics.API/Histogram",
-      JSON.stringify({ action: [{ metric: "no_such_metric", number: 1 }, { metric: "page_ready_duration_seconds", number: 3 }] }),
+      JSON.stringify({
+        action: [
+          { metric: "no_such_metric", number: 1 },
+          { metric: "page_ready_duration_seconds", number: 3 },
+        ],
+      }),
     );
     expect(res.status).toBe(200);
     const body = (await res.json()) as { result: { status: string; reason?: { kind: string; info: string } }[] };
@@ -178,8 +183,7 @@ describe("plain HTTP routes", () => {
     const before = await scrape(daemon().url);
     const count = (s: typeof before) => sampleValue(s, "page_ready_duration_seconds_count", { env: "testing" }) ?? 0;
     const sum = (s: typeof before) => sampleValue(s, "page_ready_duration_seconds_sum", { env: "testing" }) ?? 0;
-    const rpcs = (s: typeof before) =>
-      sampleValue(s, "specta_rpc_requests_total", { procedure: "metrics.API/Histogram", code: "ok" }) ?? 0;
+    const rpcs = (s: typeof before) => sampleValue(s, "specta_rpc_requests_total", { procedure: "metrics.API/Histogram", code: "ok" }) ?? 0;
 
     const res = await postJson("/metrics.API/Histogram", '{"action":[{"metric":"page_ready_duration_seconds","number":47}]}');
     expect(await res.text()).toBe('{"result":[{"status":"success"}]}');

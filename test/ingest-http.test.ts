@@ -35,14 +35,19 @@ beforeAll(async () => {
   viewerToken = (await createClient(TokensAPI, transport).create({ role: Role.VIEWER, name: "reader" })).token;
 });
 
-async function write(body: Uint8Array, headers: Record<string, string> = remoteWriteHeaders(daemon().adminToken())): Promise<{ status: number; text: string; headers: Headers }> {
+async function write(
+  body: Uint8Array,
+  headers: Record<string, string> = remoteWriteHeaders(daemon().adminToken()),
+): Promise<{ status: number; text: string; headers: Headers }> {
   const res = await fetch(`${daemon().url}/api/v1/write`, { method: "POST", headers, body });
   return { status: res.status, text: await res.text(), headers: res.headers };
 }
 
 /** An instant PromQL query at `time` (ms): each result's labels and value. */
 async function query(expr: string, time = now): Promise<{ metric: Record<string, string>; value: number }[]> {
-  const res = await fetch(`${daemon().url}/api/v1/query?${new URLSearchParams({ query: expr, time: String(time / 1000) })}`, { headers: { authorization: `Bearer ${viewerToken}` } });
+  const res = await fetch(`${daemon().url}/api/v1/query?${new URLSearchParams({ query: expr, time: String(time / 1000) })}`, {
+    headers: { authorization: `Bearer ${viewerToken}` },
+  });
   const body = (await res.json()) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
   expect(res.status).toBe(200);
   return body.data.result.map((r) => ({ metric: r.metric, value: Number(r.value[1]) }));
@@ -50,7 +55,10 @@ async function query(expr: string, time = now): Promise<{ metric: Record<string,
 
 describe("remote-write 1.0 at /api/v1/write", () => {
   const series = [
-    { labels: { __name__: "rw_requests_total", job: "api", instance: "a:1" }, samples: [0, 1, 2].map((k) => ({ timestamp: now - 30_000 + k * 15_000, value: 10 + k * 15 })) },
+    {
+      labels: { __name__: "rw_requests_total", job: "api", instance: "a:1" },
+      samples: [0, 1, 2].map((k) => ({ timestamp: now - 30_000 + k * 15_000, value: 10 + k * 15 })),
+    },
     { labels: { __name__: "rw_temperature", job: "api", instance: "a:1" }, samples: [{ timestamp: now, value: 21.5 }] },
   ];
 
@@ -63,7 +71,13 @@ describe("remote-write 1.0 at /api/v1/write", () => {
 
   it("keeps NaN samples and ends a series at a staleness marker, as Prometheus does", async () => {
     const body = remoteWriteBody([
-      { labels: { __name__: "rw_stale", job: "api" }, samples: [{ timestamp: now - 20_000, value: 1 }, { timestamp: now - 10_000, value: staleMarker }] },
+      {
+        labels: { __name__: "rw_stale", job: "api" },
+        samples: [
+          { timestamp: now - 20_000, value: 1 },
+          { timestamp: now - 10_000, value: staleMarker },
+        ],
+      },
       { labels: { __name__: "rw_nan", job: "api" }, samples: [{ timestamp: now - 10_000, value: Number.NaN }] },
     ]);
     expect((await write(body)).status).toBe(204);
@@ -95,7 +109,10 @@ describe("remote-write 1.0 at /api/v1/write", () => {
   });
 
   it("refuses a batch over Push's limits (413) and a body over its size before reading or decoding it", async () => {
-    const many = Array.from({ length: 10_001 }, (_, i) => ({ labels: { __name__: "rw_many", i: String(i) }, samples: [{ timestamp: now, value: 1 }] }));
+    const many = Array.from({ length: 10_001 }, (_, i) => ({
+      labels: { __name__: "rw_many", i: String(i) },
+      samples: [{ timestamp: now, value: 1 }],
+    }));
     const tooMany = await write(remoteWriteBody(many));
     expect(tooMany.status).toBe(413);
     expect(tooMany.text).toMatch(/at most 10000 series/);
@@ -103,7 +120,11 @@ describe("remote-write 1.0 at /api/v1/write", () => {
     const declared = await write(Buffer.from([0x80, 0x80, 0x80, 0x80, 0x04, 0x00]));
     expect([declared.status, declared.text]).toEqual([413, "the body declares 1073741824 bytes uncompressed; remote-write takes at most 16777216\n"]);
     // Content-Length alone: the 17 MiB are never read (the connection may be closed on the rest).
-    const res = await fetch(`${daemon().url}/api/v1/write`, { method: "POST", headers: remoteWriteHeaders(daemon().adminToken()), body: Buffer.alloc(17 * 1024 * 1024) }).catch((err: unknown) => err);
+    const res = await fetch(`${daemon().url}/api/v1/write`, {
+      method: "POST",
+      headers: remoteWriteHeaders(daemon().adminToken()),
+      body: Buffer.alloc(17 * 1024 * 1024),
+    }).catch((err: unknown) => err);
     if (res instanceof Response) expect(res.status).toBe(413);
   });
 
@@ -148,8 +169,23 @@ function otlpRequest(): ExportMetricsServiceRequest {
         scopeMetrics: [
           {
             metrics: [
-              { name: "http.requests", unit: "{request}", data: { case: "sum", value: { isMonotonic: true, aggregationTemporality: AggregationTemporality.CUMULATIVE, dataPoints: [{ attributes, timeUnixNano: nanos(now), value: { case: "asInt", value: 42n } }] } } },
-              { name: "queue.size", unit: "By", data: { case: "gauge", value: { dataPoints: [{ timeUnixNano: nanos(now), value: { case: "asDouble", value: 512 } }] } } },
+              {
+                name: "http.requests",
+                unit: "{request}",
+                data: {
+                  case: "sum",
+                  value: {
+                    isMonotonic: true,
+                    aggregationTemporality: AggregationTemporality.CUMULATIVE,
+                    dataPoints: [{ attributes, timeUnixNano: nanos(now), value: { case: "asInt", value: 42n } }],
+                  },
+                },
+              },
+              {
+                name: "queue.size",
+                unit: "By",
+                data: { case: "gauge", value: { dataPoints: [{ timeUnixNano: nanos(now), value: { case: "asDouble", value: 512 } }] } },
+              },
               {
                 name: "http.duration",
                 unit: "s",
@@ -157,11 +193,26 @@ function otlpRequest(): ExportMetricsServiceRequest {
                   case: "histogram",
                   value: {
                     aggregationTemporality: AggregationTemporality.CUMULATIVE,
-                    dataPoints: [{ attributes, timeUnixNano: nanos(now), count: 10n, sum: 2.5, explicitBounds: [0.1, 0.5], bucketCounts: [4n, 5n, 1n] }],
+                    dataPoints: [
+                      { attributes, timeUnixNano: nanos(now), count: 10n, sum: 2.5, explicitBounds: [0.1, 0.5], bucketCounts: [4n, 5n, 1n] },
+                    ],
                   },
                 },
               },
-              { name: "delta.calls", data: { case: "sum", value: { isMonotonic: true, aggregationTemporality: AggregationTemporality.DELTA, dataPoints: [{ timeUnixNano: nanos(now), value: { case: "asInt", value: 3n } }, { timeUnixNano: nanos(now), value: { case: "asInt", value: 1n } }] } } },
+              {
+                name: "delta.calls",
+                data: {
+                  case: "sum",
+                  value: {
+                    isMonotonic: true,
+                    aggregationTemporality: AggregationTemporality.DELTA,
+                    dataPoints: [
+                      { timeUnixNano: nanos(now), value: { case: "asInt", value: 3n } },
+                      { timeUnixNano: nanos(now), value: { case: "asInt", value: 1n } },
+                    ],
+                  },
+                },
+              },
               { name: "latency.exp", data: { case: "exponentialHistogram", value: { dataPoints: [{}] } } },
             ],
           },
@@ -182,14 +233,22 @@ describe("OTLP/HTTP at /v1/metrics", () => {
     expect(res.headers.get("content-type")).toBe("application/x-protobuf");
     const answer = fromBinary(ExportMetricsServiceResponseSchema, new Uint8Array(await res.arrayBuffer()));
     expect(answer.partialSuccess?.rejectedDataPoints).toBe(3n);
-    expect(answer.partialSuccess?.errorMessage).toMatch(/2 points of delta\.calls: delta temporality is not stored.*1 points of latency\.exp: exponential histograms are not stored/);
+    expect(answer.partialSuccess?.errorMessage).toMatch(
+      /2 points of delta\.calls: delta temporality is not stored.*1 points of latency\.exp: exponential histograms are not stored/,
+    );
     const target = { job: "prod/shop", instance: "pod-1" };
     expect(await query("http_requests_total")).toEqual([{ metric: { __name__: "http_requests_total", http_route: "/a", ...target }, value: 42 }]);
     expect(await query("queue_size_bytes")).toEqual([{ metric: { __name__: "queue_size_bytes", ...target }, value: 512 }]);
     expect(await query("http_duration_seconds_bucket")).toEqual(
-      [["0.1", 4], ["0.5", 9], ["+Inf", 10]].map(([le, value]) => ({ metric: { __name__: "http_duration_seconds_bucket", http_route: "/a", le: String(le), ...target }, value })),
+      [
+        ["0.1", 4],
+        ["0.5", 9],
+        ["+Inf", 10],
+      ].map(([le, value]) => ({ metric: { __name__: "http_duration_seconds_bucket", http_route: "/a", le: String(le), ...target }, value })),
     );
-    expect(await query("http_duration_seconds_sum / http_duration_seconds_count")).toEqual([{ metric: { http_route: "/a", ...target }, value: 0.25 }]);
+    expect(await query("http_duration_seconds_sum / http_duration_seconds_count")).toEqual([
+      { metric: { http_route: "/a", ...target }, value: 0.25 },
+    ]);
   });
 
   it("takes JSON, gzip-compressed, and answers in JSON", async () => {
@@ -227,15 +286,25 @@ describe("while the database is away", () => {
   it("answers 503 with Retry-After, which remote-write and OTLP senders retry, and stores again once it is back", async () => {
     const d = outage!;
     const body = remoteWriteBody([{ labels: { __name__: "rw_outage" }, samples: [{ timestamp: Date.now(), value: 1 }] }]);
-    const post = (path: string, payload: Uint8Array, headers: Record<string, string>) => fetch(`${d.url}${path}`, { method: "POST", headers, body: payload });
+    const post = (path: string, payload: Uint8Array, headers: Record<string, string>) =>
+      fetch(`${d.url}${path}`, { method: "POST", headers, body: payload });
     expect((await post("/api/v1/write", body, remoteWriteHeaders(d.adminToken()))).status).toBe(204);
     await stopEmbeddedPostgres(d.dataDir, createLogger("silent"));
-    const refused = await post("/api/v1/write", remoteWriteBody([{ labels: { __name__: "rw_outage", n: "1" }, samples: [{ timestamp: Date.now(), value: 1 }] }]), remoteWriteHeaders(d.adminToken()));
+    const refused = await post(
+      "/api/v1/write",
+      remoteWriteBody([{ labels: { __name__: "rw_outage", n: "1" }, samples: [{ timestamp: Date.now(), value: 1 }] }]),
+      remoteWriteHeaders(d.adminToken()),
+    );
     expect(refused.status).toBe(503);
     expect(refused.headers.get("retry-after")).not.toBeNull();
-    const otlpRefused = await post("/v1/metrics", toBinary(ExportMetricsServiceRequestSchema, otlpRequest()), { authorization: `Bearer ${d.adminToken()}`, "content-type": "application/x-protobuf" });
+    const otlpRefused = await post("/v1/metrics", toBinary(ExportMetricsServiceRequestSchema, otlpRequest()), {
+      authorization: `Bearer ${d.adminToken()}`,
+      "content-type": "application/x-protobuf",
+    });
     expect(otlpRefused.status).toBe(503);
     await startEmbeddedPostgres(d.dataDir, createLogger("silent"));
-    await expect.poll(async () => (await post("/api/v1/write", body, remoteWriteHeaders(d.adminToken()))).status, { timeout: 15_000, interval: 500 }).toBe(204);
+    await expect
+      .poll(async () => (await post("/api/v1/write", body, remoteWriteHeaders(d.adminToken()))).status, { timeout: 15_000, interval: 500 })
+      .toBe(204);
   });
 });

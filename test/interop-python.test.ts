@@ -27,7 +27,8 @@ function missingPrerequisites(): string[] {
     missing.push(`${python} (Debian package python3)`);
   } else {
     const probe = spawnSync(python, ["-c", "import grpc, google.protobuf"], { encoding: "utf8" });
-    if (probe.status !== 0) missing.push(`python modules grpc and google.protobuf (Debian packages python3-grpcio, python3-protobuf): ${probe.stderr.trim()}`);
+    if (probe.status !== 0)
+      missing.push(`python modules grpc and google.protobuf (Debian packages python3-grpcio, python3-protobuf): ${probe.stderr.trim()}`);
   }
   if (presetStubs) {
     if (!existsSync(join(presetStubs, "metrics", "metrics_pb2.py"))) missing.push(`generated stubs in SPECTA_TEST_PYTHON_STUBS=${presetStubs}`);

@@ -28,7 +28,9 @@ afterAll(() => {
 });
 
 async function query(expr: string): Promise<{ metric: Record<string, string>; value: number }[]> {
-  const res = await fetch(`${daemon().url}/api/v1/query?${new URLSearchParams({ query: expr })}`, { headers: { authorization: `Bearer ${daemon().adminToken()}` } });
+  const res = await fetch(`${daemon().url}/api/v1/query?${new URLSearchParams({ query: expr })}`, {
+    headers: { authorization: `Bearer ${daemon().adminToken()}` },
+  });
   const body = (await res.json()) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
   return body.data.result.map((r) => ({ metric: r.metric, value: Number(r.value[1]) }));
 }
@@ -67,7 +69,12 @@ describe.each(transports)("OTLP over $name", ({ name, exporter }) => {
     expect(await query(`queue_jobs${where}`)).toEqual([{ metric: { __name__: "queue_jobs", ...target }, value: 7 }]);
     expect(await query(`room_temperature_celsius${where}`)).toEqual([{ metric: { __name__: "room_temperature_celsius", ...target }, value: 21.5 }]);
     const buckets = await query(`checkout_duration_seconds_bucket${where}`);
-    expect(buckets.map((b) => [b.metric.le, b.value])).toEqual([["0.1", 1], ["0.5", 3], ["1", 3], ["+Inf", 4]]);
+    expect(buckets.map((b) => [b.metric.le, b.value])).toEqual([
+      ["0.1", 1],
+      ["0.5", 3],
+      ["1", 3],
+      ["+Inf", 4],
+    ]);
     expect((await query(`checkout_duration_seconds_sum${where}`))[0]!.value).toBeCloseTo(2.75, 12);
     expect((await query(`checkout_duration_seconds_count${where}`))[0]!.value).toBe(4);
     expect((await query(`histogram_quantile(0.5, checkout_duration_seconds_bucket${where})`))[0]!.value).toBeCloseTo(0.3, 12);

@@ -11,7 +11,8 @@ const daemon = useDaemon({ env: { SPECTA_ENVIRONMENT: "testing", SPECTA_RATE_FAI
 
 describe("failed authentications on /api/v1/", () => {
   it("answers 401 for unknown tokens until the address's budget is spent, then 429 with Retry-After, even for a valid token", async () => {
-    const query = (token: string) => fetch(`${daemon().url}/api/v1/query?query=1`, { headers: { authorization: `Basic ${Buffer.from(`x:${token}`).toString("base64")}` } });
+    const query = (token: string) =>
+      fetch(`${daemon().url}/api/v1/query?query=1`, { headers: { authorization: `Basic ${Buffer.from(`x:${token}`).toString("base64")}` } });
     const statuses: number[] = [];
     for (let i = 0; i < 4; i++) statuses.push((await query(`specta_unknown${i}`)).status);
     expect(statuses).toEqual([401, 401, 401, 429]);

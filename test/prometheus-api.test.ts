@@ -45,8 +45,20 @@ function counters(): Series[] {
     ),
   );
   // A classic histogram whose buckets grow by 1, 3 and 4 per second: its median is 0.3.
-  for (const [le, perSecond] of [["0.1", 1], ["0.5", 3], ["+Inf", 4]] as const) {
-    out.push(create(SeriesSchema, { metric: "latency_seconds_bucket", labels: { le }, kind: Kind.HISTOGRAM, times, values: times.map((t) => (perSecond * (t - start)) / 1000) }));
+  for (const [le, perSecond] of [
+    ["0.1", 1],
+    ["0.5", 3],
+    ["+Inf", 4],
+  ] as const) {
+    out.push(
+      create(SeriesSchema, {
+        metric: "latency_seconds_bucket",
+        labels: { le },
+        kind: Kind.HISTOGRAM,
+        times,
+        values: times.map((t) => (perSecond * (t - start)) / 1000),
+      }),
+    );
   }
   return out;
 }
@@ -64,7 +76,11 @@ function auth(token = viewerToken): Record<string, string> {
   return { authorization: `Bearer ${token}` };
 }
 
-async function get(path: string, params: Record<string, string | string[]>, headers = auth()): Promise<{ status: number; body: Record<string, unknown> }> {
+async function get(
+  path: string,
+  params: Record<string, string | string[]>,
+  headers = auth(),
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const search = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) for (const value of [v].flat()) search.append(k, value);
   const res = await fetch(`${daemon().url}${path}?${search}`, { headers });
@@ -94,8 +110,12 @@ describe("/api/v1/query", () => {
   });
 
   it("takes a form-encoded POST, and RFC 3339 times", async () => {
-    const form = new URLSearchParams({ query: 'histogram_quantile(0.5, rate(latency_seconds_bucket[5m]))', time: new Date(end).toISOString() });
-    const res = await fetch(`${daemon().url}/api/v1/query`, { method: "POST", headers: { ...auth(), "content-type": "application/x-www-form-urlencoded" }, body: form });
+    const form = new URLSearchParams({ query: "histogram_quantile(0.5, rate(latency_seconds_bucket[5m]))", time: new Date(end).toISOString() });
+    const res = await fetch(`${daemon().url}/api/v1/query`, {
+      method: "POST",
+      headers: { ...auth(), "content-type": "application/x-www-form-urlencoded" },
+      body: form,
+    });
     expect(res.status).toBe(200);
     const data = ((await res.json()) as { data: VectorResult }).data;
     expect(Number(data.result[0]!.value[1])).toBeCloseTo(0.3, 9);
@@ -106,7 +126,10 @@ describe("/api/v1/query", () => {
     expect((await get("/api/v1/query", { query: "1/0", ...at })).body.data).toEqual({ resultType: "scalar", result: [1700000000.5, "+Inf"] });
     expect((await get("/api/v1/query", { query: "-1/0", ...at })).body.data).toEqual({ resultType: "scalar", result: [1700000000.5, "-Inf"] });
     expect((await get("/api/v1/query", { query: "0/0", ...at })).body.data).toEqual({ resultType: "scalar", result: [1700000000.5, "NaN"] });
-    expect((await get("/api/v1/query", { query: "1e21 + time() - time()", ...at })).body.data).toEqual({ resultType: "scalar", result: [1700000000.5, "1000000000000000000000"] });
+    expect((await get("/api/v1/query", { query: "1e21 + time() - time()", ...at })).body.data).toEqual({
+      resultType: "scalar",
+      result: [1700000000.5, "1000000000000000000000"],
+    });
     expect((await get("/api/v1/query", { query: '"text"', ...at })).body.data).toEqual({ resultType: "string", result: [1700000000.5, "text"] });
   });
 
@@ -153,17 +176,36 @@ describe("/api/v1/query_range", () => {
     const runs: number[] = [];
     for (let i = 0; i < 5; i++) {
       const t0 = performance.now();
-      const { body } = await get("/api/v1/query_range", { query: "rate(node_cpu_seconds_total[5m])", start: String(start / 1000), end: String(end / 1000), step: "15" });
+      const { body } = await get("/api/v1/query_range", {
+        query: "rate(node_cpu_seconds_total[5m])",
+        start: String(start / 1000),
+        end: String(end / 1000),
+        step: "15",
+      });
       runs.push(performance.now() - t0);
       expect((body.data as MatrixResult).result).toHaveLength(64);
     }
     runs.sort((a, b) => a - b);
-    console.log(`query_range rate(node_cpu_seconds_total[5m]), 64 series × 1 h at 15 s (241 steps): median ${runs[2]!.toFixed(1)} ms, min ${runs[0]!.toFixed(1)} ms`);
+    console.log(
+      `query_range rate(node_cpu_seconds_total[5m]), 64 series × 1 h at 15 s (241 steps): median ${runs[2]!.toFixed(1)} ms, min ${runs[0]!.toFixed(1)} ms`,
+    );
   });
 
   it("answers a scalar expression as one series without labels", async () => {
     const { body } = await get("/api/v1/query_range", { query: "time()", start: "100", end: "130", step: "15s" });
-    expect(body.data).toEqual({ resultType: "matrix", result: [{ metric: {}, values: [[100, "100"], [115, "115"], [130, "130"]] }] });
+    expect(body.data).toEqual({
+      resultType: "matrix",
+      result: [
+        {
+          metric: {},
+          values: [
+            [100, "100"],
+            [115, "115"],
+            [130, "130"],
+          ],
+        },
+      ],
+    });
   });
 });
 
@@ -172,7 +214,12 @@ describe("metrics.API/Query with a PromQL expression", () => {
     const query = "sum by (mode) (rate(node_cpu_seconds_total[5m]))";
     const transport = createConnectTransport({ baseUrl: daemon().url, httpVersion: "1.1", interceptors: [bearer(viewerToken)] });
     const client = createClient(MetricsAPI, transport);
-    const response = await client.query({ expr: query, start: timestampFromMs(end - 600_000 + 1), end: timestampFromMs(end), step: durationFromMs(60_000) });
+    const response = await client.query({
+      expr: query,
+      start: timestampFromMs(end - 600_000 + 1),
+      end: timestampFromMs(end),
+      step: durationFromMs(60_000),
+    });
     const { body } = await get("/api/v1/query_range", { query, start: String((end - 600_000) / 1000), end: String(end / 1000), step: "60" });
     const viaHttp = (body.data as MatrixResult).result;
     expect(response.series.map((s) => s.labels.mode).sort()).toEqual(viaHttp.map((r) => r.metric.mode));
@@ -181,13 +228,19 @@ describe("metrics.API/Query with a PromQL expression", () => {
       expect(s.points.map((p) => [timestampMs(p.time!) / 1000, String(p.value)])).toEqual(r.values);
     }
     await expect(client.query({ expr: query, metric: "node_cpu_seconds_total" })).rejects.toMatchObject({ code: Code.InvalidArgument });
-    await expect(client.query({ expr: "node_cpu_seconds_total + on(mode) node_cpu_seconds_total" })).rejects.toMatchObject({ code: Code.FailedPrecondition });
+    await expect(client.query({ expr: "node_cpu_seconds_total + on(mode) node_cpu_seconds_total" })).rejects.toMatchObject({
+      code: Code.FailedPrecondition,
+    });
   });
 });
 
 describe("series, labels, label values, metadata, buildinfo", () => {
   it("lists the series of match[] selectors", async () => {
-    const { body } = await get("/api/v1/series", { "match[]": ['node_cpu_seconds_total{cpu="3"}', "latency_seconds_bucket"], start: String(start / 1000), end: String(end / 1000) });
+    const { body } = await get("/api/v1/series", {
+      "match[]": ['node_cpu_seconds_total{cpu="3"}', "latency_seconds_bucket"],
+      start: String(start / 1000),
+      end: String(end / 1000),
+    });
     const series = body.data as Record<string, string>[];
     expect(series).toHaveLength(4 + 3);
     expect(series).toContainEqual({ __name__: "node_cpu_seconds_total", cpu: "3", instance: "host-a", mode: "user" });
@@ -198,9 +251,13 @@ describe("series, labels, label values, metadata, buildinfo", () => {
     expect((await get("/api/v1/labels", {})).body.data).toEqual(expect.arrayContaining(["__name__", "cpu", "instance", "le", "mode"]));
     expect((await get("/api/v1/labels", { "match[]": "latency_seconds_bucket" })).body.data).toEqual(["__name__", "le"]);
     expect((await get("/api/v1/label/mode/values", {})).body.data).toEqual(["idle", "iowait", "system", "user"]);
-    expect((await get("/api/v1/label/__name__/values", {})).body.data).toEqual(expect.arrayContaining(["latency_seconds_bucket", "node_cpu_seconds_total"]));
+    expect((await get("/api/v1/label/__name__/values", {})).body.data).toEqual(
+      expect.arrayContaining(["latency_seconds_bucket", "node_cpu_seconds_total"]),
+    );
     expect((await get("/api/v1/label/cpu/values", { "match[]": 'node_cpu_seconds_total{cpu=~"1[0-2]"}' })).body.data).toEqual(["10", "11", "12"]);
-    expect(await get("/api/v1/label/cpu/values", { limit: "2" })).toMatchObject({ body: { data: ["0", "1"], warnings: ["results truncated due to limit"] } });
+    expect(await get("/api/v1/label/cpu/values", { limit: "2" })).toMatchObject({
+      body: { data: ["0", "1"], warnings: ["results truncated due to limit"] },
+    });
   });
 
   it("gives metric families their types, and buildinfo", async () => {
@@ -214,15 +271,64 @@ describe("series, labels, label values, metadata, buildinfo", () => {
 describe("errors in Prometheus' format and status codes", () => {
   const cases: { name: string; path: string; params: Record<string, string>; status: number; type: string; message: RegExp }[] = [
     { name: "a syntax error", path: "query", params: { query: "sum(" }, status: 400, type: "bad_data", message: /parse error|unexpected/ },
-    { name: "a subquery", path: "query", params: { query: "max_over_time(rate(x[5m])[1h:1m])" }, status: 400, type: "bad_data", message: /subquery is not supported/ },
-    { name: "an unsupported function", path: "query", params: { query: "mad_over_time(x[5m])" }, status: 400, type: "bad_data", message: /function mad_over_time is not supported/ },
+    {
+      name: "a subquery",
+      path: "query",
+      params: { query: "max_over_time(rate(x[5m])[1h:1m])" },
+      status: 400,
+      type: "bad_data",
+      message: /subquery is not supported/,
+    },
+    {
+      name: "an unsupported function",
+      path: "query",
+      params: { query: "mad_over_time(x[5m])" },
+      status: 400,
+      type: "bad_data",
+      message: /function mad_over_time is not supported/,
+    },
     { name: "the @ modifier", path: "query", params: { query: "x @ 100" }, status: 400, type: "bad_data", message: /@ modifier is not supported/ },
     { name: "a type error", path: "query", params: { query: "rate(x)" }, status: 400, type: "bad_data", message: /expected type range vector/ },
-    { name: "a bad time", path: "query", params: { query: "1", time: "yesterday" }, status: 400, type: "bad_data", message: /invalid parameter "time"/ },
-    { name: "end before start", path: "query_range", params: { query: "1", start: "20", end: "10", step: "1" }, status: 400, type: "bad_data", message: /end timestamp must not be before start time/ },
-    { name: "a zero step", path: "query_range", params: { query: "1", start: "10", end: "20", step: "0" }, status: 400, type: "bad_data", message: /zero or negative query resolution step/ },
-    { name: "too many points", path: "query_range", params: { query: "1", start: "0", end: "100000", step: "1" }, status: 400, type: "bad_data", message: /exceeded maximum resolution of 11,000 points/ },
-    { name: "a range vector for query_range", path: "query_range", params: { query: "x[5m]", start: "0", end: "10", step: "1" }, status: 400, type: "bad_data", message: /invalid expression type "range vector"/ },
+    {
+      name: "a bad time",
+      path: "query",
+      params: { query: "1", time: "yesterday" },
+      status: 400,
+      type: "bad_data",
+      message: /invalid parameter "time"/,
+    },
+    {
+      name: "end before start",
+      path: "query_range",
+      params: { query: "1", start: "20", end: "10", step: "1" },
+      status: 400,
+      type: "bad_data",
+      message: /end timestamp must not be before start time/,
+    },
+    {
+      name: "a zero step",
+      path: "query_range",
+      params: { query: "1", start: "10", end: "20", step: "0" },
+      status: 400,
+      type: "bad_data",
+      message: /zero or negative query resolution step/,
+    },
+    {
+      name: "too many points",
+      path: "query_range",
+      params: { query: "1", start: "0", end: "100000", step: "1" },
+      status: 400,
+      type: "bad_data",
+      message: /exceeded maximum resolution of 11,000 points/,
+    },
+    {
+      name: "a range vector for query_range",
+      path: "query_range",
+      params: { query: "x[5m]", start: "0", end: "10", step: "1" },
+      status: 400,
+      type: "bad_data",
+      message: /invalid expression type "range vector"/,
+    },
     {
       name: "many-to-many matching",
       path: "query",
@@ -266,7 +372,13 @@ describe.skipIf(!existsSync(promtool) && process.env.CI !== "true")("promtool as
   const server = () => daemon().url.replace("http://", `http://promtool:${viewerToken}@`);
 
   it("runs an instant query", async () => {
-    const { stdout } = await run(promtool, ["query", "instant", `--time=${end / 1000}`, server(), "sum by (mode) (rate(node_cpu_seconds_total[5m]))"]);
+    const { stdout } = await run(promtool, [
+      "query",
+      "instant",
+      `--time=${end / 1000}`,
+      server(),
+      "sum by (mode) (rate(node_cpu_seconds_total[5m]))",
+    ]);
     const values = Object.fromEntries([...stdout.matchAll(/\{mode="(\w+)"\} => (\S+) @\[/g)].map((m) => [m[1]!, Number(m[2])]));
     expect(Object.keys(values).sort()).toEqual(["idle", "iowait", "system", "user"]);
     expect(values.idle).toBeCloseTo(1.36, 9);
@@ -274,7 +386,15 @@ describe.skipIf(!existsSync(promtool) && process.env.CI !== "true")("promtool as
   });
 
   it("runs a range query", async () => {
-    const { stdout } = await run(promtool, ["query", "range", `--start=${(end - 120_000) / 1000}`, `--end=${end / 1000}`, "--step=1m", server(), 'sum(rate(node_cpu_seconds_total{mode="user"}[5m]))']);
+    const { stdout } = await run(promtool, [
+      "query",
+      "range",
+      `--start=${(end - 120_000) / 1000}`,
+      `--end=${end / 1000}`,
+      "--step=1m",
+      server(),
+      'sum(rate(node_cpu_seconds_total{mode="user"}[5m]))',
+    ]);
     const values = [...stdout.matchAll(/(\S+) @\[/g)].map((m) => Number(m[1]));
     expect(values).toHaveLength(3);
     for (const v of values) expect(v).toBeCloseTo(2.72, 9);

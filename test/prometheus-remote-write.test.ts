@@ -42,13 +42,18 @@ type Result = Map<string, number>;
 
 /** An instant query's result (labels as sorted JSON → value) from a Prometheus HTTP API. */
 async function instant(base: string, token: string | undefined, expr: string, time: number): Promise<Result> {
-  const res = await fetch(`${base}/api/v1/query?${new URLSearchParams({ query: expr, time: String(time) })}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  const res = await fetch(`${base}/api/v1/query?${new URLSearchParams({ query: expr, time: String(time) })}`, {
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
   const body = (await res.json()) as { status: string; error?: string; data: { resultType: string; result: unknown } };
   if (body.status !== "success") throw new Error(`${base}: ${expr}: ${body.error}`);
   const { resultType, result } = body.data;
   if (resultType === "scalar") return new Map([["scalar", Number((result as [number, string])[1])]]);
   return new Map(
-    (result as { metric: Record<string, string>; value: [number, string] }[]).map((r) => [JSON.stringify(Object.entries(r.metric).sort()), Number(r.value[1])]),
+    (result as { metric: Record<string, string>; value: [number, string] }[]).map((r) => [
+      JSON.stringify(Object.entries(r.metric).sort()),
+      Number(r.value[1]),
+    ]),
   );
 }
 
@@ -57,7 +62,9 @@ async function range(base: string, token: string | undefined, expr: string, star
   const params = new URLSearchParams({ query: expr, start: String(start), end: String(end), step: "1" });
   const res = await fetch(`${base}/api/v1/query_range?${params}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
   const body = (await res.json()) as { data: { result: { metric: Record<string, string>; values: [number, string][] }[] } };
-  return new Map(body.data.result.map((r) => [JSON.stringify(Object.entries(r.metric).sort()), r.values.map(([t, v]) => [t, Number(v)] as [number, number])]));
+  return new Map(
+    body.data.result.map((r) => [JSON.stringify(Object.entries(r.metric).sort()), r.values.map(([t, v]) => [t, Number(v)] as [number, number])]),
+  );
 }
 
 function agree(a: number, b: number): boolean {
@@ -94,7 +101,11 @@ describe.skipIf(missing.length > 0)("Prometheus remote-writes its scrape of a Sp
         ],
       }),
     );
-    prometheus = spawn(prometheusBinary, [`--config.file=${config}`, `--storage.tsdb.path=${join(dir.path, "data")}`, `--web.listen-address=127.0.0.1:${port}`, "--log.level=warn"], { stdio: process.env.SPECTA_TEST_PROMETHEUS_LOG ? "inherit" : "ignore" });
+    prometheus = spawn(
+      prometheusBinary,
+      [`--config.file=${config}`, `--storage.tsdb.path=${join(dir.path, "data")}`, `--web.listen-address=127.0.0.1:${port}`, "--log.level=warn"],
+      { stdio: process.env.SPECTA_TEST_PROMETHEUS_LOG ? "inherit" : "ignore" },
+    );
     // Caught up when Prometheus holds ten samples of up over the last minute (ten seconds of
     // scrapes once it runs) and Specta as many, at a time a little in the past.
     const samplesOfUp = async (base: string, token?: string) => [...(await instant(base, token, "count_over_time(up[1m])", evalTime)).values()][0];
@@ -172,7 +183,10 @@ describe.skipIf(missing.length > 0)("Prometheus remote-writes its scrape of a Sp
   });
 
   it("agrees on range queries too", async () => {
-    for (const expr of ["rate(process_cpu_seconds_total[5s])", "histogram_quantile(0.5, sum by (le) (rate(specta_rpc_duration_seconds_bucket[5s])))"]) {
+    for (const expr of [
+      "rate(process_cpu_seconds_total[5s])",
+      "histogram_quantile(0.5, sum by (le) (rate(specta_rpc_duration_seconds_bucket[5s])))",
+    ]) {
       const theirs = await range(prometheusUrl, undefined, expr, evalTime - 6, evalTime);
       const ours = await range(receiver().url, receiver().adminToken(), expr, evalTime - 6, evalTime);
       expect(theirs.size).toBeGreaterThan(0);

@@ -46,11 +46,20 @@ async function untilThrottled(call: () => Promise<unknown>): Promise<ConnectErro
 function curlFrom(address: string, path: string, body: string, headers: Record<string, string> = {}) {
   return new Promise<{ status: number; retryAfter: string | undefined; body: { code?: string; message?: string } }>((resolve, reject) => {
     const req = request(
-      { host: "127.0.0.1", port: daemon().port, localAddress: address, path, method: "POST", headers: { "content-type": "application/json", "connect-protocol-version": "1", ...headers } },
+      {
+        host: "127.0.0.1",
+        port: daemon().port,
+        localAddress: address,
+        path,
+        method: "POST",
+        headers: { "content-type": "application/json", "connect-protocol-version": "1", ...headers },
+      },
       (res) => {
         let text = "";
         res.setEncoding("utf8").on("data", (c: string) => (text += c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers["retry-after"], body: JSON.parse(text) as { code?: string } }));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, retryAfter: res.headers["retry-after"], body: JSON.parse(text) as { code?: string } }),
+        );
       },
     );
     req.on("error", reject);
@@ -102,7 +111,10 @@ describe("failed authentication", () => {
     let refused = await curl();
     while (refused.status !== 429) refused = await curl();
     expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
-    expect(refused.body).toMatchObject({ code: "resource_exhausted", message: expect.stringMatching(/too many failed authentications from this address; retry after \d+ s/) });
+    expect(refused.body).toMatchObject({
+      code: "resource_exhausted",
+      message: expect.stringMatching(/too many failed authentications from this address; retry after \d+ s/),
+    });
 
     // Another address: its own budget.
     expect(await codeOf(createClient(TokensAPI, from("127.0.0.2", daemon().adminToken())).whoami({}))).toBe("ok");

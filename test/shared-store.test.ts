@@ -39,12 +39,27 @@ describe("two daemons on one database", () => {
   it("reads on one what the other wrote, and stores a batch re-sent to the other once", async () => {
     const now = Math.floor(Date.now() / 1000) * 1000;
     const batch = (via: string) =>
-      [0, 1, 2].map((k) => create(SeriesSchema, { metric: "shared_load", labels: { via, k: String(k) }, kind: Kind.GAUGE, times: [now - 2000, now - 1000], values: [k, k + 0.5] }));
+      [0, 1, 2].map((k) =>
+        create(SeriesSchema, {
+          metric: "shared_load",
+          labels: { via, k: String(k) },
+          kind: Kind.GAUGE,
+          times: [now - 2000, now - 1000],
+          values: [k, k + 0.5],
+        }),
+      );
     await clients[0]!.push({ series: batch("a") });
     await clients[1]!.push({ series: batch("b") });
     await clients[1]!.push({ series: batch("a") });
     for (const client of clients) {
-      const res = await client.query({ metric: "shared_load", aggregation: Aggregation.COUNT, groupBy: ["via"], start: timestampFromMs(now - 60_000), end: timestampFromMs(now), step: durationFromMs(120_000) });
+      const res = await client.query({
+        metric: "shared_load",
+        aggregation: Aggregation.COUNT,
+        groupBy: ["via"],
+        start: timestampFromMs(now - 60_000),
+        end: timestampFromMs(now),
+        step: durationFromMs(120_000),
+      });
       expect(res.series.map((s) => [s.labels.via, s.points.reduce((n, p) => n + p.value, 0)])).toEqual([
         ["a", 6],
         ["b", 6],

@@ -35,7 +35,11 @@ const daemon = useDaemon({ flags: { signingKeyFile: keyFile }, env: { SPECTA_ENV
 const hmac = (body: Uint8Array | string, secret = key) => createHmac("sha256", secret).update(body).digest("hex");
 const histogramJson = '{"action":[{"metric":"page_ready_duration_seconds","number":47}]}';
 
-async function post(path: string, body: Uint8Array | string, headers: Record<string, string>): Promise<{ status: number; body: Buffer; signature: string | null }> {
+async function post(
+  path: string,
+  body: Uint8Array | string,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: Buffer; signature: string | null }> {
   const res = await fetch(`${daemon().url}${path}`, { method: "POST", headers, body });
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()), signature: res.headers.get("HashSHA256") };
 }
@@ -44,8 +48,16 @@ describe("a signed call", () => {
   it.each([
     ["Twirp JSON", { "content-type": "application/json" }, histogramJson],
     ["Connect JSON", { "content-type": "application/json", "connect-protocol-version": "1" }, histogramJson],
-    ["Connect binary", { "content-type": "application/proto", "connect-protocol-version": "1" }, toBinary(HistogramRequestSchema, create(HistogramRequestSchema, { action: [{ metric: "page_ready_duration_seconds", number: 1 }] }))],
-    ["Twirp binary, gzip-compressed (signed as sent)", { "content-type": "application/protobuf", "content-encoding": "gzip" }, gzipSync(toBinary(HistogramRequestSchema, create(HistogramRequestSchema, { action: [{ metric: "page_ready_duration_seconds", number: 2 }] })))],
+    [
+      "Connect binary",
+      { "content-type": "application/proto", "connect-protocol-version": "1" },
+      toBinary(HistogramRequestSchema, create(HistogramRequestSchema, { action: [{ metric: "page_ready_duration_seconds", number: 1 }] })),
+    ],
+    [
+      "Twirp binary, gzip-compressed (signed as sent)",
+      { "content-type": "application/protobuf", "content-encoding": "gzip" },
+      gzipSync(toBinary(HistogramRequestSchema, create(HistogramRequestSchema, { action: [{ metric: "page_ready_duration_seconds", number: 2 }] }))),
+    ],
   ] as const)("%s is served, and its answer signed", async (_, headers, body) => {
     const res = await post("/metrics.API/Histogram", body, { ...headers, HashSHA256: hmac(body) });
     expect(res.status).toBe(200);
@@ -54,7 +66,11 @@ describe("a signed call", () => {
 
   it("Push (with its credential) is served; hex in capitals is the same signature", async () => {
     const body = JSON.stringify({ series: [{ metric: "signed_push_total", kind: "KIND_COUNTER", times: [Date.now()], values: [1] }] });
-    const res = await post("/metrics.API/Push", body, { "content-type": "application/json", authorization: `Bearer ${daemon().adminToken()}`, HashSHA256: hmac(body).toUpperCase() });
+    const res = await post("/metrics.API/Push", body, {
+      "content-type": "application/json",
+      authorization: `Bearer ${daemon().adminToken()}`,
+      HashSHA256: hmac(body).toUpperCase(),
+    });
     expect(JSON.parse(res.body.toString())).toEqual({ accepted: 1 });
     expect(res.signature).toBe(hmac(res.body));
   });
@@ -64,12 +80,17 @@ describe("a signed call", () => {
 curl -s -H 'Content-Type: application/json' \\
   -H "HashSHA256: $(printf %s "$BODY" | openssl dgst -sha256 -hmac "$(cat signing.key)" | awk '{print $NF}')" \\
   -d "$BODY" ${daemon().url}/metrics.API/Histogram`;
-    const out = await new Promise<string>((resolve, reject) => execFile("bash", ["-c", script], { cwd: keys.path }, (err, stdout) => (err ? reject(err) : resolve(stdout))));
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile("bash", ["-c", script], { cwd: keys.path }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    );
     expect(out).toBe('{"result":[{"status":"success"}]}');
   });
 
   it("gRPC: the frames are signed, both ways", async () => {
-    const frame = encodeEnvelope(0, toBinary(HistogramRequestSchema, create(HistogramRequestSchema, { action: [{ metric: "page_ready_duration_seconds", number: 3 }] })));
+    const frame = encodeEnvelope(
+      0,
+      toBinary(HistogramRequestSchema, create(HistogramRequestSchema, { action: [{ metric: "page_ready_duration_seconds", number: 3 }] })),
+    );
     const ok = await grpcCall(frame, hmac(frame));
     expect(ok.status).toBe("0");
     expect(ok.signature).toBe(hmac(ok.body));
@@ -90,7 +111,11 @@ describe("an unsigned or wrongly signed call", () => {
     expect(twirp.status).toBe(401);
     expect(JSON.parse(twirp.body.toString())).toMatchObject({ code: "unauthenticated", msg: expect.stringMatching(message) });
     expect(twirp.signature).toBe(hmac(twirp.body));
-    const connect = await post("/metrics.API/Histogram", histogramJson, { "content-type": "application/json", "connect-protocol-version": "1", ...signature });
+    const connect = await post("/metrics.API/Histogram", histogramJson, {
+      "content-type": "application/json",
+      "connect-protocol-version": "1",
+      ...signature,
+    });
     expect(connect.status).toBe(401);
     expect(JSON.parse(connect.body.toString())).toMatchObject({ code: "unauthenticated", message: expect.stringMatching(message) });
     expect(connect.signature).toBe(hmac(connect.body));
@@ -127,14 +152,20 @@ describe("an unsigned or wrongly signed call", () => {
 describe("the agent with --signing-key-file", () => {
   const push = { series: [{ metric: "signed_agent_total", kind: Kind.COUNTER, times: [Date.now()], values: [1] }] };
   const pushWith = (signingKey: string | undefined, protocol: "grpc" | "connect") =>
-    createClient(MetricsAPI, daemonTransport(daemon().url, protocol, () => daemon().adminToken(), signingKey ? { signingKey: Buffer.from(signingKey) } : {})).push(push);
+    createClient(
+      MetricsAPI,
+      daemonTransport(daemon().url, protocol, () => daemon().adminToken(), signingKey ? { signingKey: Buffer.from(signingKey) } : {}),
+    ).push(push);
 
-  it.each(["grpc", "connect"] as const)("%s: signs Push and takes the signed answer; without the key or with another it is refused", async (protocol) => {
-    expect((await pushWith(key, protocol)).accepted).toBe(1);
-    expect(await codeOf(pushWith(undefined, protocol))).toBe(Code.Unauthenticated);
-    // The daemon refuses, and its refusal is signed with a key the client does not have: an answer it cannot trust.
-    expect(await codeOf(pushWith("another-key-of-enough-length", protocol))).toBe(Code.DataLoss);
-  });
+  it.each(["grpc", "connect"] as const)(
+    "%s: signs Push and takes the signed answer; without the key or with another it is refused",
+    async (protocol) => {
+      expect((await pushWith(key, protocol)).accepted).toBe(1);
+      expect(await codeOf(pushWith(undefined, protocol))).toBe(Code.Unauthenticated);
+      // The daemon refuses, and its refusal is signed with a key the client does not have: an answer it cannot trust.
+      expect(await codeOf(pushWith("another-key-of-enough-length", protocol))).toBe(Code.DataLoss);
+    },
+  );
 
   it("enrols and pushes its collectors' batches", async () => {
     const dir = tempDir("specta-agent-");
@@ -151,8 +182,13 @@ describe("the agent with --signing-key-file", () => {
       flushIntervalMs: 100,
     });
     try {
-      const metrics = createClient(MetricsAPI, daemonTransport(daemon().url, "grpc", () => daemon().adminToken()));
-      await expect.poll(async () => (await metrics.query({ metric: "signed_agent_up", aggregation: Aggregation.LAST })).series.length, { timeout: 10_000 }).toBe(1);
+      const metrics = createClient(
+        MetricsAPI,
+        daemonTransport(daemon().url, "grpc", () => daemon().adminToken()),
+      );
+      await expect
+        .poll(async () => (await metrics.query({ metric: "signed_agent_up", aggregation: Aggregation.LAST })).series.length, { timeout: 10_000 })
+        .toBe(1);
     } finally {
       await agent.stop();
       dir.remove();
@@ -166,7 +202,10 @@ describe("a daemon given an unusable signing key does not start", () => {
     ["short", /^the signing key in .*short must be at least 16 characters/],
   ])("%s", async (file, message) => {
     if (file === "short") writeFileSync(join(keys.path, "short"), "tiny\n");
-    const config = resolveDaemonConfig({ addr: "127.0.0.1:0", dataDir: join(keys.path, "data"), signingKeyFile: file === "short" ? join(keys.path, "short") : file }, {});
+    const config = resolveDaemonConfig(
+      { addr: "127.0.0.1:0", dataDir: join(keys.path, "data"), signingKeyFile: file === "short" ? join(keys.path, "short") : file },
+      {},
+    );
     await expect(startDaemon(config, createLogger("silent"))).rejects.toThrow(message);
   });
 });
@@ -175,7 +214,13 @@ describe("a daemon given an unusable signing key does not start", () => {
 function grpcCall(frame: Uint8Array, signature: string): Promise<{ status: string; signature: string; body: Buffer }> {
   const session = http2Connect(daemon().url);
   return new Promise<{ status: string; signature: string; body: Buffer }>((resolve, reject) => {
-    const stream = session.request({ ":method": "POST", ":path": "/metrics.API/Histogram", "content-type": "application/grpc", te: "trailers", hashsha256: signature });
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/metrics.API/Histogram",
+      "content-type": "application/grpc",
+      te: "trailers",
+      hashsha256: signature,
+    });
     let head: IncomingHttpHeaders = {};
     let status = "";
     const chunks: Buffer[] = [];

@@ -13,7 +13,8 @@ import { useDaemon } from "./support/daemon.js";
 import { bearer } from "./support/rpc.js";
 
 const daemon = useDaemon();
-const client = () => createClient(MetricsAPI, createConnectTransport({ baseUrl: daemon().url, httpVersion: "1.1", interceptors: [bearer(daemon().adminToken())] }));
+const client = () =>
+  createClient(MetricsAPI, createConnectTransport({ baseUrl: daemon().url, httpVersion: "1.1", interceptors: [bearer(daemon().adminToken())] }));
 
 async function codeOf(call: Promise<unknown>): Promise<string> {
   try {
@@ -34,12 +35,7 @@ describe("what the store can and cannot hold", () => {
   });
 
   it("refuses NUL characters, unpaired surrogates, long label keys and times far out with InvalidArgument", async () => {
-    const bad = [
-      gauge({ a: "x\u0000y" }),
-      gauge({ ["k".repeat(129)]: "v" }),
-      gauge({}, [1e300]),
-      gauge({}, [-1e300]),
-    ];
+    const bad = [gauge({ a: "x\u0000y" }), gauge({ ["k".repeat(129)]: "v" }), gauge({}, [1e300]), gauge({}, [-1e300])];
     for (const series of bad) expect(await codeOf(client().push({ series: [series] }))).toBe("InvalidArgument");
     // An unpaired surrogate reaches the daemon only as a JSON escape (a client's UTF-8 encoder replaces it).
     const res = await fetch(`${daemon().url}/metrics.API/Push`, {

@@ -82,7 +82,9 @@ describe("a daemon serving TLS", () => {
         execFile("curl", ["-s", "--cacert", certs.ca, "-w", " %{http_version}", ...args], (err, stdout) => (err ? reject(err) : resolve(stdout))),
       );
     const body = '{"action":[{"metric":"page_ready_duration_seconds","number":47}]}';
-    expect(await curl(["-H", "Content-Type: application/json", "-d", body, `${daemon().url}/metrics.API/Histogram`])).toBe('{"result":[{"status":"success"}]} 2');
+    expect(await curl(["-H", "Content-Type: application/json", "-d", body, `${daemon().url}/metrics.API/Histogram`])).toBe(
+      '{"result":[{"status":"success"}]} 2',
+    );
     expect(await curl(["--http1.1", "-H", "Content-Type: application/json", "-d", body, `${daemon().url}/twirp/metrics.API/Histogram`])).toBe(
       '{"result":[{"status":"success"}]} 1.1',
     );
@@ -137,9 +139,14 @@ describe("a daemon serving TLS", () => {
       ),
     );
     try {
-      const metrics = createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon().url, nodeOptions: { ca }, interceptors: [bearer(daemon().adminToken())] }));
+      const metrics = createClient(
+        MetricsAPI,
+        createGrpcTransport({ baseUrl: daemon().url, nodeOptions: { ca }, interceptors: [bearer(daemon().adminToken())] }),
+      );
       await expect
-        .poll(async () => (await metrics.query({ metric: "tls_agent_up", aggregation: Aggregation.LAST })).series.map((s) => s.labels.host).sort(), { timeout: 10_000 })
+        .poll(async () => (await metrics.query({ metric: "tls_agent_up", aggregation: Aggregation.LAST })).series.map((s) => s.labels.host).sort(), {
+          timeout: 10_000,
+        })
         .toEqual(["tls-connect", "tls-grpc"]);
     } finally {
       await Promise.all(agents.map((a) => a.stop()));
@@ -161,7 +168,9 @@ describe("a daemon serving TLS", () => {
         log: createLogger("silent"),
         collectors: [],
       });
-      await expect(started).rejects.toThrow(/^the daemon at https:\/\/127\.0\.0\.1:\d+ has a certificate this agent does not trust \(.+\): give the CA that signed it with --ca or SPECTA_CA$/);
+      await expect(started).rejects.toThrow(
+        /^the daemon at https:\/\/127\.0\.0\.1:\d+ has a certificate this agent does not trust \(.+\): give the CA that signed it with --ca or SPECTA_CA$/,
+      );
     } finally {
       dir.remove();
     }
@@ -176,7 +185,9 @@ describe("a daemon serving TLS", () => {
     expect(fromEnv.code).toBe(0);
     const refused = await runSpecta(["agents", "--server", daemon().url, "--token", daemon().adminToken()]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/^specta: \w+: the daemon at https:\/\/127\.0\.0\.1:\d+ has a certificate this command does not trust \(.+\): give the CA that signed it with --ca or SPECTA_CA\n$/);
+    expect(refused.stderr).toMatch(
+      /^specta: \w+: the daemon at https:\/\/127\.0\.0\.1:\d+ has a certificate this command does not trust \(.+\): give the CA that signed it with --ca or SPECTA_CA\n$/,
+    );
     const wrongCa = await runSpecta(["agents", "--server", daemon().url, "--ca", certs.otherCa, "--token", daemon().adminToken()]);
     expect(wrongCa.code).toBe(1);
     expect(wrongCa.stderr).toContain("does not trust");
@@ -201,7 +212,8 @@ describe("a daemon serving TLS", () => {
 describe("a daemon given a bad TLS configuration does not start", () => {
   const dataDir = tempDir();
   afterAll(() => dataDir.remove());
-  const start = (args: string[]) => runSpecta(["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir.path, ...args], { SPECTA_ENVIRONMENT: "testing" });
+  const start = (args: string[]) =>
+    runSpecta(["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir.path, ...args], { SPECTA_ENVIRONMENT: "testing" });
 
   it.each([
     [["--tls-cert", "cert.pem"], /^specta: TLS needs the certificate .* and its private key .*: only the certificate cert\.pem is given\n$/],
@@ -218,7 +230,10 @@ describe("a daemon given a bad TLS configuration does not start", () => {
     const notPem = await start(["--tls-cert", certs.key, "--tls-key", certs.key]);
     expect(notPem).toMatchObject({ code: 2, stderr: expect.stringMatching(/^specta: the TLS certificate .* is not a PEM certificate/) });
     const mismatch = await start(["--tls-cert", certs.cert, "--tls-key", certs.otherKey]);
-    expect(mismatch).toMatchObject({ code: 2, stderr: expect.stringMatching(/^specta: the TLS key .*other\.key cannot serve the certificate .*server\.pem: .*key values mismatch/) });
+    expect(mismatch).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/^specta: the TLS key .*other\.key cannot serve the certificate .*server\.pem: .*key values mismatch/),
+    });
   });
 
   it("the environment and the config file name the pair too, and SIGHUP reloads it in the running process", async () => {

@@ -16,13 +16,17 @@ const push = toBinary(
   PushRequestSchema,
   create(PushRequestSchema, { series: [{ metric: "truncated_total", labels: { a: "b" }, kind: Kind.COUNTER, times: [1, 2], values: [1, 2] }] }),
 );
-const histogram = toBinary(HistogramRequestSchema, create(HistogramRequestSchema, { action: [{ metric: "page_ready_duration_seconds", number: 1 }] }));
+const histogram = toBinary(
+  HistogramRequestSchema,
+  create(HistogramRequestSchema, { action: [{ metric: "page_ready_duration_seconds", number: 1 }] }),
+);
 
 /** Bodies that do not parse: a message cut short, and bytes that are no protobuf at all (field 0, then a wire type that does not exist). */
-const bodies = (message: Uint8Array) => [
-  ["truncated", message.subarray(0, message.length - 3)],
-  ["garbage", Uint8Array.from([0x07, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f])],
-] as const;
+const bodies = (message: Uint8Array) =>
+  [
+    ["truncated", message.subarray(0, message.length - 3)],
+    ["garbage", Uint8Array.from([0x07, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f])],
+  ] as const;
 
 const calls = [
   ["metrics.API/Push", push],
@@ -34,7 +38,11 @@ function headersFor(procedure: string): Record<string, string> {
 }
 
 /** One HTTP/2 request with `body`; resolves with the response's headers, body and trailers. */
-function h2(path: string, headers: Record<string, string>, body: Uint8Array): Promise<{ headers: IncomingHttpHeaders; body: Buffer; trailers: IncomingHttpHeaders }> {
+function h2(
+  path: string,
+  headers: Record<string, string>,
+  body: Uint8Array,
+): Promise<{ headers: IncomingHttpHeaders; body: Buffer; trailers: IncomingHttpHeaders }> {
   const session = http2Connect(daemon().url);
   return new Promise((resolve, reject) => {
     const stream = session.request({ ":method": "POST", ":path": path, te: "trailers", ...headers });
@@ -58,11 +66,18 @@ describe.each(calls)("%s with a body that does not parse", (procedure, message) 
       body,
     });
     expect(res.status).toBe(400);
-    expect(await res.json()).toEqual({ code: "invalid_argument", message: expect.stringMatching(/^the request is not a valid metrics\.\w+Request in protobuf binary: /) });
+    expect(await res.json()).toEqual({
+      code: "invalid_argument",
+      message: expect.stringMatching(/^the request is not a valid metrics\.\w+Request in protobuf binary: /),
+    });
   });
 
   it.each(bodies(message))("%s: Twirp answers 400 invalid_argument", async (_, body) => {
-    const res = await fetch(`${daemon().url}/twirp/${procedure}`, { method: "POST", headers: { "content-type": "application/protobuf", ...headersFor(procedure) }, body });
+    const res = await fetch(`${daemon().url}/twirp/${procedure}`, {
+      method: "POST",
+      headers: { "content-type": "application/protobuf", ...headersFor(procedure) },
+      body,
+    });
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ code: "invalid_argument", msg: expect.stringContaining("protobuf binary") });
   });
@@ -98,8 +113,16 @@ it("a Connect server stream (grpc.health.v1.Health/Watch) ends with invalid_argu
 });
 
 it("a body that parses is still served, and other errors keep their code", async () => {
-  const res = await fetch(`${daemon().url}/metrics.API/Histogram`, { method: "POST", headers: { "content-type": "application/protobuf" }, body: histogram });
+  const res = await fetch(`${daemon().url}/metrics.API/Histogram`, {
+    method: "POST",
+    headers: { "content-type": "application/protobuf" },
+    body: histogram,
+  });
   expect(res.status).toBe(200);
-  const anonymous = await fetch(`${daemon().url}/metrics.API/Push`, { method: "POST", headers: { "content-type": "application/protobuf" }, body: push.subarray(0, 3) });
+  const anonymous = await fetch(`${daemon().url}/metrics.API/Push`, {
+    method: "POST",
+    headers: { "content-type": "application/protobuf" },
+    body: push.subarray(0, 3),
+  });
   expect(anonymous.status).toBe(401);
 });

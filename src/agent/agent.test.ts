@@ -39,28 +39,52 @@ describe("the host agent with a real daemon", () => {
     mkdirSync(join(dir, "spool"), { recursive: true });
     writeFileSync(join(dir, "spool", "0000000000000001.batch"), "not a batch");
     const started = Date.now();
-    const agent = await startAgent({ server: daemon.url, protocol: "grpc", stateDir: dir, enrollToken: readEnrollToken(daemon.dataDir)!, labels: { role: "test" }, log });
+    const agent = await startAgent({
+      server: daemon.url,
+      protocol: "grpc",
+      stateDir: dir,
+      enrollToken: readEnrollToken(daemon.dataDir)!,
+      labels: { role: "test" },
+      log,
+    });
     agents.push(agent);
     const metrics = createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] }));
     await expect
-      .poll(async () => (await metrics.query({ metric: "node_cpu_all_seconds_total", aggregation: Aggregation.LAST })).series.length, { timeout: 5_000, interval: 200 })
+      .poll(async () => (await metrics.query({ metric: "node_cpu_all_seconds_total", aggregation: Aggregation.LAST })).series.length, {
+        timeout: 5_000,
+        interval: 200,
+      })
       .toBeGreaterThan(0);
     expect(Date.now() - started).toBeLessThan(5_000); // the CPU collector's interval
     expect(readdirSync(join(dir, "spool"))).toContain("0000000000000001.batch.corrupt");
 
     const credential = JSON.parse(readFileSync(join(dir, "credential.json"), "utf8")) as { agentId: string };
-    const { agents: listed } = await createClient(AgentAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] })).list({});
+    const { agents: listed } = await createClient(
+      AgentAPI,
+      createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] }),
+    ).list({});
     expect(listed.find((a) => a.id === credential.agentId)).toMatchObject({ labels: { role: "test" }, host: { cpuCount: expect.any(Number) } });
   });
 
   it("is refused with a wrong enrolment token", async () => {
-    await expect(startAgent({ server: daemon.url, protocol: "grpc", stateDir: stateDir(), enrollToken: "not-the-token", labels: {}, log })).rejects.toThrow(/enrolment refused/);
+    await expect(
+      startAgent({ server: daemon.url, protocol: "grpc", stateDir: stateDir(), enrollToken: "not-the-token", labels: {}, log }),
+    ).rejects.toThrow(/enrolment refused/);
   });
 
   it("is refused once deregistered", async () => {
     const dir = stateDir();
     // Its own hostname: the first test's agent of this machine holds the machine's.
-    const agent = await startAgent({ server: daemon.url, protocol: "connect", stateDir: dir, enrollToken: readEnrollToken(daemon.dataDir)!, hostname: "deregistered", labels: {}, log, collectors: [] });
+    const agent = await startAgent({
+      server: daemon.url,
+      protocol: "connect",
+      stateDir: dir,
+      enrollToken: readEnrollToken(daemon.dataDir)!,
+      hostname: "deregistered",
+      labels: {},
+      log,
+      collectors: [],
+    });
     await agent.stop();
     const { agentId, credential } = JSON.parse(readFileSync(join(dir, "credential.json"), "utf8")) as { agentId: string; credential: string };
     await createClient(AgentAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] })).deregister({ agentId });
@@ -68,15 +92,31 @@ describe("the host agent with a real daemon", () => {
     const asAgent = createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(credential)] }));
     const push = asAgent.push({ series: [create(SeriesSchema, { metric: "x", kind: Kind.GAUGE, times: [Date.now()], values: [1] })] });
     await expect(push).rejects.toSatisfy((err) => ConnectError.from(err).code === Code.Unauthenticated);
-    await expect(startAgent({ server: daemon.url, protocol: "grpc", stateDir: dir, labels: {}, log })).rejects.toThrow(/refused this agent's credential/);
+    await expect(startAgent({ server: daemon.url, protocol: "grpc", stateDir: dir, labels: {}, log })).rejects.toThrow(
+      /refused this agent's credential/,
+    );
   });
 
   it("stops by itself once deregistered while it runs, keeping its unsent batch on disk", async () => {
     const dir = stateDir();
-    const agent = await startAgent({ server: daemon.url, protocol: "grpc", stateDir: dir, enrollToken: readEnrollToken(daemon.dataDir)!, hostname: "deregistered-running", labels: {}, log, collectors: [], flushIntervalMs: 100 });
-    await createClient(AgentAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] })).deregister({ agentId: agent.agentId()! });
+    const agent = await startAgent({
+      server: daemon.url,
+      protocol: "grpc",
+      stateDir: dir,
+      enrollToken: readEnrollToken(daemon.dataDir)!,
+      hostname: "deregistered-running",
+      labels: {},
+      log,
+      collectors: [],
+      flushIntervalMs: 100,
+    });
+    await createClient(AgentAPI, createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] })).deregister({
+      agentId: agent.agentId()!,
+    });
     const refusal = await agent.stopped;
-    expect(refusal?.message).toMatch(/refused this agent's credential \(the credential is unknown or revoked\); if it was deregistered, delete .*credential\.json/);
+    expect(refusal?.message).toMatch(
+      /refused this agent's credential \(the credential is unknown or revoked\); if it was deregistered, delete .*credential\.json/,
+    );
     expect(readdirSync(join(dir, "spool")).filter((f) => f.endsWith(".batch")).length).toBeGreaterThan(0);
   });
 
@@ -85,16 +125,41 @@ describe("the host agent with a real daemon", () => {
     // The bundle replaces the global Headers (src/agent/headers.ts) so that undici, Node's fetch,
     // stays unloaded; the preload lists the built-in modules the process loaded when it exits.
     const builtinsFile = join(dir, "builtins.txt");
-    const agent = spawnSpecta(["agent", "--server", daemon.url, "--enroll-token", readEnrollToken(daemon.dataDir)!, "--state-dir", dir, "--hostname", "bundled", "--label", "via=cli"], {
-      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --require "${join(repoRoot, "test", "support", "record-builtins.cjs")}"`,
-      RECORD_BUILTINS_TO: builtinsFile,
-    });
+    const agent = spawnSpecta(
+      [
+        "agent",
+        "--server",
+        daemon.url,
+        "--enroll-token",
+        readEnrollToken(daemon.dataDir)!,
+        "--state-dir",
+        dir,
+        "--hostname",
+        "bundled",
+        "--label",
+        "via=cli",
+      ],
+      {
+        NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --require "${join(repoRoot, "test", "support", "record-builtins.cjs")}"`,
+        RECORD_BUILTINS_TO: builtinsFile,
+      },
+    );
     const admin = createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] });
     try {
       await agent.waitForLog((l) => l.message === "agent running", 30_000);
       const metrics = createClient(MetricsAPI, admin);
       await expect
-        .poll(async () => (await metrics.query({ metric: "node_memory_available_bytes", matchers: [{ label: "host", value: "bundled", operator: MatchOperator.EQUAL }], aggregation: Aggregation.LAST })).series.length, { timeout: 15_000, interval: 250 })
+        .poll(
+          async () =>
+            (
+              await metrics.query({
+                metric: "node_memory_available_bytes",
+                matchers: [{ label: "host", value: "bundled", operator: MatchOperator.EQUAL }],
+                aggregation: Aggregation.LAST,
+              })
+            ).series.length,
+          { timeout: 15_000, interval: 250 },
+        )
         .toBe(1);
       const { agents } = await createClient(AgentAPI, admin).list({ labels: { via: "cli" } });
       expect(agents.map((a) => a.host?.hostname)).toEqual(["bundled"]);
@@ -102,7 +167,9 @@ describe("the host agent with a real daemon", () => {
       const commands = createClient(CommandsAPI, admin);
       const mounts = create(DiagnosticSchema, { kind: { case: "mounts", value: {} } });
       const [submitted] = (await commands.submit({ target: { case: "agent", value: "bundled" }, diagnostic: mounts })).commands;
-      await expect.poll(async () => (await commands.get({ commandId: submitted!.commandId })).command!.state, { timeout: 15_000, interval: 250 }).toBe(State.SUCCEEDED);
+      await expect
+        .poll(async () => (await commands.get({ commandId: submitted!.commandId })).command!.state, { timeout: 15_000, interval: 250 })
+        .toBe(State.SUCCEEDED);
       agent.child.kill("SIGTERM");
       expect(await agent.exited).toEqual({ code: 0, signal: null });
       const builtins = readFileSync(builtinsFile, "utf8").split("\n");
@@ -159,7 +226,6 @@ function sequenceCollector() {
   return { state, collector };
 }
 
-
 describe("the host agent while the daemon is away", () => {
   const dir = tempDir("specta-outage-");
   afterAll(() => dir.remove());
@@ -191,7 +257,9 @@ describe("the host agent while the daemon is away", () => {
       state.on = false;
 
       const counts = async () => {
-        const values = (await storedPoints({ host: join(daemon.dataDir, "postgres"), user: "postgres", database: "specta" }, "agent_test_sequence")).flatMap((s) => s.values);
+        const values = (
+          await storedPoints({ host: join(daemon.dataDir, "postgres"), user: "postgres", database: "specta" }, "agent_test_sequence")
+        ).flatMap((s) => s.values);
         return { n: values.length, distinct: new Set(values).size, max: Math.max(0, ...values) };
       };
       await expect.poll(async () => (await counts()).n, { timeout: 30_000, interval: 250 }).toBe(state.emitted);

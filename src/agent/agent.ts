@@ -91,7 +91,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   }
 
   const credentialRefused = (error: ConnectError) =>
-    new AgentError(`the daemon refused this agent's credential (${error.rawMessage}); if it was deregistered, delete ${credentialFile} and enrol again with --enroll-token`);
+    new AgentError(
+      `the daemon refused this agent's credential (${error.rawMessage}); if it was deregistered, delete ${credentialFile} and enrol again with --enroll-token`,
+    );
   const transport = daemonTransport(options.server, options.protocol, () => stored?.credential, security(options));
   const inventory = await hostInventory();
   const hostname = options.hostname ?? inventory.hostname;
@@ -111,10 +113,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const agents = createClient(AgentAPI, transport);
     for (let attempt = 0; ; attempt++) {
       try {
-        const res = await agents.register(
-          { ...registration, enrollToken: stored ? "" : options.enrollToken ?? "" },
-          { signal, timeoutMs: 15_000 },
-        );
+        const res = await agents.register({ ...registration, enrollToken: stored ? "" : (options.enrollToken ?? "") }, { signal, timeoutMs: 15_000 });
         if (!stored) {
           stored = { server: options.server, agentId: res.agentId, credential: res.credential };
           writeFileSync(credentialFile, JSON.stringify(stored, null, 2) + "\n", { mode: 0o600 });
@@ -132,7 +131,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         // At first start that is a mistake to say at once; once enrolled, the daemon's certificate may come good again (a renewal).
         const untrusted = untrustedCertificate(error);
         if (untrusted && !stored) {
-          throw new AgentError(`the daemon at ${options.server} has a certificate this agent does not trust (${untrusted.message}): give the CA that signed it with --ca or SPECTA_CA`);
+          throw new AgentError(
+            `the daemon at ${options.server} has a certificate this agent does not trust (${untrusted.message}): give the CA that signed it with --ca or SPECTA_CA`,
+          );
         }
         if (attempt === 0) {
           log.warn({ server: options.server, code: Code[error.code], reason: error.rawMessage }, "cannot register yet; retrying");

@@ -35,7 +35,8 @@ function command(id: string, kind: Diagnostic["kind"]): StreamResponse {
   });
 }
 
-const keepalive = () => create(StreamResponseSchema, { event: { case: "keepalive", value: { time: { seconds: BigInt(Math.floor(Date.now() / 1000)) } } } });
+const keepalive = () =>
+  create(StreamResponseSchema, { event: { case: "keepalive", value: { time: { seconds: BigInt(Math.floor(Date.now() / 1000)) } } } });
 
 /** A minimal in-memory commands.API: Stream yields the given events per connection; Report records. */
 function fakeDaemon(connections: (StreamResponse[] | ConnectError)[]) {
@@ -97,7 +98,12 @@ describe("command loop", () => {
       ],
     ]);
     const controller = new AbortController();
-    const loop = runCommandLoop({ transport: daemon.transport, allow: ["connect", "mounts"], log: createLogger("silent"), signal: controller.signal });
+    const loop = runCommandLoop({
+      transport: daemon.transport,
+      allow: ["connect", "mounts"],
+      log: createLogger("silent"),
+      signal: controller.signal,
+    });
     await daemon.until(() => finals(daemon.reports).length >= 3);
     controller.abort();
     await loop;
@@ -148,8 +154,8 @@ describe("command loop", () => {
 
   it("refuses an unknown --allow name at once", async () => {
     const daemon = fakeDaemon([[]]);
-    await expect(runCommandLoop({ transport: daemon.transport, allow: ["shell"], log: createLogger("silent"), signal: new AbortController().signal })).rejects.toThrow(
-      /unknown diagnostic "shell"/,
-    );
+    await expect(
+      runCommandLoop({ transport: daemon.transport, allow: ["shell"], log: createLogger("silent"), signal: new AbortController().signal }),
+    ).rejects.toThrow(/unknown diagnostic "shell"/);
   });
 });

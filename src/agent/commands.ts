@@ -139,7 +139,10 @@ async function report(
       const error = ConnectError.from(err);
       const retry = [Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted, Code.Internal, Code.Unknown].includes(error.code);
       if (!retry || attempt === attempts - 1 || options.signal.aborted) {
-        options.log.warn({ commandId, state: State[state], code: Code[error.code], reason: error.rawMessage }, "could not report the command's state");
+        options.log.warn(
+          { commandId, state: State[state], code: Code[error.code], reason: error.rawMessage },
+          "could not report the command's state",
+        );
         return;
       }
       await sleep(backoffMs(attempt, { initialMs: 500, maxMs: 5_000 }), undefined, { signal: options.signal }).catch(() => undefined);

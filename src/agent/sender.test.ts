@@ -18,7 +18,15 @@ const log = createLogger("silent");
 /** A batch of one gauge series with `points` points, one per ms from `t0`, of value `value`. */
 const batch = (metric: string, t0: number, points: number, value = 1) =>
   create(PushRequestSchema, {
-    series: [{ metric, kind: Kind.GAUGE, labels: { host: "sender-test" }, times: Array.from({ length: points }, (_, i) => t0 + i), values: new Array<number>(points).fill(value) }],
+    series: [
+      {
+        metric,
+        kind: Kind.GAUGE,
+        labels: { host: "sender-test" },
+        times: Array.from({ length: points }, (_, i) => t0 + i),
+        values: new Array<number>(points).fill(value),
+      },
+    ],
   });
 
 describe("the agent's sender, against a real daemon", () => {
@@ -30,7 +38,12 @@ describe("the agent's sender, against a real daemon", () => {
   async function sender(name: string, credential?: string) {
     const spool = new Spool(join(dir.path, name), { memoryPoints: 100_000, diskBytes: 2 ** 30 }, log);
     const token = credential ?? (await enrolAgent(daemon().url, readEnrollToken(daemon().dataDir)!, `sender-${name}`)).credential;
-    const s = new Sender(daemonTransport(daemon().url, "grpc", () => token), spool, log, { initialMs: 10, maxMs: 50 });
+    const s = new Sender(
+      daemonTransport(daemon().url, "grpc", () => token),
+      spool,
+      log,
+      { initialMs: 10, maxMs: 50 },
+    );
     const run = async () => {
       const controller = new AbortController();
       const sending = s.run(controller.signal);
@@ -47,7 +60,13 @@ describe("the agent's sender, against a real daemon", () => {
 
   const count = async (metric: string, t0: number, points: number) => {
     const metrics = createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon().url, interceptors: [bearer(daemon().adminToken())] }));
-    const res = await metrics.query({ metric, start: timestampFromMs(t0), end: timestampFromMs(t0 + points), step: { seconds: 3600n }, aggregation: Aggregation.COUNT });
+    const res = await metrics.query({
+      metric,
+      start: timestampFromMs(t0),
+      end: timestampFromMs(t0 + points),
+      step: { seconds: 3600n },
+      aggregation: Aggregation.COUNT,
+    });
     return res.series.flatMap((s) => s.points).reduce((n, p) => n + p.value, 0);
   };
 
@@ -84,7 +103,10 @@ describe("the agent's sender, against a real daemon", () => {
 describe("halve", () => {
   it("splits series by points, or a lone series' points, and nothing smaller than one point", () => {
     const lone = halve(batch("m", 0, 5))!;
-    expect(lone.map((r) => r.series[0]!.times)).toEqual([[0, 1, 2], [3, 4]]);
+    expect(lone.map((r) => r.series[0]!.times)).toEqual([
+      [0, 1, 2],
+      [3, 4],
+    ]);
     const many = create(PushRequestSchema, { series: [batch("a", 0, 6).series[0]!, batch("b", 0, 1).series[0]!, batch("c", 0, 5).series[0]!] });
     expect(halve(many)!.map((r) => r.series.map((s) => s.metric))).toEqual([["a"], ["b", "c"]]);
     expect(halve(batch("m", 0, 1))).toBeUndefined();

@@ -70,7 +70,12 @@ export interface CallSecurity {
  * agent's credential. It is what connect-node's createGrpcTransport and createConnectTransport
  * make, put together from their parts so that the HTTP client can be signingClient's.
  */
-export function daemonTransport(server: string, protocol: Protocol, credential: () => string | undefined, { trust, signingKey }: CallSecurity = {}): Transport {
+export function daemonTransport(
+  server: string,
+  protocol: Protocol,
+  credential: () => string | undefined,
+  { trust, signingKey }: CallSecurity = {},
+): Transport {
   const auth: Interceptor = (next) => (req) => {
     const token = credential();
     if (token) req.header.set("authorization", `Bearer ${token}`);
@@ -82,7 +87,10 @@ export function daemonTransport(server: string, protocol: Protocol, credential: 
     const sessions = new Http2SessionManager(server, {}, trust ? { secureContext: trust } : undefined);
     http = createNodeHttpClient({ httpVersion: "2", sessionProvider: () => sessions });
   } else {
-    http = createNodeHttpClient({ httpVersion: "1.1", ...(trust ? { nodeOptions: { agent: new HttpsAgent({ secureContext: trust, keepAlive: true }) } } : {}) });
+    http = createNodeHttpClient({
+      httpVersion: "1.1",
+      ...(trust ? { nodeOptions: { agent: new HttpsAgent({ secureContext: trust, keepAlive: true }) } } : {}),
+    });
   }
   const options = {
     ...validateReadWriteMaxBytes(undefined, undefined, undefined),
@@ -154,13 +162,19 @@ export class Sender {
           this.settle(current);
           this.rejectedPoints += points;
           this.attempt = 0;
-          this.log.error({ code: Code[error.code], reason: error.rawMessage, points, rejectedPoints: this.rejectedPoints }, "daemon refused a batch as malformed; dropped it");
+          this.log.error(
+            { code: Code[error.code], reason: error.rawMessage, points, rejectedPoints: this.rejectedPoints },
+            "daemon refused a batch as malformed; dropped it",
+          );
           continue;
         }
         if (verdict === "halve") current.pieces.splice(0, 1, ...(halve(piece) ?? [piece]));
         this.failedPushes++;
         if (this.attempt === 0) {
-          this.log.warn({ code: Code[error.code], reason: error.rawMessage, spooled: this.spool.stats().batches }, "push failed; keeping the batch and retrying");
+          this.log.warn(
+            { code: Code[error.code], reason: error.rawMessage, spooled: this.spool.stats().batches },
+            "push failed; keeping the batch and retrying",
+          );
         }
         const waitMs = backoffMs(this.attempt, this.backoff);
         this.attempt++;

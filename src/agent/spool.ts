@@ -55,7 +55,9 @@ export class Spool {
     private readonly log: Logger,
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    for (const name of readdirSync(dir).filter((n) => /^\d{16}\.batch$/.test(n)).sort()) {
+    for (const name of readdirSync(dir)
+      .filter((n) => /^\d{16}\.batch$/.test(n))
+      .sort()) {
       const seq = Number(name.slice(0, 16));
       const file = join(dir, name);
       const header = readHeader(file);
@@ -133,7 +135,10 @@ export class Spool {
       this.diskBytes -= oldest.size;
       rmSync(this.path(oldest.seq), { force: true });
       this.droppedPoints += oldest.points;
-      this.log.warn({ points: oldest.points, droppedPoints: this.droppedPoints, diskBytes: this.limits.diskBytes }, "spool full: dropped its oldest batch");
+      this.log.warn(
+        { points: oldest.points, droppedPoints: this.droppedPoints, diskBytes: this.limits.diskBytes },
+        "spool full: dropped its oldest batch",
+      );
     }
   }
 

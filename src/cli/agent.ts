@@ -45,7 +45,10 @@ export function agentCommand(program: Command): void {
     .description("run the host agent: collect this host's metrics and push them to the daemon, losing nothing while it is away")
     .option("--server <url>", `the daemon's URL (env SPECTA_SERVER, default ${defaultServer}); https:// for a daemon that serves TLS`)
     .option("--ca <file>", "the CA certificate (PEM) that signed an https:// daemon's certificate (env SPECTA_CA; default: the system's trusted CAs)")
-    .option("--signing-key-file <file>", "sign Push calls with the key the daemon shares (--signing-key-file there) and check its answers (env SPECTA_SIGNING_KEY_FILE)")
+    .option(
+      "--signing-key-file <file>",
+      "sign Push calls with the key the daemon shares (--signing-key-file there) and check its answers (env SPECTA_SIGNING_KEY_FILE)",
+    )
     .option("--enroll-token <token>", "the daemon's enrolment token, needed at first start (env SPECTA_ENROLL_TOKEN)")
     .option("--hostname <name>", "name to report for this host (default: the system's host name)")
     .option("--label <key=value>", "label of this agent, e.g. role=db (repeatable)", collect, undefined)
@@ -65,7 +68,8 @@ export function agentCommand(program: Command): void {
           const protocol = flags.protocol ?? "grpc";
           if (protocol !== "grpc" && protocol !== "connect") throw new ConfigError(`--protocol must be grpc or connect, got "${protocol}"`);
           const logLevel = flags.logLevel ?? env("SPECTA_LOG_LEVEL") ?? "info";
-          if (!(logLevels as readonly string[]).includes(logLevel)) throw new ConfigError(`log level "${logLevel}" is not one of ${logLevels.join(", ")}`);
+          if (!(logLevels as readonly string[]).includes(logLevel))
+            throw new ConfigError(`log level "${logLevel}" is not one of ${logLevels.join(", ")}`);
           const server = (flags.server ?? env("SPECTA_SERVER") ?? defaultServer).replace(/\/+$/, "");
           if (!/^https?:\/\/[^/]/.test(server)) throw new ConfigError(`--server "${server}" must be an http:// or https:// URL`);
           const enrollToken = flags.enrollToken ?? env("SPECTA_ENROLL_TOKEN");
@@ -96,7 +100,9 @@ export function agentCommand(program: Command): void {
       // Enrolment may wait for a daemon that is not up yet; a signal meanwhile has nothing to drain.
       const exitNow = () => process.exit(0);
       process.once("SIGTERM", exitNow).once("SIGINT", exitNow);
-      const agent = await startAgent(options).catch((err: unknown) => fail(err instanceof AgentError ? new ConfigError(err.message) : err, options.log));
+      const agent = await startAgent(options).catch((err: unknown) =>
+        fail(err instanceof AgentError ? new ConfigError(err.message) : err, options.log),
+      );
       process.off("SIGTERM", exitNow).off("SIGINT", exitNow);
       exitOnSignals(() => agent.stop(), options.log);
       // Refused later on (deregistered, revoked): exit as a refusal at start does, with code 2.

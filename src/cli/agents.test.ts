@@ -129,13 +129,22 @@ describe.each(testServers())("specta agents on $name PostgreSQL", (server) => {
 
   it("removes an agent by id, by id prefix and by hostname", async () => {
     for (const hostname of ["rm-by-id", "rm-by-prefix", "rm-by-name"]) await enrol(hostname, {}, 1n);
-    const listed = async () => (JSON.parse((await runSpecta(["agents", "--json", ...at])).stdout) as { agents?: { id: string }[] }).agents?.map((a) => a.id) ?? [];
+    const listed = async () =>
+      (JSON.parse((await runSpecta(["agents", "--json", ...at])).stdout) as { agents?: { id: string }[] }).agents?.map((a) => a.id) ?? [];
 
     const byId = await runSpecta(["agents", "remove", ids["rm-by-id"]!.toUpperCase(), ...at]);
     expect(byId).toEqual({ code: 0, stdout: `removed rm-by-id (${ids["rm-by-id"]})\n`, stderr: "" });
     const prefix = ids["rm-by-prefix"]!.slice(0, 8);
-    expect(await runSpecta(["agents", "remove", prefix, ...at])).toEqual({ code: 0, stdout: `removed rm-by-prefix (${ids["rm-by-prefix"]})\n`, stderr: "" });
-    expect(await runSpecta(["agents", "remove", "rm-by-name", ...at])).toEqual({ code: 0, stdout: `removed rm-by-name (${ids["rm-by-name"]})\n`, stderr: "" });
+    expect(await runSpecta(["agents", "remove", prefix, ...at])).toEqual({
+      code: 0,
+      stdout: `removed rm-by-prefix (${ids["rm-by-prefix"]})\n`,
+      stderr: "",
+    });
+    expect(await runSpecta(["agents", "remove", "rm-by-name", ...at])).toEqual({
+      code: 0,
+      stdout: `removed rm-by-name (${ids["rm-by-name"]})\n`,
+      stderr: "",
+    });
     expect(await listed()).toEqual([ids["cli-db"], ids["cli-web"]]);
 
     // Gone: neither its id nor its name finds it again.
@@ -164,7 +173,9 @@ describe("specta agents remove: which agent a name names", () => {
   });
 
   it("refuses a name that matches several agents instead of guessing", () => {
-    expect(() => findAgent(agents, "c0ffee00-0000")).toThrow(/"c0ffee00-0000" names 2 agents: c0ffee00-0000-4000-8000-000000000001 \(db-1\), c0ffee00-0000-4000-8000-000000000002 \(db-2\); give more of the id/);
+    expect(() => findAgent(agents, "c0ffee00-0000")).toThrow(
+      /"c0ffee00-0000" names 2 agents: c0ffee00-0000-4000-8000-000000000001 \(db-1\), c0ffee00-0000-4000-8000-000000000002 \(db-2\); give more of the id/,
+    );
     // A hostname that is also another agent's id prefix.
     expect(() => findAgent(agents, "c0ffee00")).toThrow(/names 3 agents/);
     expect(() => findAgent(agents, "abcd")).toThrow(/names 2 agents/);

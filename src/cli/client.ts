@@ -118,7 +118,15 @@ export function describeCallError(err: unknown, connection: Connection): string 
 }
 
 /** Error codes of a call that never reached a daemon: refused, unresolvable, timed out or reset before an answer. */
-const unreachableCodes: ReadonlySet<string> = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ECONNRESET"]);
+const unreachableCodes: ReadonlySet<string> = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ECONNRESET",
+]);
 
 /**
  * Runs a client command's body: any failure becomes one line on stderr, `specta: <code>:

@@ -10,11 +10,20 @@ export function daemonCommand(program: Command): void {
     .command("daemon")
     .description("run the Specta daemon: Connect, gRPC and gRPC-Web on one port, plus /health, /version and /metrics")
     .option("--addr <host:port>", "address to listen on (env SPECTA_ADDR, default 127.0.0.1:7777)")
-    .option("--tls-cert <file>", "serve TLS (HTTP/1.1 and h2) with this PEM certificate chain; needs --tls-key; re-read on SIGHUP (env SPECTA_TLS_CERT)")
+    .option(
+      "--tls-cert <file>",
+      "serve TLS (HTTP/1.1 and h2) with this PEM certificate chain; needs --tls-key; re-read on SIGHUP (env SPECTA_TLS_CERT)",
+    )
     .option("--tls-key <file>", "the PEM private key of --tls-cert (env SPECTA_TLS_KEY)")
-    .option("--signing-key-file <file>", "require instrument calls and Push to be signed with this shared key (HashSHA256 header), and sign their answers (env SPECTA_SIGNING_KEY_FILE)")
+    .option(
+      "--signing-key-file <file>",
+      "require instrument calls and Push to be signed with this shared key (HashSHA256 header), and sign their answers (env SPECTA_SIGNING_KEY_FILE)",
+    )
     .option("--data-dir <dir>", "where the daemon keeps its state (env SPECTA_DATA_DIR)")
-    .option("--database-url <url>", "postgres:// URL of the PostgreSQL to use (env SPECTA_DATABASE_URL; default: an embedded PostgreSQL in the data directory)")
+    .option(
+      "--database-url <url>",
+      "postgres:// URL of the PostgreSQL to use (env SPECTA_DATABASE_URL; default: an embedded PostgreSQL in the data directory)",
+    )
     .option("--retention <duration>", "how long raw samples are kept, e.g. 30d (env SPECTA_RETENTION)")
     .option("--config <file>", "JSON configuration file (env SPECTA_CONFIG, default <data-dir>/specta.json)")
     .option("--environment <name>", "development, testing, staging or production (env SPECTA_ENVIRONMENT)")
@@ -54,7 +63,12 @@ export function daemonCommand(program: Command): void {
       };
       exitOnSignals(stop, log);
       // Its embedded PostgreSQL is gone for good: exit non-zero, so that a supervisor starts it afresh.
-      void daemon.failed.then((err) => stop().then(() => fail(err, log), () => fail(err, log)));
+      void daemon.failed.then((err) =>
+        stop().then(
+          () => fail(err, log),
+          () => fail(err, log),
+        ),
+      );
       if (!flags.withAgent) return;
       const { startAgent } = await import("../agent/agent.js");
       const { ensureEnrollToken } = await import("../fleet/enroll-token.js");

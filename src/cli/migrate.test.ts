@@ -25,7 +25,9 @@ async function migrate(args: string[], env: Record<string, string> = {}, onClean
   return { code, stdout: proc.stdout(), stderr: proc.stderr() };
 }
 
-const appliedAll = Object.keys(migrations).map((name) => `applied ${name}\n`).join("");
+const appliedAll = Object.keys(migrations)
+  .map((name) => `applied ${name}\n`)
+  .join("");
 
 describe.each(testServers())("specta migrate on $name PostgreSQL", (server: TestServer) => {
   it("applies every migration once, then reports the database up to date", async () => {
@@ -55,7 +57,9 @@ describe("specta migrate", () => {
     writeFileSync(join(dataDir, "daemon.pid"), `${process.pid}\n`);
     const result = await migrate(["--data-dir", dataDir], {}, dir.remove);
     expect(result).toMatchObject({ code: 2, stdout: "" });
-    expect(result.stderr).toMatch(new RegExp(`^specta: a specta daemon \\(pid ${process.pid}\\) is using the data directory .*stop it first[^\n]*\n$`));
+    expect(result.stderr).toMatch(
+      new RegExp(`^specta: a specta daemon \\(pid ${process.pid}\\) is using the data directory .*stop it first[^\n]*\n$`),
+    );
     expect(existsSync(join(dataDir, "postgres"))).toBe(false);
   });
 

@@ -17,7 +17,6 @@ import { resolveDaemonConfig } from "../config/config.js";
 import { createLogger } from "../shared/log.js";
 import { startDaemon, type RunningDaemon } from "../server/daemon.js";
 
-
 const minute = 60_000;
 const hour = 60 * minute;
 // The samples lie in the hour that starts 3 to 4 hours ago.
@@ -54,7 +53,20 @@ describe.each(testServers())("specta query and specta metrics on $name PostgreSQ
         times: points.map(([s]) => t0 + s * 1000),
         values: points.map(([, v]) => v),
       });
-    await client.push({ series: [gauge("a", [[0, 1], [20, 3], [60, 5], [80, 7]]), gauge("b", [[10, 10], [70, 20.25]])] });
+    await client.push({
+      series: [
+        gauge("a", [
+          [0, 1],
+          [20, 3],
+          [60, 5],
+          [80, 7],
+        ]),
+        gauge("b", [
+          [10, 10],
+          [70, 20.25],
+        ]),
+      ],
+    });
   });
 
   afterAll(async () => {
@@ -75,14 +87,44 @@ describe.each(testServers())("specta query and specta metrics on $name PostgreSQ
   });
 
   it("prints the QueryResponse as JSON with --json, with matchers, aggregation and grouping", async () => {
-    const run = await runSpecta(["query", "test_cpu_usage", "--match", "host=~a|b", "--match", "dc!=y", "--agg", "max", "--by", "dc", "--json", ...range(), ...at]);
+    const run = await runSpecta([
+      "query",
+      "test_cpu_usage",
+      "--match",
+      "host=~a|b",
+      "--match",
+      "dc!=y",
+      "--agg",
+      "max",
+      "--by",
+      "dc",
+      "--json",
+      ...range(),
+      ...at,
+    ]);
     expect(run.stderr).toBe("");
     expect(JSON.parse(run.stdout)).toEqual({
-      series: [{ labels: { dc: "x" }, points: [{ time: iso(t0), value: 10 }, { time: iso(t0 + minute), value: 20.25 }] }],
+      series: [
+        {
+          labels: { dc: "x" },
+          points: [
+            { time: iso(t0), value: 10 },
+            { time: iso(t0 + minute), value: 20.25 },
+          ],
+        },
+      ],
       step: "60s",
     });
     const one = await runSpecta(["query", "test_cpu_usage", "--match", "host!~a", "--agg", "count", "--json", ...range(), ...at]);
-    expect(JSON.parse(one.stdout).series).toEqual([{ labels: { dc: "x", host: "b" }, points: [{ time: iso(t0), value: 1 }, { time: iso(t0 + minute), value: 1 }] }]);
+    expect(JSON.parse(one.stdout).series).toEqual([
+      {
+        labels: { dc: "x", host: "b" },
+        points: [
+          { time: iso(t0), value: 1 },
+          { time: iso(t0 + minute), value: 1 },
+        ],
+      },
+    ]);
   });
 
   it("evaluates a PromQL expression at each multiple of the step, as Prometheus' query_range", async () => {
@@ -93,13 +135,20 @@ describe.each(testServers())("specta query and specta metrics on $name PostgreSQ
     const bare = await runSpecta(["query", "test_cpu_usage", "--promql", "--json", ...range(), ...at]);
     expect(JSON.parse(bare.stdout).series[0]).toEqual({
       labels: { __name__: "test_cpu_usage", dc: "x", host: "a" },
-      points: [{ time: iso(t0), value: 1 }, { time: iso(t0 + minute), value: 5 }],
+      points: [
+        { time: iso(t0), value: 1 },
+        { time: iso(t0 + minute), value: 5 },
+      ],
     });
   });
 
   it("refuses metric flags with an expression, and constructs Specta does not evaluate", async () => {
     const flags = await runSpecta(["query", "rate(test_cpu_usage[5m])", "--agg", "max", ...at]);
-    expect(flags).toEqual({ code: 1, stdout: "", stderr: "specta: --agg applies to a metric, not to a PromQL expression: write it in the expression\n" });
+    expect(flags).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: "specta: --agg applies to a metric, not to a PromQL expression: write it in the expression\n",
+    });
     const subquery = await runSpecta(["query", "max_over_time(test_cpu_usage[10m:1m])", ...at]);
     expect(subquery.code).toBe(1);
     expect(subquery.stderr).toMatch(/^specta: invalid_argument: a subquery is not supported by Specta/);
@@ -139,13 +188,21 @@ describe.each(testServers())("specta query and specta metrics on $name PostgreSQ
     const fromDataDir = await runSpecta(["metrics", "--prefix", "test_"], { SPECTA_SERVER: daemon.url, SPECTA_DATA_DIR: dataDir });
     expect(fromDataDir.stdout).toMatch(/^test_cpu_usage +gauge +2 /m);
     const token = readFileSync(join(dataDir, "admin.token"), "utf8").trim();
-    const fromToken = await runSpecta(["metrics", "--prefix", "test_"], { SPECTA_SERVER: daemon.url, SPECTA_TOKEN: token, SPECTA_DATA_DIR: "/nonexistent" });
+    const fromToken = await runSpecta(["metrics", "--prefix", "test_"], {
+      SPECTA_SERVER: daemon.url,
+      SPECTA_TOKEN: token,
+      SPECTA_DATA_DIR: "/nonexistent",
+    });
     expect(fromToken.stdout).toBe(fromDataDir.stdout);
   });
 
   it("reports errors as one line and exits 1", async () => {
     const badToken = await runSpecta(["metrics", "--server", daemon.url], { SPECTA_TOKEN: "wrong" });
-    expect(badToken).toEqual({ code: 1, stdout: "", stderr: "specta: unauthenticated: the credential is unknown or revoked (token from SPECTA_TOKEN)\n" });
+    expect(badToken).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: "specta: unauthenticated: the credential is unknown or revoked (token from SPECTA_TOKEN)\n",
+    });
     const noToken = await runSpecta(["metrics", "--server", daemon.url, "--data-dir", "/nonexistent"]);
     expect(noToken.code).toBe(1);
     expect(noToken.stderr).toBe(
@@ -153,14 +210,22 @@ describe.each(testServers())("specta query and specta metrics on $name PostgreSQ
         "(no --token or SPECTA_TOKEN given, and no readable admin token at /nonexistent/admin.token)\n",
     );
     const unreachable = await runSpecta(["query", "test_cpu_usage", "--server", "http://127.0.0.1:1", "--token", "t"]);
-    expect(unreachable).toEqual({ code: 1, stdout: "", stderr: "specta: unavailable: cannot reach the daemon at http://127.0.0.1:1: is it running?\n" });
+    expect(unreachable).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: "specta: unavailable: cannot reach the daemon at http://127.0.0.1:1: is it running?\n",
+    });
     const badRegex = await runSpecta(["query", "test_cpu_usage", "--match", "host=~(", ...at]);
     expect(badRegex.code).toBe(1);
     expect(badRegex.stderr).toMatch(/^specta: invalid_argument: matcher host=~"\(": .*regular expression.*\n$/);
     const badQuantile = await runSpecta(["query", "test_cpu_usage", "--quantile", "2", ...at]);
     expect(badQuantile).toEqual({ code: 1, stdout: "", stderr: "specta: invalid_argument: quantile must be in [0, 1], got 2\n" });
     const badMatcher = await runSpecta(["query", "test_cpu_usage", "--match", "host~a", ...at]);
-    expect(badMatcher).toEqual({ code: 1, stdout: "", stderr: 'specta: --match "host~a" is not label=value, label!=value, label=~regex or label!~regex\n' });
+    expect(badMatcher).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: 'specta: --match "host~a" is not label=value, label!=value, label=~regex or label!~regex\n',
+    });
     const badWhen = await runSpecta(["query", "test_cpu_usage", "--since", "yesterday", ...at]);
     expect(badWhen.stderr).toMatch(/^specta: --since "yesterday" is neither a duration ago/);
   });

@@ -88,7 +88,9 @@ export function queryRequest(metric: string, flags: QueryFlags, nowMs: number) {
     const metricOnly = (["match", "agg", "quantile", "by"] as const).filter((f) => flags[f] !== undefined);
     if (metricOnly.length > 0) {
       const named = metricOnly.map((f) => `--${f}`).join(", ");
-      throw new ClientError(`${named} ${metricOnly.length === 1 ? "applies" : "apply"} to a metric, not to a PromQL expression: write it in the expression`);
+      throw new ClientError(
+        `${named} ${metricOnly.length === 1 ? "applies" : "apply"} to a metric, not to a PromQL expression: write it in the expression`,
+      );
     }
     return create(QueryRequestSchema, { expr: metric, ...range });
   }
@@ -132,7 +134,8 @@ export function parseWhen(text: string, flag: string, nowMs: number): number {
   const ago = parseDuration(text);
   if (ago !== undefined) return nowMs - ago;
   const t = rfc3339.test(text.trim()) ? Date.parse(text.trim()) : NaN;
-  if (Number.isNaN(t)) throw new ClientError(`${flag} "${text}" is neither a duration ago (e.g. 1h) nor an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)`);
+  if (Number.isNaN(t))
+    throw new ClientError(`${flag} "${text}" is neither a duration ago (e.g. 1h) nor an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)`);
   return t;
 }
 
@@ -181,7 +184,9 @@ const kindNames: Record<number, string> = { [Kind.COUNTER]: "counter", [Kind.GAU
 /** Label keys with their values when there are few, else how many there are. */
 function labelSummary(labels: ListResponse["metrics"][number]["labels"]): string {
   return labels
-    .map(({ key, values }) => (values.length <= 3 ? `${key}=${values.join(",")}` : `${key}=(${values.length}${values.length >= 1000 ? "+" : ""} values)`))
+    .map(({ key, values }) =>
+      values.length <= 3 ? `${key}=${values.join(",")}` : `${key}=(${values.length}${values.length >= 1000 ? "+" : ""} values)`,
+    )
     .join(" ");
 }
 

@@ -14,7 +14,10 @@ describe("specta run: arguments", () => {
     const logs = parseDiagnostic("logs", ["--severity", "warning", "--since", "1h", "--limit", "100", "--unit", "nginx.service"], 10_000_000);
     expect(logs.kind).toMatchObject({ case: "logs", value: { minSeverity: Severity.WARNING, limit: 100, unit: "nginx.service" } });
     expect(logs.kind.case === "logs" && timestampMs(logs.kind.value.since!)).toBe(10_000_000 - 3_600_000);
-    expect(parseDiagnostic("connections", ["--listening"]).kind).toMatchObject({ case: "connections", value: { listening: true, established: false } });
+    expect(parseDiagnostic("connections", ["--listening"]).kind).toMatchObject({
+      case: "connections",
+      value: { listening: true, established: false },
+    });
     expect(parseDiagnostic("connections", []).kind).toMatchObject({ case: "connections", value: { listening: true, established: true } });
     expect(parseDiagnostic("mounts", []).kind.case).toBe("mounts");
     expect(parseDiagnostic("traceroute", ["example.org", "--max-hops", "12"]).kind).toMatchObject({ case: "traceroute", value: { maxHops: 12 } });

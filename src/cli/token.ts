@@ -10,12 +10,9 @@ interface JsonFlags extends ClientFlags {
   json?: boolean;
 }
 
-
 /** `specta token create|list|revoke`: the command-line face of tokens.API. */
 export function tokenCommand(program: Command): void {
-  const token = program
-    .command("token")
-    .description("manage admin and viewer tokens (tokens.API): for people, the dashboard and other programs");
+  const token = program.command("token").description("manage admin and viewer tokens (tokens.API): for people, the dashboard and other programs");
 
   addClientOptions(
     token
@@ -26,7 +23,10 @@ export function tokenCommand(program: Command): void {
       .option("--json", "print the CreateResponse as JSON"),
   ).action((flags: JsonFlags & { role: string; name: string }) =>
     runClient(flags, async (connection) => {
-      const role = new Map([["admin", Role.ADMIN], ["viewer", Role.VIEWER]]).get(flags.role);
+      const role = new Map([
+        ["admin", Role.ADMIN],
+        ["viewer", Role.VIEWER],
+      ]).get(flags.role);
       if (role === undefined) throw new ClientError(`--role must be admin or viewer, not "${flags.role}"`);
       const response = await daemonClient(TokensAPI, connection).create({ role, name: flags.name });
       if (flags.json) {
@@ -69,7 +69,12 @@ export function tokenCommand(program: Command): void {
 /** A table: id, name, role, created, revoked. */
 export function formatTokens(tokens: Token[]): string {
   if (tokens.length === 0) return "(no tokens)\n";
-  const when = (t: Token["created"]) => (t ? timestampDate(t).toISOString().replace(/\.\d+Z$/, "Z") : "");
+  const when = (t: Token["created"]) =>
+    t
+      ? timestampDate(t)
+          .toISOString()
+          .replace(/\.\d+Z$/, "Z")
+      : "";
   return formatTable([
     ["ID", "NAME", "ROLE", "CREATED", "REVOKED"],
     ...tokens.map((t) => [t.id, t.name, roleNames[t.role], when(t.created), when(t.revoked)]),

@@ -4,14 +4,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { sql, type Kysely } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  API as CommandsAPI,
-  DiagnosticSchema,
-  State,
-  type Command,
-  type Diagnostic,
-  type SubmitRequest,
-} from "../../gen/commands/commands_pb.js";
+import { API as CommandsAPI, DiagnosticSchema, State, type Command, type Diagnostic, type SubmitRequest } from "../../gen/commands/commands_pb.js";
 import { API as AgentAPI, HostSchema } from "../../gen/agent/agent_pb.js";
 import { startTestDaemon, type TestDaemon } from "../../test/support/daemon.js";
 import { FakeAgent } from "../../test/support/fake-agent.js";
@@ -180,7 +173,14 @@ describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
     expect(got.state).toBe(State.FAILED);
     expect(got.output?.error).toMatch(/does not allow/);
     expect(agent.received().map((c) => c.id)).toEqual([allowed]);
-    expect(await codeOf(agent.commands.stream({ allow: ["rm"] })[Symbol.asyncIterator]().next())).toBe(Code.InvalidArgument);
+    expect(
+      await codeOf(
+        agent.commands
+          .stream({ allow: ["rm"] })
+          [Symbol.asyncIterator]()
+          .next(),
+      ),
+    ).toBe(Code.InvalidArgument);
     agent.close();
   });
 
@@ -228,9 +228,7 @@ describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
     const agent = await enrol();
     const viewer = commandsClient(daemonA.url, viewerToken);
     expect(await codeOf(viewer.submit({ target: { case: "agent", value: agent.agentId }, diagnostic: ping() }))).toBe(Code.PermissionDenied);
-    expect(await codeOf(agent.commands.submit({ target: { case: "agent", value: agent.agentId }, diagnostic: ping() }))).toBe(
-      Code.PermissionDenied,
-    );
+    expect(await codeOf(agent.commands.submit({ target: { case: "agent", value: agent.agentId }, diagnostic: ping() }))).toBe(Code.PermissionDenied);
     const id = (await submit(agent.agentId)).commands[0]!.commandId;
     expect((await viewer.get({ commandId: id })).command?.id).toBe(id);
     expect(await codeOf(viewer.cancel({ commandId: id }))).toBe(Code.PermissionDenied);
@@ -280,7 +278,13 @@ describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
     const after = await db.selectFrom("commands").select(db.fn.countAll<number>().as("n")).executeTakeFirstOrThrow();
     expect(after.n).toBe(before.n);
     // Good ones pass.
-    for (const good of [ping("db.internal"), ping("::1"), ping("10.0.0.1"), diskUsage("/var/log"), create(DiagnosticSchema, { kind: { case: "mounts", value: {} } })]) {
+    for (const good of [
+      ping("db.internal"),
+      ping("::1"),
+      ping("10.0.0.1"),
+      diskUsage("/var/log"),
+      create(DiagnosticSchema, { kind: { case: "mounts", value: {} } }),
+    ]) {
       expect(await codeOf(submit(agent.agentId, good))).toBe("ok");
     }
     expect(await codeOf(admin().submit({ diagnostic: ping() }))).toBe(Code.InvalidArgument);
@@ -387,7 +391,10 @@ describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
     stream.close();
     // Daemon B trusts its cached verification, but the stream is only registered for a valid credential.
     await db.updateTable("tokens").set({ revoked: new Date() }).where("agent_id", "=", agent.agentId).execute();
-    const error = await stream.open().then(() => undefined, (err: unknown) => ConnectError.from(err));
+    const error = await stream.open().then(
+      () => undefined,
+      (err: unknown) => ConnectError.from(err),
+    );
     expect(error?.code).toBe(Code.Unauthenticated);
     expect(error?.rawMessage).toMatch(/credential was revoked/);
   });

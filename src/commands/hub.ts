@@ -139,7 +139,15 @@ export class CommandHub {
   openStream(agentId: string, tokenId: string): LocalStream {
     this.streams.get(agentId)?.controller.abort(replacedError());
     const controller = new AbortController();
-    const entry: StreamEntry = { agentId, tokenId, streamId: randomUUID(), waker: new Waker(), ended: controller.signal, registered: false, controller };
+    const entry: StreamEntry = {
+      agentId,
+      tokenId,
+      streamId: randomUUID(),
+      waker: new Waker(),
+      ended: controller.signal,
+      registered: false,
+      controller,
+    };
     this.streams.set(agentId, entry);
     return entry;
   }
@@ -207,7 +215,10 @@ export class CommandHub {
   /** Ends the given local streams whose agent_streams row now names another stream. */
   private async checkReplaced(candidates: StreamEntry[]): Promise<void> {
     try {
-      const current = await currentStreams(this.db, candidates.map((s) => s.agentId));
+      const current = await currentStreams(
+        this.db,
+        candidates.map((s) => s.agentId),
+      );
       for (const s of candidates) {
         if (current.get(s.agentId) !== s.streamId && this.streams.get(s.agentId) === s) s.controller.abort(replacedError());
       }
@@ -233,11 +244,18 @@ export class CommandHub {
     const entries = [...this.streams.values()].filter((s) => s.registered);
     if (entries.length === 0) return;
     try {
-      for (const agentId of await withQueued(this.db, entries.map((s) => s.agentId))) this.streams.get(agentId)?.waker.wake();
+      for (const agentId of await withQueued(
+        this.db,
+        entries.map((s) => s.agentId),
+      ))
+        this.streams.get(agentId)?.waker.wake();
 
       if (Date.now() - this.lastRefresh >= this.tuning.presenceRefreshMs) {
         this.lastRefresh = Date.now();
-        const alive = await refreshStreams(this.db, entries.map((s) => s.streamId));
+        const alive = await refreshStreams(
+          this.db,
+          entries.map((s) => s.streamId),
+        );
         const gone = entries.filter((s) => !alive.has(s.streamId));
         if (gone.length > 0) await this.checkReplaced(gone);
       }

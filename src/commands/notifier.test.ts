@@ -18,14 +18,11 @@ describe.each(testServers())("the command queue's notes on $name PostgreSQL", (s
       const [agentId, commandId, streamId] = [randomUUID(), randomUUID(), randomUUID()];
       await sql`SELECT ${notifyCommands({ kind: "agent", agentId })}`.execute(db);
       await sql`SELECT ${notifyCommands({ kind: "command", commandId: sql.ref("v.id") })} FROM (VALUES (${commandId}::uuid)) AS v(id)`.execute(db);
-      await sql`SELECT ${notifyCommands({ kind: "stream", agentId: sql.ref("v.id"), streamId })} FROM (VALUES (${agentId}::uuid)) AS v(id)`.execute(db);
+      await sql`SELECT ${notifyCommands({ kind: "stream", agentId: sql.ref("v.id"), streamId })} FROM (VALUES (${agentId}::uuid)) AS v(id)`.execute(
+        db,
+      );
       await expect.poll(() => heard.length, { timeout: 5_000 }).toBe(4);
-      expect(heard).toEqual([
-        { kind: "resync" },
-        { kind: "agent", agentId },
-        { kind: "command", commandId },
-        { kind: "stream", agentId, streamId },
-      ]);
+      expect(heard).toEqual([{ kind: "resync" }, { kind: "agent", agentId }, { kind: "command", commandId }, { kind: "stream", agentId, streamId }]);
     } finally {
       await notifier.stop();
       await db.destroy();

@@ -155,7 +155,11 @@ export class Notifier {
     });
     try {
       await client.connect();
-      await client.query(Object.keys(parsers).map((channel) => `LISTEN ${channel};`).join(" "));
+      await client.query(
+        Object.keys(parsers)
+          .map((channel) => `LISTEN ${channel};`)
+          .join(" "),
+      );
     } catch (err) {
       onLost(err as Error);
       return;

@@ -3,13 +3,7 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, type Client } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API as AgentAPI, HostSchema } from "../../gen/agent/agent_pb.js";
-import {
-  API as CommandsAPI,
-  DiagnosticSchema,
-  State,
-  type Diagnostic,
-  type StreamResponse,
-} from "../../gen/commands/commands_pb.js";
+import { API as CommandsAPI, DiagnosticSchema, State, type Diagnostic, type StreamResponse } from "../../gen/commands/commands_pb.js";
 import { inMemoryClient, storagePerFile } from "../../test/support/in-memory.js";
 import { codeOf } from "../../test/support/rpc.js";
 import { enrollTokenChecker } from "../fleet/enroll-token.js";
@@ -39,7 +33,10 @@ describe("commands.API's handlers, in memory", () => {
 
   /** Enrols a new agent through agent.API (in memory too); its credential's principal. */
   const enrol = async (labels: Record<string, string> = {}): Promise<Principal & { hostname: string }> => {
-    const fleet = inMemoryClient(AgentAPI, agentService({ db: storage().db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness: new AgentLiveness(), log }));
+    const fleet = inMemoryClient(
+      AgentAPI,
+      agentService({ db: storage().db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness: new AgentLiveness(), log }),
+    );
     const hostname = `host-${++hostCount}`;
     const { credential } = await fleet.register({ enrollToken, host: create(HostSchema, { hostname }), labels });
     return { ...(await tokens.verify(credential))!, hostname };
@@ -78,14 +75,31 @@ describe("commands.API's handlers, in memory", () => {
     const refused: [string, () => Promise<unknown>, Code][] = [
       ["no target", () => as(admin).submit({ diagnostic: ping() }), Code.InvalidArgument],
       ["an empty agent", () => as(admin).submit({ target: { case: "agent", value: "  " }, diagnostic: ping() }), Code.InvalidArgument],
-      ["an empty selector", () => as(admin).submit({ target: { case: "selector", value: { labels: {} } }, diagnostic: ping() }), Code.InvalidArgument],
+      [
+        "an empty selector",
+        () => as(admin).submit({ target: { case: "selector", value: { labels: {} } }, diagnostic: ping() }),
+        Code.InvalidArgument,
+      ],
       ["an unknown agent", () => as(admin).submit({ target: { case: "agent", value: "no-such-host" }, diagnostic: ping() }), Code.NotFound],
-      ["a selector nobody matches", () => as(admin).submit({ target: { case: "selector", value: { labels: { role: "none" } } }, diagnostic: ping() }), Code.NotFound],
+      [
+        "a selector nobody matches",
+        () => as(admin).submit({ target: { case: "selector", value: { labels: { role: "none" } } }, diagnostic: ping() }),
+        Code.NotFound,
+      ],
       ["no diagnostic", () => as(admin).submit({ target: { case: "agent", value: agent.hostname } }), Code.InvalidArgument],
-      ["a hostile host", () => as(admin).submit({ target: { case: "agent", value: agent.hostname }, diagnostic: ping("; rm -rf /") }), Code.InvalidArgument],
+      [
+        "a hostile host",
+        () => as(admin).submit({ target: { case: "agent", value: agent.hostname }, diagnostic: ping("; rm -rf /") }),
+        Code.InvalidArgument,
+      ],
       [
         "a timeout over the limit",
-        () => as(admin).submit({ target: { case: "agent", value: agent.hostname }, diagnostic: ping(), timeout: durationFromMs(commandLimits.maxTimeoutMs + 1000) }),
+        () =>
+          as(admin).submit({
+            target: { case: "agent", value: agent.hostname },
+            diagnostic: ping(),
+            timeout: durationFromMs(commandLimits.maxTimeoutMs + 1000),
+          }),
         Code.InvalidArgument,
       ],
     ];
@@ -128,7 +142,10 @@ describe("commands.API's handlers, in memory", () => {
     await as(agent).report({ commandId, state: State.RUNNING });
     expect((await as(admin).get({ commandId })).command?.state).toBe(State.RUNNING);
     await as(agent).report({ commandId, state: State.SUCCEEDED, output: { text: "1 packets transmitted, 1 received" } });
-    expect((await as(admin).get({ commandId })).command).toMatchObject({ state: State.SUCCEEDED, output: { text: "1 packets transmitted, 1 received", truncated: false } });
+    expect((await as(admin).get({ commandId })).command).toMatchObject({
+      state: State.SUCCEEDED,
+      output: { text: "1 packets transmitted, 1 received", truncated: false },
+    });
     await watching;
     expect(watched.at(-1)).toBe(State.SUCCEEDED);
     // An ended command takes no more reports.
@@ -169,7 +186,14 @@ describe("commands.API's handlers, in memory", () => {
     expect((await stream.command()).id).toBe(allowed!.commandId);
     expect((await as(admin).get({ commandId: refused!.commandId })).command?.state).toBe(State.FAILED);
     stream.close();
-    expect(await codeOf(as(agent).stream({ allow: ["shell"] })[Symbol.asyncIterator]().next())).toBe(Code.InvalidArgument);
+    expect(
+      await codeOf(
+        as(agent)
+          .stream({ allow: ["shell"] })
+          [Symbol.asyncIterator]()
+          .next(),
+      ),
+    ).toBe(Code.InvalidArgument);
   });
 
   it("cancels a queued command, and answers NotFound for one that does not exist", async () => {

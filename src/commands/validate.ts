@@ -2,12 +2,7 @@ import type { Duration } from "@bufbuild/protobuf/wkt";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Diagnostic } from "../../gen/commands/commands_pb.js";
-import {
-  DiagnosticError,
-  normalizeDiagnosticName,
-  validateDiagnostic as checkDiagnostic,
-  type DiagnosticName,
-} from "../shared/diagnostics.js";
+import { DiagnosticError, normalizeDiagnosticName, validateDiagnostic as checkDiagnostic, type DiagnosticName } from "../shared/diagnostics.js";
 
 export type { DiagnosticName };
 

@@ -165,9 +165,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
 
   const environment = flags.environment ?? fromEnv("SPECTA_ENVIRONMENT") ?? optionalString(file?.environment, "environment") ?? "development";
   if (!(environments as readonly string[]).includes(environment)) {
-    throw new ConfigError(
-      `SPECTA_ENVIRONMENT is "${environment}"; it must be one of ${environments.join(", ")}`,
-    );
+    throw new ConfigError(`SPECTA_ENVIRONMENT is "${environment}"; it must be one of ${environments.join(", ")}`);
   }
 
   const addr = flags.addr ?? fromEnv("SPECTA_ADDR") ?? optionalString(file?.addr, "addr") ?? "127.0.0.1:7777";
@@ -192,13 +190,20 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   const retentionSection = (file?.retention ?? {}) as Record<string, unknown>;
   // rollups5m and rollups1h were named minuteRollups and hourRollups before the store kept 5-minute rollups; both names are read.
   const retention: RetentionConfig = {
-    samplesMs: durationSetting(flags.retention ?? fromEnv("SPECTA_RETENTION") ?? optionalString(retentionSection.samples, "retention.samples") ?? "30d", "retention"),
+    samplesMs: durationSetting(
+      flags.retention ?? fromEnv("SPECTA_RETENTION") ?? optionalString(retentionSection.samples, "retention.samples") ?? "30d",
+      "retention",
+    ),
     rollups5mMs: durationSetting(
-      optionalString(retentionSection.rollups5m, "retention.rollups5m") ?? optionalString(retentionSection.minuteRollups, "retention.minuteRollups") ?? "90d",
+      optionalString(retentionSection.rollups5m, "retention.rollups5m") ??
+        optionalString(retentionSection.minuteRollups, "retention.minuteRollups") ??
+        "90d",
       "retention.rollups5m",
     ),
     rollups1hMs: durationSetting(
-      optionalString(retentionSection.rollups1h, "retention.rollups1h") ?? optionalString(retentionSection.hourRollups, "retention.hourRollups") ?? "730d",
+      optionalString(retentionSection.rollups1h, "retention.rollups1h") ??
+        optionalString(retentionSection.hourRollups, "retention.hourRollups") ??
+        "730d",
       "retention.rollups1h",
     ),
   };
@@ -401,7 +406,14 @@ function rateLimitSetting(fileValue: unknown, envText: string | undefined, fallb
     limit = { perSecond, burst: burst ?? fallback.burst };
   }
   const { perSecond, burst } = limit;
-  if (typeof perSecond !== "number" || !Number.isFinite(perSecond) || perSecond < 0 || typeof burst !== "number" || !Number.isInteger(burst) || burst < 1) {
+  if (
+    typeof perSecond !== "number" ||
+    !Number.isFinite(perSecond) ||
+    perSecond < 0 ||
+    typeof burst !== "number" ||
+    !Number.isInteger(burst) ||
+    burst < 1
+  ) {
     throw new ConfigError(`${where} must be a rate per second (0: no limit) and a whole burst of at least 1, e.g. 1000,2000`);
   }
   return { perSecond, burst };
@@ -416,7 +428,12 @@ function parseRateLimits(value: unknown, fromEnv: (name: string) => string | und
       { perSecond: 1_000, burst: 2_000 },
       "rateLimits.instrumentCalls (SPECTA_RATE_INSTRUMENT_CALLS)",
     ),
-    failedAuth: rateLimitSetting(file.failedAuth, fromEnv("SPECTA_RATE_FAILED_AUTH"), { perSecond: 10, burst: 50 }, "rateLimits.failedAuth (SPECTA_RATE_FAILED_AUTH)"),
+    failedAuth: rateLimitSetting(
+      file.failedAuth,
+      fromEnv("SPECTA_RATE_FAILED_AUTH"),
+      { perSecond: 10, burst: 50 },
+      "rateLimits.failedAuth (SPECTA_RATE_FAILED_AUTH)",
+    ),
   };
 }
 

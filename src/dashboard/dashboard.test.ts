@@ -33,9 +33,28 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
     browser = await chromium.launch({
       executablePath: chromiumPath,
       // Root needs --no-sandbox; the rest keeps Chromium off this machine's closed network.
-      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
     });
-    const created = await runSpecta(["token", "create", "--role", "viewer", "--name", "browser-viewer", "--server", daemon.url, "--data-dir", daemon.dataDir]);
+    const created = await runSpecta([
+      "token",
+      "create",
+      "--role",
+      "viewer",
+      "--name",
+      "browser-viewer",
+      "--server",
+      daemon.url,
+      "--data-dir",
+      daemon.dataDir,
+    ]);
     expect(created.code, created.stderr).toBe(0);
     viewerToken = created.stdout.trim();
   });
@@ -163,14 +182,17 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
 
     // The same call the page would make, sent with the viewer's token from the page itself.
     const agent = await page.locator("#agent").inputValue();
-    const answer = await page.evaluate(async ({ token, agent }) => {
-      const res = await fetch("/commands.API/Submit", {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-        body: JSON.stringify({ agent, diagnostic: { ping: { host: "127.0.0.1", count: 1 } } }),
-      });
-      return { status: res.status, body: (await res.json()) as { code: string } };
-    }, { token: viewerToken, agent });
+    const answer = await page.evaluate(
+      async ({ token, agent }) => {
+        const res = await fetch("/commands.API/Submit", {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+          body: JSON.stringify({ agent, diagnostic: { ping: { host: "127.0.0.1", count: 1 } } }),
+        });
+        return { status: res.status, body: (await res.json()) as { code: string } };
+      },
+      { token: viewerToken, agent },
+    );
     expect(answer).toMatchObject({ status: 403, body: { code: "permission_denied" } });
     expect(errors).toEqual([]);
     await page.context().close();
@@ -197,7 +219,10 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
     page.once("dialog", (dialog) => void dialog.accept());
     await row.locator("button.remove").click();
     await row.waitFor({ state: "detached" });
-    const agents = createClient(AgentAPI, createConnectTransport({ baseUrl: daemon.url, httpVersion: "1.1", interceptors: [bearer(adminTokenOf(daemon.dataDir))] }));
+    const agents = createClient(
+      AgentAPI,
+      createConnectTransport({ baseUrl: daemon.url, httpVersion: "1.1", interceptors: [bearer(adminTokenOf(daemon.dataDir))] }),
+    );
     expect((await agents.list({})).agents.map((a) => a.id)).not.toContain(agentId);
     // The host's own agent is still there.
     expect(await page.locator("table.inventory tbody tr").count()).toBe(1);
@@ -206,7 +231,19 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
   });
 
   it("signs out when the token is revoked, and on request", async () => {
-    const created = await runSpecta(["token", "create", "--role", "viewer", "--name", "short-lived", "--json", "--server", daemon.url, "--data-dir", daemon.dataDir]);
+    const created = await runSpecta([
+      "token",
+      "create",
+      "--role",
+      "viewer",
+      "--name",
+      "short-lived",
+      "--json",
+      "--server",
+      daemon.url,
+      "--data-dir",
+      daemon.dataDir,
+    ]);
     const { info, token } = JSON.parse(created.stdout) as { info: { id: string }; token: string };
     const { page } = await open();
     await signIn(page, token);

@@ -59,7 +59,11 @@ describe.each(testServers())("agent.API on $name PostgreSQL", (server) => {
     metrics(credential).push({
       series: [create(SeriesSchema, { metric: "test_agent_up", kind: Kind.GAUGE, labels: {}, times: [Date.now()], values: [1] })],
     });
-  const errorOf = (call: Promise<unknown>) => call.then(() => new ConnectError("the call succeeded", Code.Unknown), (err: unknown) => ConnectError.from(err));
+  const errorOf = (call: Promise<unknown>) =>
+    call.then(
+      () => new ConnectError("the call succeeded", Code.Unknown),
+      (err: unknown) => ConnectError.from(err),
+    );
   const enrol = (hostname: string, request: Partial<Omit<RegisterRequest, "$typeName">> = {}) =>
     agents().register({ enrollToken, host: host(hostname), labels: { role: "db" }, agentVersion: "0.1.0", ...request });
   const lastSeenOf = async (id: string) =>
@@ -198,8 +202,16 @@ describe.each(testServers())("agent.API on $name PostgreSQL", (server) => {
     expect(byTwo.map((x) => x.id)).toEqual([c.agentId]);
     expect((await admin().list({ labels: { role: "none" } })).agents).toEqual([]);
 
-    await db.updateTable("agents").set({ last_seen: new Date(Date.now() - 10 * 60_000) }).where("id", "=", a.agentId).execute();
-    await db.updateTable("agents").set({ last_seen: new Date(Date.now() - 2 * 60_000) }).where("id", "=", c.agentId).execute();
+    await db
+      .updateTable("agents")
+      .set({ last_seen: new Date(Date.now() - 10 * 60_000) })
+      .where("id", "=", a.agentId)
+      .execute();
+    await db
+      .updateTable("agents")
+      .set({ last_seen: new Date(Date.now() - 2 * 60_000) })
+      .where("id", "=", c.agentId)
+      .execute();
     const later = (await admin().list({ labels: { role: "db" } })).agents;
     expect(later.map((x) => [x.host?.hostname, x.status])).toEqual([
       ["list-a", Status.OFFLINE],
@@ -216,7 +228,11 @@ describe.each(testServers())("agent.API on $name PostgreSQL", (server) => {
 
   it("refreshes last_seen on every call with the agent's credential, written in a batch within seconds", async () => {
     const { agentId, credential } = await enrol("alive-1");
-    await db.updateTable("agents").set({ last_seen: new Date(Date.now() - 10 * 60_000) }).where("id", "=", agentId).execute();
+    await db
+      .updateTable("agents")
+      .set({ last_seen: new Date(Date.now() - 10 * 60_000) })
+      .where("id", "=", agentId)
+      .execute();
     const status = async () => (await admin().list({})).agents.find((x) => x.id === agentId)?.status;
     expect(await status()).toBe(Status.OFFLINE);
 

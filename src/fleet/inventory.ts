@@ -56,7 +56,11 @@ export async function insertAgent(db: Db, inventory: Inventory): Promise<string>
 
 /** Writes what a registration of `agentId` reported; it counts as a call, so last_seen moves too. */
 export async function updateInventory(db: Db, agentId: string, inventory: Inventory): Promise<void> {
-  await agents(db).updateTable("agents").set({ ...inventory, last_seen: new Date() }).where("id", "=", agentId).execute();
+  await agents(db)
+    .updateTable("agents")
+    .set({ ...inventory, last_seen: new Date() })
+    .where("id", "=", agentId)
+    .execute();
 }
 
 /** Marks the active agent `agentId` deregistered; false when there is none. */

@@ -9,16 +9,7 @@ import { isUuid } from "../storage/ids.js";
 import { principalKey, rules } from "../tokens/access.js";
 import { TokenStore } from "../tokens/tokens.js";
 import type { AgentRow } from "./agents.table.js";
-import {
-  activeAgentId,
-  deregisterAgent,
-  insertAgent,
-  isHostnameTaken,
-  listAgents,
-  lockAgent,
-  updateInventory,
-  type Inventory,
-} from "./inventory.js";
+import { activeAgentId, deregisterAgent, insertAgent, isHostnameTaken, listAgents, lockAgent, updateInventory, type Inventory } from "./inventory.js";
 import { statusAt, type AgentLiveness } from "./liveness.js";
 
 export interface AgentDeps {

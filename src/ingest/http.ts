@@ -72,7 +72,15 @@ interface Answer {
 async function remoteWrite(deps: IngestHttpDeps, req: NodeRequest, res: NodeResponse): Promise<void> {
   let answer: Answer;
   try {
-    const caller = await admit(deps, req, res, remoteWriteProcedure, "remote-write needs an agent or admin token", ingestLimits.remoteWrite.body, () => checkRemoteWriteHeaders(req.headers));
+    const caller = await admit(
+      deps,
+      req,
+      res,
+      remoteWriteProcedure,
+      "remote-write needs an agent or admin token",
+      ingestLimits.remoteWrite.body,
+      () => checkRemoteWriteHeaders(req.headers),
+    );
     const batch = decodeRemoteWrite(await readLimited(req, ingestLimits.remoteWrite.body));
     const outcome = await storeBatch(batch, deps.push, { agent: agentWriter(caller), nonFinite: "keep" });
     if (outcome.refused > 0) {
@@ -128,7 +136,10 @@ function decodeOtlp(body: Uint8Array, encoding: OtlpEncoding): ExportMetricsServ
         fromJsonString(ExportMetricsServiceRequestSchema, Buffer.from(body).toString("utf8"), { ignoreUnknownFields: true })
       : fromBinary(ExportMetricsServiceRequestSchema, body);
   } catch (err) {
-    throw new IngestRefusal(400, `the body is not an ExportMetricsServiceRequest in ${encoding === "json" ? "OTLP/JSON" : "protobuf binary"}: ${(err as Error).message}`);
+    throw new IngestRefusal(
+      400,
+      `the body is not an ExportMetricsServiceRequest in ${encoding === "json" ? "OTLP/JSON" : "protobuf binary"}: ${(err as Error).message}`,
+    );
   }
 }
 
@@ -137,7 +148,15 @@ function decodeOtlp(body: Uint8Array, encoding: OtlpEncoding): ExportMetricsServ
  * headers, charged to the address when refused), the endpoint's own header checks, the declared
  * size. Then, if the client waits for it (Expect: 100-continue), tells it to send the body.
  */
-async function admit(deps: IngestHttpDeps, req: NodeRequest, res: NodeResponse, procedure: string, needs: string, limit: number, checkHeaders: () => void): Promise<Principal> {
+async function admit(
+  deps: IngestHttpDeps,
+  req: NodeRequest,
+  res: NodeResponse,
+  procedure: string,
+  needs: string,
+  limit: number,
+  checkHeaders: () => void,
+): Promise<Principal> {
   if (req.method !== "POST") throw new IngestRefusal(405, `${req.url?.split("?", 1)[0]} takes POST, not ${req.method}`, { allow: "POST" });
   const auth: HttpAuthDeps = { authorize: (token) => deps.authorize(procedure, token), failedAuth: deps.failedAuth };
   const caller = await authenticateHttp(auth, req.headers.authorization, req.socket.remoteAddress, needs);
@@ -171,7 +190,11 @@ async function gunzipLimited(body: Uint8Array, limit: number): Promise<Uint8Arra
  * What a failure tells the sender: its own mistakes as 4xx (not retried), a store that is behind
  * or away as 503 (retried; Prometheus retries 429 only when configured to), faults as 500.
  */
-function refusalOf(err: unknown, log: Logger, what: string): IngestRefusal | { status: 401 | 403 | 429 | 500; message: string; headers: Record<string, string> } {
+function refusalOf(
+  err: unknown,
+  log: Logger,
+  what: string,
+): IngestRefusal | { status: 401 | 403 | 429 | 500; message: string; headers: Record<string, string> } {
   if (err instanceof IngestRefusal) return err;
   if (err instanceof HttpAuthError) return { status: err.status, message: err.message, headers: err.headers };
   if (err instanceof ConnectError && err.code === Code.InvalidArgument) return new IngestRefusal(400, err.rawMessage);
@@ -201,7 +224,10 @@ const grpcCodeOf: Record<number, Code> = {
  * as the specification asks. Two fields, written directly rather than declaring a foreign message
  * Specta never decodes.
  */
-function statusBody(encoding: OtlpEncoding, refusal: { status: number; message: string }): { headers: Record<string, string>; body: Uint8Array | string } {
+function statusBody(
+  encoding: OtlpEncoding,
+  refusal: { status: number; message: string },
+): { headers: Record<string, string>; body: Uint8Array | string } {
   const code = grpcCodeOf[refusal.status] ?? Code.Unknown;
   if (encoding === "json") return { headers: { "content-type": "application/json" }, body: JSON.stringify({ code, message: refusal.message }) };
   const body = new BinaryWriter().tag(1, WireType.Varint).int32(code).tag(2, WireType.LengthDelimited).string(refusal.message).finish();

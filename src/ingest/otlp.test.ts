@@ -54,7 +54,22 @@ describe("otlpSeries", () => {
         {
           name: "rpc.latency",
           unit: "ms",
-          data: { case: "summary", value: { dataPoints: [{ timeUnixNano: nanos, count: 3n, sum: 12, quantileValues: [{ quantile: 0.5, value: 4 }, { quantile: 0.99, value: 7 }] }] } },
+          data: {
+            case: "summary",
+            value: {
+              dataPoints: [
+                {
+                  timeUnixNano: nanos,
+                  count: 3n,
+                  sum: 12,
+                  quantileValues: [
+                    { quantile: 0.5, value: 4 },
+                    { quantile: 0.99, value: 7 },
+                  ],
+                },
+              ],
+            },
+          },
         },
         {
           name: "temp",
@@ -62,7 +77,15 @@ describe("otlpSeries", () => {
             case: "gauge",
             value: {
               dataPoints: [
-                { timeUnixNano: nanos, attributes: [{ key: "a.b", value: str("1") }, { key: "a_b", value: str("2") }, { key: "empty", value: str("") }], value: { case: "asDouble", value: 1 } },
+                {
+                  timeUnixNano: nanos,
+                  attributes: [
+                    { key: "a.b", value: str("1") },
+                    { key: "a_b", value: str("2") },
+                    { key: "empty", value: str("") },
+                  ],
+                  value: { case: "asDouble", value: 1 },
+                },
                 { timeUnixNano: nanos + 1_000_000n, flags: 1 },
               ],
             },
@@ -85,12 +108,27 @@ describe("otlpSeries", () => {
   it("refuses delta sums and histograms, unspecified temporality, exponential histograms and points without a time, saying why", () => {
     const delta = AggregationTemporality.DELTA;
     const metrics: MessageInitShape<typeof MetricSchema>[] = [
-      { name: "d.sum", data: { case: "sum", value: { aggregationTemporality: delta, isMonotonic: false, dataPoints: [{ timeUnixNano: nanos, value: { case: "asInt", value: 1n } }] } } },
+      {
+        name: "d.sum",
+        data: {
+          case: "sum",
+          value: { aggregationTemporality: delta, isMonotonic: false, dataPoints: [{ timeUnixNano: nanos, value: { case: "asInt", value: 1n } }] },
+        },
+      },
       { name: "d.hist", data: { case: "histogram", value: { aggregationTemporality: delta, dataPoints: [{ timeUnixNano: nanos, count: 1n }] } } },
       { name: "u.sum", data: { case: "sum", value: { dataPoints: [{ timeUnixNano: nanos }] } } },
       { name: "e.hist", data: { case: "exponentialHistogram", value: { dataPoints: [{}, {}] } } },
       { name: "no.time", data: { case: "gauge", value: { dataPoints: [{ value: { case: "asDouble", value: 1 } }] } } },
-      { name: "bad.buckets", data: { case: "histogram", value: { aggregationTemporality: AggregationTemporality.CUMULATIVE, dataPoints: [{ timeUnixNano: nanos, explicitBounds: [1], bucketCounts: [1n] }] } } },
+      {
+        name: "bad.buckets",
+        data: {
+          case: "histogram",
+          value: {
+            aggregationTemporality: AggregationTemporality.CUMULATIVE,
+            dataPoints: [{ timeUnixNano: nanos, explicitBounds: [1], bucketCounts: [1n] }],
+          },
+        },
+      },
     ];
     const batch = otlpSeries(request(metrics));
     expect(batch.series).toEqual([]);

@@ -5,7 +5,13 @@ import {
   type ExportMetricsServiceResponse,
 } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import type { AnyValue, KeyValue } from "../../gen/opentelemetry/proto/common/v1/common_pb.js";
-import { AggregationTemporality, type HistogramDataPoint, type Metric, type NumberDataPoint, type SummaryDataPoint } from "../../gen/opentelemetry/proto/metrics/v1/metrics_pb.js";
+import {
+  AggregationTemporality,
+  type HistogramDataPoint,
+  type Metric,
+  type NumberDataPoint,
+  type SummaryDataPoint,
+} from "../../gen/opentelemetry/proto/metrics/v1/metrics_pb.js";
 import { storeBatch, type BatchSeries, type BatchWriter, type PushDeps } from "../metrics/push.js";
 import { formatValue, staleMarker } from "../promql/values.js";
 import type { Labels } from "../shared/labels.js";
@@ -93,7 +99,10 @@ export function prometheusName(name: string, unit: string, shape: Shape): string
 function unitWord(unit: string, words: Record<string, string>): string {
   const trimmed = unit.trim();
   if (trimmed === "" || /[{}]/.test(trimmed)) return "";
-  return (words[trimmed] ?? trimmed).split(/[^\p{L}\p{N}]+/u).filter((t) => t !== "").join("_");
+  return (words[trimmed] ?? trimmed)
+    .split(/[^\p{L}\p{N}]+/u)
+    .filter((t) => t !== "")
+    .join("_");
 }
 
 /**
@@ -315,7 +324,11 @@ function addSummary(batch: OtlpBatch, name: string, otlpName: string, point: Sum
  * points Specta does not store, plus the samples the store refused (a series over its limits),
  * counted as samples.
  */
-export async function exportMetrics(request: ExportMetricsServiceRequest, deps: PushDeps, agent: BatchWriter["agent"]): Promise<ExportMetricsServiceResponse> {
+export async function exportMetrics(
+  request: ExportMetricsServiceRequest,
+  deps: PushDeps,
+  agent: BatchWriter["agent"],
+): Promise<ExportMetricsServiceResponse> {
   const batch = otlpSeries(request);
   let rejected = batch.refused;
   const messages = batch.messages();

@@ -26,8 +26,16 @@ describe("decodeRemoteWrite", () => {
     const request = create(WriteRequestSchema, {
       timeseries: [
         {
-          labels: [{ name: "__name__", value: "http_requests_total" }, { name: "job", value: "api" }, { name: "path", value: "/ü/€" }],
-          samples: [{ value: 1.5, timestamp: 1_700_000_000_123n }, { value: -0, timestamp: 1_700_000_015_123n }, { value: staleMarker, timestamp: 1_700_000_030_123n }],
+          labels: [
+            { name: "__name__", value: "http_requests_total" },
+            { name: "job", value: "api" },
+            { name: "path", value: "/ü/€" },
+          ],
+          samples: [
+            { value: 1.5, timestamp: 1_700_000_000_123n },
+            { value: -0, timestamp: 1_700_000_015_123n },
+            { value: staleMarker, timestamp: 1_700_000_030_123n },
+          ],
         },
         { labels: [{ name: "__name__", value: "up" }], samples: [{ value: 1, timestamp: -5n }] },
         { labels: [{ name: "__name__", value: "no_samples" }] },
@@ -37,12 +45,25 @@ describe("decodeRemoteWrite", () => {
     // An exemplar (TimeSeries field 3) and metadata (WriteRequest field 3), which Specta does not declare.
     const exemplar = Uint8Array.of(0x1a, 0x02, 0x11, 0x00);
     const first = bytes.subarray(0, 2 + bytes[1]!);
-    const withUnknown = Uint8Array.from([0x0a, first[1]! + exemplar.length, ...first.subarray(2), ...exemplar, ...bytes.subarray(first.length), 0x1a, 0x00]);
+    const withUnknown = Uint8Array.from([
+      0x0a,
+      first[1]! + exemplar.length,
+      ...first.subarray(2),
+      ...exemplar,
+      ...bytes.subarray(first.length),
+      0x1a,
+      0x00,
+    ]);
     expect(fromBinary(WriteRequestSchema, withUnknown).timeseries).toHaveLength(3);
 
     const series = decodeRemoteWrite(body(withUnknown));
     expect(series.map((s) => ({ metric: s.metric, labels: s.labels, kind: s.kind, times: s.times }))).toEqual([
-      { metric: "http_requests_total", labels: { job: "api", path: "/ü/€" }, kind: SeriesKind.counter, times: [1_700_000_000_123, 1_700_000_015_123, 1_700_000_030_123] },
+      {
+        metric: "http_requests_total",
+        labels: { job: "api", path: "/ü/€" },
+        kind: SeriesKind.counter,
+        times: [1_700_000_000_123, 1_700_000_015_123, 1_700_000_030_123],
+      },
       { metric: "up", labels: {}, kind: SeriesKind.gauge, times: [-5] },
     ]);
     const values = series[0]!.values;
@@ -52,23 +73,54 @@ describe("decodeRemoteWrite", () => {
 
   it("refuses what is not a snappy-compressed WriteRequest with 400, and a declared length over the limit with 413 before decoding", () => {
     expect(refusal(() => decodeRemoteWrite(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff)))).toMatchObject({ status: 400 });
-    expect(refusal(() => decodeRemoteWrite(body(Uint8Array.of(0x0a, 0x05, 0x0a))))).toMatchObject({ status: 400, message: expect.stringMatching(/overruns/) });
-    expect(refusal(() => decodeRemoteWrite(body(Uint8Array.of(0x0a, 0x06, 0x0a, 0x04, 0x0a, 0x02, 0xc3, 0x28))))).toMatchObject({ status: 400, message: expect.stringMatching(/UTF-8|encoded/i) });
-    expect(refusal(() => decodeRemoteWrite(Uint8Array.of(0x81, 0x80, 0x04), 65_536))).toEqual({ status: 413, message: "the body declares 65537 bytes uncompressed; remote-write takes at most 65536" });
+    expect(refusal(() => decodeRemoteWrite(body(Uint8Array.of(0x0a, 0x05, 0x0a))))).toMatchObject({
+      status: 400,
+      message: expect.stringMatching(/overruns/),
+    });
+    expect(refusal(() => decodeRemoteWrite(body(Uint8Array.of(0x0a, 0x06, 0x0a, 0x04, 0x0a, 0x02, 0xc3, 0x28))))).toMatchObject({
+      status: 400,
+      message: expect.stringMatching(/UTF-8|encoded/i),
+    });
+    expect(refusal(() => decodeRemoteWrite(Uint8Array.of(0x81, 0x80, 0x04), 65_536))).toEqual({
+      status: 413,
+      message: "the body declares 65537 bytes uncompressed; remote-write takes at most 65536",
+    });
     expect(snappyLength(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0x0f))).toBe(0xffff_ffff);
     expect(snappyLength(Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0x1f))).toBeUndefined();
   });
 
   it("refuses a series without __name__, with a label twice, or with native histograms", () => {
-    const encode = (timeseries: Parameters<typeof create<typeof WriteRequestSchema>>[1]) => body(toBinary(WriteRequestSchema, create(WriteRequestSchema, timeseries)));
-    expect(refusal(() => decodeRemoteWrite(encode({ timeseries: [{ labels: [{ name: "a", value: "1" }], samples: [{ value: 1, timestamp: 1n }] }] })))).toEqual({ status: 400, message: "timeseries[0] has no __name__ label" });
-    const twice = [{ name: "__name__", value: "m" }, { name: "a", value: "1" }, { name: "a", value: "2" }];
-    expect(refusal(() => decodeRemoteWrite(encode({ timeseries: [{ labels: twice, samples: [{ value: 1, timestamp: 1n }] }] })))).toEqual({ status: 400, message: 'timeseries[0] has the label "a" twice' });
-    expect(refusal(() => decodeRemoteWrite(encode({ timeseries: [{ labels: [{ name: "__name__", value: "m" }], histograms: [{}] }] })))).toMatchObject({ status: 400, message: expect.stringMatching(/native histogram/) });
+    const encode = (timeseries: Parameters<typeof create<typeof WriteRequestSchema>>[1]) =>
+      body(toBinary(WriteRequestSchema, create(WriteRequestSchema, timeseries)));
+    expect(
+      refusal(() => decodeRemoteWrite(encode({ timeseries: [{ labels: [{ name: "a", value: "1" }], samples: [{ value: 1, timestamp: 1n }] }] }))),
+    ).toEqual({ status: 400, message: "timeseries[0] has no __name__ label" });
+    const twice = [
+      { name: "__name__", value: "m" },
+      { name: "a", value: "1" },
+      { name: "a", value: "2" },
+    ];
+    expect(refusal(() => decodeRemoteWrite(encode({ timeseries: [{ labels: twice, samples: [{ value: 1, timestamp: 1n }] }] })))).toEqual({
+      status: 400,
+      message: 'timeseries[0] has the label "a" twice',
+    });
+    expect(
+      refusal(() => decodeRemoteWrite(encode({ timeseries: [{ labels: [{ name: "__name__", value: "m" }], histograms: [{}] }] }))),
+    ).toMatchObject({ status: 400, message: expect.stringMatching(/native histogram/) });
   });
 
   it("keeps a label named __proto__ as a key, for the store's checks to refuse", () => {
-    const request = create(WriteRequestSchema, { timeseries: [{ labels: [{ name: "__name__", value: "m" }, { name: "__proto__", value: "x" }], samples: [{ value: 1, timestamp: 1n }] }] });
+    const request = create(WriteRequestSchema, {
+      timeseries: [
+        {
+          labels: [
+            { name: "__name__", value: "m" },
+            { name: "__proto__", value: "x" },
+          ],
+          samples: [{ value: 1, timestamp: 1n }],
+        },
+      ],
+    });
     const [series] = decodeRemoteWrite(body(toBinary(WriteRequestSchema, request)));
     expect(Object.keys(series!.labels)).toEqual(["__proto__"]);
     expect(Object.getPrototypeOf(series!.labels)).toBe(Object.prototype);

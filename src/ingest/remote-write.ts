@@ -18,10 +18,16 @@ export function checkRemoteWriteHeaders(headers: { "content-type"?: string | und
   const type = headers["content-type"] ?? "application/x-protobuf";
   // Remote-write 2.0 says so in the content type (proto=io.prometheus.write.v2.Request); 1.0 senders send none or v1's.
   if (!/^application\/x-protobuf\s*(;\s*proto=prometheus\.WriteRequest\s*)?$/i.test(type)) {
-    throw new IngestRefusal(415, `remote-write takes Content-Type application/x-protobuf (remote-write 1.0, prometheus.WriteRequest), got ${JSON.stringify(type)}`);
+    throw new IngestRefusal(
+      415,
+      `remote-write takes Content-Type application/x-protobuf (remote-write 1.0, prometheus.WriteRequest), got ${JSON.stringify(type)}`,
+    );
   }
   if (!/^snappy$/i.test(headers["content-encoding"] ?? "")) {
-    throw new IngestRefusal(415, `remote-write bodies are snappy-compressed: Content-Encoding must be snappy, got ${JSON.stringify(headers["content-encoding"] ?? "")}`);
+    throw new IngestRefusal(
+      415,
+      `remote-write bodies are snappy-compressed: Content-Encoding must be snappy, got ${JSON.stringify(headers["content-encoding"] ?? "")}`,
+    );
   }
 }
 
@@ -140,7 +146,10 @@ class WriteRequestReader {
         values.push(value);
       } else if (no === field.histograms && type === lengthDelimited) {
         // Storing the floats and not the histograms would keep part of what was sent and say nothing.
-        throw new IngestRefusal(400, `${where()} holds native histogram samples, which Specta does not store; send classic histograms (disable native histograms for this remote_write)`);
+        throw new IngestRefusal(
+          400,
+          `${where()} holds native histogram samples, which Specta does not store; send classic histograms (disable native histograms for this remote_write)`,
+        );
       } else this.skip(type);
     }
     if (this.pos !== end) throw new Error("a message overruns its length");

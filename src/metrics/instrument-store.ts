@@ -56,7 +56,10 @@ export class InstrumentStore {
       moves.forEach((list, i) => {
         const next = list.map((move) => totals.get(idOf(move.key))!.total + move.number);
         if (next.some((total) => !Number.isFinite(total))) {
-          refused.set(i, { kind: "invalid_number", info: `number ${measurements[i]!.number} would make the stored total of ${measurements[i]!.metric} infinite` });
+          refused.set(i, {
+            kind: "invalid_number",
+            info: `number ${measurements[i]!.number} would make the stored total of ${measurements[i]!.metric} infinite`,
+          });
           return;
         }
         list.forEach((move, k) => {

@@ -31,7 +31,13 @@ describe.each(testServers())("metrics.API/Push on $name PostgreSQL", (server) =>
   let sql: pg.Client;
   /** Points stored for `metric` within an hour of now, through the store's read path (Query). */
   const stored = async (metric: string) => {
-    const res = await client.query({ metric, aggregation: Aggregation.COUNT, start: timestampFromMs(now - 3_600_000), end: timestampFromMs(now + 3_600_000), step: durationFromMs(7_200_000) });
+    const res = await client.query({
+      metric,
+      aggregation: Aggregation.COUNT,
+      start: timestampFromMs(now - 3_600_000),
+      end: timestampFromMs(now + 3_600_000),
+      step: durationFromMs(7_200_000),
+    });
     return res.series.reduce((n, s) => n + s.points.reduce((m, p) => m + p.value, 0), 0);
   };
 
@@ -99,13 +105,28 @@ describe.each(testServers())("metrics.API/Push on $name PostgreSQL", (server) =>
   it("refuses oversized batches with ResourceExhausted and writes none of it", async () => {
     const manySeries = Array.from({ length: pushLimits.maxSeries + 1 }, (_, i) => gauge({ i: String(i) }, [now], "too_many"));
     expect(await codeOf(client.push({ series: manySeries }))).toBe(Code.ResourceExhausted);
-    const manyPoints = [gauge({}, Array.from({ length: pushLimits.maxPoints + 1 }, (_, i) => now - i), "too_many")];
+    const manyPoints = [
+      gauge(
+        {},
+        Array.from({ length: pushLimits.maxPoints + 1 }, (_, i) => now - i),
+        "too_many",
+      ),
+    ];
     expect(await codeOf(client.push({ series: manyPoints }))).toBe(Code.ResourceExhausted);
     // Over the 16 MiB message limit.
     const huge = [create(SeriesSchema, { metric: "huge", labels: { blob: "x".repeat(1000) }, kind: Kind.GAUGE, times: [now], values: [1] })];
-    const bulky = Array.from({ length: 9000 }, (_, i) => create(SeriesSchema, { ...huge[0]!, labels: { blob: "x".repeat(1000), b: "y".repeat(1000), i: String(i) } }));
+    const bulky = Array.from({ length: 9000 }, (_, i) =>
+      create(SeriesSchema, { ...huge[0]!, labels: { blob: "x".repeat(1000), b: "y".repeat(1000), i: String(i) } }),
+    );
     // (A Node client refuses to queue that much itself unless its session memory is raised.)
-    const roomy = createClient(MetricsAPI, createGrpcTransport({ baseUrl: daemon.url, nodeOptions: { maxSessionMemory: 100 }, interceptors: [bearer(readFileSync(join(daemon.dataDir, "admin.token"), "utf8").trim())] }));
+    const roomy = createClient(
+      MetricsAPI,
+      createGrpcTransport({
+        baseUrl: daemon.url,
+        nodeOptions: { maxSessionMemory: 100 },
+        interceptors: [bearer(readFileSync(join(daemon.dataDir, "admin.token"), "utf8").trim())],
+      }),
+    );
     expect(await codeOf(roomy.push({ series: bulky }))).toBe(Code.ResourceExhausted);
     expect(await stored("too_many")).toBe(0);
     expect(await stored("huge")).toBe(0);
@@ -113,7 +134,12 @@ describe.each(testServers())("metrics.API/Push on $name PostgreSQL", (server) =>
 
   it("refuses new series over the per-metric limit, and a kind that clashes, with reasons", async () => {
     const series = Array.from({ length: 7 }, (_, i) => gauge({ disk: `d${i}` }, [now], "test_disk_bytes"));
-    const res = await client.push({ series: [...series, create(SeriesSchema, { metric: "test_temperature_celsius", labels: { room: "z" }, kind: Kind.COUNTER, times: [now], values: [1] })] });
+    const res = await client.push({
+      series: [
+        ...series,
+        create(SeriesSchema, { metric: "test_temperature_celsius", labels: { room: "z" }, kind: Kind.COUNTER, times: [now], values: [1] }),
+      ],
+    });
     expect(res.accepted).toBe(5);
     expect(res.refused).toBe(3);
     expect(res.refusals.map((r) => r.reason).sort()).toEqual([

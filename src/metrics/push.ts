@@ -127,7 +127,9 @@ function checkSeries(s: BatchSeries, where: string, oldestMs: number, newestMs: 
   for (const k in s.labels) {
     labelCount++;
     if (k.length > pushLimits.maxLabelKeyLength || !labelKeyPattern.test(k) || k.startsWith("__")) {
-      invalid(`${where}: label key "${k.slice(0, 300)}" must match ${labelKeyPattern.source}, be at most ${pushLimits.maxLabelKeyLength} characters and not start with __`);
+      invalid(
+        `${where}: label key "${k.slice(0, 300)}" must match ${labelKeyPattern.source}, be at most ${pushLimits.maxLabelKeyLength} characters and not start with __`,
+      );
     }
     const value = s.labels[k]!;
     if (value.length > pushLimits.maxLabelValueLength) invalid(`${where}: label ${k} is longer than ${pushLimits.maxLabelValueLength} characters`);
@@ -139,7 +141,9 @@ function checkSeries(s: BatchSeries, where: string, oldestMs: number, newestMs: 
   for (let p = 0; p < times.length; p++) {
     const t = times[p]!;
     if (!(t >= oldestMs && t <= newestMs)) {
-      invalid(`${where}: time ${describeTime(t)} is outside the accepted window (the retention period up to ${pushLimits.maxFutureMs / 60_000} minutes ahead)`);
+      invalid(
+        `${where}: time ${describeTime(t)} is outside the accepted window (the retention period up to ${pushLimits.maxFutureMs / 60_000} minutes ahead)`,
+      );
     }
     // Whole milliseconds, as documented; the store keeps times in ms.
     times[p] = Math.floor(t);

@@ -62,8 +62,24 @@ async function codeOf(call: Promise<unknown>): Promise<{ code: Code | "ok"; mess
 
 /** gauge test_cpu_usage: [host, dc, [[seconds after t0, value], …]]; host d has no dc label. */
 const cpu: [string, string | undefined, [number, number][]][] = [
-  ["a", "x", [[0, 1], [20, 3], [60, 5], [80, 7]]],
-  ["b", "x", [[10, 10], [70, 20]]],
+  [
+    "a",
+    "x",
+    [
+      [0, 1],
+      [20, 3],
+      [60, 5],
+      [80, 7],
+    ],
+  ],
+  [
+    "b",
+    "x",
+    [
+      [10, 10],
+      [70, 20],
+    ],
+  ],
   ["c", "y", [[30, 100]]],
   ["ab", "y", [[5, 8]]],
   ["d", undefined, [[0, 50]]],
@@ -78,7 +94,12 @@ describe("bucketQuantile (Prometheus histogram_quantile)", () => {
   it("answers the last finite bound when the rank falls in +Inf, NaN without observations or +Inf", () => {
     expect(bucketQuantile(0.99, buckets([10, 40, 90, 100]))).toBe(1);
     expect(bucketQuantile(0.5, buckets([0, 0, 0, 0]))).toBeNaN();
-    expect(bucketQuantile(0.5, [{ upperBound: 1, count: 3 }, { upperBound: 2, count: 4 }])).toBeNaN();
+    expect(
+      bucketQuantile(0.5, [
+        { upperBound: 1, count: 3 },
+        { upperBound: 2, count: 4 },
+      ]),
+    ).toBeNaN();
   });
 });
 
@@ -131,18 +152,42 @@ describe.each(testServers())("metrics.API/Query and List on $name PostgreSQL", (
     for (const [host, dc, points] of cpu) await push("test_cpu_usage", Kind.GAUGE, dc ? { host, dc } : { host }, points);
     // A counter with a sample before the range (the look-back) and two resets.
     await push("test_requests_total", Kind.COUNTER, { host: "a", job: "api" }, [
-      [-15, 0], [0, 10], [15, 20], [30, 30], [45, 5], [60, 15], [75, 25], [90, 40], [105, 2],
+      [-15, 0],
+      [0, 10],
+      [15, 20],
+      [30, 30],
+      [45, 5],
+      [60, 15],
+      [75, 25],
+      [90, 40],
+      [105, 2],
     ]);
-    await push("test_requests_total", Kind.COUNTER, { host: "b", job: "api" }, [[0, 1000], [30, 1010], [60, 1040]]);
+    await push("test_requests_total", Kind.COUNTER, { host: "b", job: "api" }, [
+      [0, 1000],
+      [30, 1010],
+      [60, 1040],
+    ]);
     // Histogram buckets (cumulative running totals) of two routes.
     const les = ["0.1", "0.5", "1", "+Inf"];
     const route = async (name: string, totals: [number, number[]][]) => {
       for (const [i, le] of les.entries()) {
-        await push("test_latency_seconds_bucket", Kind.HISTOGRAM, { route: name, le }, totals.map(([s, counts]) => [s, counts[i]!]));
+        await push(
+          "test_latency_seconds_bucket",
+          Kind.HISTOGRAM,
+          { route: name, le },
+          totals.map(([s, counts]) => [s, counts[i]!]),
+        );
       }
     };
-    await route("/x", [[-30, [0, 0, 0, 0]], [30, [10, 40, 90, 100]], [90, [10, 50, 120, 130]]]);
-    await route("/y", [[-30, [0, 0, 0, 0]], [30, [0, 0, 10, 10]]]);
+    await route("/x", [
+      [-30, [0, 0, 0, 0]],
+      [30, [10, 40, 90, 100]],
+      [90, [10, 50, 120, 130]],
+    ]);
+    await route("/y", [
+      [-30, [0, 0, 0, 0]],
+      [30, [0, 0, 10, 10]],
+    ]);
   });
 
   afterAll(async () => {
@@ -157,8 +202,20 @@ describe.each(testServers())("metrics.API/Query and List on $name PostgreSQL", (
     expect(durationMs(res.step!)).toBe(60_000);
     expect(simplify(res)).toEqual([
       // Ordered by label set (keys sorted): dc first.
-      { labels: { host: "a", dc: "x" }, points: [[0, 2], [60, 6]] },
-      { labels: { host: "b", dc: "x" }, points: [[0, 10], [60, 20]] },
+      {
+        labels: { host: "a", dc: "x" },
+        points: [
+          [0, 2],
+          [60, 6],
+        ],
+      },
+      {
+        labels: { host: "b", dc: "x" },
+        points: [
+          [0, 10],
+          [60, 20],
+        ],
+      },
       { labels: { host: "ab", dc: "y" }, points: [[0, 8]] },
       { labels: { host: "c", dc: "y" }, points: [[0, 100]] },
       { labels: { host: "d" }, points: [[0, 50]] },
@@ -169,12 +226,60 @@ describe.each(testServers())("metrics.API/Query and List on $name PostgreSQL", (
     const byDc = (aggregation: Aggregation) => query(req("test_cpu_usage", 0, 119, 60, { aggregation, groupBy: ["dc"] }));
     // No dc: host d (50). dc=x: 1, 3, 10 in the first step, 5, 7, 20 in the second. dc=y: 8, 100.
     const expected: [Aggregation, number, [number, number][], [number, number][]][] = [
-      [Aggregation.AVG, 50, [[0, 14 / 3], [60, 32 / 3]], [[0, 54]]],
-      [Aggregation.MIN, 50, [[0, 1], [60, 5]], [[0, 8]]],
-      [Aggregation.MAX, 50, [[0, 10], [60, 20]], [[0, 100]]],
-      [Aggregation.SUM, 50, [[0, 14], [60, 32]], [[0, 108]]],
-      [Aggregation.COUNT, 1, [[0, 3], [60, 3]], [[0, 2]]],
-      [Aggregation.LAST, 50, [[0, 13], [60, 27]], [[0, 108]]],
+      [
+        Aggregation.AVG,
+        50,
+        [
+          [0, 14 / 3],
+          [60, 32 / 3],
+        ],
+        [[0, 54]],
+      ],
+      [
+        Aggregation.MIN,
+        50,
+        [
+          [0, 1],
+          [60, 5],
+        ],
+        [[0, 8]],
+      ],
+      [
+        Aggregation.MAX,
+        50,
+        [
+          [0, 10],
+          [60, 20],
+        ],
+        [[0, 100]],
+      ],
+      [
+        Aggregation.SUM,
+        50,
+        [
+          [0, 14],
+          [60, 32],
+        ],
+        [[0, 108]],
+      ],
+      [
+        Aggregation.COUNT,
+        1,
+        [
+          [0, 3],
+          [60, 3],
+        ],
+        [[0, 2]],
+      ],
+      [
+        Aggregation.LAST,
+        50,
+        [
+          [0, 13],
+          [60, 27],
+        ],
+        [[0, 108]],
+      ],
     ];
     for (const [aggregation, none, x, y] of expected) {
       expect(await byDc(aggregation), Aggregation[aggregation]).toEqual([
@@ -184,13 +289,21 @@ describe.each(testServers())("metrics.API/Query and List on $name PostgreSQL", (
       ]);
     }
     expect(await query(req("test_cpu_usage", 0, 119, 60, { aggregation: Aggregation.MAX, groupBy: ["nobody"] }))).toEqual([
-      { labels: {}, points: [[0, 100], [60, 20]] },
+      {
+        labels: {},
+        points: [
+          [0, 100],
+          [60, 20],
+        ],
+      },
     ]);
   });
 
   it("selects series with each matcher operator; a missing label equals the empty string; regexes are anchored", async () => {
     const hosts = async (...matchers: [string, MatchOperator, string][]) =>
-      (await client.query(req("test_cpu_usage", 0, 119, 60, { matchers: matchers.map(([label, operator, value]) => ({ label, operator, value })) }))).series
+      (
+        await client.query(req("test_cpu_usage", 0, 119, 60, { matchers: matchers.map(([label, operator, value]) => ({ label, operator, value })) }))
+      ).series
         .map((s) => s.labels.host)
         .sort();
     expect(await hosts(["host", MatchOperator.EQUAL, "a"])).toEqual(["a"]);
@@ -204,30 +317,67 @@ describe.each(testServers())("metrics.API/Query and List on $name PostgreSQL", (
     expect(await hosts(["host", MatchOperator.NOT_REGEX, "a.*"], ["dc", MatchOperator.EQUAL, "x"])).toEqual(["b"]);
     expect(await hosts(["nolabel", MatchOperator.REGEX, ""])).toEqual(["a", "ab", "b", "c", "d"]);
 
-    const bad = await codeOf(client.query(req("test_cpu_usage", 0, 119, 60, { matchers: [{ label: "host", operator: MatchOperator.REGEX, value: "(" }] })));
+    const bad = await codeOf(
+      client.query(req("test_cpu_usage", 0, 119, 60, { matchers: [{ label: "host", operator: MatchOperator.REGEX, value: "(" }] })),
+    );
     expect(bad.code).toBe(Code.InvalidArgument);
     expect(bad.message).toMatch(/^matcher host=~"\(": .*regular expression/);
     // Also when no series has the metric, and when the pattern would escape the anchors.
-    expect((await codeOf(client.query(req("nothing_here", 0, 1, 1, { matchers: [{ label: "x", operator: MatchOperator.NOT_REGEX, value: "a)|(b" }] })))).code).toBe(
-      Code.InvalidArgument,
-    );
-    expect((await codeOf(client.query(req("test_cpu_usage", 0, 1, 1, { matchers: [{ label: "host", operator: MatchOperator.UNSPECIFIED, value: "a" }] })))).code).toBe(
-      Code.InvalidArgument,
-    );
+    expect(
+      (await codeOf(client.query(req("nothing_here", 0, 1, 1, { matchers: [{ label: "x", operator: MatchOperator.NOT_REGEX, value: "a)|(b" }] }))))
+        .code,
+    ).toBe(Code.InvalidArgument);
+    expect(
+      (await codeOf(client.query(req("test_cpu_usage", 0, 1, 1, { matchers: [{ label: "host", operator: MatchOperator.UNSPECIFIED, value: "a" }] }))))
+        .code,
+    ).toBe(Code.InvalidArgument);
   });
 
   it("computes increase and rate of counters across resets, using the sample before the range", async () => {
     // host a: deltas 10 (from the look-back sample), 10, 10, 5 (reset) | 10, 10, 15, 2 (reset).
     // host b: its first sample has nothing before it: 10 | 30.
     expect(await query(req("test_requests_total", 0, 119, 60, { aggregation: Aggregation.INCREASE }))).toEqual([
-      { labels: { host: "a", job: "api" }, points: [[0, 35], [60, 37]] },
-      { labels: { host: "b", job: "api" }, points: [[0, 10], [60, 30]] },
+      {
+        labels: { host: "a", job: "api" },
+        points: [
+          [0, 35],
+          [60, 37],
+        ],
+      },
+      {
+        labels: { host: "b", job: "api" },
+        points: [
+          [0, 10],
+          [60, 30],
+        ],
+      },
     ]);
     expect(await query(req("test_requests_total", 0, 119, 60, { aggregation: Aggregation.RATE, groupBy: ["job"] }))).toEqual([
-      { labels: { job: "api" }, points: [[0, 45 / 60], [60, 67 / 60]] },
+      {
+        labels: { job: "api" },
+        points: [
+          [0, 45 / 60],
+          [60, 67 / 60],
+        ],
+      },
     ]);
-    expect(await query(req("test_requests_total", 0, 119, 30, { aggregation: Aggregation.INCREASE, matchers: [{ label: "host", operator: MatchOperator.EQUAL, value: "a" }] }))).toEqual([
-      { labels: { host: "a", job: "api" }, points: [[0, 20], [30, 15], [60, 20], [90, 17]] },
+    expect(
+      await query(
+        req("test_requests_total", 0, 119, 30, {
+          aggregation: Aggregation.INCREASE,
+          matchers: [{ label: "host", operator: MatchOperator.EQUAL, value: "a" }],
+        }),
+      ),
+    ).toEqual([
+      {
+        labels: { host: "a", job: "api" },
+        points: [
+          [0, 20],
+          [30, 15],
+          [60, 20],
+          [90, 17],
+        ],
+      },
     ]);
     expect((await codeOf(client.query(req("test_cpu_usage", 0, 119, 60, { aggregation: Aggregation.RATE })))).code).toBe(Code.InvalidArgument);
   });
@@ -239,7 +389,13 @@ describe.each(testServers())("metrics.API/Query and List on $name PostgreSQL", (
     // /x, second step: increases 0, 10, 30, 30 → rank 15: 0.5 + 0.5 × (15 − 10) / (30 − 10) = 0.625.
     // /y: increases 0, 0, 10, 10 → rank 5: 0.5 + 0.5 × 5 / 10 = 0.75.
     expect(await quantile(0.5)).toEqual([
-      { labels: { route: "/x" }, points: [[0, 0.6], [60, 0.625]] },
+      {
+        labels: { route: "/x" },
+        points: [
+          [0, 0.6],
+          [60, 0.625],
+        ],
+      },
       { labels: { route: "/y" }, points: [[0, 0.75]] },
     ]);
     // Both routes summed by le: 10, 40, 100, 110 → rank 55: 0.5 + 0.5 × 15 / 60 = 0.625.
@@ -288,7 +444,9 @@ describe.each(testServers())("metrics.API/Query and List on $name PostgreSQL", (
       code: Code.ResourceExhausted,
       message: "the query selects more than 10000 series of metric test_many: narrow it with matchers",
     });
-    expect((await codeOf(client.query(req("test_many", 0, 3600, 30, { matchers: [{ label: "i", operator: MatchOperator.REGEX, value: "1.*" }] })))).code).toBe("ok");
+    expect(
+      (await codeOf(client.query(req("test_many", 0, 3600, 30, { matchers: [{ label: "i", operator: MatchOperator.REGEX, value: "1.*" }] })))).code,
+    ).toBe("ok");
   });
 
   it("lists metrics with kinds, series counts, label values and help", async () => {
@@ -313,7 +471,9 @@ describe.each(testServers())("metrics.API/Query and List on $name PostgreSQL", (
     // At most 1,000 values per key, the first in byte order.
     const many = (await client.list({ prefix: "test_many" })).metrics[0]!;
     expect(many.series).toBe(10_001n);
-    const all = Array.from({ length: 10_000 }, (_, i) => String(i + 1)).concat("extra").sort();
+    const all = Array.from({ length: 10_000 }, (_, i) => String(i + 1))
+      .concat("extra")
+      .sort();
     expect(many.labels[0]!.values).toEqual(all.slice(0, 1000));
 
     // Declared instruments carry their help, on each series of a histogram.

@@ -19,7 +19,17 @@ import { parsePromql, ParseError } from "../promql/parse.js";
 import { tsdbReader } from "../promql/tsdb-reader.js";
 import type { Labels } from "../shared/labels.js";
 import { seriesKey } from "../shared/series-key.js";
-import { alignedSteps, maxSelectedSeries, maxTimeMs, SeriesKind, type LabelMatcher, type MatchOperator as StoreOperator, type SelectedSeries, type StepAggregate, type Tsdb } from "../tsdb/index.js";
+import {
+  alignedSteps,
+  maxSelectedSeries,
+  maxTimeMs,
+  SeriesKind,
+  type LabelMatcher,
+  type MatchOperator as StoreOperator,
+  type SelectedSeries,
+  type StepAggregate,
+  type Tsdb,
+} from "../tsdb/index.js";
 
 /** Limits of one Query call, as documented on metrics.QueryRequest. */
 export const queryLimits = {
@@ -88,9 +98,14 @@ async function queryExpression(req: QueryRequest, deps: QueryDeps, signal: Abort
   const range = resolveRange(req, deps.now?.() ?? Date.now());
   const { first } = alignedSteps(range.startMs, range.endMs, range.stepMs);
   try {
-    const result = await rangeQuery(tsdbReader(deps.tsdb), parsePromql(req.expr), first, range.endMs, range.stepMs, { ...(signal ? { signal } : {}) });
+    const result = await rangeQuery(tsdbReader(deps.tsdb), parsePromql(req.expr), first, range.endMs, range.stepMs, {
+      ...(signal ? { signal } : {}),
+    });
     const series = result.series.map((s) =>
-      create(SeriesPointsSchema, { labels: s.labels, points: s.times.map((t, i) => create(PointSchema, { time: timestampFromMs(t), value: s.values[i]! })) }),
+      create(SeriesPointsSchema, {
+        labels: s.labels,
+        points: s.times.map((t, i) => create(PointSchema, { time: timestampFromMs(t), value: s.values[i]! })),
+      }),
     );
     return create(QueryResponseSchema, { series, step: durationFromMs(range.stepMs) });
   } catch (err) {
@@ -125,7 +140,10 @@ function invalid(message: string): never {
 export function resolveRange(req: Pick<QueryRequest, "start" | "end" | "step">, nowMs: number): Range {
   const endMs = req.end ? timestampMs(req.end) : nowMs;
   const startMs = req.start ? timestampMs(req.start) : endMs - queryLimits.defaultRangeMs;
-  for (const [name, ms] of [["start", startMs], ["end", endMs]] as const) {
+  for (const [name, ms] of [
+    ["start", startMs],
+    ["end", endMs],
+  ] as const) {
     if (!(ms >= 0 && ms <= maxTimeMs)) invalid(`${name} must lie between 1970 and 9999, got ${ms} ms since 1970`);
   }
   if (startMs > endMs) invalid(`start (${new Date(startMs).toISOString()}) is after end (${new Date(endMs).toISOString()})`);
@@ -258,7 +276,9 @@ function valueGroups(
     const series = create(SeriesPointsSchema, { labels: group.labels });
     // A group of one series (no group_by) has its steps in time order already.
     const steps: Iterable<Combined & { time: number }> =
-      group.members.length === 1 ? (points.get(group.members[0]!.id) ?? []) : [...combineSteps(group.members, points)].sort(([a], [b]) => a - b).map(([time, c]) => ({ ...c, time }));
+      group.members.length === 1
+        ? (points.get(group.members[0]!.id) ?? [])
+        : [...combineSteps(group.members, points)].sort(([a], [b]) => a - b).map(([time, c]) => ({ ...c, time }));
     for (const step of steps) {
       const value = stepValue(step, aggregation, stepMs);
       if (value !== undefined) series.points.push(create(PointSchema, { time: timestampFromMs(step.time), value }));
@@ -299,7 +319,10 @@ function quantileGroups(selected: SelectedSeries[], points: Map<number, StepAggr
     for (const time of [...byTime.keys()].sort((a, b) => a - b)) {
       const step = byTime.get(time)!;
       if (step.deltas === 0) continue;
-      const value = bucketQuantile(q, [...step.counts].map(([upperBound, count]) => ({ upperBound, count })));
+      const value = bucketQuantile(
+        q,
+        [...step.counts].map(([upperBound, count]) => ({ upperBound, count })),
+      );
       if (!Number.isNaN(value)) series.points.push(create(PointSchema, { time: timestampFromMs(time), value }));
     }
     if (series.points.length > 0) out.push(series);

@@ -74,7 +74,9 @@ describe("metrics.API's handlers, in memory", () => {
     await as(undefined).counter({ action: [action("jobs_done_total", 3, { queue: "video", priority: "low" })] });
     await as(undefined).counter({ action: [action("jobs_done_total", 4, { queue: "video", priority: "low" })] });
     expect(await largest("jobs_done_total")).toContainEqual({ labels: { queue: "video", priority: "low", env: "testing" }, value: 7 });
-    await as(undefined).histogram({ action: [action("upload_size_bytes", 2048, { kind: "image" }), action("upload_size_bytes", 10, { kind: "image" })] });
+    await as(undefined).histogram({
+      action: [action("upload_size_bytes", 2048, { kind: "image" }), action("upload_size_bytes", 10, { kind: "image" })],
+    });
     expect(await largest("upload_size_bytes_count")).toEqual([{ labels: { kind: "image", env: "testing" }, value: 2 }]);
     expect(await largest("upload_size_bytes_sum")).toEqual([{ labels: { kind: "image", env: "testing" }, value: 2058 }]);
     const buckets = Object.fromEntries((await largest("upload_size_bytes_bucket")).map((s) => [s.labels.le, s.value]));
@@ -82,7 +84,13 @@ describe("metrics.API's handlers, in memory", () => {
   });
 
   it("writes an agent's series under its registered hostname, whatever host label it sends", async () => {
-    const series = create(SeriesSchema, { metric: "node_load1", kind: Kind.GAUGE, labels: { host: "somebody-else" }, times: [now - 1000], values: [0.5] });
+    const series = create(SeriesSchema, {
+      metric: "node_load1",
+      kind: Kind.GAUGE,
+      labels: { host: "somebody-else" },
+      times: [now - 1000],
+      values: [0.5],
+    });
     expect(await as(agent).push({ series: [series] })).toMatchObject({ accepted: 1, refused: 0 });
     expect(await largest("node_load1")).toEqual([{ labels: { host: "web-1" }, value: 0.5 }]);
     // An admin's batch keeps the labels it has.
@@ -91,7 +99,8 @@ describe("metrics.API's handlers, in memory", () => {
   });
 
   it("counts a re-sent batch once, and refuses a batch with one malformed series whole", async () => {
-    const counter = (metric: string) => create(SeriesSchema, { metric, kind: Kind.COUNTER, labels: {}, times: [now - 2000, now - 1000], values: [1, 2] });
+    const counter = (metric: string) =>
+      create(SeriesSchema, { metric, kind: Kind.COUNTER, labels: {}, times: [now - 2000, now - 1000], values: [1, 2] });
     const batch = [counter("retried_total")];
     for (let i = 0; i < 3; i++) expect(await as(admin).push({ series: batch })).toMatchObject({ accepted: 2, refused: 0 });
     const counted = await as(admin).query({ metric: "retried_total", aggregation: Aggregation.COUNT, ...range });
@@ -103,7 +112,9 @@ describe("metrics.API's handlers, in memory", () => {
   });
 
   it("refuses new series over the per-metric limit with a reason per series, and keeps the others", async () => {
-    const series = Array.from({ length: 7 }, (_, i) => create(SeriesSchema, { metric: "crowded", kind: Kind.GAUGE, labels: { n: String(i) }, times: [now - 1000], values: [i] }));
+    const series = Array.from({ length: 7 }, (_, i) =>
+      create(SeriesSchema, { metric: "crowded", kind: Kind.GAUGE, labels: { n: String(i) }, times: [now - 1000], values: [i] }),
+    );
     const res = await as(admin).push({ series });
     expect(res).toMatchObject({ accepted: 5, refused: 2 });
     expect(res.refusals.map((r) => r.points)).toEqual([1, 1]);

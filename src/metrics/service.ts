@@ -34,16 +34,16 @@ export interface MetricsDeps {
 export function metricsService({ instruments, instrumentStore, push: pushDeps, tsdb }: MetricsDeps): ServiceImpl<typeof MetricsAPI> {
   const recordAll = async (kind: InstrumentKind, actions: Action[]): Promise<{ result: Result[] }> => {
     if (actions.length === 0 || actions.length > maxActionsPerCall) {
-      throw new ConnectError(
-        `a call takes 1 to ${maxActionsPerCall} actions, got ${actions.length}`,
-        Code.InvalidArgument,
-      );
+      throw new ConnectError(`a call takes 1 to ${maxActionsPerCall} actions, got ${actions.length}`, Code.InvalidArgument);
     }
     const refusals = actions.map((action) => instruments.check(kind, action));
     const checked = actions.flatMap((action, i) => (refusals[i] === undefined ? [{ action, i }] : []));
     let stored: Map<number, Refused>;
     try {
-      stored = await instrumentStore.persist(kind, checked.map((c) => c.action));
+      stored = await instrumentStore.persist(
+        kind,
+        checked.map((c) => c.action),
+      );
     } catch (err) {
       throw err instanceof InstrumentSeriesRefused ? new ConnectError(err.message, Code.FailedPrecondition) : err;
     }
@@ -54,9 +54,7 @@ export function metricsService({ instruments, instrumentStore, push: pushDeps, t
     });
     return {
       result: refusals.map((refused) =>
-        refused
-          ? create(ResultSchema, { status: "failure", reason: refused })
-          : create(ResultSchema, { status: "success" }),
+        refused ? create(ResultSchema, { status: "failure", reason: refused }) : create(ResultSchema, { status: "success" }),
       ),
     };
   };

@@ -82,11 +82,15 @@ class PromApi {
       metadata: { methods: ["GET"], run: (p) => this.metadata(p) },
       "status/buildinfo": { methods: ["GET"], run: async () => ({ data: buildInfo }) },
     };
-    const endpoint = labelValues ? { methods: ["GET"], run: (p: Params) => this.labelValues(decodeURIComponent(labelValues[1]!), p) } : endpoints[path];
+    const endpoint = labelValues
+      ? { methods: ["GET"], run: (p: Params) => this.labelValues(decodeURIComponent(labelValues[1]!), p) }
+      : endpoints[path];
     try {
       if (!endpoint) throw new ApiError("not_found", `no Prometheus API endpoint at ${url.pathname}`);
       if (!endpoint.methods.includes(req.method ?? "")) {
-        throw new ApiError("method_not_allowed", `${url.pathname} answers ${endpoint.methods.join(" and ")}, not ${req.method}`, { allow: endpoint.methods.join(", ") });
+        throw new ApiError("method_not_allowed", `${url.pathname} answers ${endpoint.methods.join(" and ")}, not ${req.method}`, {
+          allow: endpoint.methods.join(", "),
+        });
       }
       await authenticateHttp(this.deps, req.headers.authorization, req.socket.remoteAddress, "the Prometheus API needs a viewer or admin token");
       const params = await readParams(req, url);
@@ -134,11 +138,15 @@ class PromApi {
     if (step === undefined) throw ApiError.badData(`invalid parameter "step": cannot parse "" to a valid duration`);
     if (step <= 0) throw ApiError.badData("zero or negative query resolution step widths are not accepted. Try a positive integer");
     if ((end - start) / step > this.limits.maxSteps) {
-      throw ApiError.badData(`exceeded maximum resolution of ${this.limits.maxSteps.toLocaleString("en-US")} points per timeseries. Try decreasing the query resolution (?step=XX)`);
+      throw ApiError.badData(
+        `exceeded maximum resolution of ${this.limits.maxSteps.toLocaleString("en-US")} points per timeseries. Try decreasing the query resolution (?step=XX)`,
+      );
     }
     const expr = parsePromql(params.get("query") ?? "");
     if (expr.type !== "scalar" && expr.type !== "vector") {
-      throw ApiError.badData(`invalid expression type "${expr.type === "matrix" ? "range vector" : "string"}" for range query, must be Scalar or instant Vector`);
+      throw ApiError.badData(
+        `invalid expression type "${expr.type === "matrix" ? "range vector" : "string"}" for range query, must be Scalar or instant Vector`,
+      );
     }
     const result = await rangeQuery(this.reader, expr, start, end, step, { limits: this.queryLimits(params), signal, lookbackMs: lookback(params) });
     return { data: rangeData(result) };
@@ -230,7 +238,8 @@ function lookback(params: Params): number | undefined {
 /** The matchers of a match[] selector, which must be a vector selector. */
 function selectorMatchers(text: string): Matcher[] {
   const expr = parsePromql(text);
-  if (expr.kind !== "selector" || expr.offsetMs !== 0) throw ApiError.badData(`invalid parameter "match[]": ${JSON.stringify(text)} is not a series selector`);
+  if (expr.kind !== "selector" || expr.offsetMs !== 0)
+    throw ApiError.badData(`invalid parameter "match[]": ${JSON.stringify(text)} is not a series selector`);
   return expr.matchers;
 }
 
@@ -244,7 +253,9 @@ async function readParams(req: NodeRequest, url: URL): Promise<Params> {
   if (req.method !== "POST") return new Params(url.searchParams);
   const type = (req.headers["content-type"] ?? "").split(";", 1)[0]!.trim().toLowerCase();
   if (type !== "application/x-www-form-urlencoded") {
-    throw ApiError.badData(`a POST to the Prometheus API must be form-encoded (Content-Type: application/x-www-form-urlencoded), got ${JSON.stringify(type)}`);
+    throw ApiError.badData(
+      `a POST to the Prometheus API must be form-encoded (Content-Type: application/x-www-form-urlencoded), got ${JSON.stringify(type)}`,
+    );
   }
   const chunks: Buffer[] = [];
   let size = 0;

@@ -24,7 +24,8 @@ export class Params {
   time(name: string): number {
     const text = this.get(name) ?? "";
     const ms = parseTime(text);
-    if (ms === undefined) throw ApiError.badData(`invalid parameter ${JSON.stringify(name)}: cannot parse ${JSON.stringify(text)} to a valid timestamp`);
+    if (ms === undefined)
+      throw ApiError.badData(`invalid parameter ${JSON.stringify(name)}: cannot parse ${JSON.stringify(text)} to a valid timestamp`);
     return ms;
   }
 
@@ -38,7 +39,8 @@ export class Params {
     const text = this.get(name) ?? "";
     if (text === "") return undefined;
     const ms = parseDuration(text);
-    if (ms === undefined) throw ApiError.badData(`invalid parameter ${JSON.stringify(name)}: cannot parse ${JSON.stringify(text)} to a valid duration`);
+    if (ms === undefined)
+      throw ApiError.badData(`invalid parameter ${JSON.stringify(name)}: cannot parse ${JSON.stringify(text)} to a valid duration`);
     return ms;
   }
 
@@ -47,7 +49,8 @@ export class Params {
     const text = this.get("limit") ?? "";
     if (text === "") return 0;
     const n = Number(text);
-    if (!Number.isInteger(n) || n < 0) throw ApiError.badData(`invalid parameter "limit": cannot parse ${JSON.stringify(text)} to a non-negative integer`);
+    if (!Number.isInteger(n) || n < 0)
+      throw ApiError.badData(`invalid parameter "limit": cannot parse ${JSON.stringify(text)} to a non-negative integer`);
     return n;
   }
 }

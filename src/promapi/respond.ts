@@ -7,7 +7,18 @@ import { formatValue, type Labels, type Value } from "../promql/values.js";
  * "+Inf"), times as Unix seconds.
  */
 
-export type ErrorType = "bad_data" | "execution" | "timeout" | "canceled" | "internal" | "unavailable" | "not_found" | "method_not_allowed" | "unauthorized" | "forbidden" | "too_many_requests";
+export type ErrorType =
+  | "bad_data"
+  | "execution"
+  | "timeout"
+  | "canceled"
+  | "internal"
+  | "unavailable"
+  | "not_found"
+  | "method_not_allowed"
+  | "unauthorized"
+  | "forbidden"
+  | "too_many_requests";
 
 /** The HTTP status Prometheus answers each error type with (Specta adds 401, 403 and 429 for its credentials). */
 const statusOf: Record<ErrorType, number> = {
@@ -89,7 +100,10 @@ export function instantData(value: Value, timeMs: number): unknown {
     case "matrix":
       return {
         resultType: "matrix",
-        result: value.series.map((s) => ({ metric: labelsJson(s.labels), values: Array.from(s.times, (time, i) => [time / 1000, formatValue(s.values[i]!)]) })),
+        result: value.series.map((s) => ({
+          metric: labelsJson(s.labels),
+          values: Array.from(s.times, (time, i) => [time / 1000, formatValue(s.values[i]!)]),
+        })),
       };
   }
 }

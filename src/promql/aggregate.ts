@@ -34,7 +34,14 @@ function groupsOf(node: Aggregate, samples: Sample[]): Group[] {
 export function aggregate(node: Aggregate, samples: Sample[], param: number): Sample[] {
   const groups = groupsOf(node, samples);
   if (node.op === "topk" || node.op === "bottomk") return selectK(node.op, groups, param);
-  return groups.map((g) => ({ labels: g.labels, value: reduce(node.op, g.samples.map((s) => s.value), param) }));
+  return groups.map((g) => ({
+    labels: g.labels,
+    value: reduce(
+      node.op,
+      g.samples.map((s) => s.value),
+      param,
+    ),
+  }));
 }
 
 function reduce(op: Aggregate["op"], values: number[], param: number): number {

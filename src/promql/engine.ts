@@ -105,7 +105,14 @@ interface Prepared {
 }
 
 /** Reads what every selector of `expr` needs for evaluations at times in [startMs, endMs]. */
-async function prepare(reader: SeriesReader, expr: Expr, startMs: number, endMs: number, lookbackMs: number, options: QueryOptions): Promise<Prepared> {
+async function prepare(
+  reader: SeriesReader,
+  expr: Expr,
+  startMs: number,
+  endMs: number,
+  lookbackMs: number,
+  options: QueryOptions,
+): Promise<Prepared> {
   const limits = { ...defaultLimits, ...options.limits };
   const budget = new ReadBudget(limits, options.signal ?? new AbortController().signal, Date.now() + limits.timeoutMs);
   const data = new Map<VectorSelector, SeriesSamples[]>();
@@ -128,9 +135,18 @@ export async function instantQuery(reader: SeriesReader, expr: Expr, timeMs: num
   return { value, read: budget.used };
 }
 
-export async function rangeQuery(reader: SeriesReader, expr: Expr, startMs: number, endMs: number, stepMs: number, options: QueryOptions = {}): Promise<RangeResult> {
+export async function rangeQuery(
+  reader: SeriesReader,
+  expr: Expr,
+  startMs: number,
+  endMs: number,
+  stepMs: number,
+  options: QueryOptions = {},
+): Promise<RangeResult> {
   if (expr.type !== "scalar" && expr.type !== "vector") {
-    throw new EvaluationError(`invalid expression type "${expr.type === "matrix" ? "range vector" : "string"}" for range query, must be Scalar or instant Vector`);
+    throw new EvaluationError(
+      `invalid expression type "${expr.type === "matrix" ? "range vector" : "string"}" for range query, must be Scalar or instant Vector`,
+    );
   }
   const lookbackMs = options.lookbackMs ?? defaultLookbackMs;
   const { budget, data } = await prepare(reader, expr, startMs, endMs, lookbackMs, options);
@@ -190,11 +206,14 @@ class Evaluator {
         const rhs = this.eval(expr.rhs, t);
         if (lhs.type === "scalar" && rhs.type === "scalar") return { type: "scalar", value: scalarScalar(expr, lhs.value, rhs.value) };
         if (lhs.type === "vector" && rhs.type === "vector") {
-          const samples = expr.matching!.card === "many-to-many" ? setOperation(expr, lhs.samples, rhs.samples) : vectorVector(expr, lhs.samples, rhs.samples);
+          const samples =
+            expr.matching!.card === "many-to-many" ? setOperation(expr, lhs.samples, rhs.samples) : vectorVector(expr, lhs.samples, rhs.samples);
           return { type: "vector", samples };
         }
-        if (lhs.type === "vector" && rhs.type === "scalar") return { type: "vector", samples: unique(vectorScalar(expr, lhs.samples, rhs.value, false)) };
-        if (lhs.type === "scalar" && rhs.type === "vector") return { type: "vector", samples: unique(vectorScalar(expr, rhs.samples, lhs.value, true)) };
+        if (lhs.type === "vector" && rhs.type === "scalar")
+          return { type: "vector", samples: unique(vectorScalar(expr, lhs.samples, rhs.value, false)) };
+        if (lhs.type === "scalar" && rhs.type === "vector")
+          return { type: "vector", samples: unique(vectorScalar(expr, rhs.samples, lhs.value, true)) };
         throw new Error(`binary operation between a ${lhs.type} and a ${rhs.type}`);
       }
     }

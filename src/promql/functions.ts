@@ -28,7 +28,12 @@ interface FunctionDef extends FunctionSignature {
   eval(ctx: CallContext): Value;
 }
 
-const vectorFn = (argTypes: ValueType[], evalFn: (ctx: CallContext) => Value, optional = 0): FunctionDef => ({ argTypes, optional, returns: "vector", eval: evalFn });
+const vectorFn = (argTypes: ValueType[], evalFn: (ctx: CallContext) => Value, optional = 0): FunctionDef => ({
+  argTypes,
+  optional,
+  returns: "vector",
+  eval: evalFn,
+});
 
 /** An element-wise function of an instant vector (its other arguments scalars); drops the metric name. */
 function elementWise(f: (value: number, ctx: CallContext) => number, extra: ValueType[] = [], optional = 0): FunctionDef {
@@ -40,7 +45,10 @@ function elementWise(f: (value: number, ctx: CallContext) => number, extra: Valu
 }
 
 /** A function of each series of a range vector; series without samples give nothing. Drops the metric name unless `keepName`. */
-function overRange(f: (s: SeriesSamples, ctx: CallContext) => number | undefined, options: { keepName?: boolean; scalarFirst?: boolean } = {}): FunctionDef {
+function overRange(
+  f: (s: SeriesSamples, ctx: CallContext) => number | undefined,
+  options: { keepName?: boolean; scalarFirst?: boolean } = {},
+): FunctionDef {
   const matrixAt = options.scalarFirst ? 1 : 0;
   return vectorFn(options.scalarFirst ? ["scalar", "matrix"] : ["matrix"], (ctx) => {
     const out: Sample[] = [];
@@ -239,10 +247,14 @@ export const functions: Record<string, FunctionDef> = {
   },
   label_replace: vectorFn(["vector", "string", "string", "string", "string"], labelReplace),
   absent: vectorFn(["vector"], (ctx) =>
-    vectorArg(ctx, 0).length > 0 ? { type: "vector", samples: [] } : { type: "vector", samples: [{ labels: absentLabels(ctx.call.args[0]!), value: 1 }] },
+    vectorArg(ctx, 0).length > 0
+      ? { type: "vector", samples: [] }
+      : { type: "vector", samples: [{ labels: absentLabels(ctx.call.args[0]!), value: 1 }] },
   ),
   absent_over_time: vectorFn(["matrix"], (ctx) =>
-    matrixArg(ctx, 0).some((s) => s.values.length > 0) ? { type: "vector", samples: [] } : { type: "vector", samples: [{ labels: absentLabels(ctx.call.args[0]!), value: 1 }] },
+    matrixArg(ctx, 0).some((s) => s.values.length > 0)
+      ? { type: "vector", samples: [] }
+      : { type: "vector", samples: [{ labels: absentLabels(ctx.call.args[0]!), value: 1 }] },
   ),
   histogram_quantile: vectorFn(["scalar", "vector"], histogramQuantile),
 

@@ -40,7 +40,19 @@ const binaryOps: Record<string, BinaryOp> = {
 const comparisonOps: ReadonlySet<BinaryOp> = new Set(["==", "!=", ">", "<", ">=", "<="]);
 const setOps: ReadonlySet<BinaryOp> = new Set(["and", "or", "unless"]);
 
-const aggregateOps: ReadonlySet<string> = new Set<AggregateOp>(["sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "topk", "bottomk", "quantile"]);
+const aggregateOps: ReadonlySet<string> = new Set<AggregateOp>([
+  "sum",
+  "avg",
+  "min",
+  "max",
+  "count",
+  "group",
+  "stddev",
+  "stdvar",
+  "topk",
+  "bottomk",
+  "quantile",
+]);
 /** Aggregations whose first argument is a parameter. */
 const parameterised: ReadonlySet<string> = new Set(["topk", "bottomk", "quantile"]);
 
@@ -52,7 +64,11 @@ export function parsePromql(query: string): Expr {
     enter(node) {
       if (node.type.isError) {
         const near = query.slice(node.from, Math.max(node.to, node.from + 1));
-        throw new ParseError(near === "" ? `unexpected end of input at position ${node.from}` : `parse error at position ${node.from}: unexpected ${JSON.stringify(near)}`);
+        throw new ParseError(
+          near === ""
+            ? `unexpected end of input at position ${node.from}`
+            : `parse error at position ${node.from}: unexpected ${JSON.stringify(near)}`,
+        );
       }
     },
   });
@@ -265,7 +281,8 @@ class Builder {
     const without = modifier ? child(modifier, "Without") !== undefined : false;
     const args = expressionChildren(body).map((a) => this.expr(a));
     const wanted = parameterised.has(op) ? 2 : 1;
-    if (args.length !== wanted) throw new ParseError(`wrong number of arguments for aggregate expression provided, expected ${wanted}, got ${args.length}`);
+    if (args.length !== wanted)
+      throw new ParseError(`wrong number of arguments for aggregate expression provided, expected ${wanted}, got ${args.length}`);
     const expr = args[wanted - 1]!;
     if (expr.type !== "vector") throw new ParseError(`expected type instant vector in aggregation expression, got ${typeNames[expr.type]}`);
     const param = wanted === 2 ? args[0]! : undefined;
@@ -295,7 +312,8 @@ class Builder {
     }
     args.forEach((arg, i) => {
       const want = argTypes[i]!;
-      if (arg.type !== want) throw new ParseError(`expected type ${typeNames[want]} in call to function ${JSON.stringify(name)}, got ${typeNames[arg.type]}`);
+      if (arg.type !== want)
+        throw new ParseError(`expected type ${typeNames[want]} in call to function ${JSON.stringify(name)}, got ${typeNames[arg.type]}`);
     });
     return { kind: "call", type: signature.returns, func: name, args };
   }
@@ -308,7 +326,8 @@ class Builder {
     const clause = child(node, "MatchingModifierClause");
 
     for (const side of [lhs, rhs]) {
-      if (side.type !== "scalar" && side.type !== "vector") throw new ParseError("binary expression must contain only scalar and instant vector types");
+      if (side.type !== "scalar" && side.type !== "vector")
+        throw new ParseError("binary expression must contain only scalar and instant vector types");
     }
     const vectors = lhs.type === "vector" && rhs.type === "vector";
     if (returnBool && !comparisonOps.has(op)) throw new ParseError("bool modifier can only be used on comparison operators");
@@ -338,7 +357,15 @@ class Builder {
         }
       }
     }
-    const binary: Binary = { kind: "binary", type: vectors || lhs.type === "vector" || rhs.type === "vector" ? "vector" : "scalar", op, lhs, rhs, returnBool, matching };
+    const binary: Binary = {
+      kind: "binary",
+      type: vectors || lhs.type === "vector" || rhs.type === "vector" ? "vector" : "scalar",
+      op,
+      lhs,
+      rhs,
+      returnBool,
+      matching,
+    };
     return binary;
   }
 
@@ -347,7 +374,8 @@ class Builder {
     const [inner] = expressionChildren(node);
     if (!opNode || !inner) throw new ParseError(`parse error at position ${node.from}: incomplete unary expression`);
     const expr = this.expr(inner);
-    if (expr.type !== "scalar" && expr.type !== "vector") throw new ParseError("unary expression only allowed on expressions of type scalar or instant vector");
+    if (expr.type !== "scalar" && expr.type !== "vector")
+      throw new ParseError("unary expression only allowed on expressions of type scalar or instant vector");
     return this.text(opNode) === "-" ? negate(expr) : expr;
   }
 }
@@ -394,7 +422,8 @@ function withOffset(expr: Expr, offsetMs: number, at: number): void {
 
 function negate(expr: Expr): Expr {
   if (expr.kind === "number") return { ...expr, value: -expr.value };
-  if (expr.type !== "scalar" && expr.type !== "vector") throw new ParseError("unary expression only allowed on expressions of type scalar or instant vector");
+  if (expr.type !== "scalar" && expr.type !== "vector")
+    throw new ParseError("unary expression only allowed on expressions of type scalar or instant vector");
   return { kind: "unary", type: expr.type, op: "-", expr };
 }
 

@@ -29,7 +29,8 @@ function fakeStore(metrics: string[], perMetric: number, samples: number) {
   return { tsdb, calls };
 }
 
-const budget = (limits: Partial<typeof defaultLimits> = {}) => new ReadBudget({ ...defaultLimits, ...limits }, new AbortController().signal, Date.now() + 10_000);
+const budget = (limits: Partial<typeof defaultLimits> = {}) =>
+  new ReadBudget({ ...defaultLimits, ...limits }, new AbortController().signal, Date.now() + 10_000);
 
 describe("the store's reader", () => {
   it("pushes label matchers down and lists metric names by the pattern's literal prefix", async () => {
@@ -44,11 +45,20 @@ describe("the store's reader", () => {
       { metric: "node_cpu_seconds_total", matchers: [{ label: "mode", op: "!=", value: "idle" }] },
       { metric: "node_cpu_guest_seconds_total", matchers: [{ label: "mode", op: "!=", value: "idle" }] },
     ]);
-    expect(series.map((s) => s.labels.__name__)).toEqual(["node_cpu_seconds_total", "node_cpu_seconds_total", "node_cpu_guest_seconds_total", "node_cpu_guest_seconds_total"]);
+    expect(series.map((s) => s.labels.__name__)).toEqual([
+      "node_cpu_seconds_total",
+      "node_cpu_seconds_total",
+      "node_cpu_guest_seconds_total",
+      "node_cpu_guest_seconds_total",
+    ]);
   });
 
   it("refuses a name pattern that spans too many metrics", async () => {
-    const { tsdb } = fakeStore(Array.from({ length: maxMetricsPerSelector + 1 }, (_, i) => `m${i}`), 1, 1);
+    const { tsdb } = fakeStore(
+      Array.from({ length: maxMetricsPerSelector + 1 }, (_, i) => `m${i}`),
+      1,
+      1,
+    );
     await expect(tsdbReader(tsdb).read([{ label: "__name__", op: "=~", value: "m.*" }], 0, 10, budget())).rejects.toThrow(EvaluationError);
   });
 
@@ -61,7 +71,9 @@ describe("the store's reader", () => {
     const query = instantQuery(tsdbReader(limited.tsdb), parsePromql("big"), 10_000, { limits: { maxSamples: 200_000 } });
     await expect(query).rejects.toThrow(QueryLimitError);
     expect(limited.calls.reads).toEqual([16, 50]);
-    await expect(instantQuery(tsdbReader(fakeStore(["big"], 100, 1).tsdb), parsePromql("big"), 10_000, { limits: { maxSeries: 99 } })).rejects.toThrow(/more than 99 series/);
+    await expect(
+      instantQuery(tsdbReader(fakeStore(["big"], 100, 1).tsdb), parsePromql("big"), 10_000, { limits: { maxSeries: 99 } }),
+    ).rejects.toThrow(/more than 99 series/);
   });
 
   it("gives up after the query's time, or when its client has gone", async () => {

@@ -119,7 +119,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const { signing } = frontDoor;
   // The plain-HTTP features' failed authentications (Prometheus API, remote-write, OTLP/HTTP), limited as the front door limits the RPCs'.
   const promFailedAuth = new AddressBuckets(config.rateLimits.failedAuth);
-  const httpFailedAuth = { wait: (address: string | undefined) => promFailedAuth.wait(clientKey(address)), charge: (address: string | undefined) => promFailedAuth.charge(clientKey(address)) };
+  const httpFailedAuth = {
+    wait: (address: string | undefined) => promFailedAuth.wait(clientKey(address)),
+    charge: (address: string | undefined) => promFailedAuth.charge(clientKey(address)),
+  };
   const pushDeps = { tsdb, retentionMs: config.retention.samplesMs };
   const site = dashboard();
   if (!site.built) log.warn({ dir: dashboardDir }, "the dashboard is not built (npm run build): / answers 404");

@@ -53,7 +53,10 @@ export function dashboard(dir = dashboardDir): { built: boolean; handle(req: Nod
       let loaded = byName.get(file);
       if (!loaded) {
         const body = readFileSync(join(dir, file));
-        byName.set(file, (loaded = { body, gzipped: gzipSync(body), type, etag: createHash("sha256").update(body).digest("base64url").slice(0, 22) }));
+        byName.set(
+          file,
+          (loaded = { body, gzipped: gzipSync(body), type, etag: createHash("sha256").update(body).digest("base64url").slice(0, 22) }),
+        );
       }
       files.set(path, loaded);
     }

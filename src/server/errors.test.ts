@@ -12,7 +12,12 @@ describe("rpcError", () => {
     ["a feature's ConnectError, as it is", refused, Code.NotFound, "no command 1"],
     ["the store's InvalidInput", new InvalidInput("step must be a whole number"), Code.InvalidArgument, "step must be a whole number"],
     ["the store's LimitExceeded", new LimitExceeded("too many series"), Code.ResourceExhausted, "too many series"],
-    ["the store's Overloaded", new Overloaded("the store is writing behind"), Code.ResourceExhausted, "metrics.API/Push: the store is writing behind"],
+    [
+      "the store's Overloaded",
+      new Overloaded("the store is writing behind"),
+      Code.ResourceExhausted,
+      "metrics.API/Push: the store is writing behind",
+    ],
     ["an abort", new DOMException("the operation was aborted", "AbortError"), Code.Canceled, "the operation was aborted"],
     ["a database that is away", away, Code.Unavailable, "metrics.API/Push: the database is unavailable, retry later"],
     ["any other error", bug, Code.Internal, "metrics.API/Push failed"],

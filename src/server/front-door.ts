@@ -139,7 +139,10 @@ export class FrontDoor {
     if (instrumentCalls.has(procedure)) throttle(this.instrumentCalls.take(client), "instrument calls");
     // The signature itself is checked once the body is read (signing.ts); a call without one is refused unread.
     if (this.signing && signedProcedures.has(procedure) && !/^[0-9a-f]{64}$/i.test(String(headers[signatureHeader.toLowerCase()] ?? ""))) {
-      throw new ConnectError(`${procedure} must be signed: send a ${signatureHeader} header with the hex HMAC-SHA256 of the body`, Code.Unauthenticated);
+      throw new ConnectError(
+        `${procedure} must be signed: send a ${signatureHeader} header with the hex HMAC-SHA256 of the body`,
+        Code.Unauthenticated,
+      );
     }
     if (token === undefined && access !== "own-secret") return { principal: undefined, client };
     // Refused before the secret is even looked at: guessing is what this limit slows down.
@@ -212,11 +215,21 @@ function refuse(req: NodeRequest, res: NodeResponse, error: ConnectError, sign?:
       break;
     case "connect-stream":
       out.end(
-        answer(200, { "content-type": contentType }, encodeEnvelope(endStreamFlag, new TextEncoder().encode(JSON.stringify(endStreamToJson(error.metadata, error, undefined))))),
+        answer(
+          200,
+          { "content-type": contentType },
+          encodeEnvelope(endStreamFlag, new TextEncoder().encode(JSON.stringify(endStreamToJson(error.metadata, error, undefined)))),
+        ),
       );
       break;
     case "connect-unary":
-      out.end(answer(codeToHttpStatus(error.code), { ...Object.fromEntries(error.metadata), "content-type": "application/json" }, errorToJsonBytes(error, undefined)));
+      out.end(
+        answer(
+          codeToHttpStatus(error.code),
+          { ...Object.fromEntries(error.metadata), "content-type": "application/json" },
+          errorToJsonBytes(error, undefined),
+        ),
+      );
       break;
   }
 }

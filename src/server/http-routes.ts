@@ -25,9 +25,7 @@ export function httpRoutes(registry: Registry, readiness: Readiness, site: Retur
       }
       case "/health/ready": {
         const failing = readiness.failing();
-        return failing.length === 0
-          ? sendJson(res, 200, { status: "ready" })
-          : sendJson(res, 503, { status: "not ready", failing });
+        return failing.length === 0 ? sendJson(res, 200, { status: "ready" }) : sendJson(res, 503, { status: "not ready", failing });
       }
       case "/metrics": {
         const text = await registry.metrics();

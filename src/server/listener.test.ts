@@ -225,10 +225,13 @@ describe("an answer that comes before the whole request", () => {
     const { status, body, error } = await new Promise<{ status: number; body: string; error: string }>((resolve) => {
       let status = 0;
       let body = "";
-      const req = http1Request({ host: "127.0.0.1", port, path: "/early", method: "POST", agent: false, headers: { "content-length": 16 * 1024 * 1024 } }, (res) => {
-        status = res.statusCode ?? 0;
-        res.setEncoding("utf8").on("data", (c: string) => (body += c));
-      });
+      const req = http1Request(
+        { host: "127.0.0.1", port, path: "/early", method: "POST", agent: false, headers: { "content-length": 16 * 1024 * 1024 } },
+        (res) => {
+          status = res.statusCode ?? 0;
+          res.setEncoding("utf8").on("data", (c: string) => (body += c));
+        },
+      );
       req.on("error", (err: NodeJS.ErrnoException) => resolve({ status, body, error: err.code ?? "" }));
       req.on("close", () => resolve({ status, body, error: "" }));
       req.end(Buffer.alloc(16 * 1024 * 1024));

@@ -91,7 +91,12 @@ export async function listen(
   };
 
   const http1 = createHttp1Server(
-    { headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, keepAliveTimeout: limits.idleTimeoutMs, connectionsCheckingInterval: checkEvery(limits) },
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.idleTimeoutMs,
+      connectionsCheckingInterval: checkEvery(limits),
+    },
     tracked,
   );
   // A request that expects "100 Continue" goes to the handler before its body is sent, rather than
@@ -223,11 +228,20 @@ export async function listen(
       // (A session destroyed a moment ago is still listed until its "close".)
       for (const session of sessions.keys()) if (!session.destroyed) session.goaway();
       http1.closeIdleConnections();
-      if (inFlight > 0) await waitUntil(() => inFlight === 0, timeoutMs, (wake) => (drained = wake));
+      if (inFlight > 0)
+        await waitUntil(
+          () => inFlight === 0,
+          timeoutMs,
+          (wake) => (drained = wake),
+        );
       if (inFlight > 0) log.warn({ inFlight }, "shutdown timeout reached; closing connections with calls in flight");
       // Let clients read the last frames (a stream's trailers) and close their sessions themselves.
       for (const session of sessions.keys()) session.close();
-      await waitUntil(() => sessions.size === 0, 1_000, (wake) => sessions.forEach((_, s) => s.once("close", wake)));
+      await waitUntil(
+        () => sessions.size === 0,
+        1_000,
+        (wake) => sessions.forEach((_, s) => s.once("close", wake)),
+      );
       for (const session of sessions.keys()) session.destroy();
       http1.closeAllConnections();
       // Stops http1's connection checks (it never listened, so there is nothing else to close).

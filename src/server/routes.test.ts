@@ -46,7 +46,9 @@ describe("access rules of the served procedures", () => {
 
   it("are refused when a served service has none: the daemon would not start", () => {
     expect(() => servedProcedures(others)).toThrow(MissingAccessRule);
-    expect(() => servedProcedures(others)).toThrow("no access rule says who may call tokens.API/Create, tokens.API/List, tokens.API/Revoke, tokens.API/Whoami");
+    expect(() => servedProcedures(others)).toThrow(
+      "no access rule says who may call tokens.API/Create, tokens.API/List, tokens.API/Revoke, tokens.API/Whoami",
+    );
   });
 
   it("are refused when a served method has none", () => {

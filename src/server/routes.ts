@@ -4,12 +4,12 @@ import { API as AgentAPI, file_agent_agent } from "../../gen/agent/agent_pb.js";
 import { API as CommandsAPI, file_commands_commands } from "../../gen/commands/commands_pb.js";
 import { Health, file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1, file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
-import {
-  ServerReflection as ReflectionV1alpha,
-  file_grpc_reflection_v1alpha_reflection,
-} from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { ServerReflection as ReflectionV1alpha, file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { API as MetricsAPI, file_metrics_metrics } from "../../gen/metrics/metrics_pb.js";
-import { MetricsService as OtlpMetricsService, file_opentelemetry_proto_collector_metrics_v1_metrics_service } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
+import {
+  MetricsService as OtlpMetricsService,
+  file_opentelemetry_proto_collector_metrics_v1_metrics_service,
+} from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { API as TokensAPI, file_tokens_tokens } from "../../gen/tokens/tokens_pb.js";
 import { agentService, fleetAccess, type AgentDeps } from "../fleet/service.js";
 import { commandsAccess, commandsService, type CommandsDeps } from "../commands/service.js";

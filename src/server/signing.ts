@@ -32,10 +32,15 @@ export class RequestSigning {
     const procedure = `${handler.service.typeName}/${handler.method.name}`;
     return wrapHandler(handler, async (req) => {
       assertByteStreamRequest(req);
-      const checked = this.checked(req.body, req.header.get(signatureHeader), {
-        bytes: limit,
-        tooLarge: () => new ConnectError(`the request body is over ${limit} bytes, the most ${procedure} takes`, Code.ResourceExhausted),
-      }, () => this.onWrongSignature(req.contextValues));
+      const checked = this.checked(
+        req.body,
+        req.header.get(signatureHeader),
+        {
+          bytes: limit,
+          tooLarge: () => new ConnectError(`the request body is over ${limit} bytes, the most ${procedure} takes`, Code.ResourceExhausted),
+        },
+        () => this.onWrongSignature(req.contextValues),
+      );
       const res = await handler({ ...req, body: checked });
       const body = res.body ? await readBody(res.body) : [];
       const header = new Headers(res.header);
@@ -45,11 +50,19 @@ export class RequestSigning {
   }
 
   /** The request body once all of it is read and its signature found right; nothing of it before. */
-  private async *checked(body: AsyncIterable<Uint8Array>, header: string | null, limit: Parameters<typeof readBody>[1], wrong: () => void): AsyncIterable<Uint8Array> {
+  private async *checked(
+    body: AsyncIterable<Uint8Array>,
+    header: string | null,
+    limit: Parameters<typeof readBody>[1],
+    wrong: () => void,
+  ): AsyncIterable<Uint8Array> {
     const chunks = await readBody(body, limit);
     if (!signatureMatches(this.key, chunks, header)) {
       wrong();
-      throw new ConnectError(`the ${signatureHeader} header is not the signature of the request body with the daemon's signing key`, Code.Unauthenticated);
+      throw new ConnectError(
+        `the ${signatureHeader} header is not the signature of the request body with the daemon's signing key`,
+        Code.Unauthenticated,
+      );
     }
     yield* chunks;
   }

@@ -1,6 +1,13 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createAsyncIterable, encodeEnvelope, type UniversalHandler, type UniversalServerResponse } from "@connectrpc/connect/protocol";
-import { codeToHttpStatus, endStreamFlag, endStreamFromJson, endStreamToJson, errorFromJsonBytes, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import {
+  codeToHttpStatus,
+  endStreamFlag,
+  endStreamFromJson,
+  endStreamToJson,
+  errorFromJsonBytes,
+  errorToJsonBytes,
+} from "@connectrpc/connect/protocol-connect";
 import { findTrailerError, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import { readBody } from "../shared/signing.js";
@@ -35,9 +42,11 @@ export function unparsableAsInvalidArgument(handler: UniversalHandler): Universa
     const res = await handler(req);
     const contentType = res.header?.get("content-type") ?? "";
     if (!res.body) return res;
-    if (/^application\/grpc-web/.test(contentType)) return { ...res, body: mapLastFrame(res.body, trailerFlag, (data) => grpcWebTrailer(data, retype)) };
+    if (/^application\/grpc-web/.test(contentType))
+      return { ...res, body: mapLastFrame(res.body, trailerFlag, (data) => grpcWebTrailer(data, retype)) };
     if (/^application\/grpc/.test(contentType)) return { ...res, body: afterAll(res.body, () => res.trailer && grpcTrailer(res.trailer, retype)) };
-    if (/^application\/connect\+/.test(contentType)) return { ...res, body: mapLastFrame(res.body, endStreamFlag, (data) => connectEndStream(data, retype)) };
+    if (/^application\/connect\+/.test(contentType))
+      return { ...res, body: mapLastFrame(res.body, endStreamFlag, (data) => connectEndStream(data, retype)) };
     if (res.status === codeToHttpStatus(Code.Internal) && contentType === "application/json" && !res.header?.has("content-encoding")) {
       return connectUnary(res, res.body, retype);
     }
@@ -84,7 +93,11 @@ function connectEndStream(data: Uint8Array, retype: Retype): Uint8Array | undefi
  * The body with each frame of exactly `flags` (uncompressed: the protocols' final frames, which
  * connect-es yields as chunks of their own) replaced by `map(data)`, when that gives anything.
  */
-async function* mapLastFrame(body: AsyncIterable<Uint8Array>, flags: number, map: (data: Uint8Array) => Uint8Array | undefined): AsyncIterable<Uint8Array> {
+async function* mapLastFrame(
+  body: AsyncIterable<Uint8Array>,
+  flags: number,
+  map: (data: Uint8Array) => Uint8Array | undefined,
+): AsyncIterable<Uint8Array> {
   for await (const chunk of body) {
     const replaced = chunk[0] === flags ? map(chunk.subarray(5)) : undefined;
     yield replaced ? encodeEnvelope(flags, replaced) : chunk;

@@ -10,12 +10,25 @@ describe("validation", () => {
     expect(validateHost("2001:db8::8a2e:370:7334")).toBe("2001:db8::8a2e:370:7334");
   });
 
-  it.each(["", "; rm -rf /", "$(id)", "`id`", "-oProxyCommand=x", "--help", "a b", "host\nname", "-x.com", "x-.com", "a..b", "999.1.1.1", "fe80::1%eth0", "a".repeat(64) + ".com", "a.".repeat(127) + "aa"])(
-    "refuses host %j",
-    (host) => {
-      expect(() => validateHost(host)).toThrow(DiagnosticError);
-    },
-  );
+  it.each([
+    "",
+    "; rm -rf /",
+    "$(id)",
+    "`id`",
+    "-oProxyCommand=x",
+    "--help",
+    "a b",
+    "host\nname",
+    "-x.com",
+    "x-.com",
+    "a..b",
+    "999.1.1.1",
+    "fe80::1%eth0",
+    "a".repeat(64) + ".com",
+    "a.".repeat(127) + "aa",
+  ])("refuses host %j", (host) => {
+    expect(() => validateHost(host)).toThrow(DiagnosticError);
+  });
 
   it("accepts absolute normalized paths", () => {
     expect(validatePath("/")).toBe("/");
@@ -23,17 +36,33 @@ describe("validation", () => {
     expect(validatePath("/home/a b")).toBe("/home/a b");
   });
 
-  it.each(["", "../../etc/shadow", "relative/path", "/etc/../etc/shadow", "/etc/..", "-rf", "/tmp/a\nb", "/tmp/a\u0000b", "//etc", "/etc/./shadow", "$(id)"])("refuses path %j", (path) => {
+  it.each([
+    "",
+    "../../etc/shadow",
+    "relative/path",
+    "/etc/../etc/shadow",
+    "/etc/..",
+    "-rf",
+    "/tmp/a\nb",
+    "/tmp/a\u0000b",
+    "//etc",
+    "/etc/./shadow",
+    "$(id)",
+  ])("refuses path %j", (path) => {
     expect(() => validatePath(path)).toThrow(DiagnosticError);
   });
 
   it("accepts unit names", () => {
-    for (const unit of ["", "nginx", "nginx.service", "getty@tty1.service", "systemd-journald.socket", "user-1000.slice"]) expect(validateUnit(unit)).toBe(unit);
+    for (const unit of ["", "nginx", "nginx.service", "getty@tty1.service", "systemd-journald.socket", "user-1000.slice"])
+      expect(validateUnit(unit)).toBe(unit);
   });
 
-  it.each(["-oProxyCommand=x", "--help", "; rm -rf /", "$(id)", "a b", "nginx.service\n", "../../etc/shadow", "nginx.conf"])("refuses unit %j", (unit) => {
-    expect(() => validateUnit(unit)).toThrow(DiagnosticError);
-  });
+  it.each(["-oProxyCommand=x", "--help", "; rm -rf /", "$(id)", "a b", "nginx.service\n", "../../etc/shadow", "nginx.conf"])(
+    "refuses unit %j",
+    (unit) => {
+      expect(() => validateUnit(unit)).toThrow(DiagnosticError);
+    },
+  );
 
   it("parses --allow names", () => {
     expect(parseAllow(["ping,connect", "disk-usage", "tcp_connect"])).toEqual(["ping", "tcp_connect", "disk_usage"]);

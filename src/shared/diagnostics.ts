@@ -87,7 +87,8 @@ export function validateHost(host: string, field = "host"): string {
     return host;
   }
   const name = host.endsWith(".") ? host.slice(0, -1) : host;
-  if (name.length === 0 || name.length > 253) throw new DiagnosticError(`${field} "${printable(host)}" is not a valid host name (1 to 253 characters)`);
+  if (name.length === 0 || name.length > 253)
+    throw new DiagnosticError(`${field} "${printable(host)}" is not a valid host name (1 to 253 characters)`);
   const labels = name.split(".");
   if (!labels.every((label) => hostnameLabel.test(label))) {
     throw new DiagnosticError(
@@ -137,7 +138,8 @@ export function validateUnit(unit: string, field = "unit"): string {
   if (unit === "" || unit === undefined) return "";
   if (unit.length > 256) throw new DiagnosticError(`${field} is longer than 256 characters`);
   if (!/^[A-Za-z0-9@._:-]+$/.test(unit)) throw new DiagnosticError(`${field} "${printable(unit)}" may hold only letters, digits and @ . _ : -`);
-  if (unit.startsWith("-") || unit.startsWith(".")) throw new DiagnosticError(`${field} "${printable(unit)}" must start with a letter, a digit, @, _ or :`);
+  if (unit.startsWith("-") || unit.startsWith("."))
+    throw new DiagnosticError(`${field} "${printable(unit)}" must start with a letter, a digit, @, _ or :`);
   if (unit.includes("..")) throw new DiagnosticError(`${field} "${printable(unit)}" must not contain ".."`);
   const dot = unit.lastIndexOf(".");
   if (dot >= 0 && !unitSuffixes.includes(unit.slice(dot + 1))) {

@@ -14,7 +14,12 @@ import { readFileSync } from "node:fs";
 export const signatureHeader = "HashSHA256";
 
 /** The calls that carry a signature when a key is configured: the instrument calls and Push. */
-export const signedProcedures: ReadonlySet<string> = new Set(["metrics.API/Counter", "metrics.API/Gauge", "metrics.API/Histogram", "metrics.API/Push"]);
+export const signedProcedures: ReadonlySet<string> = new Set([
+  "metrics.API/Counter",
+  "metrics.API/Gauge",
+  "metrics.API/Histogram",
+  "metrics.API/Push",
+]);
 
 /** A signing key file that cannot be used, said in one line. */
 export class SigningKeyError extends Error {
@@ -35,7 +40,8 @@ export function readSigningKey(file: string): Buffer {
   } catch (err) {
     throw new SigningKeyError(`cannot read the signing key file ${file}: ${(err as Error).message}`);
   }
-  if (text.length < minKeyLength) throw new SigningKeyError(`the signing key in ${file} must be at least ${minKeyLength} characters (e.g. openssl rand -hex 32)`);
+  if (text.length < minKeyLength)
+    throw new SigningKeyError(`the signing key in ${file} must be at least ${minKeyLength} characters (e.g. openssl rand -hex 32)`);
   return Buffer.from(text, "utf8");
 }
 

@@ -59,7 +59,9 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger, superv
   const server = await serverOf(dataDir, log);
   const { pgData, owner, binaries, asOwner } = server;
   if (Buffer.byteLength(join(pgData, `.s.PGSQL.${socketPort}`)) > 100) {
-    throw new EmbeddedPostgresError(`the data directory path ${dataDir} is too long for PostgreSQL's socket (at most ~80 characters); choose a shorter --data-dir`);
+    throw new EmbeddedPostgresError(
+      `the data directory path ${dataDir} is too long for PostgreSQL's socket (at most ~80 characters); choose a shorter --data-dir`,
+    );
   }
 
   if (!existsSync(join(pgData, "PG_VERSION"))) {
@@ -67,7 +69,12 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger, superv
     if (owner) chownSync(pgData, owner.uid, owner.gid);
     log.info({ pgData }, "initialising the embedded PostgreSQL");
     // Only the unix socket in a private folder is reachable, so local trust is safe.
-    await pgCommand(binaries.initdb, ["-D", pgData, "-U", "postgres", "--auth-local=trust", "--auth-host=reject", "-E", "UTF8", "--locale=C"], asOwner, "initdb");
+    await pgCommand(
+      binaries.initdb,
+      ["-D", pgData, "-U", "postgres", "--auth-local=trust", "--auth-host=reject", "-E", "UTF8", "--locale=C"],
+      asOwner,
+      "initdb",
+    );
   }
 
   if (await startServer(server, log)) {
@@ -193,7 +200,9 @@ async function loadBinaries(): Promise<Binaries> {
   try {
     return (await import(name)) as Binaries;
   } catch {
-    throw new EmbeddedPostgresError(`no embedded PostgreSQL for ${platform()}-${arch()} (package ${name}); run with --database-url to use a PostgreSQL server`);
+    throw new EmbeddedPostgresError(
+      `no embedded PostgreSQL for ${platform()}-${arch()} (package ${name}); run with --database-url to use a PostgreSQL server`,
+    );
   }
 }
 
@@ -253,7 +262,9 @@ function everyoneCanEnter(dir: string): boolean {
 async function postgresUser(): Promise<{ name: string; uid: number; gid: number }> {
   const name = "postgres";
   const lookup = () => {
-    const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith(`${name}:`));
+    const line = readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith(`${name}:`));
     const fields = line?.split(":");
     return fields ? { name, uid: Number(fields[2]), gid: Number(fields[3]) } : undefined;
   };
@@ -262,7 +273,9 @@ async function postgresUser(): Promise<{ name: string; uid: number; gid: number 
   try {
     await run("useradd", ["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name]);
   } catch (err) {
-    throw new EmbeddedPostgresError(`running as root, the embedded PostgreSQL needs a "${name}" user and creating it failed: ${(err as Error).message}`);
+    throw new EmbeddedPostgresError(
+      `running as root, the embedded PostgreSQL needs a "${name}" user and creating it failed: ${(err as Error).message}`,
+    );
   }
   const created = lookup();
   if (!created) throw new EmbeddedPostgresError(`user "${name}" was created but cannot be found in /etc/passwd`);

@@ -42,7 +42,8 @@ export function accessOf(services: readonly DescService[], declared: readonly Se
       else access.set(procedure, rule);
     }
   }
-  if (missing.length > 0) throw new MissingAccessRule(`no access rule says who may call ${missing.join(", ")}: declare one next to the service (tokens/access.ts: rules)`);
+  if (missing.length > 0)
+    throw new MissingAccessRule(`no access rule says who may call ${missing.join(", ")}: declare one next to the service (tokens/access.ts: rules)`);
   return access;
 }
 

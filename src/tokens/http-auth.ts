@@ -45,12 +45,19 @@ export class HttpAuthError extends Error {
  * address) and while the address has failed too often; other errors (the database away) as they are.
  * `needs` says what is required, for the message ("the Prometheus API needs a viewer or admin token").
  */
-export async function authenticateHttp(deps: HttpAuthDeps, authorization: string | undefined, address: string | undefined, needs: string): Promise<Principal> {
+export async function authenticateHttp(
+  deps: HttpAuthDeps,
+  authorization: string | undefined,
+  address: string | undefined,
+  needs: string,
+): Promise<Principal> {
   const token = presentedToken(authorization, needs);
   const wait = deps.failedAuth.wait(address);
   if (wait !== undefined) {
     const seconds = Math.max(1, Math.ceil(wait));
-    throw new HttpAuthError("too_many_requests", `too many failed authentications from this address; retry after ${seconds} s`, { "retry-after": String(seconds) });
+    throw new HttpAuthError("too_many_requests", `too many failed authentications from this address; retry after ${seconds} s`, {
+      "retry-after": String(seconds),
+    });
   }
   try {
     return await deps.authorize(token);

@@ -14,7 +14,8 @@ describe("tokens.API's handlers, in memory", () => {
   let admin: Principal;
   const as = (caller: Principal | undefined) => inMemoryClient(TokensAPI, tokensService({ tokens }), caller);
   /** A verified caller with a new credential of `role`. */
-  const caller = async (role: "admin" | "viewer", name: string = role): Promise<Principal> => (await tokens.verify((await tokens.create(role, name)).token))!;
+  const caller = async (role: "admin" | "viewer", name: string = role): Promise<Principal> =>
+    (await tokens.verify((await tokens.create(role, name)).token))!;
 
   beforeAll(async () => {
     tokens = new TokenStore(storage().db);
@@ -64,14 +65,24 @@ describe("tokens.API's handlers, in memory", () => {
   });
 
   it("answers a revocation it cannot make with the reason: not an id, unknown, an agent's, already revoked", async () => {
-    const error = (call: Promise<unknown>) => call.then(() => undefined, (err: unknown) => ConnectError.from(err));
+    const error = (call: Promise<unknown>) =>
+      call.then(
+        () => undefined,
+        (err: unknown) => ConnectError.from(err),
+      );
     expect((await error(as(admin).revoke({ id: "not-a-uuid" })))?.code).toBe(Code.InvalidArgument);
     expect((await error(as(admin).revoke({ id: randomUUID() })))?.code).toBe(Code.NotFound);
     const agent = await tokens.create("agent", "host-2", randomUUID());
-    expect(await error(as(admin).revoke({ id: agent.id }))).toMatchObject({ code: Code.FailedPrecondition, rawMessage: expect.stringContaining("agent.API/Deregister") });
+    expect(await error(as(admin).revoke({ id: agent.id }))).toMatchObject({
+      code: Code.FailedPrecondition,
+      rawMessage: expect.stringContaining("agent.API/Deregister"),
+    });
     const viewer = await caller("viewer");
     expect((await as(admin).revoke({ id: viewer.tokenId })).token?.revoked).toBeDefined();
-    expect(await error(as(admin).revoke({ id: viewer.tokenId }))).toMatchObject({ code: Code.FailedPrecondition, rawMessage: expect.stringContaining("already revoked") });
+    expect(await error(as(admin).revoke({ id: viewer.tokenId }))).toMatchObject({
+      code: Code.FailedPrecondition,
+      rawMessage: expect.stringContaining("already revoked"),
+    });
   });
 
   it("never revokes the last valid admin token", async () => {

@@ -44,7 +44,8 @@ export function tokensService({ tokens }: TokensDeps): ServiceImpl<typeof Tokens
     },
 
     async revoke(req) {
-      if (!isUuid(req.id)) throw new ConnectError(`id "${req.id.slice(0, 64)}" is not a token id (a UUID, see tokens.API/List)`, Code.InvalidArgument);
+      if (!isUuid(req.id))
+        throw new ConnectError(`id "${req.id.slice(0, 64)}" is not a token id (a UUID, see tokens.API/List)`, Code.InvalidArgument);
       const outcome = await tokens.revokeOne(req.id);
       if ("revoked" in outcome) return { token: toToken(outcome.revoked) };
       switch (outcome.refused) {

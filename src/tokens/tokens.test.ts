@@ -47,7 +47,9 @@ describe.each(testServers())("tokens on $name PostgreSQL", (server) => {
     const sql = new pg.Client({ connectionString: database.url });
     await sql.connect();
     try {
-      const { rows } = await sql.query<{ n: string }>("SELECT count(*) AS n FROM tokens WHERE hash = $1 AND name = 'grafana' AND role = 'viewer'", [hashToken(viewer)]);
+      const { rows } = await sql.query<{ n: string }>("SELECT count(*) AS n FROM tokens WHERE hash = $1 AND name = 'grafana' AND role = 'viewer'", [
+        hashToken(viewer),
+      ]);
       expect(rows[0]!.n).toBe("1");
       const { rows: leaks } = await sql.query<{ n: string }>("SELECT count(*) AS n FROM tokens t WHERE strpos(t::text, $1) > 0", [viewer]);
       expect(leaks[0]!.n).toBe("0");
@@ -61,7 +63,9 @@ describe.each(testServers())("tokens on $name PostgreSQL", (server) => {
     expect(await codeOf(clientFor(MetricsAPI, viewer).list({}))).toBe("ok");
     const ping = create(DiagnosticSchema, { kind: { case: "ping", value: { host: "127.0.0.1", count: 1 } } });
     const agent = await FakeAgent.enrol(daemon.url, daemon.dataDir, "tokens-host");
-    expect(await codeOf(clientFor(CommandsAPI, viewer).submit({ target: { case: "agent", value: agent.agentId }, diagnostic: ping }))).toBe(Code.PermissionDenied);
+    expect(await codeOf(clientFor(CommandsAPI, viewer).submit({ target: { case: "agent", value: agent.agentId }, diagnostic: ping }))).toBe(
+      Code.PermissionDenied,
+    );
     expect(await codeOf(clientFor(TokensAPI, viewer).create({ role: Role.ADMIN, name: "escalate" }))).toBe(Code.PermissionDenied);
     expect(await codeOf(clientFor(TokensAPI, viewer).list({}))).toBe(Code.PermissionDenied);
     expect(await codeOf(clientFor(MetricsAPI, viewer).push({ series: [] }))).toBe(Code.PermissionDenied);
@@ -72,7 +76,7 @@ describe.each(testServers())("tokens on $name PostgreSQL", (server) => {
   });
 
   it("lists tokens as a table and as JSON, and revokes them at once", async () => {
-    const admin = (await runSpecta(["token", "create", "--role", "admin", "--name", "alice", "--json", ...at]));
+    const admin = await runSpecta(["token", "create", "--role", "admin", "--name", "alice", "--json", ...at]);
     expect(admin.code).toBe(0);
     const { info, token } = JSON.parse(admin.stdout) as { info: { id: string; role: string; name: string }; token: string };
     expect(info).toMatchObject({ role: "ROLE_ADMIN", name: "alice" });
@@ -92,15 +96,19 @@ describe.each(testServers())("tokens on $name PostgreSQL", (server) => {
 
     const valid = JSON.parse((await runSpecta(["token", "list", "--json", ...at])).stdout) as { tokens: { id: string }[] };
     expect(valid.tokens.map((t) => t.id)).not.toContain(info.id);
-    const all = JSON.parse((await runSpecta(["token", "list", "--all", "--json", ...at])).stdout) as { tokens: { id: string; revoked?: string; role: string }[] };
+    const all = JSON.parse((await runSpecta(["token", "list", "--all", "--json", ...at])).stdout) as {
+      tokens: { id: string; revoked?: string; role: string }[];
+    };
     expect(all.tokens.find((t) => t.id === info.id)?.revoked).toEqual(expect.any(String));
     expect(all.tokens.some((t) => t.role === "ROLE_AGENT")).toBe(true);
   });
 
   it("refuses a revoked admin token on another daemon within a second, and every token it minted with it", async () => {
     const daemonB = await startTestDaemon({ flags: { databaseUrl: database.url } });
-    const on = (d: TestDaemon) => <T extends Parameters<typeof clientFor>[0]>(service: T, token: string) =>
-      createClient(service, createConnectTransport({ baseUrl: d.url, httpVersion: "1.1", interceptors: [bearer(token)] }));
+    const on =
+      (d: TestDaemon) =>
+      <T extends Parameters<typeof clientFor>[0]>(service: T, token: string) =>
+        createClient(service, createConnectTransport({ baseUrl: d.url, httpVersion: "1.1", interceptors: [bearer(token)] }));
     const [onA, onB] = [on(daemon), on(daemonB)];
     try {
       // alice (minted by A's local admin) mints bob and carol on B; bob mints dave on A.

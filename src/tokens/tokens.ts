@@ -122,7 +122,13 @@ export class TokenStore {
    */
   mint(role: TokenRole, name: string, minterId: string): Promise<{ id: string; token: string; info: TokenInfo } | undefined> {
     return this.db.transaction().execute(async (trx) => {
-      const minter = await trx.selectFrom("tokens").select("id").where("id", "=", minterId).where("revoked", "is", null).forShare().executeTakeFirst();
+      const minter = await trx
+        .selectFrom("tokens")
+        .select("id")
+        .where("id", "=", minterId)
+        .where("revoked", "is", null)
+        .forShare()
+        .executeTakeFirst();
       return minter && insertToken(trx, role, name, { created_by: minterId });
     });
   }
@@ -194,7 +200,14 @@ export class TokenStore {
     let revoked: string[] = [];
     const outcome = await this.db.transaction().execute(async (trx): Promise<RevokeOutcome> => {
       // Always in id order, so that concurrent revocations cannot deadlock.
-      const admins = await trx.selectFrom("tokens").select("id").where("role", "=", "admin").where("revoked", "is", null).orderBy("id").forUpdate().execute();
+      const admins = await trx
+        .selectFrom("tokens")
+        .select("id")
+        .where("role", "=", "admin")
+        .where("revoked", "is", null)
+        .orderBy("id")
+        .forUpdate()
+        .execute();
       const row = await trx.selectFrom("tokens").select(tokenColumns).where("id", "=", id).forUpdate().executeTakeFirst();
       if (!row) return { refused: "unknown" };
       if (row.role === "agent") return { refused: "agent" };
@@ -244,7 +257,11 @@ async function insertToken(
   owner: Pick<NewTokenRow, "agent_id" | "created_by">,
 ): Promise<{ id: string; token: string; info: TokenInfo }> {
   const token = newToken();
-  const row = await db.insertInto("tokens").values({ name, role, hash: hashToken(token), ...owner }).returning(tokenColumns).executeTakeFirstOrThrow();
+  const row = await db
+    .insertInto("tokens")
+    .values({ name, role, hash: hashToken(token), ...owner })
+    .returning(tokenColumns)
+    .executeTakeFirstOrThrow();
   return { id: row.id, token, info: toInfo(row) };
 }
 

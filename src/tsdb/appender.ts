@@ -173,7 +173,8 @@ function checkPoints(s: SeriesPoints): number {
   if (s.times.length !== s.values.length) throw new InvalidInput(`series ${s.id}: ${s.times.length} times but ${s.values.length} values`);
   for (let i = 0; i < s.times.length; i++) {
     const t = s.times[i]!;
-    if (!(Number.isInteger(t) && t >= 0 && t <= maxTimeMs)) throw new InvalidInput(`series ${s.id}: time ${t} is not a whole number of ms between 1970 and 9999`);
+    if (!(Number.isInteger(t) && t >= 0 && t <= maxTimeMs))
+      throw new InvalidInput(`series ${s.id}: time ${t} is not a whole number of ms between 1970 and 9999`);
   }
   return s.times.length;
 }

@@ -1,5 +1,18 @@
 import { deflateRawSync, inflateRawSync } from "node:zlib";
-import { ByteReader, ByteWriter, CorruptChunk, decimalExponent, decodeSeries, decodeTimes, decodeValues, encodeSeries, encodeTimes, encodeValues, peekCount, readCount } from "./codec.js";
+import {
+  ByteReader,
+  ByteWriter,
+  CorruptChunk,
+  decimalExponent,
+  decodeSeries,
+  decodeTimes,
+  decodeValues,
+  encodeSeries,
+  encodeTimes,
+  encodeValues,
+  peekCount,
+  readCount,
+} from "./codec.js";
 import { packGroup, unpackGroup } from "./group-payload.js";
 
 /**
@@ -86,7 +99,12 @@ export function encodeRollups(entries: { id: number; buckets: Buckets }[], base:
 }
 
 /** Calls `visit` with the buckets of each series of a rollup row whose id is in `wanted` (every series when undefined). */
-export function decodeRollups(data: Uint8Array, base: number, wanted: ReadonlySet<number> | undefined, visit: (id: number, buckets: Buckets) => void): void {
+export function decodeRollups(
+  data: Uint8Array,
+  base: number,
+  wanted: ReadonlySet<number> | undefined,
+  visit: (id: number, buckets: Buckets) => void,
+): void {
   unpackGroup(decompress(data), wanted, (id, r) => {
     const n = readCount(r);
     const b = emptyBuckets(n);

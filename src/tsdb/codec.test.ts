@@ -38,7 +38,25 @@ function roundTrip(times: number[], values: number[]): void {
   expect([...outValues].map(bitsOf)).toEqual(values.map(bitsOf));
 }
 
-const edgeValues = [0, -0, 1, -1, 0.1, 0.2 + 0.1, Number.MAX_VALUE, -Number.MAX_VALUE, Number.MIN_VALUE, Infinity, -Infinity, NaN, 2 ** 53, 2 ** 49, -(2 ** 49), 1e-300, 123456789.123];
+const edgeValues = [
+  0,
+  -0,
+  1,
+  -1,
+  0.1,
+  0.2 + 0.1,
+  Number.MAX_VALUE,
+  -Number.MAX_VALUE,
+  Number.MIN_VALUE,
+  Infinity,
+  -Infinity,
+  NaN,
+  2 ** 53,
+  2 ** 49,
+  -(2 ** 49),
+  1e-300,
+  123456789.123,
+];
 
 describe("the series codec", () => {
   it("round-trips edge values bit for bit, alone and mixed with decimals", () => {
@@ -131,7 +149,10 @@ describe("chunks, rollups and head payloads", () => {
   });
 
   it("rolls points up into epoch-aligned buckets with min, max, sum, count and last", () => {
-    const b = rollUp({ times: Float64Array.from([0, 100_000, 299_999, 300_000, 900_000]), values: Float64Array.from([3, 1, 2, 5, 4]), n: 5 }, 300_000);
+    const b = rollUp(
+      { times: Float64Array.from([0, 100_000, 299_999, 300_000, 900_000]), values: Float64Array.from([3, 1, 2, 5, 4]), n: 5 },
+      300_000,
+    );
     expect(b.n).toBe(3);
     expect([...b.times.subarray(0, 3)]).toEqual([0, 300_000, 900_000]);
     expect([...b.min.subarray(0, 3)]).toEqual([1, 5, 4]);
@@ -144,7 +165,13 @@ describe("chunks, rollups and head payloads", () => {
     // A rollup row holds the buckets of several series; a reader takes only those it wants.
     const direct = rollUp({ times, values, n }, 300_000);
     const other = rollUp({ times, values: values.map((v) => -v), n }, 300_000);
-    const row = encodeRollups([{ id: 5, buckets: direct }, { id: 9, buckets: other }], 1_699_999_200_000);
+    const row = encodeRollups(
+      [
+        { id: 5, buckets: direct },
+        { id: 9, buckets: other },
+      ],
+      1_699_999_200_000,
+    );
     const back: [number, Buckets][] = [];
     decodeRollups(row, 1_699_999_200_000, new Set([5]), (id, b) => back.push([id, b]));
     expect(back.map(([id]) => id)).toEqual([5]);

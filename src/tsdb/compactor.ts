@@ -1,6 +1,17 @@
 import { sql, type Kysely } from "kysely";
 import type { TsdbDatabase } from "./tables.js";
-import { decodeChunk, decodeRollups, emptyBuckets, encodeChunk, encodeRollups, rollUp, rollupWidthMs, type Buckets, type PointArrays, type RollupTier } from "./chunk-format.js";
+import {
+  decodeChunk,
+  decodeRollups,
+  emptyBuckets,
+  encodeChunk,
+  encodeRollups,
+  rollUp,
+  rollupWidthMs,
+  type Buckets,
+  type PointArrays,
+  type RollupTier,
+} from "./chunk-format.js";
 import { byteaColumn } from "./bytea-column.js";
 import { decodeHead, groupOf } from "./group-payload.js";
 import { Doubles } from "./doubles.js";
@@ -210,7 +221,11 @@ export function addPoints(byBlock: BlockPoints, id: number, times: ArrayLike<num
  * those blocks from the merged points. Used by compaction and by the import of the
  * row-per-sample store.
  */
-export async function writeBlocks(tx: Kysely<TsdbDatabase>, partitions: Partitions, byBlock: BlockPoints): Promise<{ chunks: number; points: number }> {
+export async function writeBlocks(
+  tx: Kysely<TsdbDatabase>,
+  partitions: Partitions,
+  byBlock: BlockPoints,
+): Promise<{ chunks: number; points: number }> {
   if (byBlock.size === 0) return { chunks: 0, points: 0 };
   const entries = [...byBlock.values()];
   const blocks = new Set(entries.map((e) => e.block));
@@ -218,7 +233,9 @@ export async function writeBlocks(tx: Kysely<TsdbDatabase>, partitions: Partitio
   await partitions.ensure(chunksTable, blocks, true);
   const { rows: stored } = await sql<{ series_id: number; block: number; data: Buffer }>`
     SELECT c.series_id, c.block, c.data FROM tsdb_chunks c
-    JOIN unnest(${entries.map((e) => e.id)}::int4[], ${entries.map((e) => e.block)}::int4[]) AS u(s, b) ON c.series_id = u.s AND c.block = u.b`.execute(tx);
+    JOIN unnest(${entries.map((e) => e.id)}::int4[], ${entries.map((e) => e.block)}::int4[]) AS u(s, b) ON c.series_id = u.s AND c.block = u.b`.execute(
+    tx,
+  );
   const existing = new Map(stored.map((r) => [`${r.series_id}:${r.block}`, r.data]));
 
   const ids: number[] = [];
@@ -278,7 +295,14 @@ export async function writeRollups(tx: Kysely<TsdbDatabase>, partitions: Partiti
       row.series.set(id, fresh ? mergeBuckets(buckets, fresh) : buckets);
     });
   }
-  const data = byteaColumn(rows.map((r) => encodeRollups([...r.series].sort(([a], [b]) => a - b).map(([id, buckets]) => ({ id, buckets })), r.block * blockMs)));
+  const data = byteaColumn(
+    rows.map((r) =>
+      encodeRollups(
+        [...r.series].sort(([a], [b]) => a - b).map(([id, buckets]) => ({ id, buckets })),
+        r.block * blockMs,
+      ),
+    ),
+  );
   await sql`
     INSERT INTO ${sql.table(table.table)} (grp, block, data)
     SELECT g, b, substring(${data.blob}::bytea FROM o FOR len)

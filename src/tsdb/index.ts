@@ -18,7 +18,20 @@ import type { PointArrays } from "./chunk-format.js";
  */
 
 export { Overloaded, InvalidInput, LimitExceeded, TsdbError } from "./errors.js";
-export { SeriesKind, maxSelectedSeries, maxLabelValues, type SeriesKindNumber, type SeriesRef, type Resolved, type LabelMatcher, type MatchOperator, type SelectedSeries, type MetricSummary, type Writer, type SeriesLimits } from "./series-index.js";
+export {
+  SeriesKind,
+  maxSelectedSeries,
+  maxLabelValues,
+  type SeriesKindNumber,
+  type SeriesRef,
+  type Resolved,
+  type LabelMatcher,
+  type MatchOperator,
+  type SelectedSeries,
+  type MetricSummary,
+  type Writer,
+  type SeriesLimits,
+} from "./series-index.js";
 export { alignedSteps, chooseTier, tierWidthMs, type Tier, type StepAggregate, type PointsQuery, type Points, type TsdbRetention } from "./read.js";
 export { maxTimeMs, type SeriesPoints } from "./appender.js";
 export type { PointArrays } from "./chunk-format.js";

@@ -132,7 +132,13 @@ async function importDay(db: Kysely<TsdbDatabase>, partitions: Partitions, day: 
  * Legacy rollup rows before `beforeMs` into rollups of `tier`: minute rows summed into 5-minute
  * buckets, hour rows as they are. Returns the legacy rows read.
  */
-async function importRollups(db: Kysely<TsdbDatabase>, partitions: Partitions, legacy: "samples_1m" | "samples_1h", tier: "5m" | "1h", beforeMs: number): Promise<number> {
+async function importRollups(
+  db: Kysely<TsdbDatabase>,
+  partitions: Partitions,
+  legacy: "samples_1m" | "samples_1h",
+  tier: "5m" | "1h",
+  beforeMs: number,
+): Promise<number> {
   if (!(await exists(db, legacy))) return 0;
   const widthMs = rollupWidthMs[tier];
   const before = Number.isFinite(beforeMs) ? new Date(beforeMs) : new Date(8.64e15);

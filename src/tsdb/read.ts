@@ -228,7 +228,12 @@ export class Reader {
    * and the head rows of the series' groups whose (partition, group) is not compacted yet.
    * Decodes what belongs to the wanted series within [fromMs, toMs).
    */
-  private async fetch(tier: Tier, seriesIds: number[], fromMs: number, toMs: number): Promise<Map<number, { points: RawPoints; buckets: SeriesRows }>> {
+  private async fetch(
+    tier: Tier,
+    seriesIds: number[],
+    fromMs: number,
+    toMs: number,
+  ): Promise<Map<number, { points: RawPoints; buckets: SeriesRows }>> {
     const out = new Map<number, { points: RawPoints; buckets: SeriesRows }>();
     for (const id of seriesIds) out.set(id, { points: new RawPoints(), buckets: new SeriesRows() });
     const wanted = new Set(seriesIds);
@@ -277,7 +282,13 @@ export class Reader {
    * recomputed from its chunk merged with those points, as compaction will. Rare: a second
    * statement only when it happens.
    */
-  private async rebuildOverlaps(tier: "5m" | "1h", out: Map<number, { points: RawPoints; buckets: SeriesRows }>, rolled: Map<number, Set<number>>, fromMs: number, toMs: number): Promise<void> {
+  private async rebuildOverlaps(
+    tier: "5m" | "1h",
+    out: Map<number, { points: RawPoints; buckets: SeriesRows }>,
+    rolled: Map<number, Set<number>>,
+    fromMs: number,
+    toMs: number,
+  ): Promise<void> {
     const overlaps: { id: number; block: number }[] = [];
     for (const [id, blocks] of rolled) {
       const hit = new Set<number>();
@@ -287,7 +298,9 @@ export class Reader {
     if (overlaps.length === 0) return;
     const { rows } = await sql<{ series_id: number; block: number; data: Buffer }>`
       SELECT c.series_id, c.block, c.data FROM tsdb_chunks c
-      JOIN unnest(${overlaps.map((o) => o.id)}::int4[], ${overlaps.map((o) => o.block)}::int4[]) AS u(s, b) ON c.series_id = u.s AND c.block = u.b`.execute(this.db);
+      JOIN unnest(${overlaps.map((o) => o.id)}::int4[], ${overlaps.map((o) => o.block)}::int4[]) AS u(s, b) ON c.series_id = u.s AND c.block = u.b`.execute(
+      this.db,
+    );
     const chunks = new Map(rows.map((r) => [`${r.series_id}:${r.block}`, r.data]));
     for (const { id, block } of overlaps) {
       const { points, buckets } = out.get(id)!;

@@ -109,7 +109,8 @@ export class SeriesIndex {
 
   /** A stored series found under a wanted series' hash: the same series, or a collision or a kind clash to refuse. */
   private check(key: string, s: SeriesRef, hit: StoredSeries): Resolved {
-    if (seriesKey(hit.metric, hit.labels) !== key) return { refused: `series ${describe(s)} has the same 64-bit hash as series ${hit.id}; it cannot be stored` };
+    if (seriesKey(hit.metric, hit.labels) !== key)
+      return { refused: `series ${describe(s)} has the same 64-bit hash as series ${hit.id}; it cannot be stored` };
     if (hit.kind !== s.kind) return { refused: kindClash(s, hit.kind) };
     return { id: this.remember(key, hit) };
   }
@@ -297,4 +298,3 @@ function describe(s: SeriesRef): string {
 function kindClash(s: SeriesRef, existing: number): string {
   return `metric ${s.metric} is a ${kindNames[existing]}, not a ${kindNames[s.kind]}`;
 }
-

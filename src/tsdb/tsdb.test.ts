@@ -65,10 +65,16 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
     ];
     await tsdb.append(batch);
     await tsdb.append(batch);
-    expect(await samples(tsdb, a!)).toEqual([[base + 1000, 1], [base + 2000, 3]]);
+    expect(await samples(tsdb, a!)).toEqual([
+      [base + 1000, 1],
+      [base + 2000, 3],
+    ]);
     expect(Object.is((await samples(tsdb, b!))[0]![1], -0)).toBe(true);
     await tsdb.append([{ id: a!, times: [base + 1000], values: [9] }]);
-    expect(await samples(tsdb, a!)).toEqual([[base + 1000, 9], [base + 2000, 3]]);
+    expect(await samples(tsdb, a!)).toEqual([
+      [base + 1000, 9],
+      [base + 2000, 3],
+    ]);
   });
 
   it("refuses what is not a point, alone: a bad batch never fails the others of its group commit", async () => {
@@ -91,14 +97,17 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
   it("compacts closed blocks into chunks and rollups: every point read the same before and after, late points merged", async () => {
     const clock = new Clock(base + 5 * minute);
     const tsdb = await open(await storage(), clock);
-    const series = await ids(tsdb, Array.from({ length: 150 }, (_, i) => gauge("t_load", { host: String(i) })));
+    const series = await ids(
+      tsdb,
+      Array.from({ length: 150 }, (_, i) => gauge("t_load", { host: String(i) })),
+    );
     // Three blocks of points every 10 s, written as they happen, in batches of a minute.
     const expected = new Map<number, [number, number][]>(series.map((id) => [id, []]));
     for (let t = base; t < base + 3 * blockMs; t += minute) {
       clock.ms = t + minute;
       const times = Array.from({ length: 6 }, (_, k) => t + k * 10 * second);
-      await tsdb.append(series.map((id) => ({ id, times, values: times.map((x) => (x / 1000) % 97 + id) })));
-      for (const id of series) for (const x of times) expected.get(id)!.push([x, (x / 1000) % 97 + id]);
+      await tsdb.append(series.map((id) => ({ id, times, values: times.map((x) => ((x / 1000) % 97) + id) })));
+      for (const id of series) for (const x of times) expected.get(id)!.push([x, ((x / 1000) % 97) + id]);
     }
     const before = await samples(tsdb, series[7]!);
     expect(before).toEqual(expected.get(series[7]!));
@@ -142,14 +151,24 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
       expect(run.postponed).toEqual([base / blockMs]);
       // The lagging writer still takes block `base` for open: the seal refuses it, and it goes to an open block.
       await lagging.append([{ id: id!, times: [base + second], values: [2] }]);
-      expect(await samples(tsdb, id!)).toEqual([[base, 1], [base + second, 2], [base + blockMs, 4], [clock.ms, 3]]);
+      expect(await samples(tsdb, id!)).toEqual([
+        [base, 1],
+        [base + second, 2],
+        [base + blockMs, 4],
+        [clock.ms, 3],
+      ]);
     } finally {
       await reader.query("ROLLBACK");
       reader.release();
     }
     clock.ms += 2 * blockMs;
     await tsdb.compact();
-    expect(await samples(tsdb, id!)).toEqual([[base, 1], [base + second, 2], [base + blockMs, 4], [base + 3 * blockMs, 3]]);
+    expect(await samples(tsdb, id!)).toEqual([
+      [base, 1],
+      [base + second, 2],
+      [base + blockMs, 4],
+      [base + 3 * blockMs, 3],
+    ]);
   });
 
   it("answers from the 5-minute and hourly rollups what the raw points say", async () => {
@@ -181,7 +200,11 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
     expect(strip(fiveMinutes)).toEqual(strip(rawHalfHours));
     // Increases from rollups compare each bucket's last value with the one before: equal to raw
     // from the second hour on (the reset falls on a bucket start); the first has nothing before it.
-    const increases = (p: typeof raw) => p.series.get(id!)!.slice(1).map((s) => s.increase);
+    const increases = (p: typeof raw) =>
+      p.series
+        .get(id!)!
+        .slice(1)
+        .map((s) => s.increase);
     expect(increases(hours)).toEqual(increases(raw));
   });
 
@@ -216,7 +239,11 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
     clock.ms = base + 3 * blockMs;
     await tsdb.compact();
     const tables = async () =>
-      (await db.pool.query<{ name: string }>("SELECT relname AS name FROM pg_class WHERE relname ~ '^tsdb_(chunks|rollups_5m|rollups_1h)_[0-9]{8}$' ORDER BY 1")).rows.map((r) => r.name);
+      (
+        await db.pool.query<{ name: string }>(
+          "SELECT relname AS name FROM pg_class WHERE relname ~ '^tsdb_(chunks|rollups_5m|rollups_1h)_[0-9]{8}$' ORDER BY 1",
+        )
+      ).rows.map((r) => r.name);
     const dayName = new Date(base).toISOString().slice(0, 10).replaceAll("-", "");
     expect(await tables()).toEqual([`tsdb_chunks_${dayName}`, `tsdb_rollups_1h_${dayName}`, `tsdb_rollups_5m_${dayName}`]);
     const retentionJob = tsdb.jobs.find((j) => j.name === "tsdb-retention")!;
@@ -242,12 +269,16 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
     const agentRefs = Array.from({ length: 3 }, (_, i) => gauge(`t_agent_${i}`));
     const byAgent = await tsdb.series.resolve(new Map(agentRefs.map((r) => [seriesKey(r.metric, r.labels), r])), { agentId: agent });
     expect([...byAgent.values()].filter((r) => "refused" in r)).toEqual([{ refused: "this agent has reached its limit of 2 series" }]);
-    const clash = await tsdb.series.resolve(new Map([["t_limited\u0000i\u00010", { metric: "t_limited", labels: { i: "0" }, kind: SeriesKind.counter }]]));
+    const clash = await tsdb.series.resolve(
+      new Map([["t_limited\u0000i\u00010", { metric: "t_limited", labels: { i: "0" }, kind: SeriesKind.counter }]]),
+    );
     expect([...clash.values()]).toEqual([{ refused: "metric t_limited is a gauge, not a counter" }]);
     // A 64-bit hash collision (made up here: another series stored under this one's key) refuses, never mixes.
     await db.pool.query("INSERT INTO series (metric, labels, kind, key) VALUES ('t_other', '{}', 2, $1)", [seriesHash("t_collides")]);
     const collision = await tsdb.series.resolve(new Map([["t_collides", gauge("t_collides")]]));
-    expect([...collision.values()]).toEqual([{ refused: expect.stringMatching(/^series t_collides\{\} has the same 64-bit hash as series \d+; it cannot be stored$/) }]);
+    expect([...collision.values()]).toEqual([
+      { refused: expect.stringMatching(/^series t_collides\{\} has the same 64-bit hash as series \d+; it cannot be stored$/) },
+    ]);
     const big = gauge("t_big", { a: "x".repeat(1024), b: "y".repeat(1024), c: "z".repeat(1024) });
     expect((await ids(tsdb, [big])).length).toBe(1);
     expect(await tsdb.series.select("t_big", [{ label: "a", op: "=", value: "x".repeat(1024) }])).toHaveLength(1);
@@ -257,7 +288,10 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
     const db = await storage();
     const clock = new Clock(base + 30 * minute);
     const [one, two] = [await open(db, clock), await open(await storage(), clock)];
-    const series = await ids(one, Array.from({ length: 64 }, (_, i) => gauge("t_shared", { i: String(i) })));
+    const series = await ids(
+      one,
+      Array.from({ length: 64 }, (_, i) => gauge("t_shared", { i: String(i) })),
+    );
     // Old points to compact while both keep writing new ones.
     await one.append(series.map((id) => ({ id, times: [base, base + second], values: [1, 2] })));
     clock.ms = base + blockMs + 30 * minute;
@@ -269,7 +303,10 @@ describe.each(testServers())("the time-series store on $name PostgreSQL", (serve
     for (const id of [series[0]!, series[63]!]) {
       const points = await samples(one, id);
       expect(points.length).toBe(22);
-      expect(points.slice(0, 2)).toEqual([[base, 1], [base + second, 2]]);
+      expect(points.slice(0, 2)).toEqual([
+        [base, 1],
+        [base + second, 2],
+      ]);
     }
   });
 });
@@ -283,7 +320,10 @@ describe.each(testServers())("a compaction killed with SIGKILL on $name PostgreS
     const clock = new Clock(base + minute);
     const tsdb = await open(db, clock, { limits: { perMetric: 10_000, perAgent: 10_000 } });
     // 40 groups of 64 series, 12 head rows each: 480 transactions for the child, one per row's group.
-    const series = await ids(tsdb, Array.from({ length: 40 * 64 }, (_, i) => gauge("t_crash", { i: String(i) })));
+    const series = await ids(
+      tsdb,
+      Array.from({ length: 40 * 64 }, (_, i) => gauge("t_crash", { i: String(i) })),
+    );
     const times = (k: number) => [base + k * minute, base + k * minute + 30 * second];
     for (let k = 0; k < 12; k++) await tsdb.append(series.map((id) => ({ id, times: times(k), values: times(k).map((t) => t / 1000 + id) })));
     const expected = (id: number) => Array.from({ length: 12 }, (_, k) => times(k).map((t): [number, number] => [t, t / 1000 + id])).flat();
@@ -293,7 +333,9 @@ describe.each(testServers())("a compaction killed with SIGKILL on $name PostgreS
     const child = spawn(process.execPath, ["--import", "tsx", "test/support/compact-once.ts", url, String(clock.ms)], { stdio: "ignore" });
     const exited = new Promise((resolve) => child.once("exit", resolve));
     // Kill it once some groups are compacted and recorded, and others not yet.
-    await expect.poll(async () => (await db.pool.query("SELECT count(*)::int AS n FROM tsdb_compacted")).rows[0].n, { timeout: 30_000, interval: 20 }).toBeGreaterThan(2);
+    await expect
+      .poll(async () => (await db.pool.query("SELECT count(*)::int AS n FROM tsdb_compacted")).rows[0].n, { timeout: 30_000, interval: 20 })
+      .toBeGreaterThan(2);
     child.kill("SIGKILL");
     await exited;
     const done = (await db.pool.query("SELECT count(*)::int AS n FROM tsdb_compacted")).rows[0].n;

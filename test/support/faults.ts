@@ -59,7 +59,11 @@ export class CountingAgent {
     log: Logger,
   ) {
     this.spool = new Spool(join(stateDir, "spool"), defaultSpool, log);
-    this.sender = new Sender(daemonTransport(url, "grpc", () => credential), this.spool, log);
+    this.sender = new Sender(
+      daemonTransport(url, "grpc", () => credential),
+      this.spool,
+      log,
+    );
     this.batch = new Batch({ host });
   }
 
@@ -85,7 +89,11 @@ export class CountingAgent {
   /** Stops generating, waits until every batch is acknowledged (or given up), then stops sending. */
   async finish(timeoutMs: number): Promise<void> {
     this.generating.abort();
-    await until(() => this.spool.stats().batches === 0, timeoutMs, `${this.host}'s spool to drain (${this.spool.stats().points} points left)`).finally(() => {
+    await until(
+      () => this.spool.stats().batches === 0,
+      timeoutMs,
+      `${this.host}'s spool to drain (${this.spool.stats().points} points left)`,
+    ).finally(() => {
       this.sending.abort();
     });
     await Promise.all(this.loops);
@@ -98,7 +106,12 @@ export class CountingAgent {
         continue;
       }
       for (let i = 0; i < this.shape.ticksPerBatch; i++, this.ticks++) {
-        const measurements = Array.from({ length: this.shape.series }, (_, s) => ({ metric, labels: { s: String(s) }, kind: "gauge" as const, value: this.ticks }));
+        const measurements = Array.from({ length: this.shape.series }, (_, s) => ({
+          metric,
+          labels: { s: String(s) },
+          kind: "gauge" as const,
+          value: this.ticks,
+        }));
         this.batch.addAll(measurements, this.t0 + this.ticks);
       }
       const closed = this.batch.close()!;
@@ -169,7 +182,11 @@ export function postmasterPid(dataDir: string): number {
  * Starts a daemon (embedded PostgreSQL) and counting agents, lets them ingest, applies `fault`
  * `faults` times with ingest in between, lets the agents drain and counts what was stored.
  */
-export async function runFaultScenario(scenario: string, fault: Fault, options: ScenarioOptions): Promise<{ figures: FaultFigures; daemonLogs: LogLine[] }> {
+export async function runFaultScenario(
+  scenario: string,
+  fault: Fault,
+  options: ScenarioOptions,
+): Promise<{ figures: FaultFigures; daemonLogs: LogLine[] }> {
   const started = performance.now();
   const daemon = new RestartableDaemon(join(options.dir, "data"), await freePort());
   await daemon.start();
@@ -227,7 +244,12 @@ export async function runFaultScenario(scenario: string, fault: Fault, options: 
  * Counts each agent's points with Query (COUNT and SUM over [t0, t0 + ticks), one step per hour):
  * series s of an agent after n ticks must hold n points whose values sum to n(n-1)/2.
  */
-async function countStored(url: string, token: string, agents: CountingAgent[], t0: number): Promise<Pick<FaultFigures, "stored" | "lost" | "doubled" | "valuesMatch">> {
+async function countStored(
+  url: string,
+  token: string,
+  agents: CountingAgent[],
+  t0: number,
+): Promise<Pick<FaultFigures, "stored" | "lost" | "doubled" | "valuesMatch">> {
   const metrics = createClient(MetricsAPI, createGrpcTransport({ baseUrl: url, interceptors: [bearer(token)] }));
   const figures = { stored: 0, lost: 0, doubled: 0, valuesMatch: true };
   for (const agent of agents) {

@@ -23,7 +23,10 @@ export function inMemoryClient<S extends DescService>(service: S, impl: ServiceI
     req.contextValues.set(principalKey, caller);
     return next(req);
   };
-  return createClient(service, createRouterTransport((router) => router.service(service, impl), { router: { interceptors: [asCaller] } }));
+  return createClient(
+    service,
+    createRouterTransport((router) => router.service(service, impl), { router: { interceptors: [asCaller] } }),
+  );
 }
 
 /** For a test file: a migrated database of the default test server, opened before its tests and dropped after them. */

@@ -151,7 +151,11 @@ async function runEval(store: MemoryStore, m: RegExpExecArray, body: string[], w
     expect(value.type, where).toBe("vector");
     const samples: Sample[] = value.type === "vector" ? value.samples : [];
     expect(samples.map((s) => labelsKey(s.labels)).sort(), where).toEqual(expected.map((e) => labelsKey(e.labels)).sort());
-    if (m[1]) expect(samples.map((s) => labelsKey(s.labels)), `${where} (ordered)`).toEqual(expected.map((e) => labelsKey(e.labels)));
+    if (m[1])
+      expect(
+        samples.map((s) => labelsKey(s.labels)),
+        `${where} (ordered)`,
+      ).toEqual(expected.map((e) => labelsKey(e.labels)));
     for (const e of expected) {
       const s = samples.find((x) => labelsKey(x.labels) === labelsKey(e.labels))!;
       expectClose(s.value, e.values[0]!, `${where} ${labelsKey(e.labels)}`);

@@ -20,7 +20,11 @@ export async function storedPoints(connection: pg.PoolConfig, metric: string): P
       log: createLogger("silent"),
     });
     const series = await tsdb.series.select(metric, []);
-    const points = await tsdb.readSamples(series.map((s) => s.id), 0, 8.64e15);
+    const points = await tsdb.readSamples(
+      series.map((s) => s.id),
+      0,
+      8.64e15,
+    );
     return series.map((s) => {
       const p = points.get(s.id);
       return { labels: s.labels, times: p ? [...p.times.subarray(0, p.n)] : [], values: p ? [...p.values.subarray(0, p.n)] : [] };

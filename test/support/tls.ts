@@ -27,11 +27,42 @@ function openssl(cwd: string, args: string[]): void {
 /** A CA (`name.ca.pem`) and a server certificate (`name.pem`, `name.key`) that it signed. */
 function issue(dir: string, name: string): void {
   const key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  openssl(dir, ["req", "-x509", ...key, "-keyout", `${name}.ca.key`, "-out", `${name}.ca.pem`, "-days", "2", "-subj", `/CN=Specta test CA ${name}`,
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+  openssl(dir, [
+    "req",
+    "-x509",
+    ...key,
+    "-keyout",
+    `${name}.ca.key`,
+    "-out",
+    `${name}.ca.pem`,
+    "-days",
+    "2",
+    "-subj",
+    `/CN=Specta test CA ${name}`,
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign",
+  ]);
   openssl(dir, ["req", ...key, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", "/CN=localhost"]);
   writeFileSync(join(dir, `${name}.ext`), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n");
-  openssl(dir, ["x509", "-req", "-in", `${name}.csr`, "-CA", `${name}.ca.pem`, "-CAkey", `${name}.ca.key`, "-CAcreateserial", "-days", "2", "-out", `${name}.pem`, "-extfile", `${name}.ext`]);
+  openssl(dir, [
+    "x509",
+    "-req",
+    "-in",
+    `${name}.csr`,
+    "-CA",
+    `${name}.ca.pem`,
+    "-CAkey",
+    `${name}.ca.key`,
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-out",
+    `${name}.pem`,
+    "-extfile",
+    `${name}.ext`,
+  ]);
 }
 
 export function makeTestCertificates(): TestCertificates {

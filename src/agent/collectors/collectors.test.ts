@@ -196,7 +196,14 @@ describe("disks (fixture)", () => {
     expect(collector).toMatchObject({ name: "disks", intervalMs: 60_000 });
     const first = await run(collector);
     expectWellFormed(first);
-    expect(labelValues(first, "node_filesystem_device_error", "mountpoint")).toEqual(["/", "/containers/root", "/denied", "/hang", "/mnt/my disk", "/twice"]);
+    expect(labelValues(first, "node_filesystem_device_error", "mountpoint")).toEqual([
+      "/",
+      "/containers/root",
+      "/denied",
+      "/hang",
+      "/mnt/my disk",
+      "/twice",
+    ]);
 
     const root_ = { mountpoint: "/", device: "/dev/sda1", fstype: "ext4" };
     expect(valueOf(first, "node_filesystem_size_bytes", root_)).toBe(4096000);
@@ -214,7 +221,10 @@ describe("disks (fixture)", () => {
     expect(valueOf(first, "node_filesystem_size_bytes", { mountpoint: "/containers/root", device: "overlay", fstype: "overlay" })).toBe(2000 * 4096);
     expect(valueOf(first, "node_filesystem_size_bytes", { mountpoint: "/twice", device: "/dev/sda2", fstype: "ext4" })).toBe(4096);
 
-    for (const [mountpoint, device, fstype] of [["/denied", "/dev/sdd1", "ext4"], ["/hang", "server:/export", "nfs4"]] as const) {
+    for (const [mountpoint, device, fstype] of [
+      ["/denied", "/dev/sdd1", "ext4"],
+      ["/hang", "server:/export", "nfs4"],
+    ] as const) {
       const labels = { mountpoint, device, fstype };
       expect(valueOf(first, "node_filesystem_device_error", labels)).toBe(1);
       expect(valueOf(first, "node_filesystem_size_bytes", labels)).toBeUndefined();
@@ -247,7 +257,8 @@ describe("diskio (fixture)", () => {
   it("reads whole disks and skips loop, ram and zram devices and partitions of listed disks", async () => {
     const proc = await tree(join(root, "diskio/proc"), { diskstats });
     const sys = join(root, "diskio/sys");
-    for (const disk of ["loop0", "ram0", "zram0", "sda", "nvme0n1", "md1", "md12", "dm-0"]) await mkdir(join(sys, "block", disk), { recursive: true });
+    for (const disk of ["loop0", "ram0", "zram0", "sda", "nvme0n1", "md1", "md12", "dm-0"])
+      await mkdir(join(sys, "block", disk), { recursive: true });
     const collector = diskIoCollector({ procRoot: proc, sysRoot: sys });
     expect(collector).toMatchObject({ name: "diskio", intervalMs: 5_000 });
     const first = await run(collector);
@@ -264,7 +275,10 @@ describe("diskio (fixture)", () => {
     expect(valueOf(first, "node_disk_io_time_seconds_total", sda)).toBe(0.4);
     expect(valueOf(first, "node_disk_io_time_seconds_total", { device: "dm-0" })).toBe(0.002);
 
-    await writeFile(join(proc, "diskstats"), diskstats.replace(" sda 100 5 2000 50 200 10 4000 300 1 400", " sda 164 5 3024 51 220 10 4800 310 0 411"));
+    await writeFile(
+      join(proc, "diskstats"),
+      diskstats.replace(" sda 100 5 2000 50 200 10 4000 300 1 400", " sda 164 5 3024 51 220 10 4800 310 0 411"),
+    );
     const second = await run(collector);
     expect(valueOf(second, "node_disk_reads_completed_total", sda)).toBe(164);
     expect(valueOf(second, "node_disk_read_bytes_total", sda)).toBe(3024 * 512);
@@ -310,7 +324,16 @@ describe("network (fixture)", () => {
 });
 
 /** A /proc/[pid]/stat line with the fields the processes collector reads; the others are 0. */
-function statLine(p: { pid: number; comm: string; state: string; utime: number; stime: number; threads: number; start: number; rss: number }): string {
+function statLine(p: {
+  pid: number;
+  comm: string;
+  state: string;
+  utime: number;
+  stime: number;
+  threads: number;
+  start: number;
+  rss: number;
+}): string {
   const rest = new Array<string>(49).fill("0");
   rest[0] = p.state;
   rest[1] = "1"; // ppid
@@ -345,7 +368,7 @@ describe("processes (fixture)", () => {
     await write({ pid: 200, comm: "wörker", state: "D", utime: 10, stime: 10, threads: 2, start: 600, rss: 300 });
     await write({ pid: 300, comm: "old", state: "Z", utime: 40, stime: 0, threads: 1, start: 700, rss: 0 });
     await mkdir(join(proc, "400"), { recursive: true }); // exited between readdir and read
-    await tree(proc, { "self/stat": "not a pid", "stat": "cpu 0 0 0 0\n" });
+    await tree(proc, { "self/stat": "not a pid", stat: "cpu 0 0 0 0\n" });
 
     let now = 1_000;
     const collector = processesCollector({ procRoot: proc, topN: 3, pageSize: 4096, clock: () => now });
@@ -435,7 +458,9 @@ describe("services (fixture systemctl)", () => {
   it("is unsupported without systemd or systemctl, and fails plainly when systemctl fails", async () => {
     const { systemctl, runDir } = await fakeSystemctl("services-failing", `echo "Failed to connect to bus" >&2\nexit 1`);
     await expect(run(servicesCollector({ systemctl, systemdRunDir: join(root, "no-such-dir") }))).rejects.toBeInstanceOf(UnsupportedError);
-    await expect(run(servicesCollector({ systemctl: join(root, "no-such-systemctl"), systemdRunDir: runDir }))).rejects.toBeInstanceOf(UnsupportedError);
+    await expect(run(servicesCollector({ systemctl: join(root, "no-such-systemctl"), systemdRunDir: runDir }))).rejects.toBeInstanceOf(
+      UnsupportedError,
+    );
     const failure = run(servicesCollector({ systemctl, systemdRunDir: runDir }));
     await expect(failure).rejects.toThrow(/Failed to connect to bus/);
     await expect(failure).rejects.not.toBeInstanceOf(UnsupportedError);
@@ -621,7 +646,11 @@ describe("system (fixture)", () => {
 
 describe("inventory", () => {
   it("parses os-release", () => {
-    expect(parseOsRelease('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\n# comment\nID=debian\nX=\'single\'\nY="a \\"quoted\\" word"\n')).toEqual({
+    expect(
+      parseOsRelease(
+        'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\n# comment\nID=debian\nX=\'single\'\nY="a \\"quoted\\" word"\n',
+      ),
+    ).toEqual({
       PRETTY_NAME: "Debian GNU/Linux 12 (bookworm)",
       NAME: "Debian GNU/Linux",
       VERSION_ID: "12",
@@ -712,7 +741,8 @@ describe("this host", () => {
     for (const m of first.filter((x) => x.kind === "counter")) {
       expect(valueOf(second, m.metric, m.labels)).toBeGreaterThanOrEqual(m.value);
     }
-    const busy = (valueOf(second, "node_cpu_all_seconds_total", { mode: "user" }) ?? 0) + (valueOf(second, "node_cpu_all_seconds_total", { mode: "idle" }) ?? 0);
+    const busy =
+      (valueOf(second, "node_cpu_all_seconds_total", { mode: "user" }) ?? 0) + (valueOf(second, "node_cpu_all_seconds_total", { mode: "idle" }) ?? 0);
     expect(busy).toBeGreaterThan(0);
     expect(valueOf(second, "node_load1")).toBeGreaterThanOrEqual(0);
   });

@@ -37,7 +37,10 @@ const NETWORK_FIELDS: ReadonlyArray<readonly [string, string]> = [
 ];
 
 class HttpStatusError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -60,7 +63,8 @@ export function containersCollector(options: { socketPath?: string; timeoutMs?: 
       try {
         list = await get("/containers/json?all=true");
       } catch (error) {
-        if (errorCode(error) === "EACCES") throw new UnsupportedError(`permission denied on ${socketPath} (add the agent's user to the docker group)`, { cause: error });
+        if (errorCode(error) === "EACCES")
+          throw new UnsupportedError(`permission denied on ${socketPath} (add the agent's user to the docker group)`, { cause: error });
         throw error;
       }
       if (!Array.isArray(list)) throw new Error("Docker answered /containers/json with something other than a list");
@@ -127,24 +131,27 @@ export function containerMeasurements(labels: Record<string, string>, stats: unk
 
 function dockerGet(socketPath: string, path: string, signal: AbortSignal, timeoutMs: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method: "GET", headers: { host: "docker", accept: "application/json" }, signal, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (chunk: Buffer) => chunks.push(chunk));
-      res.on("error", reject);
-      res.on("end", () => {
-        const body = Buffer.concat(chunks).toString("utf8");
-        const status = res.statusCode ?? 0;
-        if (status < 200 || status > 299) {
-          reject(new HttpStatusError(status, `Docker answered GET ${path} with ${status}: ${body.slice(0, 200).trim()}`));
-          return;
-        }
-        try {
-          resolve(JSON.parse(body) as unknown);
-        } catch (error) {
-          reject(new Error(`Docker answered GET ${path} with invalid JSON`, { cause: error }));
-        }
-      });
-    });
+    const req = request(
+      { socketPath, path, method: "GET", headers: { host: "docker", accept: "application/json" }, signal, timeout: timeoutMs },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("error", reject);
+        res.on("end", () => {
+          const body = Buffer.concat(chunks).toString("utf8");
+          const status = res.statusCode ?? 0;
+          if (status < 200 || status > 299) {
+            reject(new HttpStatusError(status, `Docker answered GET ${path} with ${status}: ${body.slice(0, 200).trim()}`));
+            return;
+          }
+          try {
+            resolve(JSON.parse(body) as unknown);
+          } catch (error) {
+            reject(new Error(`Docker answered GET ${path} with invalid JSON`, { cause: error }));
+          }
+        });
+      },
+    );
     req.on("timeout", () => req.destroy(new Error(`Docker did not answer GET ${path} within ${timeoutMs} ms`)));
     req.on("error", reject);
     req.end();

@@ -21,13 +21,41 @@ import type { Collector, Measurement } from "./collector.js";
 import { errorCode, mapPool, readText } from "./util.js";
 
 export const PSEUDO_FILESYSTEMS: ReadonlySet<string> = new Set([
-  "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts", "devtmpfs",
-  "efivarfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "proc", "procfs", "pstore", "ramfs",
-  "rpc_pipefs", "securityfs", "selinuxfs", "sysfs", "tmpfs", "tracefs", "nfsd", "fuse.lxcfs",
-  "fuse.gvfsd-fuse", "fuse.portal", "iso9660", "squashfs", "erofs",
+  "autofs",
+  "binfmt_misc",
+  "bpf",
+  "cgroup",
+  "cgroup2",
+  "configfs",
+  "debugfs",
+  "devpts",
+  "devtmpfs",
+  "efivarfs",
+  "fusectl",
+  "hugetlbfs",
+  "mqueue",
+  "nsfs",
+  "proc",
+  "procfs",
+  "pstore",
+  "ramfs",
+  "rpc_pipefs",
+  "securityfs",
+  "selinuxfs",
+  "sysfs",
+  "tmpfs",
+  "tracefs",
+  "nfsd",
+  "fuse.lxcfs",
+  "fuse.gvfsd-fuse",
+  "fuse.portal",
+  "iso9660",
+  "squashfs",
+  "erofs",
 ]);
 
-const SKIPPED_MOUNTPOINTS = /^\/(dev|proc|sys|run\/credentials\/.+|run\/containerd\/.+|var\/lib\/docker\/.+|var\/lib\/containers\/storage\/.+|var\/lib\/kubelet\/pods\/.+)($|\/)/;
+const SKIPPED_MOUNTPOINTS =
+  /^\/(dev|proc|sys|run\/credentials\/.+|run\/containerd\/.+|var\/lib\/docker\/.+|var\/lib\/containers\/storage\/.+|var\/lib\/kubelet\/pods\/.+)($|\/)/;
 
 /** What the collector needs from statfs(2); `fs.statfs` returns more. */
 export interface FsStats {

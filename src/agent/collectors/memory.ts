@@ -37,7 +37,10 @@ export function parseMeminfo(text: string): Measurement[] {
   for (const line of text.split("\n")) {
     const colon = line.indexOf(":");
     if (colon < 0) continue;
-    const [amount, unit] = line.slice(colon + 1).trim().split(/\s+/);
+    const [amount, unit] = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/);
     const value = toNumber(amount);
     if (value === undefined) continue;
     values.set(line.slice(0, colon), unit === "kB" ? value * 1024 : value);

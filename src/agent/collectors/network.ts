@@ -40,7 +40,10 @@ export function parseNetDev(text: string): Measurement[] {
     if (colon < 0) continue;
     const device = line.slice(0, colon).trim();
     if (device === "" || device.includes("|")) continue;
-    const fields = line.slice(colon + 1).trim().split(/\s+/);
+    const fields = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/);
     if (fields.length < 16) continue;
     for (const [column, metric] of COLUMNS) {
       const value = toNumber(fields[column]);

@@ -98,7 +98,12 @@ export function processesCollector(
       }
       const byRss = list.filter((s) => s.rssPages > 0).sort((a, b) => b.rssPages - a.rssPages);
       for (const s of byRss.slice(0, topN)) {
-        out.push({ metric: "node_top_process_resident_memory_bytes", labels: { pid: s.pid, name: s.name }, kind: "gauge", value: s.rssPages * pageSize });
+        out.push({
+          metric: "node_top_process_resident_memory_bytes",
+          labels: { pid: s.pid, name: s.name },
+          kind: "gauge",
+          value: s.rssPages * pageSize,
+        });
       }
 
       previous = { at, byPid: new Map(list.map((s) => [s.pid, { cpuTicks: s.cpuTicks, startTicks: s.startTicks }])) };

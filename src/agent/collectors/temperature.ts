@@ -20,7 +20,8 @@ export function temperatureCollector(options: { sysRoot?: string } = {}): Collec
     intervalMs: 10_000,
     async collect(signal) {
       const [zones, chips] = await Promise.all([thermalZones(sysRoot, signal), hwmonSensors(sysRoot, signal)]);
-      if (zones.sensors === 0 && chips.sensors === 0) throw new UnsupportedError(`no temperature sensor under ${sysRoot}/class/thermal or ${sysRoot}/class/hwmon`);
+      if (zones.sensors === 0 && chips.sensors === 0)
+        throw new UnsupportedError(`no temperature sensor under ${sysRoot}/class/thermal or ${sysRoot}/class/hwmon`);
       return [...zones.out, ...chips.out];
     },
   };

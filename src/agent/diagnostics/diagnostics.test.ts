@@ -110,7 +110,10 @@ describe("hostile arguments are refused and nothing runs", () => {
       // Far below the 5 s timeout: refused up front, not run until killed.
       expect(Date.now() - started, label).toBeLessThan(2_000);
       // No child was started along the way.
-      expect([...children().keys()].filter((pid) => !before.has(pid)), label).toEqual([]);
+      expect(
+        [...children().keys()].filter((pid) => !before.has(pid)),
+        label,
+      ).toEqual([]);
     }
     expect(existsSync(marker())).toBe(false);
   });
@@ -144,14 +147,20 @@ describe("diagnostics on this host", () => {
   it("cuts the output at the cap and stops the program", async () => {
     if (!(await findProgram("ping"))) return;
     const started = Date.now();
-    const result = await runDiagnostic(diagnostic({ case: "ping", value: { host: "127.0.0.1", count: 10 } } as Kind), { timeoutMs: 15_000, outputCapBytes: 100 });
+    const result = await runDiagnostic(diagnostic({ case: "ping", value: { host: "127.0.0.1", count: 10 } } as Kind), {
+      timeoutMs: 15_000,
+      outputCapBytes: 100,
+    });
     expect(result.state).toBe("succeeded");
     expect(result.output.truncated).toBe(true);
     expect(Buffer.byteLength(result.output.text)).toBeLessThanOrEqual(100);
     // Killed at the cap, not after its ten seconds.
     expect(Date.now() - started).toBeLessThan(5_000);
 
-    const sockets = await runDiagnostic(diagnostic({ case: "connections", value: { listening: true, established: true } } as Kind), { timeoutMs: 5_000, outputCapBytes: 300 });
+    const sockets = await runDiagnostic(diagnostic({ case: "connections", value: { listening: true, established: true } } as Kind), {
+      timeoutMs: 5_000,
+      outputCapBytes: 300,
+    });
     expect(sockets.output.truncated).toBe(true);
     expect(Buffer.byteLength(sockets.output.text)).toBeLessThanOrEqual(300);
   });
@@ -162,10 +171,14 @@ describe("diagnostics on this host", () => {
     expect(data(open)).toMatchObject({ connected: true, address: "127.0.0.1", port: openPort });
     expect(data(open).timeMs).toEqual(expect.any(Number));
 
-    const byName = await runDiagnostic(diagnostic({ case: "tcpConnect", value: { host: "localhost", port: openPort } } as Kind), { timeoutMs: 5_000 });
+    const byName = await runDiagnostic(diagnostic({ case: "tcpConnect", value: { host: "localhost", port: openPort } } as Kind), {
+      timeoutMs: 5_000,
+    });
     expect(["succeeded", "failed"]).toContain(byName.state); // localhost may resolve to ::1 first
 
-    const closed = await runDiagnostic(diagnostic({ case: "tcpConnect", value: { host: "127.0.0.1", port: closedPort } } as Kind), { timeoutMs: 5_000 });
+    const closed = await runDiagnostic(diagnostic({ case: "tcpConnect", value: { host: "127.0.0.1", port: closedPort } } as Kind), {
+      timeoutMs: 5_000,
+    });
     expect(closed.state).toBe("failed");
     expect(data(closed)).toMatchObject({ connected: false });
     expect(closed.output.error).toContain("ECONNREFUSED");
@@ -175,7 +188,9 @@ describe("diagnostics on this host", () => {
     const result = await runDiagnostic(diagnostic({ case: "connections", value: { listening: true } } as Kind), { timeoutMs: 5_000 });
     expect(result.state).toBe("succeeded");
     const list = data(result).connections as { protocol: string; localAddress: string; localPort: number; state: string; uid: number }[];
-    expect(list).toContainEqual(expect.objectContaining({ protocol: "tcp", localAddress: "127.0.0.1", localPort: openPort, state: "LISTEN", uid: process.getuid!() }));
+    expect(list).toContainEqual(
+      expect.objectContaining({ protocol: "tcp", localAddress: "127.0.0.1", localPort: openPort, state: "LISTEN", uid: process.getuid!() }),
+    );
     expect(list.every((c) => c.state === "LISTEN")).toBe(true);
     expect(result.output.text).toContain(`127.0.0.1:${openPort}`);
   });
@@ -274,7 +289,11 @@ describe("diagnostics on this host", () => {
     const last = await run({ limit: 1, minSeverity: Severity.DEBUG });
     expect((data(last).entries as { message: string }[]).map((e) => e.message)).toEqual(["reloaded"]);
 
-    const missing = await runDiagnostic(diagnostic({ case: "logs", value: {} } as Kind), { timeoutMs: 5_000, journalctl: false, logFiles: [join(dir, "missing")] });
+    const missing = await runDiagnostic(diagnostic({ case: "logs", value: {} } as Kind), {
+      timeoutMs: 5_000,
+      journalctl: false,
+      logFiles: [join(dir, "missing")],
+    });
     expect(missing.state).toBe("failed");
     expect(missing.output.error).toContain("no system log found");
   });
@@ -296,10 +315,13 @@ describe("diagnostics on this host", () => {
     ];
     writeFileSync(fake, `#!/bin/sh\nprintf '%s\\n' "$@" > '${argsFile}'\ncat <<'EOF'\n${lines.join("\n")}\nEOF\n`);
     chmodSync(fake, 0o755);
-    const result = await runDiagnostic(diagnostic({ case: "logs", value: { minSeverity: Severity.WARNING, limit: 50, unit: "nginx.service" } } as Kind), {
-      timeoutMs: 5_000,
-      journalctl: fake,
-    });
+    const result = await runDiagnostic(
+      diagnostic({ case: "logs", value: { minSeverity: Severity.WARNING, limit: 50, unit: "nginx.service" } } as Kind),
+      {
+        timeoutMs: 5_000,
+        journalctl: fake,
+      },
+    );
     expect(result.state).toBe("succeeded");
     expect(data(result).source).toBe("journal");
     expect(data(result).entries).toEqual([
@@ -321,9 +343,18 @@ describe("diagnostics on this host", () => {
 
 describe("allow", () => {
   it("refuses a diagnostic that is not allowed, without running it", async () => {
-    const result = await runDiagnostic(diagnostic({ case: "ping", value: { host: "127.0.0.1" } } as Kind), { timeoutMs: 5_000, allow: ["connect", "mounts"] });
-    expect(result).toEqual({ state: "failed", output: { text: "", truncated: false, error: "diagnostic ping is not allowed on this agent (--allow connect,mounts)" } });
-    const allowed = await runDiagnostic(diagnostic({ case: "tcpConnect", value: { host: "127.0.0.1", port: openPort } } as Kind), { timeoutMs: 5_000, allow: ["connect", "mounts"] });
+    const result = await runDiagnostic(diagnostic({ case: "ping", value: { host: "127.0.0.1" } } as Kind), {
+      timeoutMs: 5_000,
+      allow: ["connect", "mounts"],
+    });
+    expect(result).toEqual({
+      state: "failed",
+      output: { text: "", truncated: false, error: "diagnostic ping is not allowed on this agent (--allow connect,mounts)" },
+    });
+    const allowed = await runDiagnostic(diagnostic({ case: "tcpConnect", value: { host: "127.0.0.1", port: openPort } } as Kind), {
+      timeoutMs: 5_000,
+      allow: ["connect", "mounts"],
+    });
     expect(allowed.state).toBe("succeeded");
     const all = await runDiagnostic(diagnostic({ case: "mounts", value: {} } as Kind), { timeoutMs: 5_000, allow: [] });
     expect(all.state).toBe("succeeded");

@@ -9,7 +9,10 @@ import type { ValidDiagnostic } from "../../shared/diagnostics.js";
 function unfinished(name: string, result: ProgramResult, ctx: RunContext, data?: JsonObject): DiagnosticResult | undefined {
   const { text, truncated } = capText(result.stdout, ctx.capBytes);
   if (result.timedOut || (result.aborted && ctx.timedOut())) {
-    return { state: "timed_out", output: { text, ...(data ? { data } : {}), truncated, error: `${name} did not finish within the timeout; stopped` } };
+    return {
+      state: "timed_out",
+      output: { text, ...(data ? { data } : {}), truncated, error: `${name} did not finish within the timeout; stopped` },
+    };
   }
   if (result.aborted) return failed(`${name} was stopped: the agent is stopping`, text, data, truncated);
   return undefined;
@@ -66,38 +69,51 @@ export async function runTcpConnect(args: Extract<ValidDiagnostic, { kind: "tcp_
   const limitMs = Math.min(args.timeoutMs, remainingMs(ctx));
   const commandTimeoutFirst = args.timeoutMs > remainingMs(ctx);
   const started = performance.now();
-  const outcome = await new Promise<{ connected: boolean; address: string | null; family: string | null; error: string; timedOut: boolean }>((resolve) => {
-    const socket = connect({ host: args.host, port: args.port });
-    let looked: { address: string; family: string } | undefined;
-    let done = false;
-    const finish = (value: { connected: boolean; address: string | null; family: string | null; error: string; timedOut: boolean }) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      ctx.signal.removeEventListener("abort", onAbort);
-      socket.destroy();
-      resolve(value);
-    };
-    const addressOf = () => ({ address: socket.remoteAddress ?? null, family: socket.remoteFamily ?? null });
-    const timer = setTimeout(() => finish({ connected: false, address: null, family: null, error: `no connection within ${limitMs} ms`, timedOut: true }), limitMs);
-    const onAbort = () => finish({ connected: false, address: null, family: null, error: "stopped", timedOut: false });
-    ctx.signal.addEventListener("abort", onAbort, { once: true });
-    socket.once("connect", () => finish({ connected: true, ...addressOf(), error: "", timedOut: false }));
-    socket.once("lookup", (err: Error | null, address: string, family: string | number) => {
-      if (!err) looked = { address, family: typeof family === "number" ? `IPv${family}` : family };
-    });
-    socket.once("error", (err: NodeJS.ErrnoException) => {
-      finish({
-        connected: false,
-        address: looked?.address ?? null,
-        family: looked?.family ?? null,
-        error: err.code ? `${err.code}: ${err.message}` : err.message,
-        timedOut: false,
+  const outcome = await new Promise<{ connected: boolean; address: string | null; family: string | null; error: string; timedOut: boolean }>(
+    (resolve) => {
+      const socket = connect({ host: args.host, port: args.port });
+      let looked: { address: string; family: string } | undefined;
+      let done = false;
+      const finish = (value: { connected: boolean; address: string | null; family: string | null; error: string; timedOut: boolean }) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        ctx.signal.removeEventListener("abort", onAbort);
+        socket.destroy();
+        resolve(value);
+      };
+      const addressOf = () => ({ address: socket.remoteAddress ?? null, family: socket.remoteFamily ?? null });
+      const timer = setTimeout(
+        () => finish({ connected: false, address: null, family: null, error: `no connection within ${limitMs} ms`, timedOut: true }),
+        limitMs,
+      );
+      const onAbort = () => finish({ connected: false, address: null, family: null, error: "stopped", timedOut: false });
+      ctx.signal.addEventListener("abort", onAbort, { once: true });
+      socket.once("connect", () => finish({ connected: true, ...addressOf(), error: "", timedOut: false }));
+      socket.once("lookup", (err: Error | null, address: string, family: string | number) => {
+        if (!err) looked = { address, family: typeof family === "number" ? `IPv${family}` : family };
       });
-    });
-  });
+      socket.once("error", (err: NodeJS.ErrnoException) => {
+        finish({
+          connected: false,
+          address: looked?.address ?? null,
+          family: looked?.family ?? null,
+          error: err.code ? `${err.code}: ${err.message}` : err.message,
+          timedOut: false,
+        });
+      });
+    },
+  );
   const timeMs = Math.round((performance.now() - started) * 100) / 100;
-  const data: JsonObject = { host: args.host, port: args.port, connected: outcome.connected, timeMs, address: outcome.address, family: outcome.family, error: outcome.error };
+  const data: JsonObject = {
+    host: args.host,
+    port: args.port,
+    connected: outcome.connected,
+    timeMs,
+    address: outcome.address,
+    family: outcome.family,
+    error: outcome.error,
+  };
   if (outcome.connected) return succeeded(`connected to ${args.host}:${args.port} (${outcome.address ?? "?"}) in ${timeMs} ms\n`, data);
   const text = `cannot connect to ${args.host}:${args.port}: ${outcome.error}\n`;
   if ((outcome.timedOut && commandTimeoutFirst) || (ctx.signal.aborted && ctx.timedOut())) {
@@ -152,6 +168,7 @@ export async function runTraceroute(args: Extract<ValidDiagnostic, { kind: "trac
   const stopped = unfinished(name, result, ctx, data);
   if (stopped) return stopped;
   const { text, truncated } = capText(result.stdout, ctx.capBytes);
-  if (result.code !== 0 && !result.truncated) return failed(result.stderr.trim() || `${name} exited with code ${String(result.code)}`, text, data, truncated);
+  if (result.code !== 0 && !result.truncated)
+    return failed(result.stderr.trim() || `${name} exited with code ${String(result.code)}`, text, data, truncated);
   return succeeded(text, data, truncated || result.truncated);
 }

@@ -103,13 +103,21 @@ export async function runDiagnostic(
   }
 }
 
-function finish(result: DiagnosticResult, name: string, timeoutMs: number, timedOut: boolean, stop: AbortSignal | undefined, capBytes: number): DiagnosticResult {
+function finish(
+  result: DiagnosticResult,
+  name: string,
+  timeoutMs: number,
+  timedOut: boolean,
+  stop: AbortSignal | undefined,
+  capBytes: number,
+): DiagnosticResult {
   const { text, truncated } = capText(result.output.text, capBytes);
   const output = { ...result.output, text, truncated: result.output.truncated || truncated };
   if (result.state !== "timed_out" && timedOut) {
     return { state: "timed_out", output: { ...output, error: `${name} did not finish within ${timeoutMs} ms; the output is partial` } };
   }
-  if (result.state === "succeeded" && stop?.aborted) return { state: "failed", output: { ...output, error: "stopped: the agent is stopping; the output is partial" } };
+  if (result.state === "succeeded" && stop?.aborted)
+    return { state: "failed", output: { ...output, error: "stopped: the agent is stopping; the output is partial" } };
   if (result.state === "timed_out" && !output.error) output.error = `${name} did not finish within ${timeoutMs} ms`;
   return { state: result.state, output };
 }

@@ -44,10 +44,19 @@ export async function runMounts(ctx: RunContext): Promise<DiagnosticResult> {
     mounts.push({ device, mountPoint, fstype, options: options.split(","), size, used, free });
     const usedPct = size ? `${Math.round(((used ?? 0) / size) * 100)}%` : "-";
     lines.push(
-      [device, mountPoint, fstype, size === null ? "-" : humanBytes(size), used === null ? "-" : humanBytes(used), free === null ? "-" : humanBytes(free), usedPct].join("\t"),
+      [
+        device,
+        mountPoint,
+        fstype,
+        size === null ? "-" : humanBytes(size),
+        used === null ? "-" : humanBytes(used),
+        free === null ? "-" : humanBytes(free),
+        usedPct,
+      ].join("\t"),
     );
   }
-  if (ctx.signal.aborted && ctx.timedOut()) return { state: "timed_out", output: { text: lines.join("\n"), data: { mounts }, truncated: false, error: "timed out" } };
+  if (ctx.signal.aborted && ctx.timedOut())
+    return { state: "timed_out", output: { text: lines.join("\n"), data: { mounts }, truncated: false, error: "timed out" } };
   return succeeded(["device\tmount\ttype\tsize\tused\tfree\tuse%", ...lines].join("\n") + "\n", { mounts });
 }
 
@@ -140,7 +149,13 @@ export function parseProcNet(protocol: Connection["protocol"], text: string): Co
     const code = f[3]!.toUpperCase();
     const udp = protocol.startsWith("udp");
     // An unconnected UDP socket (state 07, no peer) is what listening means for UDP.
-    const state = udp ? (code === "07" && remotePort === 0 ? "LISTEN" : code === "01" ? "ESTABLISHED" : tcpStates[code] ?? code) : tcpStates[code] ?? code;
+    const state = udp
+      ? code === "07" && remotePort === 0
+        ? "LISTEN"
+        : code === "01"
+          ? "ESTABLISHED"
+          : (tcpStates[code] ?? code)
+      : (tcpStates[code] ?? code);
     out.push({ protocol, localAddress, localPort, remoteAddress, remotePort, state, uid: Number(f[7]), inode: Number(f[9]) });
   }
   return out;
@@ -189,4 +204,3 @@ export async function runConnections(args: Extract<ValidDiagnostic, { kind: "con
 function fmt(address: string, port: number): string {
   return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
 }
-

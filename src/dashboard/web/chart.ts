@@ -109,7 +109,9 @@ export class TimeChart {
       axes: [{}, { size: 70, values: (_u, splits) => splits.map(format), ...(this.unit.startsWith("bytes") ? { incrs: binaryIncrements } : {}) }],
       series: [
         // Without the cursor on the chart, the legend shows each line's latest value.
-        { value: (_u, v, _s, idx) => (idx == null ? "latest" : v == null ? "–" : new Date(v * 1000).toLocaleTimeString(undefined, { hour12: false })) },
+        {
+          value: (_u, v, _s, idx) => (idx == null ? "latest" : v == null ? "–" : new Date(v * 1000).toLocaleTimeString(undefined, { hour12: false })),
+        },
         ...lines.map((line, i) => ({
           label: line.label,
           stroke: palette[i % palette.length]!,

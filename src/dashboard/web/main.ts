@@ -79,7 +79,15 @@ function render(notice?: string): void {
 }
 
 function renderSignIn(notice?: string): void {
-  const input = h("input", { type: "password", name: "token", id: "token", autocomplete: "off", spellcheck: "false", placeholder: "specta_…", required: true });
+  const input = h("input", {
+    type: "password",
+    name: "token",
+    id: "token",
+    autocomplete: "off",
+    spellcheck: "false",
+    placeholder: "specta_…",
+    required: true,
+  });
   const message = h("p", { class: "error", role: "alert", hidden: !notice }, notice ?? "");
   const button = h("button", { type: "submit" }, "Sign in");
   const form = h(
@@ -88,7 +96,13 @@ function renderSignIn(notice?: string): void {
     h("h1", {}, "Specta"),
     h("label", { for: "token" }, "Token"),
     input,
-    h("p", { class: "hint" }, "An admin or viewer token: ", h("code", {}, "specta token create --role viewer"), " prints one. It is kept for this browser tab only."),
+    h(
+      "p",
+      { class: "hint" },
+      "An admin or viewer token: ",
+      h("code", {}, "specta token create --role viewer"),
+      " prints one. It is kept for this browser tab only.",
+    ),
     button,
     message,
   );

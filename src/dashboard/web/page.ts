@@ -79,16 +79,20 @@ export function rangePicker(ctx: PageContext, onChange: (name: string) => void):
   let current = ctx.params.get("range") ?? "1h";
   if (!(current in ranges)) current = "1h";
   const buttons = Object.keys(ranges).map((name) =>
-    h("button", {
-      type: "button",
-      "aria-pressed": String(name === current),
-      onclick: () => {
-        current = name;
-        for (const b of buttons) b.setAttribute("aria-pressed", String(b.textContent === name));
-        ctx.setParam("range", name);
-        onChange(name);
+    h(
+      "button",
+      {
+        type: "button",
+        "aria-pressed": String(name === current),
+        onclick: () => {
+          current = name;
+          for (const b of buttons) b.setAttribute("aria-pressed", String(b.textContent === name));
+          ctx.setParam("range", name);
+          onChange(name);
+        },
       },
-    }, name),
+      name,
+    ),
   );
   return { element: h("div", { class: "range", role: "group", "aria-label": "time range" }, ...buttons), current: () => current };
 }

@@ -47,7 +47,12 @@ export const virtualInterfaces = "lo|veth.*|docker.*|br-.*|virbr.*|cni.*|flannel
  * is still filling would read low (its increase is divided by the whole step): that point is
  * left out.
  */
-export async function ask(api: Api, question: Ask, range: Range, signal?: AbortSignal): Promise<{ labels: Record<string, string>; points: Line["points"] }[]> {
+export async function ask(
+  api: Api,
+  question: Ask,
+  range: Range,
+  signal?: AbortSignal,
+): Promise<{ labels: Record<string, string>; points: Line["points"] }[]> {
   const matchers = [
     ...Object.entries(question.labels ?? {}).map(([label, value]) => ({ label, value, operator: MatchOperator.EQUAL })),
     ...Object.entries(question.notMatching ?? {}).map(([label, value]) => ({ label, value, operator: MatchOperator.NOT_REGEX })),

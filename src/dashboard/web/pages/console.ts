@@ -59,7 +59,16 @@ const diagnostics: Record<string, { label: string; fields: Field[]; kind(v: Valu
         label: "At least",
         type: "select",
         value: String(Severity.WARNING),
-        options: [Severity.EMERGENCY, Severity.ALERT, Severity.CRITICAL, Severity.ERROR, Severity.WARNING, Severity.NOTICE, Severity.INFO, Severity.DEBUG].map((s) => [String(s), Severity[s].toLowerCase()]),
+        options: [
+          Severity.EMERGENCY,
+          Severity.ALERT,
+          Severity.CRITICAL,
+          Severity.ERROR,
+          Severity.WARNING,
+          Severity.NOTICE,
+          Severity.INFO,
+          Severity.DEBUG,
+        ].map((s) => [String(s), Severity[s].toLowerCase()]),
       },
       { name: "minutes", label: "Last minutes", type: "number", value: "60", min: 1, max: 43_200 },
       { name: "limit", label: "Limit", type: "number", value: "100", min: 1, max: 10_000 },
@@ -67,7 +76,12 @@ const diagnostics: Record<string, { label: string; fields: Field[]; kind(v: Valu
     ],
     kind: (v) => ({
       case: "logs",
-      value: { minSeverity: Number(v.severity), since: timestampFromMs(Date.now() - Number(v.minutes) * 60_000), limit: Number(v.limit), unit: String(v.unit) },
+      value: {
+        minSeverity: Number(v.severity),
+        since: timestampFromMs(Date.now() - Number(v.minutes) * 60_000),
+        limit: Number(v.limit),
+        unit: String(v.unit),
+      },
     }),
   },
   connections: {
@@ -101,7 +115,11 @@ const stateName = (s: State) => State[s].toLowerCase();
 export const consolePage: Page = (root, ctx) => {
   const isAdmin = ctx.session.role === "admin";
   const agentSelect = h("select", { name: "agent", id: "agent", required: true });
-  const diagnosticSelect = h("select", { name: "diagnostic", id: "diagnostic" }, ...Object.entries(diagnostics).map(([key, d]) => h("option", { value: key }, d.label)));
+  const diagnosticSelect = h(
+    "select",
+    { name: "diagnostic", id: "diagnostic" },
+    ...Object.entries(diagnostics).map(([key, d]) => h("option", { value: key }, d.label)),
+  );
   const fields = h("div", { class: "fields" });
   const timeout = h("input", { type: "number", name: "timeout", id: "timeout", value: "30", min: 1, max: 600 });
   const run = h("button", { type: "submit", disabled: !isAdmin }, "Run");
@@ -116,8 +134,20 @@ export const consolePage: Page = (root, ctx) => {
         const id = `field-${f.name}`;
         const input =
           f.type === "select"
-            ? h("select", { name: f.name, id }, ...(f.options ?? []).map(([value, label]) => h("option", { value, selected: value === f.value }, label)))
-            : h("input", { type: f.type, name: f.name, id, value: f.type === "checkbox" ? false : String(f.value), checked: f.type === "checkbox" && f.value === true, min: f.min, max: f.max });
+            ? h(
+                "select",
+                { name: f.name, id },
+                ...(f.options ?? []).map(([value, label]) => h("option", { value, selected: value === f.value }, label)),
+              )
+            : h("input", {
+                type: f.type,
+                name: f.name,
+                id,
+                value: f.type === "checkbox" ? false : String(f.value),
+                checked: f.type === "checkbox" && f.value === true,
+                min: f.min,
+                max: f.max,
+              });
         return h("label", { for: id, class: f.type === "checkbox" ? "check" : "" }, f.label, input);
       }),
     );
@@ -134,7 +164,9 @@ export const consolePage: Page = (root, ctx) => {
     h("label", { for: "timeout" }, "Timeout (s)", timeout),
     run,
   );
-  const notice = isAdmin ? null : h("p", { class: "notice", role: "note" }, "Viewer tokens cannot run commands: sign in with an admin token to run diagnostics.");
+  const notice = isAdmin
+    ? null
+    : h("p", { class: "notice", role: "note" }, "Viewer tokens cannot run commands: sign in with an admin token to run diagnostics.");
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     if (!isAdmin) return;
@@ -157,7 +189,8 @@ export const consolePage: Page = (root, ctx) => {
         { signal: ctx.signal },
       );
       run.disabled = false;
-      for (const submitted of commands) void follow(submitted.commandId, `${label} on ${hostnames.get(submitted.agentId) ?? submitted.agentId}`, submitted.agentOnline);
+      for (const submitted of commands)
+        void follow(submitted.commandId, `${label} on ${hostnames.get(submitted.agentId) ?? submitted.agentId}`, submitted.agentOnline);
     } catch (err) {
       run.disabled = false;
       message.textContent = describeError(err);

@@ -31,7 +31,8 @@ export const hostPage: Page = (root, ctx) => {
     lastRefresh = Date.now();
     void refresh();
   });
-  const runLink = ctx.session.role === "admin" ? h("a", { class: "button", href: `#/console?agent=${encodeURIComponent(agentId)}` }, "Run a diagnostic") : null;
+  const runLink =
+    ctx.session.role === "admin" ? h("a", { class: "button", href: `#/console?agent=${encodeURIComponent(agentId)}` }, "Run a diagnostic") : null;
 
   replace(
     root,
@@ -51,7 +52,11 @@ export const hostPage: Page = (root, ctx) => {
       const agent = list.agents.find((a) => a.id === agentId) ?? list.agents.find((a) => a.host?.hostname === agentId);
       if (!agent) {
         unknown = true;
-        replace(root, h("h1", {}, "Unknown host"), h("p", {}, `No agent has the id or hostname "${agentId}". `, h("a", { href: "#/" }, "Back to the fleet")));
+        replace(
+          root,
+          h("h1", {}, "Unknown host"),
+          h("p", {}, `No agent has the id or hostname "${agentId}". `, h("a", { href: "#/" }, "Back to the fleet")),
+        );
         return;
       }
       drawFacts(agent);
@@ -77,7 +82,12 @@ export const hostPage: Page = (root, ctx) => {
       fact("Uptime", host?.bootTime ? formatDuration(now - timestampMs(host.bootTime)) : ""),
       fact("Last seen", a.lastSeen ? formatAgo(timestampMs(a.lastSeen), now) : "never"),
       fact("Agent", `${a.agentVersion} · ${a.id}`),
-      fact("Labels", Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(" ")),
+      fact(
+        "Labels",
+        Object.entries(a.labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(" "),
+      ),
     );
   };
 
@@ -86,25 +96,26 @@ export const hostPage: Page = (root, ctx) => {
     const q = (metric: string, aggregation: Aggregation, extra: Pick<Ask, "groupBy" | "notMatching" | "keepPartial"> = {}) =>
       ask(ctx.api, { metric, labels: host, aggregation, ...extra }, range, ctx.signal);
     const one = (series: Awaited<ReturnType<typeof q>>) => series[0]?.points ?? [];
-    const [cpu, load1, load5, load15, memTotal, memAvailable, buffers, cached, swapTotal, swapFree, rx, tx, read, written, used, avail, size] = await Promise.all([
-      q("node_cpu_all_seconds_total", Aggregation.RATE, { groupBy: ["mode"], keepPartial: true }),
-      q("node_load1", Aggregation.AVG),
-      q("node_load5", Aggregation.AVG),
-      q("node_load15", Aggregation.AVG),
-      q("node_memory_total_bytes", Aggregation.AVG),
-      q("node_memory_available_bytes", Aggregation.AVG),
-      q("node_memory_buffers_bytes", Aggregation.AVG),
-      q("node_memory_cached_bytes", Aggregation.AVG),
-      q("node_memory_swap_total_bytes", Aggregation.AVG),
-      q("node_memory_swap_free_bytes", Aggregation.AVG),
-      q("node_network_receive_bytes_total", Aggregation.RATE, { groupBy: ["host"], notMatching: { device: virtualInterfaces } }),
-      q("node_network_transmit_bytes_total", Aggregation.RATE, { groupBy: ["host"], notMatching: { device: virtualInterfaces } }),
-      q("node_disk_read_bytes_total", Aggregation.RATE, { groupBy: ["host"] }),
-      q("node_disk_written_bytes_total", Aggregation.RATE, { groupBy: ["host"] }),
-      q("node_filesystem_used_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
-      q("node_filesystem_avail_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
-      q("node_filesystem_size_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
-    ]);
+    const [cpu, load1, load5, load15, memTotal, memAvailable, buffers, cached, swapTotal, swapFree, rx, tx, read, written, used, avail, size] =
+      await Promise.all([
+        q("node_cpu_all_seconds_total", Aggregation.RATE, { groupBy: ["mode"], keepPartial: true }),
+        q("node_load1", Aggregation.AVG),
+        q("node_load5", Aggregation.AVG),
+        q("node_load15", Aggregation.AVG),
+        q("node_memory_total_bytes", Aggregation.AVG),
+        q("node_memory_available_bytes", Aggregation.AVG),
+        q("node_memory_buffers_bytes", Aggregation.AVG),
+        q("node_memory_cached_bytes", Aggregation.AVG),
+        q("node_memory_swap_total_bytes", Aggregation.AVG),
+        q("node_memory_swap_free_bytes", Aggregation.AVG),
+        q("node_network_receive_bytes_total", Aggregation.RATE, { groupBy: ["host"], notMatching: { device: virtualInterfaces } }),
+        q("node_network_transmit_bytes_total", Aggregation.RATE, { groupBy: ["host"], notMatching: { device: virtualInterfaces } }),
+        q("node_disk_read_bytes_total", Aggregation.RATE, { groupBy: ["host"] }),
+        q("node_disk_written_bytes_total", Aggregation.RATE, { groupBy: ["host"] }),
+        q("node_filesystem_used_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
+        q("node_filesystem_avail_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
+        q("node_filesystem_size_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
+      ]);
     const { startMs, endMs } = range;
 
     const { busy, byMode } = cpuShares(new Map(cpu.map((s) => [s.labels.mode ?? "", s.points])));
@@ -113,7 +124,15 @@ export const hostPage: Page = (root, ctx) => {
       startMs,
       endMs,
     );
-    charts.load.update([{ label: "1 min", points: one(load1) }, { label: "5 min", points: one(load5) }, { label: "15 min", points: one(load15) }], startMs, endMs);
+    charts.load.update(
+      [
+        { label: "1 min", points: one(load1) },
+        { label: "5 min", points: one(load5) },
+        { label: "15 min", points: one(load15) },
+      ],
+      startMs,
+      endMs,
+    );
     charts.memory.update(
       [
         { label: "used", points: combine(one(memTotal), one(memAvailable), (t, a) => t - a) },
@@ -124,8 +143,22 @@ export const hostPage: Page = (root, ctx) => {
       startMs,
       endMs,
     );
-    charts.network.update([{ label: "received", points: one(rx) }, { label: "sent", points: one(tx) }], startMs, endMs);
-    charts.diskIo.update([{ label: "read", points: one(read) }, { label: "written", points: one(written) }], startMs, endMs);
+    charts.network.update(
+      [
+        { label: "received", points: one(rx) },
+        { label: "sent", points: one(tx) },
+      ],
+      startMs,
+      endMs,
+    );
+    charts.diskIo.update(
+      [
+        { label: "read", points: one(read) },
+        { label: "written", points: one(written) },
+      ],
+      startMs,
+      endMs,
+    );
 
     const key = (labels: Record<string, string>) => labels.mountpoint ?? "";
     const availBy = new Map(avail.map((s) => [key(s.labels), s.points]));
@@ -139,7 +172,13 @@ export const hostPage: Page = (root, ctx) => {
       .map((s) => {
         const mountpoint = key(s.labels);
         const last = (points: Line["points"] | undefined) => points?.at(-1)?.v ?? 0;
-        return { mountpoint, fstype: s.labels.fstype ?? "", used: last(s.points), avail: last(availBy.get(mountpoint)), size: last(sizeBy.get(mountpoint)) };
+        return {
+          mountpoint,
+          fstype: s.labels.fstype ?? "",
+          used: last(s.points),
+          avail: last(availBy.get(mountpoint)),
+          size: last(sizeBy.get(mountpoint)),
+        };
       })
       .sort((a, b) => a.mountpoint.localeCompare(b.mountpoint));
     replace(
@@ -149,7 +188,16 @@ export const hostPage: Page = (root, ctx) => {
         "tbody",
         {},
         ...rows.map((r) =>
-          h("tr", {}, h("td", {}, r.mountpoint), h("td", {}, r.fstype), h("td", {}, formatBytes(r.size)), h("td", {}, formatBytes(r.used)), h("td", {}, formatBytes(r.avail)), h("td", {}, formatPercent(diskShare(r.used, r.avail)))),
+          h(
+            "tr",
+            {},
+            h("td", {}, r.mountpoint),
+            h("td", {}, r.fstype),
+            h("td", {}, formatBytes(r.size)),
+            h("td", {}, formatBytes(r.used)),
+            h("td", {}, formatBytes(r.avail)),
+            h("td", {}, formatPercent(diskShare(r.used, r.avail))),
+          ),
         ),
       ),
     );

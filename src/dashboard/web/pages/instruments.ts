@@ -68,7 +68,11 @@ export const instrumentsPage: Page = (root, ctx) => {
         { class: "instrument", "data-instrument": instrument.name, "data-kind": instrument.kind },
         h("h2", {}, instrument.name, " ", h("span", { class: `kind kind-${instrument.kind}` }, instrument.kind)),
         h("p", { class: "help" }, instrument.help || ""),
-        h("p", { class: "muted" }, `${instrument.series} series · labels: ${instrument.labels.map((l) => `${l.key} (${l.values.slice(0, 5).join(", ")}${l.values.length > 5 ? ", …" : ""})`).join("; ") || "none"}`),
+        h(
+          "p",
+          { class: "muted" },
+          `${instrument.series} series · labels: ${instrument.labels.map((l) => `${l.key} (${l.values.slice(0, 5).join(", ")}${l.values.length > 5 ? ", …" : ""})`).join("; ") || "none"}`,
+        ),
         latest,
         chart.element,
       );
@@ -88,7 +92,9 @@ export const instrumentsPage: Page = (root, ctx) => {
           ask(ctx.api, { metric: instrument.name, aggregation: Aggregation.QUANTILE, quantile, groupBy: ["env"] }, range, ctx.signal),
         ),
       );
-      lines = results.flatMap((series, i) => series.map((s) => ({ label: `p${quantiles[i]! * 100}${s.labels.env ? ` ${s.labels.env}` : ""}`, points: s.points })));
+      lines = results.flatMap((series, i) =>
+        series.map((s) => ({ label: `p${quantiles[i]! * 100}${s.labels.env ? ` ${s.labels.env}` : ""}`, points: s.points })),
+      );
     } else {
       const question: Ask =
         instrument.kind === "counter"
@@ -103,7 +109,12 @@ export const instrumentsPage: Page = (root, ctx) => {
       const last = l.points.at(-1);
       return last ? [`${l.label}: ${format(last.v)}${instrument.kind === "counter" ? "/s" : ""}`] : [];
     });
-    latest.textContent = [latestValues.slice(0, maxLines).join(" · "), lines.length > maxLines ? `(${lines.length - maxLines} more lines not drawn)` : ""].filter(Boolean).join(" ");
+    latest.textContent = [
+      latestValues.slice(0, maxLines).join(" · "),
+      lines.length > maxLines ? `(${lines.length - maxLines} more lines not drawn)` : "",
+    ]
+      .filter(Boolean)
+      .join(" ");
   };
 
   const refresh = serially(async () => {
@@ -111,7 +122,10 @@ export const instrumentsPage: Page = (root, ctx) => {
       const { metrics } = await ctx.api.metrics.list({}, { signal: ctx.signal });
       const instruments = instrumentsOf(metrics);
       if (instruments.length === 0) {
-        replace(list, h("p", { class: "summary" }, "No instrument has recorded a value yet. Record one with metrics.API/Counter, Gauge or Histogram."));
+        replace(
+          list,
+          h("p", { class: "summary" }, "No instrument has recorded a value yet. Record one with metrics.API/Counter, Gauge or Histogram."),
+        );
       } else {
         replace(list, ...instruments.map((i) => card(i).element));
       }

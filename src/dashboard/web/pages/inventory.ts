@@ -27,22 +27,52 @@ function meter(share: number | undefined, detail = ""): Node {
   if (share === undefined) return h("span", { class: "muted" }, "–");
   const bar = h("span", { class: "fill" });
   bar.style.width = `${Math.min(100, Math.max(0, share * 100)).toFixed(1)}%`;
-  return h("span", { class: `meter${share >= 0.9 ? " high" : ""}`, title: detail }, h("span", { class: "bar" }, bar), h("span", {}, formatPercent(share)));
+  return h(
+    "span",
+    { class: `meter${share >= 0.9 ? " high" : ""}`, title: detail },
+    h("span", { class: "bar" }, bar),
+    h("span", {}, formatPercent(share)),
+  );
 }
 
 const columns: Column[] = [
-  { key: "hostname", label: "Host", value: (r) => r.hostname, cell: (r) => h("a", { href: `#/hosts/${encodeURIComponent(r.agent.id)}` }, r.hostname) },
+  {
+    key: "hostname",
+    label: "Host",
+    value: (r) => r.hostname,
+    cell: (r) => h("a", { href: `#/hosts/${encodeURIComponent(r.agent.id)}` }, r.hostname),
+  },
   { key: "status", label: "Status", value: (r) => r.status, cell: (r) => h("span", { class: `status status-${r.status}` }, r.status) },
   { key: "os", label: "OS", value: (r) => osText(r.agent.host), cell: (r) => `${osText(r.agent.host)} · ${r.agent.host?.arch ?? ""}` },
   { key: "uptime", label: "Uptime", value: (r) => r.uptimeMs, cell: (r) => (r.uptimeMs === undefined ? "–" : formatDuration(r.uptimeMs)) },
-  { key: "cpu", label: "CPU", value: (r) => r.figures.cpu, cell: (r) => meter(r.figures.cpu, `${r.agent.host?.cpuCount ?? "?"} × ${r.agent.host?.cpuModel ?? ""}`) },
-  { key: "memory", label: "Memory", value: (r) => r.memory, cell: (r) => meter(r.memory, formatBytes(r.figures.memoryTotal ?? Number(r.agent.host?.memoryBytes ?? 0n))) },
-  { key: "disk", label: "Fullest disk", value: (r) => r.figures.disk?.used, cell: (r) => (r.figures.disk ? h("span", {}, meter(r.figures.disk.used), " ", h("span", { class: "muted" }, r.figures.disk.mountpoint)) : "–") },
+  {
+    key: "cpu",
+    label: "CPU",
+    value: (r) => r.figures.cpu,
+    cell: (r) => meter(r.figures.cpu, `${r.agent.host?.cpuCount ?? "?"} × ${r.agent.host?.cpuModel ?? ""}`),
+  },
+  {
+    key: "memory",
+    label: "Memory",
+    value: (r) => r.memory,
+    cell: (r) => meter(r.memory, formatBytes(r.figures.memoryTotal ?? Number(r.agent.host?.memoryBytes ?? 0n))),
+  },
+  {
+    key: "disk",
+    label: "Fullest disk",
+    value: (r) => r.figures.disk?.used,
+    cell: (r) => (r.figures.disk ? h("span", {}, meter(r.figures.disk.used), " ", h("span", { class: "muted" }, r.figures.disk.mountpoint)) : "–"),
+  },
   { key: "seen", label: "Last seen", value: (r) => r.lastSeenMs, cell: (r) => (r.lastSeenMs === undefined ? "never" : formatAgo(r.lastSeenMs)) },
 ];
 
 export const inventoryPage: Page = (root, ctx) => {
-  const filter = h("input", { type: "search", placeholder: "Filter by host, OS or label (role=db)", "aria-label": "filter", value: ctx.params.get("q") ?? "" });
+  const filter = h("input", {
+    type: "search",
+    placeholder: "Filter by host, OS or label (role=db)",
+    "aria-label": "filter",
+    value: ctx.params.get("q") ?? "",
+  });
   const statusSelect = h(
     "select",
     { "aria-label": "status" },
@@ -90,16 +120,22 @@ export const inventoryPage: Page = (root, ctx) => {
       "tr",
       {},
       ...columns.map((c) =>
-        h("th", { scope: "col", "aria-sort": c.key === sort.key ? (sort.descending ? "descending" : "ascending") : false },
-          h("button", {
-            type: "button",
-            onclick: () => {
-              sort = { key: c.key, descending: c.key === sort.key ? !sort.descending : false };
-              ctx.setParam("sort", sort.key);
-              ctx.setParam("desc", sort.descending ? "1" : "0");
-              draw();
+        h(
+          "th",
+          { scope: "col", "aria-sort": c.key === sort.key ? (sort.descending ? "descending" : "ascending") : false },
+          h(
+            "button",
+            {
+              type: "button",
+              onclick: () => {
+                sort = { key: c.key, descending: c.key === sort.key ? !sort.descending : false };
+                ctx.setParam("sort", sort.key);
+                ctx.setParam("desc", sort.descending ? "1" : "0");
+                draw();
+              },
             },
-          }, c.label),
+            c.label,
+          ),
         ),
       ),
       canRemove && h("th", { scope: "col", "aria-label": "actions" }),
@@ -109,12 +145,20 @@ export const inventoryPage: Page = (root, ctx) => {
         "tr",
         { "data-agent": r.agent.id, "data-status": r.status },
         ...columns.map((c) => h("td", { "data-column": c.key }, c.cell(r))),
-        canRemove && h("td", { "data-column": "actions" }, h("button", { type: "button", class: "remove", title: `deregister ${r.hostname}`, onclick: () => void remove(r) }, "Remove")),
+        canRemove &&
+          h(
+            "td",
+            { "data-column": "actions" },
+            h("button", { type: "button", class: "remove", title: `deregister ${r.hostname}`, onclick: () => void remove(r) }, "Remove"),
+          ),
       ),
     );
     replace(table, h("thead", {}, head), h("tbody", {}, ...body));
     const counts = ["online", "stale", "offline"].map((s) => `${rows.filter((r) => r.status === s).length} ${s}`);
-    summary.textContent = rows.length === 0 ? "No agents yet: start one with `specta agent --server … --enroll-token …`." : `${rows.length} agents: ${counts.join(", ")}${shown.length < rows.length ? ` (${shown.length} shown)` : ""}`;
+    summary.textContent =
+      rows.length === 0
+        ? "No agents yet: start one with `specta agent --server … --enroll-token …`."
+        : `${rows.length} agents: ${counts.join(", ")}${shown.length < rows.length ? ` (${shown.length} shown)` : ""}`;
   };
   filter.addEventListener("input", () => (ctx.setParam("q", filter.value), draw()));
   statusSelect.addEventListener("change", () => (ctx.setParam("status", statusSelect.value), draw()));
