@@ -137,6 +137,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness, log: log.child({ component: "fleet" }) },
       commands: { db: storage.db, hub: commands.hub },
       tokens: { tokens },
+      alerts: { db: storage.db },
       ...(signing ? { signing } : {}),
     }),
     interceptors: [observeCalls(calls), frontDoor.interceptor((agentId) => liveness.record(agentId))],

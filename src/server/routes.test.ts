@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { API as TokensAPI } from "../../gen/tokens/tokens_pb.js";
+import { alertsAccess } from "../alerts/access.js";
 import { commandsAccess } from "../commands/service.js";
 import { fleetAccess } from "../fleet/service.js";
 import { otlpAccess } from "../ingest/service.js";
@@ -34,6 +35,20 @@ describe("access rules of the served procedures", () => {
       "tokens.API/List": ["admin"],
       "tokens.API/Revoke": ["admin"],
       "tokens.API/Whoami": ["viewer", "admin", "agent"],
+      "alerts.API/ListRules": ["viewer", "admin"],
+      "alerts.API/PutRule": ["admin"],
+      "alerts.API/DeleteRule": ["admin"],
+      "alerts.API/ListAlerts": ["viewer", "admin"],
+      "alerts.API/History": ["viewer", "admin"],
+      "alerts.API/ListSilences": ["viewer", "admin"],
+      "alerts.API/CreateSilence": ["admin"],
+      "alerts.API/ExpireSilence": ["admin"],
+      "alerts.API/ListChannels": ["viewer", "admin"],
+      "alerts.API/PutChannel": ["admin"],
+      "alerts.API/DeleteChannel": ["admin"],
+      "alerts.API/GetRoutes": ["viewer", "admin"],
+      "alerts.API/SetRoutes": ["admin"],
+      "alerts.API/ListDeliveries": ["viewer", "admin"],
       "opentelemetry.proto.collector.metrics.v1.MetricsService/Export": ["agent", "admin"],
       "grpc.health.v1.Health/Check": "public",
       "grpc.health.v1.Health/Watch": "public",
@@ -42,7 +57,7 @@ describe("access rules of the served procedures", () => {
     });
   });
 
-  const others = [metricsAccess, otlpAccess, fleetAccess, commandsAccess, healthAccess, reflectionV1Access, reflectionV1alphaAccess];
+  const others = [metricsAccess, otlpAccess, fleetAccess, commandsAccess, alertsAccess, healthAccess, reflectionV1Access, reflectionV1alphaAccess];
 
   it("are refused when a served service has none: the daemon would not start", () => {
     expect(() => servedProcedures(others)).toThrow(MissingAccessRule);

@@ -1,6 +1,7 @@
 import type { DescFile, DescService } from "@bufbuild/protobuf";
 import { createServiceImplSpec, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { API as AgentAPI, file_agent_agent } from "../../gen/agent/agent_pb.js";
+import { API as AlertsAPI, file_alerts_alerts } from "../../gen/alerts/alerts_pb.js";
 import { API as CommandsAPI, file_commands_commands } from "../../gen/commands/commands_pb.js";
 import { Health, file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1, file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
@@ -11,6 +12,8 @@ import {
   file_opentelemetry_proto_collector_metrics_v1_metrics_service,
 } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { API as TokensAPI, file_tokens_tokens } from "../../gen/tokens/tokens_pb.js";
+import { alertsAccess } from "../alerts/access.js";
+import { alertsService, type AlertsDeps } from "../alerts/service.js";
 import { agentService, fleetAccess, type AgentDeps } from "../fleet/service.js";
 import { commandsAccess, commandsService, type CommandsDeps } from "../commands/service.js";
 import { otlpAccess, otlpMetricsService } from "../ingest/service.js";
@@ -34,6 +37,7 @@ export interface RouteDeps extends MetricsDeps {
   agents: AgentDeps;
   commands: Omit<CommandsDeps, "shutdown">;
   tokens: TokensDeps;
+  alerts: AlertsDeps;
 }
 
 const servedFiles: DescFile[] = [
@@ -41,13 +45,24 @@ const servedFiles: DescFile[] = [
   file_agent_agent,
   file_commands_commands,
   file_tokens_tokens,
+  file_alerts_alerts,
   file_opentelemetry_proto_collector_metrics_v1_metrics_service,
   file_grpc_health_v1_health,
   file_grpc_reflection_v1_reflection,
   file_grpc_reflection_v1alpha_reflection,
 ];
 
-const servedServices: DescService[] = [MetricsAPI, AgentAPI, CommandsAPI, TokensAPI, OtlpMetricsService, Health, ReflectionV1, ReflectionV1alpha];
+const servedServices: DescService[] = [
+  MetricsAPI,
+  AgentAPI,
+  CommandsAPI,
+  TokensAPI,
+  AlertsAPI,
+  OtlpMetricsService,
+  Health,
+  ReflectionV1,
+  ReflectionV1alpha,
+];
 
 /** The access rules of the served services, each declared next to its service. */
 const servedRules: readonly ServiceRules[] = [
@@ -56,6 +71,7 @@ const servedRules: readonly ServiceRules[] = [
   fleetAccess,
   commandsAccess,
   tokensAccess,
+  alertsAccess,
   healthAccess,
   reflectionV1Access,
   reflectionV1alphaAccess,
@@ -102,6 +118,7 @@ export function routes(deps: RouteDeps) {
     serve(router, AgentAPI, agentService(deps.agents), deps.signing);
     serve(router, CommandsAPI, commandsService({ ...deps.commands, shutdown: deps.shutdown }), deps.signing);
     serve(router, TokensAPI, tokensService(deps.tokens), deps.signing);
+    serve(router, AlertsAPI, alertsService(deps.alerts), deps.signing);
     serve(router, OtlpMetricsService, otlpMetricsService({ push: deps.push, caller: callerOf }), deps.signing);
     serve(router, Health, healthService(deps.readiness, serviceNames, deps.shutdown), deps.signing);
     serve(router, ReflectionV1, reflectionV1(registry, serviceNames), deps.signing);
