@@ -122,7 +122,7 @@ export const inventoryPage: Page = (root, ctx) => {
       ...columns.map((c) =>
         h(
           "th",
-          { scope: "col", "aria-sort": c.key === sort.key ? (sort.descending ? "descending" : "ascending") : false },
+          { scope: "col", "data-column": c.key, "aria-sort": c.key === sort.key ? (sort.descending ? "descending" : "ascending") : false },
           h(
             "button",
             {
