@@ -337,7 +337,7 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
       expect(await services.locator("p").textContent()).toBe("2 services: 1 failed, 1 active.");
       expect(await services.locator("tbody tr").allTextContents()).toEqual(["backup.servicefailed", "ssh.serviceactive"]);
       const temperatures = page.locator("section.chart[data-title=Temperatures]");
-      await expect.poll(async () => Number(await temperatures.getAttribute("data-points"))).toBe(2);
+      await expect.poll(async () => Number(await temperatures.getAttribute("data-points")), { timeout: 10_000 }).toBe(2);
       expect(await temperatures.locator(".u-legend .u-label").allTextContents()).toEqual(["Time", "Package id 0"]);
       // A viewer gets no remove button.
       expect(await page.locator("button.remove").count()).toBe(0);
@@ -354,8 +354,8 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
     await page.locator("h1 .status").waitFor();
     page.once("dialog", (dialog) => void (expect(dialog.message()).toMatch(/^Remove panel-host from the fleet\?/), dialog.accept()));
     await page.click("button.remove");
-    await expect.poll(() => page.evaluate("location.hash")).toBe("#/");
-    await expect.poll(() => page.locator(`table.inventory tbody tr[data-agent="${agentId}"]`).count()).toBe(0);
+    await expect.poll(() => page.evaluate("location.hash"), { timeout: 10_000 }).toBe("#/");
+    await expect.poll(() => page.locator(`table.inventory tbody tr[data-agent="${agentId}"]`).count(), { timeout: 10_000 }).toBe(0);
     expect(errors).toEqual([]);
     await page.context().close();
   }, 120_000);

@@ -272,10 +272,15 @@ export const hostPage: Page = (root, ctx) => {
     );
   };
 
-  // Live: as often as the agents collect (5 s) on short ranges, once a step on long ones.
+  // Live: as often as the agents collect (5 s) on short ranges, once a step on long ones; the
+  // lists, whatever the range, every 15 s.
   every(5_000, ctx.signal, async () => {
-    if (Date.now() - lastRefresh < rangeEndingNow(picker.current()).stepMs) return;
-    lastRefresh = Date.now();
-    await refresh();
+    if (Date.now() - lastRefresh >= rangeEndingNow(picker.current()).stepMs) {
+      lastRefresh = Date.now();
+      await refresh();
+    } else if (shown && !unknown && Date.now() - lastPanels >= 15_000) {
+      lastPanels = Date.now();
+      await panels.refresh(shown.host?.hostname ?? "").catch((err: unknown) => problem.show(err));
+    }
   });
 };
