@@ -98,7 +98,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const shutdown = new AbortController();
 
   const tokens = new TokenStore(storage.db);
-  await ensureLocalAdminToken(tokens, config.dataDir);
+  const adminToken = await ensureLocalAdminToken(tokens, config.dataDir);
   const tsdb = await openTsdb(storage.pool, {
     limits: { perMetric: config.maxSeriesPerMetric, perAgent: config.maxSeriesPerAgent },
     retention: { rawMs: config.retention.samplesMs, rollups5mMs: config.retention.rollups5mMs, rollups1hMs: config.retention.rollups1hMs },
@@ -182,6 +182,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     {
       url,
       environment: config.environment,
+      dashboard: `${url}/`,
+      adminTokenFile: adminToken.file,
       dataDir: config.dataDir,
       database: storage.location,
       version: versionInfo.ver,
@@ -189,6 +191,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     },
     "daemon listening",
   );
+  // Where to sign in, once: the file's path, never the token (`specta token show-admin` prints it).
+  if (adminToken.created) {
+    log.info(
+      { dashboard: `${url}/`, adminTokenFile: adminToken.file },
+      `first start: open the dashboard at ${url}/ and sign in with the admin token in ${adminToken.file} (\`specta token show-admin\` prints it)`,
+    );
+  }
 
   let stopping: Promise<void> | undefined;
   return {
