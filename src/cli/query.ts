@@ -51,7 +51,12 @@ export function queryCommands(program: Command): void {
       .option("--since <when>", "start: a duration ago (e.g. 1h) or an RFC 3339 time (default: 1h before --until)")
       .option("--until <when>", "end: a duration ago (e.g. 10m) or an RFC 3339 time (default: now)")
       .option("--step <duration>", "width of each point, e.g. 1m (default: the range / 120, at least 1s)")
-      .addOption(new Option("--agg <aggregation>", "how points are combined (default avg; quantile when --quantile is given)").choices(aggregations))
+      .addOption(
+        new Option(
+          "--agg <aggregation>",
+          "how points are combined (default: the latest value of counters and histogram series, the mean of gauges; quantile when --quantile is given)",
+        ).choices(aggregations),
+      )
       .option("--quantile <q>", "quantile in [0, 1] for --agg quantile (default 0.99)")
       .option("--by <label>", "group series by this label (repeatable); default: each series on its own", collect, undefined)
       .option("--promql", "read the argument as PromQL even when it is a bare metric name (instant selector: the latest sample within 5 minutes)")
@@ -94,7 +99,8 @@ export function queryRequest(metric: string, flags: QueryFlags, nowMs: number) {
     }
     return create(QueryRequestSchema, { expr: metric, ...range });
   }
-  const aggName = flags.agg ?? (flags.quantile !== undefined ? "quantile" : "avg");
+  // Unset, the daemon chooses by the metric's kind.
+  const aggName = flags.agg ?? (flags.quantile !== undefined ? "quantile" : undefined);
   const quantile = flags.quantile === undefined ? 0.99 : Number(flags.quantile);
   if (flags.quantile !== undefined && (flags.quantile.trim() === "" || !Number.isFinite(quantile))) {
     throw new ClientError(`--quantile "${flags.quantile}" is not a number`);
@@ -103,7 +109,7 @@ export function queryRequest(metric: string, flags: QueryFlags, nowMs: number) {
     metric,
     matchers: (flags.match ?? []).map(parseMatcher),
     ...range,
-    aggregation: Aggregation[aggName.toUpperCase() as Uppercase<AggregationName>],
+    ...(aggName ? { aggregation: Aggregation[aggName.toUpperCase() as Uppercase<AggregationName>] } : {}),
     groupBy: flags.by ?? [],
     ...(aggName === "quantile" ? { quantile } : {}),
   });
