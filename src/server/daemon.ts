@@ -91,6 +91,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // Node's nodejs_active_{handles,requests,resources}_total are gauges named like counters, which
+  // promtool check metrics flags; each is the sum of its by-type gauge without the suffix.
+  for (const kind of ["handles", "requests", "resources"]) registry.removeSingleMetric(`nodejs_active_${kind}_total`);
   const instruments = new Instruments(config.instruments, config.environment, registry);
   const readiness = new Readiness();
   readiness.add("database", () => storage.healthy());
@@ -109,6 +112,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     throw err;
   });
   const instrumentStore = new InstrumentStore(tsdb, instruments);
+  // /metrics shows the instruments as the store keeps them, not from zero after each restart.
+  await instrumentStore.restore(storage.db, config.retention.samplesMs).then(
+    (series) => log.debug({ series }, "instruments restored from the store"),
+    (err: unknown) => log.warn({ err: (err as Error).message }, "the instruments' stored values could not be read: /metrics counts from zero"),
+  );
   const liveness = new AgentLiveness();
   const enrollToken = ensureEnrollToken(config.dataDir, config.enrollToken);
   fleetGauge(registry, storage.db, liveness);
