@@ -139,6 +139,29 @@ describe("Twirp errors", () => {
     expect(error.msg).toEqual(expect.stringContaining("NoSuchMethod"));
   });
 
+  it("name the forms that work when a streaming method is called with plain JSON or protobuf", async () => {
+    for (const [path, type] of [
+      ["/commands.API/Watch", "application/json"],
+      ["/twirp/commands.API/Watch", "application/json"],
+      ["/commands.API/Watch", "application/protobuf"],
+    ] as const) {
+      const res = await fetch(`${daemon().url}${path}`, {
+        method: "POST",
+        headers: { "Content-Type": type, Authorization: `Bearer ${daemon().adminToken()}` },
+        body: type === "application/json" ? '{"commandId":"00000000-0000-4000-8000-000000000000"}' : new Uint8Array(),
+      });
+      expect(res.status).toBe(400);
+      const error = (await res.json()) as Record<string, string>;
+      expect(error.code).toBe("invalid_argument");
+      expect(error.msg).toBe(
+        "commands.API/Watch is a streaming method, which plain application/json or application/protobuf cannot call: " +
+          "send Content-Type application/connect+json with the request in a Connect envelope (5-byte prefix), " +
+          "or call it over gRPC or gRPC-Web, or use the CLI (specta run watches its command to the end)",
+      );
+      expect(error.message).toBe(error.msg);
+    }
+  });
+
   it("are left in Connect's shape for a Connect client (Connect-Protocol-Version set)", async () => {
     const res = await fetch(`${daemon().url}/metrics.API/Histogram`, {
       method: "POST",

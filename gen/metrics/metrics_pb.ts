@@ -484,7 +484,8 @@ export type QueryRequest = Message<"metrics.QueryRequest"> & {
   step?: Duration | undefined;
 
   /**
-   * How points are combined.
+   * How points are combined. Not set: the latest value of counters and
+   * histogram series, the mean of gauges (see AGGREGATION_UNSPECIFIED).
    *
    * @generated from field: metrics.Aggregation aggregation = 6;
    */
@@ -826,7 +827,8 @@ export const MatchOperatorSchema: GenEnum<MatchOperator> = /*@__PURE__*/
  */
 export enum Aggregation {
   /**
-   * Not set; means AVG.
+   * Not set: the latest value (LAST) of a counter or of a histogram's
+   * series, which hold running totals; the mean (AVG) of a gauge.
    *
    * @generated from enum value: AGGREGATION_UNSPECIFIED = 0;
    */
@@ -875,14 +877,18 @@ export enum Aggregation {
   LAST = 6,
 
   /**
-   * Per-second increase of a counter, summed over the group.
+   * Per-second increase of a counter, summed over the group. At the
+   * newest step, still filling, per second of the time its samples span so
+   * far (from the sample before its first to its last), so that it reads
+   * the current rate rather than a share of it.
    *
    * @generated from enum value: AGGREGATION_RATE = 7;
    */
   RATE = 7,
 
   /**
-   * Increase of a counter over each step, summed over the group.
+   * Increase of a counter over each step, summed over the group; at the
+   * newest step, still filling, what it has counted so far.
    *
    * @generated from enum value: AGGREGATION_INCREASE = 8;
    */

@@ -4,7 +4,7 @@ import type { Command } from "commander";
 import { API as AgentAPI, ListResponseSchema, type Agent, type ListResponse } from "../../gen/agent/agent_pb.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
 import { statusNames } from "../shared/agent-status.js";
-import { collect, formatTable } from "./util.js";
+import { collect, formatTable, isIdPrefix } from "./util.js";
 
 interface AgentsFlags extends ClientFlags {
   label?: string[];
@@ -42,9 +42,6 @@ export function agentsCommand(program: Command): void {
   );
 }
 
-/** Shortest id prefix `specta agents remove` takes, as git takes abbreviated hashes. */
-export const minIdPrefix = 4;
-
 /**
  * The one agent that `name` names: its full id, else its hostname or a unique prefix of its id.
  * A name that matches several (a prefix shared by two ids, or a hostname that is also another
@@ -54,7 +51,7 @@ export function findAgent(agents: Agent[], name: string): Agent {
   const wanted = name.trim().toLowerCase();
   const exact = agents.find((a) => a.id === wanted);
   if (exact) return exact;
-  const matches = agents.filter((a) => a.host?.hostname === name.trim() || (wanted.length >= minIdPrefix && a.id.startsWith(wanted)));
+  const matches = agents.filter((a) => a.host?.hostname === name.trim() || isIdPrefix(a.id, wanted));
   const [only, ...others] = matches;
   if (!only) throw new ClientError(`no agent has the id, id prefix or hostname "${name}" (see specta agents)`);
   if (others.length > 0) {

@@ -58,9 +58,14 @@ export function resolveConnection(flags: ClientFlags, env: NodeJS.ProcessEnv = p
   if (flags.token !== undefined) return { ...where, token: flags.token, tokenSource: "--token" };
   const envToken = fromEnv("SPECTA_TOKEN");
   if (envToken !== undefined) return { ...where, token: envToken, tokenSource: "SPECTA_TOKEN" };
-  const dataDir = resolve(flags.dataDir ?? fromEnv("SPECTA_DATA_DIR") ?? defaultDataDir(env));
+  const dataDir = localDataDir(flags.dataDir, env);
   const token = readLocalAdminToken(dataDir);
   return { ...where, ...(token ? { token } : {}), tokenSource: localAdminTokenFile(dataDir) };
+}
+
+/** The data directory of the daemon on this host: --data-dir, else SPECTA_DATA_DIR, else the daemon's default. */
+export function localDataDir(dataDir: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(dataDir ?? (env.SPECTA_DATA_DIR || undefined) ?? defaultDataDir(env));
 }
 
 /** trustForServer, its refusals as ClientError. */

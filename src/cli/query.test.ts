@@ -9,13 +9,14 @@ import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { API as MetricsAPI, Kind, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
+import { API as MetricsAPI, Kind, ListResponseSchema, MetricInfoSchema, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
 import { repoRoot, runSpecta } from "../../test/support/daemon.js";
 import { bearer } from "../../test/support/rpc.js";
 import { createTestDatabase, testServers, type TestDatabase } from "../../test/support/postgres.js";
 import { resolveDaemonConfig } from "../config/config.js";
 import { createLogger } from "../shared/log.js";
 import { startDaemon, type RunningDaemon } from "../server/daemon.js";
+import { formatLabelValue, formatMetrics } from "./query.js";
 
 const minute = 60_000;
 const hour = 60 * minute;
@@ -228,5 +229,49 @@ describe.each(testServers())("specta query and specta metrics on $name PostgreSQ
     });
     const badWhen = await runSpecta(["query", "test_cpu_usage", "--since", "yesterday", ...at]);
     expect(badWhen.stderr).toMatch(/^specta: --since "yesterday" is neither a duration ago/);
+  });
+});
+
+describe("specta metrics: the table", () => {
+  const info = (name: string, kind: Kind, series: number, labels: [string, string[]][]) =>
+    create(MetricInfoSchema, { name, kind, series: BigInt(series), labels: labels.map(([key, values]) => ({ key, values })) });
+
+  it("shows a histogram as one instrument: its _bucket, _sum and _count series in one row", () => {
+    const response = create(ListResponseSchema, {
+      metrics: [
+        info("http_requests_total", Kind.COUNTER, 2, [["code", ["200", "500"]]]),
+        info("page_ready_duration_seconds_bucket", Kind.HISTOGRAM, 24, [
+          ["env", ["development"]],
+          ["le", ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]],
+          ["page", ["home", "cart"]],
+        ]),
+        info("page_ready_duration_seconds_count", Kind.HISTOGRAM, 2, [
+          ["env", ["development"]],
+          ["page", ["home", "cart"]],
+        ]),
+        info("page_ready_duration_seconds_sum", Kind.HISTOGRAM, 2, [
+          ["env", ["development"]],
+          ["page", ["home", "cart"]],
+        ]),
+        info("room_temperature_celsius", Kind.GAUGE, 1, [["room", ["lab"]]]),
+      ],
+    });
+    expect(formatMetrics(response)).toBe(
+      [
+        "NAME                         KIND       SERIES  LABELS",
+        "http_requests_total          counter    2       code=200,500",
+        "page_ready_duration_seconds  histogram  2       env=development page=home,cart le=(12 values)",
+        "room_temperature_celsius     gauge      1       room=lab",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("quotes label values that hold commas, spaces, quotes or nothing", () => {
+    const response = create(ListResponseSchema, {
+      metrics: [info("x", Kind.GAUGE, 2, [["path", ["/a,b", "/c d"]]])],
+    });
+    expect(formatMetrics(response)).toBe('NAME  KIND   SERIES  LABELS\nx     gauge  2       path="/a,b","/c d"\n');
+    expect(["plain", "a,b", "a b", "", 'q"', "k=v"].map(formatLabelValue)).toEqual(["plain", '"a,b"', '"a b"', '""', '"q\\""', '"k=v"']);
   });
 });

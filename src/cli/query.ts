@@ -51,7 +51,12 @@ export function queryCommands(program: Command): void {
       .option("--since <when>", "start: a duration ago (e.g. 1h) or an RFC 3339 time (default: 1h before --until)")
       .option("--until <when>", "end: a duration ago (e.g. 10m) or an RFC 3339 time (default: now)")
       .option("--step <duration>", "width of each point, e.g. 1m (default: the range / 120, at least 1s)")
-      .addOption(new Option("--agg <aggregation>", "how points are combined (default avg; quantile when --quantile is given)").choices(aggregations))
+      .addOption(
+        new Option(
+          "--agg <aggregation>",
+          "how points are combined (default: the latest value of counters and histogram series, the mean of gauges; quantile when --quantile is given)",
+        ).choices(aggregations),
+      )
       .option("--quantile <q>", "quantile in [0, 1] for --agg quantile (default 0.99)")
       .option("--by <label>", "group series by this label (repeatable); default: each series on its own", collect, undefined)
       .option("--promql", "read the argument as PromQL even when it is a bare metric name (instant selector: the latest sample within 5 minutes)")
@@ -94,7 +99,8 @@ export function queryRequest(metric: string, flags: QueryFlags, nowMs: number) {
     }
     return create(QueryRequestSchema, { expr: metric, ...range });
   }
-  const aggName = flags.agg ?? (flags.quantile !== undefined ? "quantile" : "avg");
+  // Unset, the daemon chooses by the metric's kind.
+  const aggName = flags.agg ?? (flags.quantile !== undefined ? "quantile" : undefined);
   const quantile = flags.quantile === undefined ? 0.99 : Number(flags.quantile);
   if (flags.quantile !== undefined && (flags.quantile.trim() === "" || !Number.isFinite(quantile))) {
     throw new ClientError(`--quantile "${flags.quantile}" is not a number`);
@@ -103,7 +109,7 @@ export function queryRequest(metric: string, flags: QueryFlags, nowMs: number) {
     metric,
     matchers: (flags.match ?? []).map(parseMatcher),
     ...range,
-    aggregation: Aggregation[aggName.toUpperCase() as Uppercase<AggregationName>],
+    ...(aggName ? { aggregation: Aggregation[aggName.toUpperCase() as Uppercase<AggregationName>] } : {}),
     groupBy: flags.by ?? [],
     ...(aggName === "quantile" ? { quantile } : {}),
   });
@@ -181,20 +187,58 @@ export function formatQuery(response: QueryResponse): string {
 
 const kindNames: Record<number, string> = { [Kind.COUNTER]: "counter", [Kind.GAUGE]: "gauge", [Kind.HISTOGRAM]: "histogram" };
 
+type MetricInfo = ListResponse["metrics"][number];
+
+/** A label value as the table shows it: quoted when it holds a separator (comma, space, quote, =) or is empty. */
+export function formatLabelValue(value: string): string {
+  return value === "" || /[\s,"=\\]/.test(value) ? JSON.stringify(value) : value;
+}
+
 /** Label keys with their values when there are few, else how many there are. */
-function labelSummary(labels: ListResponse["metrics"][number]["labels"]): string {
+function labelSummary(labels: MetricInfo["labels"]): string {
   return labels
     .map(({ key, values }) =>
-      values.length <= 3 ? `${key}=${values.join(",")}` : `${key}=(${values.length}${values.length >= 1000 ? "+" : ""} values)`,
+      values.length <= 3 ? `${key}=${values.map(formatLabelValue).join(",")}` : `${key}=(${values.length}${values.length >= 1000 ? "+" : ""} values)`,
     )
     .join(" ");
+}
+
+/**
+ * The rows of the table: a histogram's _bucket, _sum and _count series are one instrument, named
+ * without the suffix, counted by its _count series, with its labels and its buckets' le.
+ */
+export function instrumentsOf(metrics: MetricInfo[]): { name: string; kind: string; series: bigint; labels: MetricInfo["labels"] }[] {
+  const rows: ReturnType<typeof instrumentsOf> = [];
+  const histograms = new Map<string, Partial<Record<"bucket" | "sum" | "count", MetricInfo>>>();
+  for (const m of metrics) {
+    const part = m.kind === Kind.HISTOGRAM ? /^(.+)_(bucket|sum|count)$/.exec(m.name) : null;
+    if (!part) {
+      rows.push({ name: m.name, kind: kindNames[m.kind] ?? "unknown", series: m.series, labels: m.labels });
+      continue;
+    }
+    let parts = histograms.get(part[1]!);
+    if (!parts) {
+      histograms.set(part[1]!, (parts = {}));
+      rows.push({ name: part[1]!, kind: "histogram", series: 0n, labels: [] });
+    }
+    parts[part[2] as "bucket" | "sum" | "count"] = m;
+  }
+  for (const row of rows) {
+    const parts = histograms.get(row.name);
+    if (row.kind !== "histogram" || !parts) continue;
+    const whole = parts.count ?? parts.sum;
+    const le = parts.bucket?.labels.find((l) => l.key === "le");
+    row.series = whole?.series ?? parts.bucket?.series ?? 0n;
+    row.labels = [...(whole?.labels ?? parts.bucket?.labels.filter((l) => l.key !== "le") ?? []), ...(le ? [le] : [])];
+  }
+  return rows;
 }
 
 /** A table: name, kind, series, labels. */
 export function formatMetrics(response: ListResponse): string {
   const rows = [
     ["NAME", "KIND", "SERIES", "LABELS"],
-    ...response.metrics.map((m) => [m.name, kindNames[m.kind] ?? "unknown", String(m.series), labelSummary(m.labels)]),
+    ...instrumentsOf(response.metrics).map((m) => [m.name, m.kind, String(m.series), labelSummary(m.labels)]),
   ];
   return formatTable(rows);
 }

@@ -51,13 +51,21 @@ describe("specta run: against a daemon and an agent", () => {
     await daemon?.stop();
   });
 
-  async function runWith(reply: (id: string) => Promise<void>, json: boolean) {
+  async function runWith(
+    reply: (id: string) => Promise<void>,
+    json: boolean,
+    diagnostic: [string, string[]] = ["ping", ["127.0.0.1", "--count", "1"]],
+  ) {
     const out: string[] = [];
+    const errors: string[] = [];
     const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
       out.push(String(chunk));
       return true;
     });
-    const err = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    const err = vi.spyOn(process.stderr, "write").mockImplementation((chunk) => {
+      errors.push(String(chunk));
+      return true;
+    });
     const seen = agent.received().length;
     const answering = (async () => {
       await agent.until(() => agent.received().length > seen, 5_000, "the command");
@@ -66,11 +74,11 @@ describe("specta run: against a daemon and an agent", () => {
     try {
       const ok = await submitAndWatch(
         { server: daemon.url, token: daemon.adminToken(), tokenSource: "test" },
-        buildSubmit("run-host", "ping", ["127.0.0.1", "--count", "1"]),
+        buildSubmit("run-host", ...diagnostic),
         json,
       );
       await answering;
-      return { ok, out: out.join("") };
+      return { ok, out: out.join(""), err: errors.join("") };
     } finally {
       spy.mockRestore();
       err.mockRestore();
@@ -90,5 +98,20 @@ describe("specta run: against a daemon and an agent", () => {
     const { ok, out } = await runWith((id) => agent.report(id, State.FAILED, { error: "no route" }).then(() => undefined), true);
     expect(ok).toBe(false);
     expect(JSON.parse(out)).toMatchObject({ state: "STATE_FAILED", output: { error: "no route" } });
+  });
+
+  it("says so when a command succeeds with nothing to show", async () => {
+    const logs = await runWith(
+      (id) => agent.report(id, State.SUCCEEDED, { text: "", data: { source: "journal", entries: [] } }).then(() => undefined),
+      false,
+      ["logs", ["--severity", "warning", "--since", "2026-12-01T10:00:00Z", "--unit", "nginx.service"]],
+    );
+    expect(logs).toEqual({
+      ok: true,
+      out: "",
+      err: "specta: no log entries at warning or above, since 2026-12-01T10:00:00.000Z, of unit nginx.service in journal\n",
+    });
+    const mounts = await runWith((id) => agent.report(id, State.SUCCEEDED, { text: "" }).then(() => undefined), false, ["mounts", []]);
+    expect(mounts).toEqual({ ok: true, out: "", err: "specta: mounts succeeded with no output\n" });
   });
 });

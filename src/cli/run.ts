@@ -1,5 +1,5 @@
 import { create, toJson, type MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Command as Commander } from "commander";
 import {
   API as CommandsAPI,
@@ -248,6 +248,7 @@ export async function submitAndWatch(connection: Connection, request: SubmitRequ
     if (several) process.stdout.write(`== agent ${command.agentId}: ${stateNames[command.state]}\n`);
     const text = command.output?.text ?? "";
     if (text) process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
+    else if (command.state === State.SUCCEEDED) process.stderr.write(`specta: ${nothingToShow(command)}\n`);
     if (command.output?.truncated) process.stderr.write("specta: the output was cut at the output cap\n");
     if (command.state !== State.SUCCEEDED) {
       const why = command.output?.error ? `: ${command.output.error}` : "";
@@ -255,4 +256,21 @@ export async function submitAndWatch(connection: Connection, request: SubmitRequ
     }
   }
   return ok;
+}
+
+/** What a command that succeeded without output found, so that an empty answer does not read as a fault. */
+export function nothingToShow(command: Command): string {
+  const kind = command.diagnostic?.kind;
+  if (kind?.case !== "logs") return `${command.diagnostic?.kind.case ?? "the command"} succeeded with no output`;
+  const logs = kind.value;
+  const severity = Object.entries(severities)
+    .reverse()
+    .find(([, s]) => s === logs.minSeverity)?.[0];
+  const filters = [
+    ...(logs.minSeverity !== Severity.UNSPECIFIED && severity ? [`at ${severity} or above`] : []),
+    ...(logs.since ? [`since ${timestampDate(logs.since).toISOString()}`] : []),
+    ...(logs.unit ? [`of unit ${logs.unit}`] : []),
+  ];
+  const source = command.output?.data?.source;
+  return `no log entries${filters.length > 0 ? ` ${filters.join(", ")}` : ""}${typeof source === "string" && source ? ` in ${source}` : ""}`;
 }

@@ -50,3 +50,11 @@ export function formatTable(rows: string[][]): string {
       .join("\n") + "\n"
   );
 }
+
+/** Shortest id prefix that names an agent or a token, as git takes abbreviated hashes. */
+export const minIdPrefix = 4;
+
+/** Whether `wanted` (lower case) is a prefix of `id` long enough to name it. */
+export function isIdPrefix(id: string, wanted: string): boolean {
+  return wanted.length >= minIdPrefix && id.startsWith(wanted);
+}

@@ -136,9 +136,12 @@ export const labelKeyPattern = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 /** The label every instrument carries, holding SPECTA_ENVIRONMENT. */
 export const environmentLabel = "env";
 
+/** The data directory of a daemon run as root. */
+export const rootDataDir = "/var/lib/specta";
+
 /** The default data directory: /var/lib/specta for root (the embedded PostgreSQL's own user must reach it), else under XDG_DATA_HOME. */
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (process.getuid?.() === 0) return "/var/lib/specta";
+  if (process.getuid?.() === 0) return rootDataDir;
   const base = env.XDG_DATA_HOME || join(homedir(), ".local", "share");
   return join(base, "specta");
 }

@@ -2,8 +2,9 @@ import type { InstrumentKind } from "../config/config.js";
 import type { Labels } from "../shared/labels.js";
 import { seriesKey } from "../shared/series-key.js";
 import { SeriesKind, type SeriesPoints, type SeriesRef, type Tsdb } from "../tsdb/index.js";
-import { lockTotals, saveTotals } from "./instrument-totals.js";
-import type { Instruments, Measurement, Refused } from "./instruments.js";
+import type { Kysely } from "kysely";
+import { lockTotals, readTotals, saveTotals } from "./instrument-totals.js";
+import { defaultBuckets, type Instruments, type Measurement, type Refused, type StoredValue } from "./instruments.js";
 
 /** One series a measurement moves: a counter or histogram series by `number`, or a gauge to it. */
 interface Move {
@@ -80,6 +81,47 @@ export class InstrumentStore {
     return refused;
   }
 
+  /**
+   * Hands the declared instruments what the store holds of them, for this daemon's /metrics:
+   * the running totals of counters and histogram series, and each gauge's latest value within
+   * `gaugeLookbackMs` (the raw retention: older samples are gone). Returns how many series.
+   */
+  async restore<DB>(db: Kysely<DB>, gaugeLookbackMs: number, nowMs = Date.now()): Promise<number> {
+    const totals: { instrument: string; metric: string; id: number; labels: StoredValue["labels"] }[] = [];
+    const gauges: typeof totals = [];
+    for (const { name, kind } of this.instruments.declarations()) {
+      const metrics = kind === "histogram" ? [`${name}_bucket`, `${name}_sum`, `${name}_count`] : [name];
+      for (const metric of metrics) {
+        for (const s of await this.tsdb.series.select(metric, [])) (kind === "gauge" ? gauges : totals).push({ instrument: name, metric, ...s });
+      }
+    }
+    const values: StoredValue[] = [];
+    if (totals.length > 0) {
+      const stored = await readTotals(
+        db,
+        totals.map((t) => t.id),
+      );
+      for (const t of totals) {
+        const value = stored.get(t.id);
+        if (value !== undefined) values.push({ instrument: t.instrument, metric: t.metric, labels: t.labels, value });
+      }
+    }
+    if (gauges.length > 0) {
+      const stepMs = 24 * 3_600_000;
+      const { series } = await this.tsdb.readPoints(
+        { seriesIds: gauges.map((g) => g.id), startMs: Math.max(0, nowMs - gaugeLookbackMs), endMs: nowMs, stepMs, increase: false, last: true },
+        nowMs,
+      );
+      for (const g of gauges) {
+        const latest = series.get(g.id)?.at(-1)?.last;
+        if (latest !== undefined && !Number.isNaN(latest))
+          values.push({ instrument: g.instrument, metric: g.metric, labels: g.labels, value: latest });
+      }
+    }
+    this.instruments.restore(values);
+    return values.length;
+  }
+
   /** The series a measurement moves: a counter or gauge series, or a histogram's buckets, _sum and _count. */
   private movesOf(kind: InstrumentKind, m: Measurement): Move[] {
     const labels = this.instruments.labelsOf(m);
@@ -100,8 +142,7 @@ export class InstrumentStore {
   }
 
   private bucketsOf(metric: string): number[] {
-    // prom-client's default buckets when a histogram declares none.
-    const declared = this.instruments.declaration(metric)?.buckets ?? [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+    const declared = this.instruments.declaration(metric)?.buckets ?? defaultBuckets;
     return [...declared, Infinity];
   }
 }

@@ -22,3 +22,10 @@ export async function saveTotals<DB>(tx: Kysely<DB>, totals: InstrumentTotalRow[
     FROM unnest(${totals.map((u) => u.series_id)}::int4[], ${totals.map((u) => u.total)}::float8[], ${totals.map((u) => u.at)}::int8[]) AS u(id, total, at)
     WHERE t.series_id = u.id`.execute(tx);
 }
+
+/** The totals of those of `seriesIds` that have one, by series id. */
+export async function readTotals<DB>(db: Kysely<DB>, seriesIds: number[]): Promise<Map<number, number>> {
+  const { rows } = await sql<Pick<InstrumentTotalRow, "series_id" | "total">>`
+    SELECT series_id, total FROM instrument_totals WHERE series_id = ANY(${seriesIds}::int4[])`.execute(db);
+  return new Map(rows.map((r) => [r.series_id, r.total]));
+}

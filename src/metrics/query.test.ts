@@ -382,6 +382,80 @@ describe.each(testServers())("metrics.API/Query and List on $name PostgreSQL", (
     expect((await codeOf(client.query(req("test_cpu_usage", 0, 119, 60, { aggregation: Aggregation.RATE })))).code).toBe(Code.InvalidArgument);
   });
 
+  it("reads the rate of the newest step, still filling, over the time its samples span", async () => {
+    // A counter rising 0.5 a second, sampled every 10 s up to half a second ago. A step that
+    // has run 20 s or more is chosen (a multiple of 10 s, so that every whole step holds as many
+    // samples), so that the newest step holds samples: read over the whole step, its rate would be low.
+    const now = Date.now();
+    let stepMs = 60 * second;
+    while (now % stepMs < 20 * second) stepMs += 10 * second;
+    const times = Array.from({ length: 40 }, (_, k) => now - 500 - (39 - k) * 10 * second);
+    const series = create(SeriesSchema, {
+      metric: "test_filling_total",
+      kind: Kind.COUNTER,
+      labels: { host: "a" },
+      times,
+      values: times.map((t) => (t - times[0]!) / 2000),
+    });
+    expect((await client.push({ series: [series] })).refused).toBe(0);
+    const ask = (aggregation: Aggregation) =>
+      client.query({
+        metric: "test_filling_total",
+        aggregation,
+        start: timestampFromMs(now - 5 * minute),
+        end: timestampFromMs(now),
+        step: durationFromMs(stepMs),
+      });
+    const [rate] = (await ask(Aggregation.RATE)).series;
+    const points = rate!.points.map((p) => [timestampMs(p.time!), p.value] as const);
+    const newest = points.at(-1)!;
+    expect(newest[0]).toBe(Math.floor(now / stepMs) * stepMs);
+    expect(newest[1]).toBeCloseTo(0.5, 9);
+    // Every whole step before it reads the same rate; the newest step's increase is what it has counted so far.
+    for (const [, value] of points.slice(1, -1)) expect(value).toBeCloseTo(0.5, 9);
+    const increase = (await ask(Aggregation.INCREASE)).series[0]!.points.at(-1)!;
+    const counted = times.filter((t) => t >= newest[0]);
+    expect(increase.value).toBeCloseTo(counted.length * 5, 9);
+  });
+
+  it("answers the latest running total of counters and histogram series without an aggregation, the mean of gauges", async () => {
+    // test_requests_total, host a: the last samples of [0, 60) and [60, 120) are 5 (at 45 s) and 2 (at 105 s).
+    expect(await query(req("test_requests_total", 0, 119, 60, { matchers: [{ label: "host", operator: MatchOperator.EQUAL, value: "a" }] }))).toEqual(
+      [
+        {
+          labels: { host: "a", job: "api" },
+          points: [
+            [0, 5],
+            [60, 2],
+          ],
+        },
+      ],
+    );
+    // Three observations: the totals 1, 2 and 3 read back as 3, not as their mean 2.
+    await push("test_observed_total", Kind.COUNTER, {}, [
+      [10, 1],
+      [20, 2],
+      [30, 3],
+    ]);
+    expect(await query(req("test_observed_total", 0, 59, 60))).toEqual([{ labels: {}, points: [[0, 3]] }]);
+    expect(
+      await query(req("test_latency_seconds_bucket", 0, 119, 60, { matchers: [{ label: "le", operator: MatchOperator.EQUAL, value: "+Inf" }] })),
+    ).toEqual([
+      {
+        labels: { le: "+Inf", route: "/x" },
+        points: [
+          [0, 100],
+          [60, 130],
+        ],
+      },
+      { labels: { le: "+Inf", route: "/y" }, points: [[0, 10]] },
+    ]);
+    // A gauge: the mean (see "answers avg per series by default").
+    expect(await query(req("test_cpu_usage", 0, 59, 60, { matchers: [{ label: "host", operator: MatchOperator.EQUAL, value: "a" }] }))).toEqual([
+      { labels: { host: "a", dc: "x" }, points: [[0, 2]] },
+    ]);
+  });
+
   it("computes histogram quantiles from the per-step increases of the _bucket series", async () => {
     const quantile = (q: number, groupBy: string[] = []) =>
       query(req("test_latency_seconds", 0, 119, 60, { aggregation: Aggregation.QUANTILE, quantile: q, groupBy }));

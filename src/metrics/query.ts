@@ -59,8 +59,8 @@ interface Range {
 /** Answers metrics.API/Query: selects series, reads their points (one statement) and combines them per group. */
 export async function query(req: QueryRequest, deps: QueryDeps, signal?: AbortSignal): Promise<QueryResponse> {
   if (req.expr !== "") return queryExpression(req, deps, signal);
-  const aggregation = validateRequest(req);
-  const isQuantile = aggregation === Aggregation.QUANTILE;
+  validateRequest(req);
+  const isQuantile = req.aggregation === Aggregation.QUANTILE;
   const nowMs = deps.now?.() ?? Date.now();
   const range = resolveRange(req, nowMs);
 
@@ -68,7 +68,10 @@ export async function query(req: QueryRequest, deps: QueryDeps, signal?: AbortSi
   const selected = await deps.tsdb.series.select(metric, req.matchers.map(storeMatcher));
   const response = create(QueryResponseSchema, { step: durationFromMs(range.stepMs) });
   if (selected.length === 0) return response;
-  checkKind(metric, selected[0]!.kind, aggregation);
+  const kind = selected[0]!.kind;
+  // Unset: a gauge's mean, a counter's or histogram series' latest running total (a mean of totals means nothing).
+  const aggregation = req.aggregation !== Aggregation.UNSPECIFIED ? req.aggregation : kind === SeriesKind.gauge ? Aggregation.AVG : Aggregation.LAST;
+  checkKind(metric, kind, aggregation);
   const steps = alignedSteps(range.startMs, range.endMs, range.stepMs).count;
   if (selected.length * steps > queryLimits.maxPointsPerQuery) {
     throw new ConnectError(
@@ -82,7 +85,7 @@ export async function query(req: QueryRequest, deps: QueryDeps, signal?: AbortSi
   const points = await deps.tsdb.readPoints({ seriesIds: selected.map((s) => s.id), ...range, increase, last }, nowMs);
   response.series = isQuantile
     ? quantileGroups(selected, points.series, req.groupBy, req.quantile)
-    : valueGroups(selected, points.series, req.groupBy, aggregation, range.stepMs);
+    : valueGroups(selected, points.series, req.groupBy, aggregation, range.stepMs, nowMs);
   return response;
 }
 
@@ -118,18 +121,16 @@ async function queryExpression(req: QueryRequest, deps: QueryDeps, signal: Abort
   }
 }
 
-/** Checks what needs no database; returns the aggregation (AVG when unspecified). */
-function validateRequest(req: QueryRequest): Aggregation {
+/** Checks what needs no database (an unset aggregation is chosen by the metric's kind, once known). */
+function validateRequest(req: QueryRequest): void {
   if (req.metric === "") invalid("metric is required");
-  const aggregation = req.aggregation === Aggregation.UNSPECIFIED ? Aggregation.AVG : req.aggregation;
-  if (Aggregation[aggregation] === undefined) invalid(`aggregation ${req.aggregation} is unknown`);
-  if (aggregation === Aggregation.QUANTILE) {
+  if (Aggregation[req.aggregation] === undefined) invalid(`aggregation ${req.aggregation} is unknown`);
+  if (req.aggregation === Aggregation.QUANTILE) {
     if (!(req.quantile >= 0 && req.quantile <= 1)) invalid(`quantile must be in [0, 1], got ${req.quantile}`);
     if (req.groupBy.includes("le")) invalid("a quantile combines the le buckets: group_by must not name le");
   }
   for (const label of req.groupBy) if (label === "") invalid("group_by holds an empty label name");
   validateMatchers(req.matchers);
-  return aggregation;
 }
 
 function invalid(message: string): never {
@@ -218,16 +219,28 @@ function groupSeries(selected: SelectedSeries[], groupBy: string[], drop?: strin
   return [...groups].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, g]) => g);
 }
 
-type Combined = Omit<StepAggregate, "time">;
+/** A step of a series or a group, with its rate: per second, summed over the group. */
+type Combined = Omit<StepAggregate, "time" | "spanMs"> & { rate: number };
+
+/**
+ * A counter's increase per second over the step; at the newest step, still filling, per second
+ * of the time its values span so far (from the value before its first delta to its last), else
+ * a step half over would read half the rate.
+ */
+function rateOf(p: StepAggregate, stepMs: number, nowMs: number): number {
+  const filling = p.time + stepMs > nowMs && p.spanMs > 0;
+  return p.increase / ((filling ? Math.min(p.spanMs, stepMs) : stepMs) / 1000);
+}
 
 /** Merges the steps of a group's series: one accumulator per step time. */
-function combineSteps(members: SelectedSeries[], points: Map<number, StepAggregate[]>): Map<number, Combined> {
+function combineSteps(members: SelectedSeries[], points: Map<number, StepAggregate[]>, stepMs: number, nowMs: number): Map<number, Combined> {
   const byTime = new Map<number, Combined>();
   for (const s of members) {
     for (const p of points.get(s.id) ?? []) {
       const acc = byTime.get(p.time);
+      const rate = rateOf(p, stepMs, nowMs);
       if (!acc) {
-        byTime.set(p.time, { min: p.min, max: p.max, sum: p.sum, count: p.count, last: p.last, increase: p.increase, deltas: p.deltas });
+        byTime.set(p.time, { min: p.min, max: p.max, sum: p.sum, count: p.count, last: p.last, increase: p.increase, deltas: p.deltas, rate });
         continue;
       }
       acc.min = Math.min(acc.min, p.min);
@@ -237,13 +250,14 @@ function combineSteps(members: SelectedSeries[], points: Map<number, StepAggrega
       acc.last += p.last;
       acc.increase += p.increase;
       acc.deltas += p.deltas;
+      acc.rate += rate;
     }
   }
   return byTime;
 }
 
 /** The value of one combined step, or undefined when the step has nothing to say (left out). */
-function stepValue(c: Combined, aggregation: Aggregation, stepMs: number): number | undefined {
+function stepValue(c: Combined, aggregation: Aggregation): number | undefined {
   switch (aggregation) {
     case Aggregation.MIN:
       return c.min;
@@ -258,7 +272,7 @@ function stepValue(c: Combined, aggregation: Aggregation, stepMs: number): numbe
     case Aggregation.INCREASE:
       return c.deltas > 0 ? c.increase : undefined;
     case Aggregation.RATE:
-      return c.deltas > 0 ? c.increase / (stepMs / 1000) : undefined;
+      return c.deltas > 0 ? c.rate : undefined;
     default:
       return c.count > 0 ? c.sum / c.count : undefined;
   }
@@ -270,6 +284,7 @@ function valueGroups(
   groupBy: string[],
   aggregation: Aggregation,
   stepMs: number,
+  nowMs: number,
 ): SeriesPoints[] {
   const out: SeriesPoints[] = [];
   for (const group of groupSeries(selected, groupBy)) {
@@ -277,10 +292,10 @@ function valueGroups(
     // A group of one series (no group_by) has its steps in time order already.
     const steps: Iterable<Combined & { time: number }> =
       group.members.length === 1
-        ? (points.get(group.members[0]!.id) ?? [])
-        : [...combineSteps(group.members, points)].sort(([a], [b]) => a - b).map(([time, c]) => ({ ...c, time }));
+        ? (points.get(group.members[0]!.id) ?? []).map((p) => ({ ...p, rate: rateOf(p, stepMs, nowMs) }))
+        : [...combineSteps(group.members, points, stepMs, nowMs)].sort(([a], [b]) => a - b).map(([time, c]) => ({ ...c, time }));
     for (const step of steps) {
-      const value = stepValue(step, aggregation, stepMs);
+      const value = stepValue(step, aggregation);
       if (value !== undefined) series.points.push(create(PointSchema, { time: timestampFromMs(step.time), value }));
     }
     if (series.points.length > 0) out.push(series);

@@ -91,6 +91,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // Node's nodejs_active_{handles,requests,resources}_total are gauges named like counters, which
+  // promtool check metrics flags; each is the sum of its by-type gauge without the suffix.
+  for (const kind of ["handles", "requests", "resources"]) registry.removeSingleMetric(`nodejs_active_${kind}_total`);
   const instruments = new Instruments(config.instruments, config.environment, registry);
   const readiness = new Readiness();
   readiness.add("database", () => storage.healthy());
@@ -98,7 +101,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const shutdown = new AbortController();
 
   const tokens = new TokenStore(storage.db);
-  await ensureLocalAdminToken(tokens, config.dataDir);
+  const adminToken = await ensureLocalAdminToken(tokens, config.dataDir);
   const tsdb = await openTsdb(storage.pool, {
     limits: { perMetric: config.maxSeriesPerMetric, perAgent: config.maxSeriesPerAgent },
     retention: { rawMs: config.retention.samplesMs, rollups5mMs: config.retention.rollups5mMs, rollups1hMs: config.retention.rollups1hMs },
@@ -109,6 +112,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     throw err;
   });
   const instrumentStore = new InstrumentStore(tsdb, instruments);
+  // /metrics shows the instruments as the store keeps them, not from zero after each restart.
+  await instrumentStore.restore(storage.db, config.retention.samplesMs).then(
+    (series) => log.debug({ series }, "instruments restored from the store"),
+    (err: unknown) => log.warn({ err: (err as Error).message }, "the instruments' stored values could not be read: /metrics counts from zero"),
+  );
   const liveness = new AgentLiveness();
   const enrollToken = ensureEnrollToken(config.dataDir, config.enrollToken);
   fleetGauge(registry, storage.db, liveness);
@@ -183,6 +191,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     {
       url,
       environment: config.environment,
+      dashboard: `${url}/`,
+      adminTokenFile: adminToken.file,
       dataDir: config.dataDir,
       database: storage.location,
       version: versionInfo.ver,
@@ -190,6 +200,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     },
     "daemon listening",
   );
+  // Where to sign in, once: the file's path, never the token (`specta token show-admin` prints it).
+  if (adminToken.created) {
+    log.info(
+      { dashboard: `${url}/`, adminTokenFile: adminToken.file },
+      `first start: open the dashboard at ${url}/ and sign in with the admin token in ${adminToken.file} (\`specta token show-admin\` prints it)`,
+    );
+  }
 
   let stopping: Promise<void> | undefined;
   return {

@@ -53,7 +53,11 @@ export function twirpCompatible(next: NodeHandler, sign?: (body: Uint8Array) => 
       if (status === 200) return end(chunk as Uint8Array);
       if (typeof chunk === "string") errorBody.push(Buffer.from(chunk));
       else if (chunk instanceof Uint8Array) errorBody.push(chunk);
-      const body = Buffer.from(withTwirpMessage(Buffer.concat(errorBody).toString("utf8")));
+      const text = Buffer.concat(errorBody).toString("utf8");
+      // connect-es answers a unary-style call of a streaming method 415 with no body at all.
+      const streaming = status === 415 && text === "";
+      if (streaming) status = 400;
+      const body = Buffer.from(streaming ? streamingMethodError(req.url ?? "") : withTwirpMessage(text));
       const signed = signatureHeader.toLowerCase();
       if (sign && head[signed] !== undefined) head[signed] = sign(body);
       // HTTP/2's end(body) writes through this.write: the originals must be back, or the body is swallowed.
@@ -74,4 +78,18 @@ function withTwirpMessage(text: string): string {
   } catch {
     return JSON.stringify({ code: "internal", msg: text });
   }
+}
+
+/**
+ * The error for a plain JSON or protobuf POST (Twirp's and Connect's unary form) of a streaming
+ * method such as commands.API/Watch: the caller's mistake, so invalid_argument, naming the forms
+ * that work.
+ */
+function streamingMethodError(path: string): string {
+  const method = path.replace(/^\/+/, "").split("?")[0];
+  const message =
+    `${method} is a streaming method, which plain application/json or application/protobuf cannot call: ` +
+    "send Content-Type application/connect+json with the request in a Connect envelope (5-byte prefix), " +
+    "or call it over gRPC or gRPC-Web, or use the CLI (specta run watches its command to the end)";
+  return JSON.stringify({ code: "invalid_argument", msg: message, message });
 }

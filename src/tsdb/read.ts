@@ -64,6 +64,11 @@ export interface StepAggregate {
   increase: number;
   /** How many of the step's values had a previous value to compare with (0: increase unknown). */
   deltas: number;
+  /**
+   * The time the increase spans, ms: from the value before the step's first delta to its last
+   * value (0 without deltas). A step still filling spans less than its width.
+   */
+  spanMs: number;
 }
 
 export interface PointsQuery {
@@ -348,14 +353,16 @@ function aggregate(rows: SeriesRows | RawPoints, fromMs: number, stepMs: number,
   const out: StepAggregate[] = [];
   let current: StepAggregate | undefined;
   let prev = 0;
+  let prevTime = 0;
   let hasPrev = false;
+  let spanFrom = 0;
   for (let i = 0; i < times.length; i++) {
     const t = times[i]!;
     const lst = lasts[i]!;
     if (t >= fromMs) {
       const bucket = Math.floor(t / stepMs) * stepMs;
       if (current?.time !== bucket) {
-        current = { time: bucket, min: mins[i]!, max: maxes[i]!, sum: 0, count: 0, last: Number.NaN, increase: 0, deltas: 0 };
+        current = { time: bucket, min: mins[i]!, max: maxes[i]!, sum: 0, count: 0, last: Number.NaN, increase: 0, deltas: 0, spanMs: 0 };
         out.push(current);
       }
       if (mins[i]! < current.min) current.min = mins[i]!;
@@ -364,11 +371,14 @@ function aggregate(rows: SeriesRows | RawPoints, fromMs: number, stepMs: number,
       current.count += raw ? 1 : rows.count[i]!;
       if (last) current.last = lst;
       if (increase && hasPrev) {
+        if (current.deltas === 0) spanFrom = prevTime;
         current.increase += lst >= prev ? lst - prev : lst;
         current.deltas++;
+        current.spanMs = t - spanFrom;
       }
     }
     prev = lst;
+    prevTime = t;
     hasPrev = true;
   }
   return out;

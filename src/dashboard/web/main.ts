@@ -101,7 +101,7 @@ function renderSignIn(notice?: string): void {
     h(
       "p",
       { class: "hint" },
-      "An admin or viewer token: ",
+      "The admin token is admin.token in the daemon's data directory (/var/lib/specta as root, else ~/.local/share/specta; specta token show-admin prints it), or a viewer token: ",
       h("code", {}, "specta token create --role viewer"),
       " prints one. It is kept for this browser tab only.",
     ),
