@@ -1,6 +1,7 @@
 import type { DescFile, DescService } from "@bufbuild/protobuf";
 import { createServiceImplSpec, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { API as AgentAPI, file_agent_agent } from "../../gen/agent/agent_pb.js";
+import { API as AuditAPI, file_audit_audit } from "../../gen/audit/audit_pb.js";
 import { API as CommandsAPI, file_commands_commands } from "../../gen/commands/commands_pb.js";
 import { Health, file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1, file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
@@ -11,12 +12,14 @@ import {
   file_opentelemetry_proto_collector_metrics_v1_metrics_service,
 } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { API as TokensAPI, file_tokens_tokens } from "../../gen/tokens/tokens_pb.js";
-import { agentService, fleetAccess, type AgentDeps } from "../fleet/service.js";
-import { commandsAccess, commandsService, type CommandsDeps } from "../commands/service.js";
-import { otlpAccess, otlpMetricsService } from "../ingest/service.js";
-import { metricsAccess, metricsService, type MetricsDeps } from "../metrics/service.js";
+import type { ServiceAudit } from "../audit/declare.js";
+import { auditAccess, auditService, type AuditDeps } from "../audit/service.js";
+import { agentService, fleetAccess, fleetAudit, type AgentDeps } from "../fleet/service.js";
+import { commandsAccess, commandsAudit, commandsService, type CommandsDeps } from "../commands/service.js";
+import { otlpAccess, otlpAudit, otlpMetricsService } from "../ingest/service.js";
+import { metricsAccess, metricsAudit, metricsService, type MetricsDeps } from "../metrics/service.js";
 import { accessOf, callerOf, type Access, type ServiceRules } from "../tokens/access.js";
-import { tokensAccess, tokensService, type TokensDeps } from "../tokens/service.js";
+import { tokensAccess, tokensAudit, tokensService, type TokensDeps } from "../tokens/service.js";
 import { healthAccess, healthService } from "./health.js";
 import { signedProcedures } from "../shared/signing.js";
 import { requestLimit } from "./request-limits.js";
@@ -34,6 +37,7 @@ export interface RouteDeps extends MetricsDeps {
   agents: AgentDeps;
   commands: Omit<CommandsDeps, "shutdown">;
   tokens: TokensDeps;
+  audit: AuditDeps;
 }
 
 const servedFiles: DescFile[] = [
@@ -41,13 +45,24 @@ const servedFiles: DescFile[] = [
   file_agent_agent,
   file_commands_commands,
   file_tokens_tokens,
+  file_audit_audit,
   file_opentelemetry_proto_collector_metrics_v1_metrics_service,
   file_grpc_health_v1_health,
   file_grpc_reflection_v1_reflection,
   file_grpc_reflection_v1alpha_reflection,
 ];
 
-const servedServices: DescService[] = [MetricsAPI, AgentAPI, CommandsAPI, TokensAPI, OtlpMetricsService, Health, ReflectionV1, ReflectionV1alpha];
+const servedServices: DescService[] = [
+  MetricsAPI,
+  AgentAPI,
+  CommandsAPI,
+  TokensAPI,
+  AuditAPI,
+  OtlpMetricsService,
+  Health,
+  ReflectionV1,
+  ReflectionV1alpha,
+];
 
 /** The access rules of the served services, each declared next to its service. */
 const servedRules: readonly ServiceRules[] = [
@@ -56,10 +71,14 @@ const servedRules: readonly ServiceRules[] = [
   fleetAccess,
   commandsAccess,
   tokensAccess,
+  auditAccess,
   healthAccess,
   reflectionV1Access,
   reflectionV1alphaAccess,
 ];
+
+/** The writes of the served services, each service's declared next to it: every call of them is audited (server/audit-calls.ts). */
+export const servedAudits: readonly ServiceAudit[] = [metricsAudit, otlpAudit, fleetAudit, commandsAudit, tokensAudit];
 
 /** A served procedure: its name ("metrics.API/Push") and who may call it. */
 export interface ServedProcedure {
@@ -102,6 +121,7 @@ export function routes(deps: RouteDeps) {
     serve(router, AgentAPI, agentService(deps.agents), deps.signing);
     serve(router, CommandsAPI, commandsService({ ...deps.commands, shutdown: deps.shutdown }), deps.signing);
     serve(router, TokensAPI, tokensService(deps.tokens), deps.signing);
+    serve(router, AuditAPI, auditService(deps.audit), deps.signing);
     serve(router, OtlpMetricsService, otlpMetricsService({ push: deps.push, caller: callerOf }), deps.signing);
     serve(router, Health, healthService(deps.readiness, serviceNames, deps.shutdown), deps.signing);
     serve(router, ReflectionV1, reflectionV1(registry, serviceNames), deps.signing);
