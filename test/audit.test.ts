@@ -19,7 +19,7 @@ import { API as MetricsAPI, Kind } from "../gen/metrics/metrics_pb.js";
 import { API as TokensAPI, Role } from "../gen/tokens/tokens_pb.js";
 import type { AuditEvent } from "../src/audit/event.js";
 import { readEnrollToken } from "../src/fleet/enroll-token.js";
-import { freePort, startTestDaemon, tempDir, testInstruments, type TestDaemon } from "./support/daemon.js";
+import { freePort, runSpecta, startTestDaemon, tempDir, testInstruments, type TestDaemon } from "./support/daemon.js";
 import { enrolAgent } from "./support/fake-agent.js";
 import { remoteWriteBody, remoteWriteHeaders } from "./support/remote-write.js";
 import { bearer, codeOf } from "./support/rpc.js";
@@ -205,6 +205,19 @@ describe("the audit trail of a real daemon", () => {
     expect(second.events[0]!.ts!.seconds <= first.events[4]!.ts!.seconds).toBe(true);
     expect(second.events.map((e) => e.action)).toEqual(all.events.slice(5, 10).map((e) => e.action));
     expect((await audit.list({ end: timestampFromDate(started) })).events).toEqual([]);
+    // specta audit: the same through the CLI, filtered.
+    const cli = await runSpecta(["audit", "--server", daemon.url, "--token", admin, "--action", "tokens.API/Create", "--since", "1h"]);
+    expect(cli.code).toBe(0);
+    expect(cli.stdout.split("\n")[0]).toMatch(/^TIME\s+ACTION\s+OUTCOME\s+ACTOR\s+ADDRESS\s+METRICS$/);
+    expect(cli.stdout).toMatch(/tokens\.API\/Create\s+ok\s+.+\(admin\)\s+127\.0\.0\.1/);
+    const json = await runSpecta(["audit", "--server", daemon.url, "--token", admin, "--actor", adminId, "--limit", "2", "--json"]);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      events: [{ actor: { tokenId: adminId } }, { actor: { tokenId: adminId } }],
+      nextPageToken: expect.any(String),
+    });
+    expect((await runSpecta(["audit", "--server", daemon.url, "--token", admin, "--limit", "0"])).stderr).toBe(
+      'specta: --limit must be 1 to 1000, not "0"\n',
+    );
     expect(await codeOf(audit.list({ pageSize: 1001 }))).toBe(Code.InvalidArgument);
     expect(await codeOf(createClient(AuditAPI, grpc()).list({}))).toBe(Code.Unauthenticated);
     expect(await codeOf(createClient(AuditAPI, grpc(agent.credential)).list({}))).toBe(Code.Unauthenticated);

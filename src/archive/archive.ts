@@ -66,7 +66,7 @@ export class Archive {
     });
     this.failures = new Counter({
       name: "specta_archive_write_failures_total",
-      help: "Archive files that could not be written, by error code (ENOSPC: the disk is full).",
+      help: "Archive files that could not be written, by error code (ENOSPC: the disk is full); backlog: records refused while too many waited to be written.",
       labelNames: ["code"],
       registers: [registry],
     });
