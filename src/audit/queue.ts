@@ -46,6 +46,8 @@ export class SinkQueue<T> {
   private lastDropLog = -Infinity;
   private lastFailureLog = -Infinity;
   private readonly abort = new AbortController();
+  /** Aborted on stop(): a write waiting for more events goes at once. */
+  private readonly lingering = new AbortController();
 
   constructor(
     private readonly writer: SinkWriter<T>,
@@ -74,6 +76,7 @@ export class SinkQueue<T> {
   /** Writes what is queued, trying until `deadlineMs` (performance.now()); what is left then is dropped (counted). */
   async stop(deadlineMs: number): Promise<void> {
     this.stopping = true;
+    this.lingering.abort();
     this.wake?.();
     const timer = setTimeout(() => this.abort.abort(), Math.max(0, deadlineMs - performance.now()));
     await this.loop;
@@ -106,7 +109,9 @@ export class SinkQueue<T> {
         this.wake = undefined;
         continue;
       }
-      if (this.queue.length < this.options.batchSize && !this.stopping) await sleep(this.options.lingerMs);
+      if (this.queue.length < this.options.batchSize && !this.stopping) {
+        await sleep(this.options.lingerMs, undefined, { signal: this.lingering.signal }).catch(() => undefined);
+      }
       const batch = this.queue.slice(0, this.options.batchSize);
       try {
         await this.writer.write(batch, signal);
