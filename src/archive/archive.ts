@@ -9,7 +9,7 @@ import { compress } from "./zstd.js";
 export interface ArchiveConfig {
   /** Where the files go (--archive-dir). */
   dir: string;
-  /** Files whose first record is older than this are removed; 0 keeps them all. */
+  /** Files whose first record is older than this are removed. */
   retentionMs: number;
   /** A file is written once the buffer holds this many bytes (10 MiB) … */
   flushBytes: number;
@@ -118,7 +118,6 @@ export class Archive {
       name: "archive-retention",
       coolerMs: 600_000,
       async ensure() {
-        if (retentionMs <= 0) return;
         const before = Date.now() - retentionMs;
         for (const file of await listArchive(dir)) if (file.time.getTime() < before) await unlink(file.path).catch(() => undefined);
       },
