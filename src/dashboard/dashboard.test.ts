@@ -10,7 +10,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
-import { adminTokenOf, repoRoot, runSpecta, spawnDaemon, type SpawnedDaemon } from "../../test/support/daemon.js";
+import { API as MetricsAPI, Kind } from "../../gen/metrics/metrics_pb.js";
+import {
+  adminTokenOf,
+  repoRoot,
+  runSpecta,
+  spawnDaemon,
+  tempDir,
+  testInstruments,
+  writeConfigFile,
+  type SpawnedDaemon,
+} from "../../test/support/daemon.js";
 import { enrolAgent } from "../../test/support/fake-agent.js";
 import { bearer } from "../../test/support/rpc.js";
 import { readEnrollToken } from "../fleet/enroll-token.js";
@@ -26,10 +36,12 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
   let daemon: SpawnedDaemon;
   let browser: Browser;
   let viewerToken: string;
+  const configDir = tempDir();
 
   beforeAll(async () => {
     mkdirSync(artifacts, { recursive: true });
-    daemon = await spawnDaemon(["--with-agent"]);
+    // The tests' instruments: a gauge and labelled histograms besides the default histogram.
+    daemon = await spawnDaemon(["--with-agent", "--config", writeConfigFile(configDir.path, { instruments: testInstruments })]);
     browser = await chromium.launch({
       executablePath: chromiumPath,
       // Root needs --no-sandbox; the rest keeps Chromium off this machine's closed network.
@@ -61,11 +73,12 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
   afterAll(async () => {
     await browser?.close();
     await daemon?.cleanup();
+    configDir.remove();
   });
 
   /** A fresh browser session (its own sessionStorage) on the daemon's page; page errors fail the test. */
-  async function open(): Promise<{ page: Page; errors: string[] }> {
-    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  async function open(width = 1400): Promise<{ page: Page; errors: string[] }> {
+    const context = await browser.newContext({ viewport: { width, height: 900 } });
     const page = await context.newPage();
     const errors: string[] = [];
     page.on("pageerror", (err) => errors.push(err.message));
@@ -80,6 +93,9 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
   }
 
   const shot = (page: Page, name: string) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+
+  /** Nothing sticks out sideways: the page scrolls only down (wide tables scroll in their own box). */
+  const sideways = (page: Page) => page.evaluate<number>("document.scrollingElement.scrollWidth - innerWidth");
 
   it("asks for a token and shows nothing else without one; refuses an unknown token", async () => {
     const { page, errors } = await open();
@@ -102,6 +118,7 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
     expect(await row.count()).toBe(1);
     // The at-a-glance figures arrive with the agent's first samples (fleet refresh: 10 s).
     await expect.poll(() => row.locator("td[data-column=memory]").textContent(), { timeout: 30_000, interval: 500 }).toMatch(/%/);
+    expect(await page.locator(".summary").textContent()).toMatch(/^1 agent: 1 online/);
     await shot(page, "fleet");
 
     await row.locator("td[data-column=hostname] a").click();
@@ -110,7 +127,18 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
     // Two CPU samples (5 s apart) make the first rate point; the page refreshes every 5 s.
     await expect.poll(async () => Number(await cpu.getAttribute("data-points")), { timeout: 45_000, interval: 500 }).toBeGreaterThan(0);
     expect(await cpu.locator("canvas").count()).toBe(1);
-    expect(Number(await page.locator("section.chart[data-title=Memory]").getAttribute("data-points"))).toBeGreaterThan(0);
+    const memory = page.locator("section.chart[data-title=Memory]");
+    expect(Number(await memory.getAttribute("data-points"))).toBeGreaterThan(0);
+    // The total is the chart's ceiling, named in its title, not a line of its own.
+    expect(Number(await memory.getAttribute("data-limit"))).toBeGreaterThan(0);
+    expect(await memory.locator("h3").textContent()).toMatch(/^Memory · total [\d.]+ [KMGT]iB$/);
+    expect(await memory.locator(".u-legend .u-label").allTextContents()).toEqual(["Time", "used", "cache", "swap used"]);
+    // The agent's own top processes (its first run lists the largest by memory).
+    const processes = page.locator("[data-panel=processes] tbody tr");
+    await expect.poll(() => processes.count(), { timeout: 45_000, interval: 1000 }).toBeGreaterThan(0);
+    expect(await page.locator("[data-panel=containers]").count()).toBe(1);
+    expect(await page.locator("[data-panel=services]").count()).toBe(1);
+    expect(await page.locator("section.chart[data-title=Temperatures]").count()).toBe(1);
     await shot(page, "host");
 
     // A longer range is kept in the address, and redraws.
@@ -121,7 +149,7 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
     await page.context().close();
   }, 120_000);
 
-  it("shows instruments with their histogram quantiles", async () => {
+  it("shows instruments with their histogram quantiles apart, and a gauge set once as a held line", async () => {
     // Two calls: a quantile needs observations that arrive after the series' first sample.
     for (const number of [0.2, 0.4]) {
       const res = await fetch(`${daemon.url}/metrics.API/Histogram`, {
@@ -131,6 +159,12 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
       });
       expect(await res.json()).toEqual({ result: [{ status: "success" }] });
     }
+    const gauge = await fetch(`${daemon.url}/metrics.API/Gauge`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ action: [{ metric: "queue_depth", labels: { queue: "mail", transport: "json" }, number: 7 }] }),
+    });
+    expect(await gauge.json()).toEqual({ result: [{ status: "success" }] });
     const { page, errors } = await open();
     await signIn(page, viewerToken);
     await page.click("header nav a:text-is('Instruments')");
@@ -138,7 +172,14 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
     await card.waitFor();
     expect(await card.getAttribute("data-kind")).toBe("histogram");
     await expect.poll(async () => Number(await card.locator("section.chart").getAttribute("data-points")), { timeout: 20_000 }).toBeGreaterThan(0);
-    await expect.poll(() => card.locator(".latest").textContent()).toMatch(/p50 development: [\d.]+ s/);
+    // One environment: the legend names the quantiles only, each drawn apart.
+    await expect.poll(() => card.locator(".latest").textContent()).toMatch(/^p50: [\d.]+ s · p90: [\d.]+ s · p99: [\d.]+ s$/);
+    expect(await card.locator(".u-legend .u-label").allTextContents()).toEqual(["Time", "p50", "p90", "p99"]);
+    // Set once, the gauge still holds its value now: a line from the setting to now, not a dot.
+    const held = page.locator("article.instrument[data-instrument=queue_depth]");
+    await expect.poll(async () => Number(await held.locator("section.chart").getAttribute("data-points")), { timeout: 20_000 }).toBe(2);
+    expect(await held.locator(".latest").textContent()).toContain("queue=mail");
+    expect(await held.locator(".latest").textContent()).toMatch(/: 7$/);
     await shot(page, "instruments");
     expect(errors).toEqual([]);
     await page.context().close();
@@ -166,6 +207,20 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
     await page.click("form.console button[type=submit]");
     await expect.poll(() => page.locator("main > .error").textContent()).toMatch(/host/i);
     expect(await page.locator(".result").count()).toBe(1);
+
+    // Earlier runs outlive the page: after a reload the run is listed again, with its output.
+    await page.reload();
+    await page.click("header nav a:text-is('Console')");
+    const earlier = page.locator(".result[data-stored]");
+    await earlier.waitFor();
+    expect(await earlier.count()).toBe(1);
+    expect(await earlier.getAttribute("data-state")).toBe("succeeded");
+    expect(await earlier.locator("h2").textContent()).toMatch(/^ping on /);
+    expect(await earlier.locator("pre.text").textContent()).toContain("2 packets transmitted, 2 received");
+    // Signing out forgets them.
+    await page.click("header button:text-is('Sign out')");
+    await page.waitForSelector("form.signin");
+    expect(await page.evaluate('Object.keys(localStorage).filter((k) => k.startsWith("specta.console."))')).toEqual([]);
     expect(errors).toEqual([]);
     await page.context().close();
   });
@@ -229,6 +284,136 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
     expect(errors).toEqual([]);
     await page.context().close();
   });
+
+  it("shows a host's top processes, containers, systemd services and temperatures as its agent sends them", async () => {
+    // What the agent's processes, containers, services and temperature collectors send, from a host that has them all.
+    const { agentId, credential } = await enrolAgent(daemon.url, readEnrollToken(daemon.dataDir)!, "panel-host");
+    const metrics = createClient(MetricsAPI, createConnectTransport({ baseUrl: daemon.url, httpVersion: "1.1", interceptors: [bearer(credential)] }));
+    const now = Date.now();
+    const earlier = now - 30_000;
+    const gauge = (metric: string, labels: Record<string, string>, value: number, times = [now]) => ({
+      metric,
+      labels,
+      kind: Kind.GAUGE,
+      times,
+      values: times.map(() => value),
+    });
+    const web = { name: "web", image: "nginx:1.27" };
+    const units = [
+      ["ssh.service", "active"],
+      ["backup.service", "failed"],
+    ].flatMap(([name, current]) =>
+      ["activating", "active", "deactivating", "inactive", "failed"].map((state) =>
+        gauge("node_systemd_unit_state", { name: name!, state }, state === current ? 1 : 0),
+      ),
+    );
+    const pushed = await metrics.push({
+      series: [
+        // A process that left the top list since the earlier run is not shown.
+        gauge("node_top_process_cpu_usage_ratio", { pid: "99", name: "gone" }, 0.9, [earlier]),
+        gauge("node_top_process_cpu_usage_ratio", { pid: "4242", name: "postgres" }, 0.5),
+        gauge("node_top_process_resident_memory_bytes", { pid: "4242", name: "postgres" }, 256 * 1024 * 1024),
+        ...["running", "exited"].map((state) => gauge("docker_containers", { state }, state === "running" ? 1 : 2)),
+        gauge("container_memory_working_set_bytes", web, 64 * 1024 * 1024),
+        gauge("container_spec_memory_limit_bytes", web, 512 * 1024 * 1024),
+        { metric: "container_cpu_usage_seconds_total", labels: web, kind: Kind.COUNTER, times: [earlier, now], values: [100, 103] },
+        ...units,
+        gauge("node_hwmon_temp_celsius", { chip: "hwmon1_coretemp", sensor: "temp1", label: "Package id 0" }, 47, [earlier, now]),
+      ],
+    });
+    expect(pushed.refused).toBe(0);
+
+    for (const width of [1440, 390]) {
+      const { page, errors } = await open(width);
+      await signIn(page, viewerToken);
+      await page.goto(`${daemon.url}/#/hosts/${agentId}`);
+      const processes = page.locator("[data-panel=processes] tbody tr");
+      await processes.first().waitFor({ timeout: 20_000 });
+      expect(await processes.allTextContents()).toEqual(["postgres424250 %256 MiB"]);
+      const containers = page.locator("[data-panel=containers]");
+      expect(await containers.locator("p").textContent()).toMatch(/^3 containers: 1 running, 2 exited\./);
+      expect(await containers.locator("tbody td").allTextContents()).toEqual(["web", "nginx:1.27", "10 %", "64 MiB / 512 MiB", "–", "–"]);
+      const services = page.locator("[data-panel=services]");
+      expect(await services.locator("p").textContent()).toBe("2 services: 1 failed, 1 active.");
+      expect(await services.locator("tbody tr").allTextContents()).toEqual(["backup.servicefailed", "ssh.serviceactive"]);
+      const temperatures = page.locator("section.chart[data-title=Temperatures]");
+      await expect.poll(async () => Number(await temperatures.getAttribute("data-points")), { timeout: 10_000 }).toBe(2);
+      expect(await temperatures.locator(".u-legend .u-label").allTextContents()).toEqual(["Time", "Package id 0"]);
+      // A viewer gets no remove button.
+      expect(await page.locator("button.remove").count()).toBe(0);
+      expect(await sideways(page)).toBeLessThanOrEqual(0);
+      await shot(page, `host-panels-${width}`);
+      expect(errors).toEqual([]);
+      await page.context().close();
+    }
+
+    // An admin may remove the host from its page (after confirming), and is taken back to the fleet.
+    const { page, errors } = await open();
+    await signIn(page, adminTokenOf(daemon.dataDir));
+    await page.goto(`${daemon.url}/#/hosts/${agentId}`);
+    await page.locator("h1 .status").waitFor();
+    page.once("dialog", (dialog) => void (expect(dialog.message()).toMatch(/^Remove panel-host from the fleet\?/), dialog.accept()));
+    await page.click("button.remove");
+    await expect.poll(() => page.evaluate("location.hash"), { timeout: 10_000 }).toBe("#/");
+    await expect.poll(() => page.locator(`table.inventory tbody tr[data-agent="${agentId}"]`).count(), { timeout: 10_000 }).toBe(0);
+    expect(errors).toEqual([]);
+    await page.context().close();
+  }, 120_000);
+
+  it("fits every page in the window at 1440 and 390 px", async () => {
+    for (const width of [1440, 390]) {
+      const { page, errors } = await open(width);
+      await signIn(page, adminTokenOf(daemon.dataDir));
+      // The header keeps to at most two lines (brand and who, then the pages' links).
+      const lineHeight = await page
+        .locator("header nav a")
+        .first()
+        .evaluate((a) => a.getBoundingClientRect().height);
+      expect(await page.locator("header").evaluate((e) => e.getBoundingClientRect().height)).toBeLessThan(lineHeight * 3 + 24);
+      const rows = page.locator("table.inventory tbody tr[data-agent]");
+      await rows.first().waitFor();
+      // The filter's hint is not cut off.
+      // Measured in the page: the placeholder's width in the input's font against the room inside it.
+      const fits = await page.evaluate<boolean>(`(() => {
+        const input = document.querySelector(".toolbar input[type=search]");
+        const style = getComputedStyle(input);
+        const ctx = document.createElement("canvas").getContext("2d");
+        ctx.font = style.font;
+        return ctx.measureText(input.placeholder).width <= input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+      })()`);
+      expect(fits).toBe(true);
+      expect(await sideways(page)).toBeLessThanOrEqual(0);
+      await shot(page, `fleet-${width}`);
+      // A filter nobody matches says so, and offers to clear it.
+      await page.fill(".toolbar input[type=search]", "no-such-host");
+      await expect.poll(() => page.locator("table.inventory td.empty").textContent()).toMatch(/^No agent matches “no-such-host”\./);
+      expect(await rows.count()).toBe(0);
+      await page.click("table.inventory td.empty button");
+      await rows.first().waitFor();
+
+      // The local agent's host (the one with figures).
+      await rows
+        .filter({ has: page.locator("td[data-column=cpu] .meter") })
+        .locator("td[data-column=hostname] a")
+        .click();
+      await page.waitForSelector("h1 .status-online");
+      await expect
+        .poll(async () => Number(await page.locator("section.chart[data-title=CPU]").getAttribute("data-points")), { timeout: 45_000 })
+        .toBeGreaterThan(0);
+      expect(await sideways(page)).toBeLessThanOrEqual(0);
+      await shot(page, `host-${width}`);
+      await page.click("header nav a:text-is('Instruments')");
+      await page.locator("article.instrument").first().waitFor();
+      expect(await sideways(page)).toBeLessThanOrEqual(0);
+      await shot(page, `instruments-${width}`);
+      await page.click("header nav a:text-is('Console')");
+      await page.waitForSelector("#agent option", { state: "attached" });
+      expect(await sideways(page)).toBeLessThanOrEqual(0);
+      await shot(page, `console-${width}`);
+      expect(errors).toEqual([]);
+      await page.context().close();
+    }
+  }, 120_000);
 
   it("signs out when the token is revoked, and on request", async () => {
     const created = await runSpecta([

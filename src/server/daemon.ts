@@ -162,6 +162,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       commands: { db: storage.db, hub: commands.hub },
       tokens: { tokens },
       audit: { db: storage.db },
+      alerts: { db: storage.db },
       ...(signing ? { signing } : {}),
     }),
     // Outermost, the audit trail sees the outcome the caller sees.

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { API as TokensAPI } from "../../gen/tokens/tokens_pb.js";
 import { auditAccess } from "../audit/service.js";
+import { alertsAccess } from "../alerts/access.js";
 import { commandsAccess } from "../commands/service.js";
 import { fleetAccess } from "../fleet/service.js";
 import { otlpAccess } from "../ingest/service.js";
@@ -36,6 +37,20 @@ describe("access rules of the served procedures", () => {
       "tokens.API/Revoke": ["admin"],
       "tokens.API/Whoami": ["viewer", "admin", "agent"],
       "audit.API/List": ["admin"],
+      "alerts.API/ListRules": ["viewer", "admin"],
+      "alerts.API/PutRule": ["admin"],
+      "alerts.API/DeleteRule": ["admin"],
+      "alerts.API/ListAlerts": ["viewer", "admin"],
+      "alerts.API/History": ["viewer", "admin"],
+      "alerts.API/ListSilences": ["viewer", "admin"],
+      "alerts.API/CreateSilence": ["admin"],
+      "alerts.API/ExpireSilence": ["admin"],
+      "alerts.API/ListChannels": ["viewer", "admin"],
+      "alerts.API/PutChannel": ["admin"],
+      "alerts.API/DeleteChannel": ["admin"],
+      "alerts.API/GetRoutes": ["viewer", "admin"],
+      "alerts.API/SetRoutes": ["admin"],
+      "alerts.API/ListDeliveries": ["viewer", "admin"],
       "opentelemetry.proto.collector.metrics.v1.MetricsService/Export": ["agent", "admin"],
       "grpc.health.v1.Health/Check": "public",
       "grpc.health.v1.Health/Watch": "public",
@@ -44,7 +59,17 @@ describe("access rules of the served procedures", () => {
     });
   });
 
-  const others = [metricsAccess, otlpAccess, fleetAccess, commandsAccess, auditAccess, healthAccess, reflectionV1Access, reflectionV1alphaAccess];
+  const others = [
+    metricsAccess,
+    otlpAccess,
+    fleetAccess,
+    commandsAccess,
+    auditAccess,
+    alertsAccess,
+    healthAccess,
+    reflectionV1Access,
+    reflectionV1alphaAccess,
+  ];
 
   it("are refused when a served service has none: the daemon would not start", () => {
     expect(() => servedProcedures(others)).toThrow(MissingAccessRule);

@@ -2,6 +2,7 @@ import type { DescFile, DescService } from "@bufbuild/protobuf";
 import { createServiceImplSpec, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { API as AgentAPI, file_agent_agent } from "../../gen/agent/agent_pb.js";
 import { API as AuditAPI, file_audit_audit } from "../../gen/audit/audit_pb.js";
+import { API as AlertsAPI, file_alerts_alerts } from "../../gen/alerts/alerts_pb.js";
 import { API as CommandsAPI, file_commands_commands } from "../../gen/commands/commands_pb.js";
 import { Health, file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1, file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
@@ -18,6 +19,8 @@ import { agentService, fleetAccess, fleetAudit, type AgentDeps } from "../fleet/
 import { commandsAccess, commandsAudit, commandsService, type CommandsDeps } from "../commands/service.js";
 import { otlpAccess, otlpAudit, otlpMetricsService } from "../ingest/service.js";
 import { metricsAccess, metricsAudit, metricsService, type MetricsDeps } from "../metrics/service.js";
+import { alertsAccess } from "../alerts/access.js";
+import { alertsService, type AlertsDeps } from "../alerts/service.js";
 import { accessOf, callerOf, type Access, type ServiceRules } from "../tokens/access.js";
 import { tokensAccess, tokensAudit, tokensService, type TokensDeps } from "../tokens/service.js";
 import { healthAccess, healthService } from "./health.js";
@@ -38,6 +41,7 @@ export interface RouteDeps extends MetricsDeps {
   commands: Omit<CommandsDeps, "shutdown">;
   tokens: TokensDeps;
   audit: AuditDeps;
+  alerts: AlertsDeps;
 }
 
 const servedFiles: DescFile[] = [
@@ -46,6 +50,7 @@ const servedFiles: DescFile[] = [
   file_commands_commands,
   file_tokens_tokens,
   file_audit_audit,
+  file_alerts_alerts,
   file_opentelemetry_proto_collector_metrics_v1_metrics_service,
   file_grpc_health_v1_health,
   file_grpc_reflection_v1_reflection,
@@ -58,6 +63,7 @@ const servedServices: DescService[] = [
   CommandsAPI,
   TokensAPI,
   AuditAPI,
+  AlertsAPI,
   OtlpMetricsService,
   Health,
   ReflectionV1,
@@ -72,6 +78,7 @@ const servedRules: readonly ServiceRules[] = [
   commandsAccess,
   tokensAccess,
   auditAccess,
+  alertsAccess,
   healthAccess,
   reflectionV1Access,
   reflectionV1alphaAccess,
@@ -122,6 +129,7 @@ export function routes(deps: RouteDeps) {
     serve(router, CommandsAPI, commandsService({ ...deps.commands, shutdown: deps.shutdown }), deps.signing);
     serve(router, TokensAPI, tokensService(deps.tokens), deps.signing);
     serve(router, AuditAPI, auditService(deps.audit), deps.signing);
+    serve(router, AlertsAPI, alertsService(deps.alerts), deps.signing);
     serve(router, OtlpMetricsService, otlpMetricsService({ push: deps.push, caller: callerOf }), deps.signing);
     serve(router, Health, healthService(deps.readiness, serviceNames, deps.shutdown), deps.signing);
     serve(router, ReflectionV1, reflectionV1(registry, serviceNames), deps.signing);

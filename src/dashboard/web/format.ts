@@ -48,3 +48,8 @@ export const formatAgo = (ms: number, now = Date.now()) => `${formatDuration(now
 export function formatTime(ms: number): string {
   return new Date(ms).toLocaleString(undefined, { hour12: false });
 }
+
+/** "1 agent", "2 agents", "0 agents". */
+export function plural(count: number, word: string, many = `${word}s`): string {
+  return `${count} ${count === 1 ? word : many}`;
+}

@@ -1,5 +1,6 @@
 /** The dashboard: sign-in, then fleet, host, instruments and console pages under one header. */
 import { clearSession, createApi, loadSession, signIn } from "./api.js";
+import { forgetRuns } from "./console-history.js";
 import { h, replace } from "./dom.js";
 import type { Page, PageContext } from "./page.js";
 import { consolePage } from "./pages/console.js";
@@ -41,6 +42,7 @@ function render(notice?: string): void {
   }
   const api = createApi(session.token, (message) => {
     clearSession();
+    forgetRuns();
     render(`Signed out: ${message}.`);
   });
   const route = parseRoute();
@@ -58,7 +60,7 @@ function render(notice?: string): void {
         "div",
         { class: "who" },
         h("span", { class: `role role-${session.role}`, title: `signed in as ${session.name}` }, `${session.name} · ${session.role}`),
-        h("button", { type: "button", onclick: () => (clearSession(), render("Signed out.")) }, "Sign out"),
+        h("button", { type: "button", onclick: () => (clearSession(), forgetRuns(), render("Signed out.")) }, "Sign out"),
       ),
     ),
     main,

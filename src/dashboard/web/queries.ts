@@ -158,3 +158,62 @@ export async function fleetFigures(api: Api, signal?: AbortSignal, now = Date.no
   }
   return figures;
 }
+
+/**
+ * The series of a host's newest collection of `metric` (one agent run stamps all its samples
+ * with one time), each with its latest value: lists that change between runs, such as the top
+ * processes, without the ones that dropped out. `windowMs` covers at least one collection interval.
+ */
+export async function newestCollection(
+  api: Api,
+  metric: string,
+  host: string,
+  windowMs: number,
+  signal?: AbortSignal,
+  now = Date.now(),
+): Promise<{ labels: Record<string, string>; value: number }[]> {
+  // 1 s steps keep each run's own time; steps without data are left out, so this stays small.
+  const series = await ask(
+    api,
+    { metric, labels: { host }, aggregation: Aggregation.LAST },
+    { startMs: now - windowMs, endMs: now, stepMs: 1_000 },
+    signal,
+  );
+  const newest = Math.max(-Infinity, ...series.map((s) => s.points.at(-1)?.t ?? -Infinity));
+  return series.flatMap((s) => {
+    const last = s.points.at(-1);
+    return last && last.t === newest ? [{ labels: s.labels, value: last.v }] : [];
+  });
+}
+
+/**
+ * The per-second rate of a counter between its last two samples within `windowMs`, summed by
+ * the values of `label` (a container's interfaces, say). Worked out from the samples themselves,
+ * so that it is the rate of the agent's last interval whatever the step.
+ */
+export async function latestRates(
+  api: Api,
+  metric: string,
+  host: string,
+  label: string,
+  windowMs: number,
+  signal?: AbortSignal,
+  now = Date.now(),
+): Promise<Map<string, number>> {
+  const series = await ask(
+    api,
+    { metric, labels: { host }, aggregation: Aggregation.LAST },
+    { startMs: now - windowMs, endMs: now, stepMs: 1_000 },
+    signal,
+  );
+  const rates = new Map<string, number>();
+  for (const s of series) {
+    const [before, last] = s.points.slice(-2);
+    if (!before || !last || last.t <= before.t) continue;
+    // A counter that went down was reset (a restarted container): it counted up from zero since.
+    const increase = last.v >= before.v ? last.v - before.v : last.v;
+    const key = s.labels[label] ?? "";
+    rates.set(key, (rates.get(key) ?? 0) + increase / ((last.t - before.t) / 1000));
+  }
+  return rates;
+}

@@ -1,11 +1,14 @@
 /**
  * The command console: pick an agent and a diagnostic, run it (commands.API/Submit) and watch
  * its state and result arrive (commands.API/Watch). Viewers see the console but cannot run.
+ * Earlier runs stay listed (console-history.ts); one still running when the page was left is
+ * followed again.
  */
 import { durationFromMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Severity, State, type Command, type DiagnosticSchema } from "../../../../gen/commands/commands_pb.js";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { CommandSchema, Severity, State, type Command, type DiagnosticSchema } from "../../../../gen/commands/commands_pb.js";
 import { describeError, isCancel } from "../api.js";
+import { forgetRuns, loadRuns, maxRuns, saveRuns, type Run } from "../console-history.js";
 import { h, replace } from "../dom.js";
 import { formatTime } from "../format.js";
 import type { Page } from "../page.js";
@@ -125,6 +128,7 @@ export const consolePage: Page = (root, ctx) => {
   const run = h("button", { type: "submit", disabled: !isAdmin }, "Run");
   const message = h("p", { class: "error", role: "alert", hidden: true });
   const results = h("div", { class: "results" });
+  const runs: Run[] = loadRuns(ctx.session.name);
 
   const drawFields = () => {
     const d = diagnostics[diagnosticSelect.value]!;
@@ -189,8 +193,19 @@ export const consolePage: Page = (root, ctx) => {
         { signal: ctx.signal },
       );
       run.disabled = false;
-      for (const submitted of commands)
-        void follow(submitted.commandId, `${label} on ${hostnames.get(submitted.agentId) ?? submitted.agentId}`, submitted.agentOnline);
+      forget.hidden = false;
+      for (const submitted of commands) {
+        const run: Run = {
+          title: `${label} on ${hostnames.get(submitted.agentId) ?? submitted.agentId}`,
+          timeline: [],
+          command: create(CommandSchema, { id: submitted.commandId, agentId: submitted.agentId, state: State.QUEUED }),
+        };
+        runs.unshift(run);
+        // Beyond the bound, the oldest panel goes with its stored run.
+        runs.splice(maxRuns);
+        while (results.children.length >= maxRuns) results.lastElementChild?.remove();
+        void follow(run, submitted.agentOnline);
+      }
     } catch (err) {
       run.disabled = false;
       message.textContent = describeError(err);
@@ -198,32 +213,43 @@ export const consolePage: Page = (root, ctx) => {
     }
   };
 
-  /** One result panel, updated by Watch until the command ends. */
-  const follow = async (commandId: string, title: string, online: boolean) => {
+  /** One result panel, updated by Watch until the command ends; a stored run is shown as it was left, then followed if unfinished. */
+  const follow = async (run: Run, online: boolean, stored = false) => {
+    const commandId = run.command.id;
     const badge = h("span", { class: "state" }, "queued");
     const timeline = h("ol", { class: "timeline" });
     const body = h("div", { class: "output" });
     const panel = h(
       "article",
-      { class: "result", "data-command": commandId, "data-state": "queued" },
-      h("h2", {}, title, " ", badge),
+      { class: "result", "data-command": commandId, "data-state": "queued", "data-stored": stored },
+      h("h2", {}, run.title, " ", badge),
       online ? null : h("p", { class: "notice" }, "The agent is not connected: the command waits for it until its ttl."),
       timeline,
       body,
     );
-    results.prepend(panel);
-    const seen = new Set<State>();
+    if (stored) results.append(panel);
+    else results.prepend(panel);
+    for (const line of run.timeline) timeline.append(h("li", {}, line));
+    const seen = new Set<string>(run.timeline.map((line) => line.split(" · ")[0]!));
     const show = (command: Command) => {
       const name = stateName(command.state);
       panel.dataset.state = name;
       badge.textContent = name;
       badge.className = `state state-${name}`;
-      if (!seen.has(command.state)) {
-        seen.add(command.state);
-        timeline.append(h("li", {}, `${name} · ${command.updated ? formatTime(timestampMs(command.updated)) : ""}`));
+      if (!seen.has(name)) {
+        seen.add(name);
+        const line = `${name} · ${command.updated ? formatTime(timestampMs(command.updated)) : ""}`;
+        run.timeline.push(line);
+        timeline.append(h("li", {}, line));
       }
       if (ended.has(command.state)) drawOutput(body, command);
+      run.command = command;
+      if (runs.includes(run)) saveRuns(ctx.session.name, runs);
     };
+    if (stored) {
+      show(run.command);
+      if (ended.has(run.command.state)) return;
+    }
     let last: Command | undefined;
     const update = (command: Command | undefined) => {
       if (!command) return;
@@ -254,7 +280,23 @@ export const consolePage: Page = (root, ctx) => {
     }
   };
 
-  replace(root, h("div", { class: "toolbar" }, h("h1", {}, "Console")), notice, form, message, results);
+  const forget = h(
+    "button",
+    {
+      type: "button",
+      class: "forget",
+      hidden: runs.length === 0,
+      onclick: () => {
+        forgetRuns();
+        runs.length = 0;
+        replace(results);
+        forget.hidden = true;
+      },
+    },
+    "Clear earlier runs",
+  );
+  replace(root, h("div", { class: "toolbar" }, h("h1", {}, "Console"), forget), notice, form, message, results);
+  for (const run of runs) void follow(run, true, true);
 
   void (async () => {
     try {

@@ -1,4 +1,7 @@
-/** One host: its inventory and charts of CPU, load, memory, network, disk I/O and filesystems, updating live. */
+/**
+ * One host: its inventory, charts of CPU, load, memory, network, disk I/O, filesystems and
+ * temperatures updating live, and its top processes, containers and systemd services.
+ */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Agent } from "../../../../gen/agent/agent_pb.js";
 import { Aggregation } from "../../../../gen/metrics/metrics_pb.js";
@@ -8,6 +11,7 @@ import { formatAgo, formatBytes, formatDuration, formatPercent } from "../format
 import { every, rangePicker, serially, statusLine, type Page } from "../page.js";
 import { ask, combine, cpuShares, diskShare, rangeEndingNow, virtualInterfaces, type Ask, type Range } from "../queries.js";
 import { statusNames } from "../../../shared/agent-status.js";
+import { hostPanels } from "./host-panels.js";
 import { osText } from "./inventory.js";
 
 export const hostPage: Page = (root, ctx) => {
@@ -22,26 +26,53 @@ export const hostPage: Page = (root, ctx) => {
     network: new TimeChart("Network", "bytes/s"),
     diskIo: new TimeChart("Disk I/O", "bytes/s"),
     filesystems: new TimeChart("Filesystems used", "percent"),
+    temperatures: new TimeChart("Temperatures", "celsius"),
   };
+  const panels = hostPanels(ctx);
   ctx.signal.addEventListener("abort", () => Object.values(charts).forEach((c) => c.destroy()), { once: true });
   const filesystems = h("table", { class: "filesystems" });
   let lastRefresh = 0;
+  let lastPanels = 0;
   let unknown = false;
   const picker = rangePicker(ctx, () => {
     lastRefresh = Date.now();
     void refresh();
   });
-  const runLink =
-    ctx.session.role === "admin" ? h("a", { class: "button", href: `#/console?agent=${encodeURIComponent(agentId)}` }, "Run a diagnostic") : null;
+  const isAdmin = ctx.session.role === "admin";
+  const runLink = isAdmin ? h("a", { class: "button", href: `#/console?agent=${encodeURIComponent(agentId)}` }, "Run a diagnostic") : null;
+  let shown: Agent | undefined;
+  // Only admins may deregister (agent.API/Deregister): viewers see no button.
+  const removeButton = isAdmin
+    ? h(
+        "button",
+        {
+          type: "button",
+          class: "remove remove-agent",
+          onclick: async () => {
+            if (!shown) return;
+            const name = shown.host?.hostname ?? shown.id;
+            if (!confirm(`Remove ${name} from the fleet? Its agent's credential stops working at once; to bring it back, enrol it again.`)) return;
+            try {
+              await ctx.api.agents.deregister({ agentId: shown.id }, { signal: ctx.signal });
+              location.hash = "#/";
+            } catch (err) {
+              problem.show(err);
+            }
+          },
+        },
+        "Remove",
+      )
+    : null;
 
   replace(
     root,
-    h("div", { class: "toolbar" }, title, picker.element, runLink),
+    h("div", { class: "toolbar" }, title, picker.element, runLink, removeButton),
     problem.element,
     facts,
     h("div", { class: "charts" }, ...Object.values(charts).map((c) => c.element)),
     h("h2", {}, "Filesystems"),
-    filesystems,
+    h("div", { class: "table-scroll" }, filesystems),
+    panels.element,
   );
 
   const refresh = serially(async () => {
@@ -59,8 +90,13 @@ export const hostPage: Page = (root, ctx) => {
         );
         return;
       }
+      shown = agent;
       drawFacts(agent);
-      await drawCharts(agent.host?.hostname ?? "", rangeEndingNow(picker.current()));
+      // The lists change at most every 15 s (the processes collector's interval).
+      const panelsDue = Date.now() - lastPanels >= 15_000;
+      if (panelsDue) lastPanels = Date.now();
+      const hostname = agent.host?.hostname ?? "";
+      await Promise.all([drawCharts(hostname, rangeEndingNow(picker.current())), panelsDue ? panels.refresh(hostname) : undefined]);
       problem.clear();
     } catch (err) {
       problem.show(err);
@@ -96,26 +132,47 @@ export const hostPage: Page = (root, ctx) => {
     const q = (metric: string, aggregation: Aggregation, extra: Pick<Ask, "groupBy" | "notMatching" | "keepPartial"> = {}) =>
       ask(ctx.api, { metric, labels: host, aggregation, ...extra }, range, ctx.signal);
     const one = (series: Awaited<ReturnType<typeof q>>) => series[0]?.points ?? [];
-    const [cpu, load1, load5, load15, memTotal, memAvailable, buffers, cached, swapTotal, swapFree, rx, tx, read, written, used, avail, size] =
-      await Promise.all([
-        q("node_cpu_all_seconds_total", Aggregation.RATE, { groupBy: ["mode"], keepPartial: true }),
-        q("node_load1", Aggregation.AVG),
-        q("node_load5", Aggregation.AVG),
-        q("node_load15", Aggregation.AVG),
-        q("node_memory_total_bytes", Aggregation.AVG),
-        q("node_memory_available_bytes", Aggregation.AVG),
-        q("node_memory_buffers_bytes", Aggregation.AVG),
-        q("node_memory_cached_bytes", Aggregation.AVG),
-        q("node_memory_swap_total_bytes", Aggregation.AVG),
-        q("node_memory_swap_free_bytes", Aggregation.AVG),
-        q("node_network_receive_bytes_total", Aggregation.RATE, { groupBy: ["host"], notMatching: { device: virtualInterfaces } }),
-        q("node_network_transmit_bytes_total", Aggregation.RATE, { groupBy: ["host"], notMatching: { device: virtualInterfaces } }),
-        q("node_disk_read_bytes_total", Aggregation.RATE, { groupBy: ["host"] }),
-        q("node_disk_written_bytes_total", Aggregation.RATE, { groupBy: ["host"] }),
-        q("node_filesystem_used_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
-        q("node_filesystem_avail_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
-        q("node_filesystem_size_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
-      ]);
+    const [
+      cpu,
+      load1,
+      load5,
+      load15,
+      memTotal,
+      memAvailable,
+      buffers,
+      cached,
+      swapTotal,
+      swapFree,
+      rx,
+      tx,
+      read,
+      written,
+      used,
+      avail,
+      size,
+      zones,
+      hwmon,
+    ] = await Promise.all([
+      q("node_cpu_all_seconds_total", Aggregation.RATE, { groupBy: ["mode"], keepPartial: true }),
+      q("node_load1", Aggregation.AVG),
+      q("node_load5", Aggregation.AVG),
+      q("node_load15", Aggregation.AVG),
+      q("node_memory_total_bytes", Aggregation.AVG),
+      q("node_memory_available_bytes", Aggregation.AVG),
+      q("node_memory_buffers_bytes", Aggregation.AVG),
+      q("node_memory_cached_bytes", Aggregation.AVG),
+      q("node_memory_swap_total_bytes", Aggregation.AVG),
+      q("node_memory_swap_free_bytes", Aggregation.AVG),
+      q("node_network_receive_bytes_total", Aggregation.RATE, { groupBy: ["host"], notMatching: { device: virtualInterfaces } }),
+      q("node_network_transmit_bytes_total", Aggregation.RATE, { groupBy: ["host"], notMatching: { device: virtualInterfaces } }),
+      q("node_disk_read_bytes_total", Aggregation.RATE, { groupBy: ["host"] }),
+      q("node_disk_written_bytes_total", Aggregation.RATE, { groupBy: ["host"] }),
+      q("node_filesystem_used_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
+      q("node_filesystem_avail_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
+      q("node_filesystem_size_bytes", Aggregation.AVG, { groupBy: ["mountpoint", "fstype"] }),
+      q("node_thermal_zone_temp_celsius", Aggregation.AVG, { groupBy: ["zone", "type"] }),
+      q("node_hwmon_temp_celsius", Aggregation.AVG, { groupBy: ["chip", "sensor", "label"] }),
+    ]);
     const { startMs, endMs } = range;
 
     const { busy, byMode } = cpuShares(new Map(cpu.map((s) => [s.labels.mode ?? "", s.points])));
@@ -138,11 +195,12 @@ export const hostPage: Page = (root, ctx) => {
         { label: "used", points: combine(one(memTotal), one(memAvailable), (t, a) => t - a) },
         { label: "cache", points: combine(one(buffers), one(cached), (b, c) => b + c) },
         { label: "swap used", points: combine(one(swapTotal), one(swapFree), (t, f) => t - f) },
-        { label: "total", points: one(memTotal) },
       ],
       startMs,
       endMs,
     );
+    // The total is a ceiling, not a line: drawn as one, it squeezed used and cache to the bottom.
+    charts.memory.setLimit(one(memTotal).at(-1)?.v, "total");
     charts.network.update(
       [
         { label: "received", points: one(rx) },
@@ -167,6 +225,17 @@ export const hostPage: Page = (root, ctx) => {
       .map((s) => ({ label: key(s.labels), points: combine(s.points, availBy.get(key(s.labels)) ?? [], diskShare) }))
       .sort((a, b) => a.label.localeCompare(b.label));
     charts.filesystems.update(shares, startMs, endMs);
+
+    // Thermal zones by their type ("x86_pkg_temp"), hwmon sensors by their label or chip and sensor.
+    const temperatures: Line[] = [
+      ...zones.map((s) => ({ label: s.labels.type || `zone ${s.labels.zone ?? ""}`, points: s.points })),
+      ...hwmon.map((s) => ({ label: s.labels.label || `${s.labels.chip ?? ""} ${s.labels.sensor ?? ""}`, points: s.points })),
+    ].sort((a, b) => a.label.localeCompare(b.label));
+    charts.temperatures.update(temperatures, startMs, endMs);
+    if (temperatures.every((t) => t.points.length === 0))
+      charts.temperatures.setEmpty(
+        "No temperature sensor reported: the agent reads /sys/class/thermal and /sys/class/hwmon, which virtual machines rarely have.",
+      );
 
     const rows = used
       .map((s) => {
@@ -203,10 +272,15 @@ export const hostPage: Page = (root, ctx) => {
     );
   };
 
-  // Live: as often as the agents collect (5 s) on short ranges, once a step on long ones.
+  // Live: as often as the agents collect (5 s) on short ranges, once a step on long ones; the
+  // lists, whatever the range, every 15 s.
   every(5_000, ctx.signal, async () => {
-    if (Date.now() - lastRefresh < rangeEndingNow(picker.current()).stepMs) return;
-    lastRefresh = Date.now();
-    await refresh();
+    if (Date.now() - lastRefresh >= rangeEndingNow(picker.current()).stepMs) {
+      lastRefresh = Date.now();
+      await refresh();
+    } else if (shown && !unknown && Date.now() - lastPanels >= 15_000) {
+      lastPanels = Date.now();
+      await panels.refresh(shown.host?.hostname ?? "").catch((err: unknown) => problem.show(err));
+    }
   });
 };

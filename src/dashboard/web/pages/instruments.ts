@@ -18,7 +18,16 @@ interface Instrument {
 
 /** Most lines one chart shows; the rest are named in a note. */
 const maxLines = 8;
-const quantiles = [0.5, 0.9, 0.99];
+/**
+ * The quantiles drawn, each with its own dash and point size: when they coincide (few
+ * observations, one bucket) the larger points of the lower quantiles still show around the
+ * higher ones, which are drawn on top.
+ */
+const quantiles = [
+  { q: 0.5, name: "p50", dash: undefined, pointSize: 11 },
+  { q: 0.9, name: "p90", dash: [8, 4], pointSize: 8 },
+  { q: 0.99, name: "p99", dash: [2, 3], pointSize: 5 },
+];
 
 /** Instruments from metrics.API/List: histogram families folded into one, host metrics left out. */
 export function instrumentsOf(metrics: MetricInfo[]): Instrument[] {
@@ -61,6 +70,8 @@ export const instrumentsPage: Page = (root, ctx) => {
         instrument.kind === "counter" ? "per second" : instrument.kind === "histogram" ? "quantiles" : "value",
         instrument.kind === "counter" ? "number" : unit,
         160,
+        // A gauge keeps its value until it is set again: a step line, not a dot per setting.
+        instrument.kind === "gauge",
       );
       const latest = h("p", { class: "latest" });
       const element = h(
@@ -88,19 +99,26 @@ export const instrumentsPage: Page = (root, ctx) => {
     let lines: Line[];
     if (instrument.kind === "histogram") {
       const results = await Promise.all(
-        quantiles.map((quantile) =>
-          ask(ctx.api, { metric: instrument.name, aggregation: Aggregation.QUANTILE, quantile, groupBy: ["env"] }, range, ctx.signal),
+        quantiles.map(({ q }) =>
+          ask(ctx.api, { metric: instrument.name, aggregation: Aggregation.QUANTILE, quantile: q, groupBy: ["env"] }, range, ctx.signal),
         ),
       );
-      lines = results.flatMap((series, i) =>
-        series.map((s) => ({ label: `p${quantiles[i]! * 100}${s.labels.env ? ` ${s.labels.env}` : ""}`, points: s.points })),
-      );
+      // The environment is named only when there is more than one to tell apart.
+      const envs = new Set(results.flatMap((series) => series.map((s) => s.labels.env ?? "")));
+      lines = results.flatMap((series, i) => {
+        const { name, dash, pointSize } = quantiles[i]!;
+        return series.map((s) => ({ label: envs.size > 1 ? `${name} ${s.labels.env ?? ""}` : name, points: s.points, dash, pointSize }));
+      });
     } else {
       const question: Ask =
         instrument.kind === "counter"
           ? { metric: instrument.name, aggregation: Aggregation.RATE }
           : { metric: instrument.name, aggregation: Aggregation.AVG };
-      lines = (await ask(ctx.api, question, range, ctx.signal)).map((s) => ({ label: labelText(s.labels), points: s.points }));
+      const now = Math.min(Date.now(), range.endMs);
+      lines = (await ask(ctx.api, question, range, ctx.signal)).map((s) => ({
+        label: labelText(s.labels),
+        points: instrument.kind === "gauge" ? heldUntil(s.points, now) : s.points,
+      }));
     }
     lines.sort((a, b) => a.label.localeCompare(b.label));
     chart.update(lines.slice(0, maxLines), range.startMs, range.endMs);
@@ -137,3 +155,9 @@ export const instrumentsPage: Page = (root, ctx) => {
   });
   every(15_000, ctx.signal, refresh);
 };
+
+/** A gauge's points with its latest value held until `now`: it is still the gauge's value. */
+export function heldUntil(points: Line["points"], now: number): Line["points"] {
+  const last = points.at(-1);
+  return last && last.t < now ? [...points, { t: now, v: last.v }] : points;
+}

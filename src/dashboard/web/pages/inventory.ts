@@ -3,7 +3,7 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Agent, Host } from "../../../../gen/agent/agent_pb.js";
 import { statusNames } from "../../../shared/agent-status.js";
 import { h, replace } from "../dom.js";
-import { formatAgo, formatBytes, formatDuration, formatPercent } from "../format.js";
+import { formatAgo, formatBytes, formatDuration, formatPercent, plural } from "../format.js";
 import { every, statusLine, type Page } from "../page.js";
 import { fleetFigures, type HostFigures } from "../queries.js";
 
@@ -69,7 +69,7 @@ const columns: Column[] = [
 export const inventoryPage: Page = (root, ctx) => {
   const filter = h("input", {
     type: "search",
-    placeholder: "Filter by host, OS or label (role=db)",
+    placeholder: "Filter: host, OS or label (role=db)",
     "aria-label": "filter",
     value: ctx.params.get("q") ?? "",
   });
@@ -122,7 +122,7 @@ export const inventoryPage: Page = (root, ctx) => {
       ...columns.map((c) =>
         h(
           "th",
-          { scope: "col", "aria-sort": c.key === sort.key ? (sort.descending ? "descending" : "ascending") : false },
+          { scope: "col", "data-column": c.key, "aria-sort": c.key === sort.key ? (sort.descending ? "descending" : "ascending") : false },
           h(
             "button",
             {
@@ -140,6 +140,21 @@ export const inventoryPage: Page = (root, ctx) => {
       ),
       canRemove && h("th", { scope: "col", "aria-label": "actions" }),
     );
+    const width = columns.length + (canRemove ? 1 : 0);
+    // Agents exist but none passes the filters: say so rather than show an empty table.
+    const nothing =
+      rows.length > 0 && shown.length === 0
+        ? h(
+            "tr",
+            {},
+            h(
+              "td",
+              { class: "empty", colspan: width },
+              `No agent matches ${[text && `“${filter.value.trim()}”`, wanted && `status ${wanted}`].filter(Boolean).join(" and ")}. `,
+              h("button", { type: "button", onclick: clearFilters }, "Clear the filters"),
+            ),
+          )
+        : null;
     const body = shown.map((r) =>
       h(
         "tr",
@@ -153,17 +168,30 @@ export const inventoryPage: Page = (root, ctx) => {
           ),
       ),
     );
-    replace(table, h("thead", {}, head), h("tbody", {}, ...body));
+    replace(table, h("thead", {}, head), h("tbody", {}, ...body, nothing));
     const counts = ["online", "stale", "offline"].map((s) => `${rows.filter((r) => r.status === s).length} ${s}`);
     summary.textContent =
       rows.length === 0
         ? "No agents yet: start one with `specta agent --server … --enroll-token …`."
-        : `${rows.length} agents: ${counts.join(", ")}${shown.length < rows.length ? ` (${shown.length} shown)` : ""}`;
+        : `${plural(rows.length, "agent")}: ${counts.join(", ")}${shown.length < rows.length ? ` (${shown.length} shown)` : ""}`;
+  };
+  const clearFilters = () => {
+    filter.value = "";
+    statusSelect.value = "";
+    ctx.setParam("q", "");
+    ctx.setParam("status", "");
+    draw();
   };
   filter.addEventListener("input", () => (ctx.setParam("q", filter.value), draw()));
   statusSelect.addEventListener("change", () => (ctx.setParam("status", statusSelect.value), draw()));
 
-  replace(root, h("div", { class: "toolbar" }, h("h1", {}, "Fleet"), filter, statusSelect), summary, problem.element, table);
+  replace(
+    root,
+    h("div", { class: "toolbar" }, h("h1", {}, "Fleet"), filter, statusSelect),
+    summary,
+    problem.element,
+    h("div", { class: "table-scroll" }, table),
+  );
 
   every(10_000, ctx.signal, async () => {
     try {
