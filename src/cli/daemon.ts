@@ -28,6 +28,12 @@ export function daemonCommand(program: Command): void {
     .option("--config <file>", "JSON configuration file (env SPECTA_CONFIG, default <data-dir>/specta.json)")
     .option("--environment <name>", "development, testing, staging or production (env SPECTA_ENVIRONMENT)")
     .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent (env SPECTA_LOG_LEVEL)")
+    .option("--audit-file <file>", "also append the audit trail to this file, one JSON event a line, rotated by size (env SPECTA_AUDIT_FILE)")
+    .option("--audit-url <url>", "also POST the audit trail to this URL, in batches of JSON events, retried (env SPECTA_AUDIT_URL)")
+    .option(
+      "--archive-dir <dir>",
+      "keep every accepted Push and instrument call as JSON lines in zstd files here (batches-<UTC time>.jsonl.zst; env SPECTA_ARCHIVE_DIR)",
+    )
     .option("--with-agent", "also run a host agent for this host, enrolled with this daemon (state in <data-dir>/agent)")
     .option("--probe <url>", "probe this URL and record http_endpoint_health (repeatable)", collect, undefined)
     .action(async (flags: DaemonFlags & { withAgent?: boolean }) => {

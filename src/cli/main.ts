@@ -2,6 +2,8 @@ import { Command } from "commander";
 import { versionInfo } from "../shared/version.js";
 import { agentCommand } from "./agent.js";
 import { agentsCommand } from "./agents.js";
+import { archiveCommand } from "./archive.js";
+import { auditCommand } from "./audit.js";
 import { daemonCommand } from "./daemon.js";
 import { migrateCommand } from "./migrate.js";
 import { queryCommands } from "./query.js";
@@ -22,6 +24,8 @@ agentCommand(program);
 agentsCommand(program);
 runCommand(program);
 tokenCommand(program);
+auditCommand(program);
+archiveCommand(program);
 
 program
   .command("version")

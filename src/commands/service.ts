@@ -16,6 +16,7 @@ import {
 import { activeAgentId, agentIdsWithLabels } from "../fleet/inventory.js";
 import type { Db } from "../storage/database.js";
 import { isUuid } from "../storage/ids.js";
+import { audited } from "../audit/declare.js";
 import { callerOf, rules } from "../tokens/access.js";
 import { connectedAgents, registerStream, unregisterStream } from "./agent-streams.js";
 import type { CommandRow, CommandState } from "./commands.table.js";
@@ -39,6 +40,9 @@ export const commandsAccess = rules(CommandsAPI, {
   watch: ["viewer", "admin"],
   cancel: ["admin"],
 });
+
+/** The writes of commands.API, audited (Report is the agent's answer to a command, kept with it). */
+export const commandsAudit = audited(CommandsAPI, { submit: {}, cancel: {} });
 
 export const stateNames: Record<CommandState, State> = {
   queued: State.QUEUED,

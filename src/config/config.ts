@@ -75,6 +75,26 @@ export interface TlsConfig {
   keyFile: string;
 }
 
+/** The audit trail's sinks besides the database (src/audit/). */
+export interface AuditSettings {
+  /** NDJSON appended here (--audit-file), rotated once it would pass maxBytes; `keep` rotated files are kept. */
+  file?: { path: string; maxBytes: number; keep: number };
+  /** Batches of events POSTed here as JSON arrays (--audit-url). */
+  url?: string;
+  /** Events waiting per sink at most (audit.queue); beyond, new ones are dropped and counted. */
+  queueCapacity: number;
+  /** How long the database keeps events (audit.retention). */
+  retentionMs: number;
+}
+
+/** The raw archive of accepted writes (src/archive/), off unless a directory is given. */
+export interface ArchiveSettings {
+  dir: string;
+  retentionMs: number;
+  flushBytes: number;
+  flushIntervalMs: number;
+}
+
 export interface DaemonConfig {
   environment: Environment;
   /** postgres:// URL; undefined: the embedded PostgreSQL in `<dataDir>/postgres`. */
@@ -100,6 +120,9 @@ export interface DaemonConfig {
   rateLimits: RateLimitsConfig;
   /** The agents' enrolment token (SPECTA_ENROLL_TOKEN / enrollToken); undefined: generated in `<dataDir>/enroll.token`. */
   enrollToken?: string;
+  audit: AuditSettings;
+  /** --archive-dir; undefined: no archive. */
+  archive?: ArchiveSettings;
   /** Where the configuration file was read from, if one was. */
   configFile?: string;
 }
@@ -117,6 +140,9 @@ export interface DaemonFlags {
   tlsCert?: string;
   tlsKey?: string;
   signingKeyFile?: string;
+  auditFile?: string;
+  auditUrl?: string;
+  archiveDir?: string;
 }
 
 /** The instrument Specta's documentation uses as its example; declared when a configuration declares none. */
@@ -223,6 +249,8 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   const shutdown = fromEnv("SPECTA_SHUTDOWN_TIMEOUT") ?? optionalString(file?.shutdownTimeout, "shutdownTimeout") ?? "10s";
   const connections = parseConnections(file?.connections, fromEnv);
   const rateLimits = parseRateLimits(file?.rateLimits, fromEnv);
+  const audit = parseAudit(flags, fromEnv, file?.audit);
+  const archive = parseArchive(flags, fromEnv, file?.archive);
 
   return {
     environment: environment as Environment,
@@ -242,6 +270,8 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
     connections,
     rateLimits,
     ...(enrollToken ? { enrollToken } : {}),
+    audit,
+    ...(archive ? { archive } : {}),
     ...(file ? { configFile } : {}),
   };
 }
@@ -437,6 +467,38 @@ function parseRateLimits(value: unknown, fromEnv: (name: string) => string | und
       { perSecond: 10, burst: 50 },
       "rateLimits.failedAuth (SPECTA_RATE_FAILED_AUTH)",
     ),
+  };
+}
+
+/** --audit-file, --audit-url (or SPECTA_AUDIT_FILE, SPECTA_AUDIT_URL, audit.file, audit.url) and the audit section's other settings. */
+function parseAudit(flags: DaemonFlags, fromEnv: (name: string) => string | undefined, value: unknown): AuditSettings {
+  const section = objectSetting(value, "audit");
+  const path = flags.auditFile ?? fromEnv("SPECTA_AUDIT_FILE") ?? optionalString(section.file, "audit.file");
+  const url = flags.auditUrl ?? fromEnv("SPECTA_AUDIT_URL") ?? optionalString(section.url, "audit.url");
+  if (url !== undefined && !/^https?:\/\/[^/]/.test(url)) throw new ConfigError(`the audit URL "${url}" must be an http:// or https:// URL`);
+  const keep = section.fileKeep ?? 5;
+  if (typeof keep !== "number" || !Number.isInteger(keep) || keep < 0)
+    throw new ConfigError("audit.fileKeep must be a whole number of files, 0 or more");
+  return {
+    ...(path !== undefined
+      ? { file: { path: resolve(path), maxBytes: positiveInteger(section.fileMaxBytes ?? 100 * 1024 * 1024, "audit.fileMaxBytes"), keep } }
+      : {}),
+    ...(url !== undefined ? { url } : {}),
+    queueCapacity: positiveInteger(section.queue ?? 10_000, "audit.queue"),
+    retentionMs: positiveDuration(optionalString(section.retention, "audit.retention") ?? "90d", "audit.retention"),
+  };
+}
+
+/** --archive-dir (or SPECTA_ARCHIVE_DIR, archive.dir) turns the archive on; its section's other settings. */
+function parseArchive(flags: DaemonFlags, fromEnv: (name: string) => string | undefined, value: unknown): ArchiveSettings | undefined {
+  const section = objectSetting(value, "archive");
+  const dir = flags.archiveDir ?? fromEnv("SPECTA_ARCHIVE_DIR") ?? optionalString(section.dir, "archive.dir");
+  if (dir === undefined) return undefined;
+  return {
+    dir: resolve(dir),
+    retentionMs: positiveDuration(optionalString(section.retention, "archive.retention") ?? "30d", "archive.retention"),
+    flushBytes: positiveInteger(section.flushBytes ?? 10 * 1024 * 1024, "archive.flushBytes"),
+    flushIntervalMs: positiveDuration(optionalString(section.flushInterval, "archive.flushInterval") ?? "60s", "archive.flushInterval"),
   };
 }
 

@@ -6,6 +6,7 @@ import { connectedAgents } from "../commands/agent-streams.js";
 import type { Logger } from "../shared/log.js";
 import type { Db } from "../storage/database.js";
 import { isUuid } from "../storage/ids.js";
+import { audited } from "../audit/declare.js";
 import { principalKey, rules } from "../tokens/access.js";
 import { TokenStore } from "../tokens/tokens.js";
 import type { AgentRow } from "./agents.table.js";
@@ -29,6 +30,9 @@ export const fleetAccess = rules(AgentAPI, {
   list: ["viewer", "admin"],
   deregister: ["admin"],
 });
+
+/** The writes of agent.API, audited: enrolment and deregistration. */
+export const fleetAudit = audited(AgentAPI, { register: {}, deregister: {} });
 
 /** Limits on what an agent reports about itself. */
 export const registerLimits = {

@@ -9,6 +9,7 @@ import {
   ExportMetricsServiceResponseSchema,
   type ExportMetricsServiceRequest,
 } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
+import { actorOf, outcomeOf, uniqueNames, type RecordAudit } from "../audit/event.js";
 import type { Logger } from "../shared/log.js";
 import type { Access } from "../tokens/access.js";
 import { agentWriter, storeBatch, type PushDeps } from "../metrics/push.js";
@@ -19,7 +20,7 @@ import type { Principal } from "../tokens/tokens.js";
 import { Overloaded } from "../tsdb/index.js";
 import { IngestRefusal } from "./errors.js";
 import { ingestLimits } from "./limits.js";
-import { exportMetrics } from "./otlp.js";
+import { exportMetrics, otlpMetricNames } from "./otlp.js";
 import { checkRemoteWriteHeaders, decodeRemoteWrite } from "./remote-write.js";
 
 /**
@@ -47,6 +48,8 @@ export interface IngestHttpDeps {
   authorize(procedure: string, token: string): Promise<Principal>;
   failedAuth: HttpAuthDeps["failedAuth"];
   log: Logger;
+  /** Records each request as an audit event (the daemon passes AuditTrail.record). */
+  audit?: RecordAudit;
 }
 
 const gunzipAsync = promisify(gunzip);
@@ -70,9 +73,10 @@ interface Answer {
 }
 
 async function remoteWrite(deps: IngestHttpDeps, req: NodeRequest, res: NodeResponse): Promise<void> {
+  const call: Audited = { ts: new Date().toISOString(), metrics: [] };
   let answer: Answer;
   try {
-    const caller = await admit(
+    const caller = (call.caller = await admit(
       deps,
       req,
       res,
@@ -80,8 +84,9 @@ async function remoteWrite(deps: IngestHttpDeps, req: NodeRequest, res: NodeResp
       "remote-write needs an agent or admin token",
       ingestLimits.remoteWrite.body,
       () => checkRemoteWriteHeaders(req.headers),
-    );
+    ));
     const batch = decodeRemoteWrite(await readLimited(req, ingestLimits.remoteWrite.body));
+    call.metrics = uniqueNames(batch.map((s) => s.metric));
     const outcome = await storeBatch(batch, deps.push, { agent: agentWriter(caller), nonFinite: "keep" });
     if (outcome.refused > 0) {
       // Stored what it could; a sender retrying the rest would be refused again, so 400 (not 5xx) says so.
@@ -93,7 +98,26 @@ async function remoteWrite(deps: IngestHttpDeps, req: NodeRequest, res: NodeResp
     const refusal = refusalOf(err, deps.log, "remote-write");
     answer = { status: refusal.status, headers: { ...refusal.headers, "content-type": "text/plain; charset=utf-8" }, body: `${refusal.message}\n` };
   }
+  audit(deps, req, remoteWriteProcedure, call, answer.status);
   send(res, answer);
+}
+
+/** What the audit trail records of an ingest request. */
+interface Audited {
+  ts: string;
+  caller?: Principal;
+  metrics: string[];
+}
+
+function audit(deps: IngestHttpDeps, req: NodeRequest, action: string, call: Audited, status: number): void {
+  deps.audit?.({
+    ts: call.ts,
+    action,
+    outcome: outcomeOf(status < 300 ? undefined : (grpcCodeOf[status] ?? Code.Unknown)),
+    metrics: call.metrics,
+    ip_address: req.socket.remoteAddress ?? null,
+    actor: actorOf(call.caller),
+  });
 }
 
 type OtlpEncoding = "protobuf" | "json";
@@ -103,9 +127,10 @@ async function otlpHttp(deps: IngestHttpDeps, req: NodeRequest, res: NodeRespons
   // Answered in the request's encoding (the specification's rule), protobuf when it has none of the two.
   const encoding: OtlpEncoding = type === "application/json" ? "json" : "protobuf";
   const limits = encoding === "json" ? ingestLimits.otlpJson : ingestLimits.otlpProtobuf;
+  const call: Audited = { ts: new Date().toISOString(), metrics: [] };
   let answer: Answer;
   try {
-    const caller = await admit(deps, req, res, otlpHttpProcedure, "OTLP needs an agent or admin token", limits.body, () => {
+    const caller = (call.caller = await admit(deps, req, res, otlpHttpProcedure, "OTLP needs an agent or admin token", limits.body, () => {
       if (type !== "application/x-protobuf" && type !== "application/json") {
         throw new IngestRefusal(415, `OTLP/HTTP takes application/x-protobuf or application/json, got ${JSON.stringify(type)}`);
       }
@@ -113,10 +138,12 @@ async function otlpHttp(deps: IngestHttpDeps, req: NodeRequest, res: NodeRespons
       if (contentEncoding !== "gzip" && contentEncoding !== "identity") {
         throw new IngestRefusal(415, `OTLP/HTTP bodies may be gzip-compressed or not, got Content-Encoding ${JSON.stringify(contentEncoding)}`);
       }
-    });
+    }));
     let body = await readLimited(req, limits.body);
     if (/^gzip$/i.test(req.headers["content-encoding"] ?? "")) body = await gunzipLimited(body, limits.decoded);
-    const response = await exportMetrics(decodeOtlp(body, encoding), deps.push, agentWriter(caller));
+    const request = decodeOtlp(body, encoding);
+    call.metrics = uniqueNames(otlpMetricNames(request));
+    const response = await exportMetrics(request, deps.push, agentWriter(caller));
     answer =
       encoding === "json"
         ? { status: 200, headers: { "content-type": "application/json" }, body: toJsonString(ExportMetricsServiceResponseSchema, response) }
@@ -126,6 +153,7 @@ async function otlpHttp(deps: IngestHttpDeps, req: NodeRequest, res: NodeRespons
     const { headers, body } = statusBody(encoding, refusal);
     answer = { status: refusal.status, headers: { ...refusal.headers, ...headers }, body };
   }
+  audit(deps, req, otlpHttpProcedure, call, answer.status);
   send(res, answer);
 }
 

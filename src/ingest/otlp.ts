@@ -324,6 +324,11 @@ function addSummary(batch: OtlpBatch, name: string, otlpName: string, point: Sum
  * points Specta does not store, plus the samples the store refused (a series over its limits),
  * counted as samples.
  */
+/** The metric names of an export request as sent (before the mapping to Prometheus' names), for the audit trail. */
+export function otlpMetricNames(request: ExportMetricsServiceRequest): string[] {
+  return request.resourceMetrics.flatMap((r) => r.scopeMetrics.flatMap((s) => s.metrics.map((m) => m.name)));
+}
+
 export async function exportMetrics(
   request: ExportMetricsServiceRequest,
   deps: PushDeps,

@@ -1,9 +1,10 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { MetricsService } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { agentWriter, type PushDeps } from "../metrics/push.js";
+import { audited } from "../audit/declare.js";
 import { rules } from "../tokens/access.js";
 import type { Principal } from "../tokens/tokens.js";
-import { exportMetrics } from "./otlp.js";
+import { exportMetrics, otlpMetricNames } from "./otlp.js";
 
 export interface OtlpServiceDeps {
   push: PushDeps;
@@ -13,6 +14,9 @@ export interface OtlpServiceDeps {
 
 /** Writes, as Push: agents and admins. */
 export const otlpAccess = rules(MetricsService, { export: ["agent", "admin"] });
+
+/** Export writes, audited with the metrics' names as sent (before the mapping to Prometheus' names). */
+export const otlpAudit = audited(MetricsService, { export: { metrics: otlpMetricNames } });
 
 /** OTLP/gRPC: opentelemetry.proto.collector.metrics.v1.MetricsService/Export, served by the Connect router like Specta's own services. */
 export function otlpMetricsService(deps: OtlpServiceDeps): ServiceImpl<typeof MetricsService> {

@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { InstrumentKind } from "../config/config.js";
 import { API as MetricsAPI, ResultSchema, type Action, type Result } from "../../gen/metrics/metrics_pb.js";
+import { audited } from "../audit/declare.js";
 import { callerOf, rules } from "../tokens/access.js";
 import type { Tsdb } from "../tsdb/index.js";
 import { InstrumentSeriesRefused, type InstrumentStore } from "./instrument-store.js";
@@ -18,6 +19,16 @@ export const metricsAccess = rules(MetricsAPI, {
   push: ["agent", "admin"],
   query: ["viewer", "admin"],
   list: ["viewer", "admin"],
+});
+
+const actionMetrics = (req: { action: Action[] }) => req.action.map((a) => a.metric);
+
+/** The writes of metrics.API, audited; accepted ones also go to the raw archive (--archive-dir). One Push is one event. */
+export const metricsAudit = audited(MetricsAPI, {
+  counter: { metrics: actionMetrics, archive: true },
+  gauge: { metrics: actionMetrics, archive: true },
+  histogram: { metrics: actionMetrics, archive: true },
+  push: { metrics: (req) => req.series.map((s) => s.metric), archive: true },
 });
 
 /** Specta's limit on actions per Counter, Gauge or Histogram call. */

@@ -1,4 +1,8 @@
+import { mkdirSync } from "node:fs";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Archive } from "../archive/archive.js";
+import { clientAddressKey } from "../audit/declare.js";
+import { AuditTrail, auditRetention } from "../audit/trail.js";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { ensureEnrollToken, enrollTokenChecker } from "../fleet/enroll-token.js";
 import { fleetGauge } from "../fleet/fleet-metrics.js";
@@ -30,7 +34,8 @@ import { CallLog, observeCalls } from "./interceptors.js";
 import { listen } from "./listener.js";
 import { AddressBuckets, clientKey } from "./rate-limit.js";
 import { Readiness } from "./readiness.js";
-import { routes, servedProcedures } from "./routes.js";
+import { auditCalls } from "./audit-calls.js";
+import { routes, servedAudits, servedProcedures } from "./routes.js";
 import { readTlsCertificate, type TlsCertificate } from "./tls.js";
 import { readSigningKey, SigningKeyError } from "../shared/signing.js";
 import { twirpCompatible } from "./twirp.js";
@@ -71,12 +76,22 @@ function signingKeyOf(file: string): Buffer {
   }
 }
 
+/** Creates the archive's folder if need be; one that cannot be made is a configuration mistake (one that fills up later is not). */
+function archiveDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new ConfigError(`cannot create the archive directory ${dir}: ${(err as Error).message}`);
+  }
+}
+
 export async function startDaemon(config: DaemonConfig, log: Logger, options: DaemonOptions = {}): Promise<RunningDaemon> {
   // Before anything starts: a served method without an access rule stops the daemon at once.
   const procedures = servedProcedures();
   // Before anything starts: a certificate that cannot be used stops the daemon at once.
   const tls: TlsCertificate | undefined = config.tls && readTlsCertificate(config.tls);
   const signingKey = config.signingKeyFile === undefined ? undefined : signingKeyOf(config.signingKeyFile);
+  if (config.archive) archiveDir(config.archive.dir);
   const releaseDataDir = claimDataDir(
     config.dataDir,
     (pid) => `another specta daemon (pid ${pid}) is using the data directory ${config.dataDir}; stop it or choose another --data-dir`,
@@ -123,7 +138,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const commands = await startCommands(storage.db, storage.pool, log, tokens, options.commands);
 
   const calls = new CallLog(registry, log);
-  const frontDoor = new FrontDoor({ procedures, tokens, rateLimits: config.rateLimits, calls, ...(signingKey ? { signingKey } : {}) });
+  const trail = new AuditTrail(servedAudits, storage.db, config.audit, registry, log);
+  const archive = config.archive && new Archive(config.archive, registry, log.child({ component: "archive" }));
+  const frontDoor = new FrontDoor({
+    procedures,
+    tokens,
+    rateLimits: config.rateLimits,
+    calls,
+    onRefused: (procedure, error, req) => trail.refused(procedure, error.code, req.socket.remoteAddress),
+    ...(signingKey ? { signingKey } : {}),
+  });
   const { signing } = frontDoor;
   // The plain-HTTP features' failed authentications (Prometheus API, remote-write, OTLP/HTTP), limited as the front door limits the RPCs'.
   const promFailedAuth = new AddressBuckets(config.rateLimits.failedAuth);
@@ -145,11 +169,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness, log: log.child({ component: "fleet" }) },
       commands: { db: storage.db, hub: commands.hub },
       tokens: { tokens },
+      audit: { db: storage.db },
       alerts: { db: storage.db },
       ...(signing ? { signing } : {}),
     }),
-    interceptors: [observeCalls(calls), frontDoor.interceptor((agentId) => liveness.record(agentId))],
-    contextValues: (req) => frontDoor.contextValues(req),
+    // Outermost, the audit trail sees the outcome the caller sees.
+    interceptors: [auditCalls(trail, archive), observeCalls(calls), frontDoor.interceptor((agentId) => liveness.record(agentId))],
+    contextValues: (req) => frontDoor.contextValues(req).set(clientAddressKey, req.socket.remoteAddress),
     fallback: prometheusApi(
       {
         tsdb,
@@ -167,19 +193,29 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     ...tsdb.jobs,
     agentLiveness({ db: storage.db, liveness }),
     commandExpiry({ db: storage.db, log, intervalMs: commands.hub.tuning.expiryIntervalMs, graceMs: commands.hub.tuning.timeoutGraceMs }),
+    auditRetention(storage.db, config.audit.retentionMs),
   ];
+  if (archive) handlers.push(archive.retention());
   if (config.probes.urls.length > 0) handlers.push(endpointProbe(config.probes, registry));
   const engine = new Engine(handlers, log, leadership(storage.db));
   engine.start();
 
   // Remote-write and OTLP/HTTP ahead of the RPCs: their JSON and protobuf bodies are not Twirp's or Connect's.
   const ingest = ingestHttp(
-    { push: pushDeps, authorize: (procedure, token) => verifyCaller(procedure, ingestAccess, token, tokens), failedAuth: httpFailedAuth, log },
+    {
+      push: pushDeps,
+      authorize: (procedure, token) => verifyCaller(procedure, ingestAccess, token, tokens),
+      failedAuth: httpFailedAuth,
+      log,
+      audit: (event) => trail.record(event),
+    },
     twirpCompatible(frontDoor.handler(handler), signing && ((body) => signing.sign(body))),
   );
   const listener = await listen(ingest, config.host, config.port, config.connections, log, tls).catch(async (err: unknown) => {
     await engine.stop();
     await commands.stop();
+    await archive?.stop();
+    await trail.stop(0);
     await storage.close();
     releaseDataDir();
     throw new ConfigError(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`);
@@ -226,6 +262,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
         shutdown.abort();
         await Promise.all([listener.close(config.shutdownTimeoutMs), engine.stop()]);
         await commands.stop();
+        // After the last call: what it archived and audited is written before the database closes.
+        await archive?.stop();
+        await trail.stop(config.shutdownTimeoutMs);
         await storage.close();
         releaseDataDir();
         log.info("daemon stopped");

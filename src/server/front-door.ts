@@ -40,6 +40,8 @@ export interface FrontDoorDeps {
   tokens: TokenStore;
   rateLimits: RateLimitsConfig;
   calls: CallLog;
+  /** Told of each call the front door refuses, with the error its caller gets (the audit trail records refused writes). */
+  onRefused?(procedure: string, error: ConnectError, req: NodeRequest): void;
   /** With a signing key: signed calls must carry a signature, their refusals are signed, and `signing` checks the rest. */
   signingKey?: Buffer;
 }
@@ -87,7 +89,9 @@ export class FrontDoor {
         },
         (err: unknown) => {
           const signing = signedProcedures.has(procedure.name) ? this.signing : undefined;
-          refuse(req, res, this.deps.calls.failed(procedure.name, started, err), signing && ((body) => signing.sign(body)));
+          const error = this.deps.calls.failed(procedure.name, started, err);
+          this.deps.onRefused?.(procedure.name, error, req);
+          refuse(req, res, error, signing && ((body) => signing.sign(body)));
         },
       );
     };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { API as TokensAPI } from "../../gen/tokens/tokens_pb.js";
+import { auditAccess } from "../audit/service.js";
 import { alertsAccess } from "../alerts/access.js";
 import { commandsAccess } from "../commands/service.js";
 import { fleetAccess } from "../fleet/service.js";
@@ -9,7 +10,7 @@ import { MissingAccessRule, rules } from "../tokens/access.js";
 import { tokensAccess } from "../tokens/service.js";
 import { healthAccess } from "./health.js";
 import { reflectionV1Access, reflectionV1alphaAccess } from "./reflection.js";
-import { servedProcedures } from "./routes.js";
+import { servedAudits, servedProcedures } from "./routes.js";
 
 describe("access rules of the served procedures", () => {
   it("cover every served procedure, with the roles each one admits", () => {
@@ -35,6 +36,7 @@ describe("access rules of the served procedures", () => {
       "tokens.API/List": ["admin"],
       "tokens.API/Revoke": ["admin"],
       "tokens.API/Whoami": ["viewer", "admin", "agent"],
+      "audit.API/List": ["admin"],
       "alerts.API/ListRules": ["viewer", "admin"],
       "alerts.API/PutRule": ["admin"],
       "alerts.API/DeleteRule": ["admin"],
@@ -57,7 +59,17 @@ describe("access rules of the served procedures", () => {
     });
   });
 
-  const others = [metricsAccess, otlpAccess, fleetAccess, commandsAccess, alertsAccess, healthAccess, reflectionV1Access, reflectionV1alphaAccess];
+  const others = [
+    metricsAccess,
+    otlpAccess,
+    fleetAccess,
+    commandsAccess,
+    auditAccess,
+    alertsAccess,
+    healthAccess,
+    reflectionV1Access,
+    reflectionV1alphaAccess,
+  ];
 
   it("are refused when a served service has none: the daemon would not start", () => {
     expect(() => servedProcedures(others)).toThrow(MissingAccessRule);
@@ -71,5 +83,26 @@ describe("access rules of the served procedures", () => {
     const { whoami: _, ...rest } = tokensAccess.methods;
     const incomplete = rules(TokensAPI, rest as typeof tokensAccess.methods);
     expect(() => servedProcedures([...others, incomplete])).toThrow(/who may call tokens\.API\/Whoami: /);
+  });
+
+  it("audit every write: instrument calls, Push, OTLP export, enrolment, commands and tokens", () => {
+    const audited = servedAudits.flatMap(({ service, methods }) =>
+      service.methods.filter((m) => (methods as Record<string, unknown>)[m.localName] !== undefined).map((m) => `${service.typeName}/${m.name}`),
+    );
+    expect(audited.sort()).toEqual(
+      [
+        "metrics.API/Counter",
+        "metrics.API/Gauge",
+        "metrics.API/Histogram",
+        "metrics.API/Push",
+        "opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        "agent.API/Register",
+        "agent.API/Deregister",
+        "commands.API/Submit",
+        "commands.API/Cancel",
+        "tokens.API/Create",
+        "tokens.API/Revoke",
+      ].sort(),
+    );
   });
 });

@@ -1,6 +1,7 @@
 import type { DescFile, DescService } from "@bufbuild/protobuf";
 import { createServiceImplSpec, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { API as AgentAPI, file_agent_agent } from "../../gen/agent/agent_pb.js";
+import { API as AuditAPI, file_audit_audit } from "../../gen/audit/audit_pb.js";
 import { API as AlertsAPI, file_alerts_alerts } from "../../gen/alerts/alerts_pb.js";
 import { API as CommandsAPI, file_commands_commands } from "../../gen/commands/commands_pb.js";
 import { Health, file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -12,14 +13,16 @@ import {
   file_opentelemetry_proto_collector_metrics_v1_metrics_service,
 } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
 import { API as TokensAPI, file_tokens_tokens } from "../../gen/tokens/tokens_pb.js";
+import type { ServiceAudit } from "../audit/declare.js";
+import { auditAccess, auditService, type AuditDeps } from "../audit/service.js";
+import { agentService, fleetAccess, fleetAudit, type AgentDeps } from "../fleet/service.js";
+import { commandsAccess, commandsAudit, commandsService, type CommandsDeps } from "../commands/service.js";
+import { otlpAccess, otlpAudit, otlpMetricsService } from "../ingest/service.js";
+import { metricsAccess, metricsAudit, metricsService, type MetricsDeps } from "../metrics/service.js";
 import { alertsAccess } from "../alerts/access.js";
 import { alertsService, type AlertsDeps } from "../alerts/service.js";
-import { agentService, fleetAccess, type AgentDeps } from "../fleet/service.js";
-import { commandsAccess, commandsService, type CommandsDeps } from "../commands/service.js";
-import { otlpAccess, otlpMetricsService } from "../ingest/service.js";
-import { metricsAccess, metricsService, type MetricsDeps } from "../metrics/service.js";
 import { accessOf, callerOf, type Access, type ServiceRules } from "../tokens/access.js";
-import { tokensAccess, tokensService, type TokensDeps } from "../tokens/service.js";
+import { tokensAccess, tokensAudit, tokensService, type TokensDeps } from "../tokens/service.js";
 import { healthAccess, healthService } from "./health.js";
 import { signedProcedures } from "../shared/signing.js";
 import { requestLimit } from "./request-limits.js";
@@ -37,6 +40,7 @@ export interface RouteDeps extends MetricsDeps {
   agents: AgentDeps;
   commands: Omit<CommandsDeps, "shutdown">;
   tokens: TokensDeps;
+  audit: AuditDeps;
   alerts: AlertsDeps;
 }
 
@@ -45,6 +49,7 @@ const servedFiles: DescFile[] = [
   file_agent_agent,
   file_commands_commands,
   file_tokens_tokens,
+  file_audit_audit,
   file_alerts_alerts,
   file_opentelemetry_proto_collector_metrics_v1_metrics_service,
   file_grpc_health_v1_health,
@@ -57,6 +62,7 @@ const servedServices: DescService[] = [
   AgentAPI,
   CommandsAPI,
   TokensAPI,
+  AuditAPI,
   AlertsAPI,
   OtlpMetricsService,
   Health,
@@ -71,11 +77,15 @@ const servedRules: readonly ServiceRules[] = [
   fleetAccess,
   commandsAccess,
   tokensAccess,
+  auditAccess,
   alertsAccess,
   healthAccess,
   reflectionV1Access,
   reflectionV1alphaAccess,
 ];
+
+/** The writes of the served services, each service's declared next to it: every call of them is audited (server/audit-calls.ts). */
+export const servedAudits: readonly ServiceAudit[] = [metricsAudit, otlpAudit, fleetAudit, commandsAudit, tokensAudit];
 
 /** A served procedure: its name ("metrics.API/Push") and who may call it. */
 export interface ServedProcedure {
@@ -118,6 +128,7 @@ export function routes(deps: RouteDeps) {
     serve(router, AgentAPI, agentService(deps.agents), deps.signing);
     serve(router, CommandsAPI, commandsService({ ...deps.commands, shutdown: deps.shutdown }), deps.signing);
     serve(router, TokensAPI, tokensService(deps.tokens), deps.signing);
+    serve(router, AuditAPI, auditService(deps.audit), deps.signing);
     serve(router, AlertsAPI, alertsService(deps.alerts), deps.signing);
     serve(router, OtlpMetricsService, otlpMetricsService({ push: deps.push, caller: callerOf }), deps.signing);
     serve(router, Health, healthService(deps.readiness, serviceNames, deps.shutdown), deps.signing);

@@ -3,6 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { API as TokensAPI, TokenSchema, type Token } from "../../gen/tokens/tokens_pb.js";
 import { isUuid } from "../storage/ids.js";
+import { audited } from "../audit/declare.js";
 import { callerOf, rules } from "./access.js";
 import { personRole, roleOf } from "../shared/roles.js";
 import type { TokenInfo, TokenStore } from "./tokens.js";
@@ -18,6 +19,9 @@ export const tokensAccess = rules(TokensAPI, {
   revoke: ["admin"],
   whoami: ["viewer", "admin", "agent"],
 });
+
+/** The writes of tokens.API, audited. */
+export const tokensAudit = audited(TokensAPI, { create: {}, revoke: {} });
 
 /** Limits of a token's name, as documented on tokens.CreateRequest. */
 export const maxTokenNameLength = 100;
