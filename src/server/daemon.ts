@@ -3,6 +3,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { ensureEnrollToken, enrollTokenChecker } from "../fleet/enroll-token.js";
 import { fleetGauge } from "../fleet/fleet-metrics.js";
 import { agentLiveness, AgentLiveness } from "../fleet/liveness.js";
+import { notificationDispatcher } from "../alerts/notifications/dispatcher.js";
 import { commandExpiry } from "../commands/expiry.js";
 import { startCommands, type CommandsTuning } from "../commands/hub.js";
 import { ConfigError, type DaemonConfig } from "../config/config.js";
@@ -154,11 +155,14 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     ),
   });
 
+  // Links in notifications point at the daemon, whose URL is known once it listens.
+  let externalUrl = "";
   const handlers: Handler[] = [
     databaseCheck(storage, () => readiness.notify()),
     ...tsdb.jobs,
     agentLiveness({ db: storage.db, liveness }),
     commandExpiry({ db: storage.db, log, intervalMs: commands.hub.tuning.expiryIntervalMs, graceMs: commands.hub.tuning.timeoutGraceMs }),
+    notificationDispatcher({ db: storage.db, log, externalUrl: () => externalUrl }),
   ];
   if (config.probes.urls.length > 0) handlers.push(endpointProbe(config.probes, registry));
   const engine = new Engine(handlers, log, leadership(storage.db));
@@ -179,6 +183,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
 
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `${tls ? "https" : "http"}://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${listener.port}`;
+  externalUrl = url;
   log.info(
     {
       url,
