@@ -6,6 +6,7 @@ import { daemonCommand } from "./daemon.js";
 import { migrateCommand } from "./migrate.js";
 import { queryCommands } from "./query.js";
 import { runCommand } from "./run.js";
+import { silenceCommand } from "./silence.js";
 import { tokenCommand } from "./token.js";
 
 const program = new Command()
@@ -21,6 +22,7 @@ queryCommands(program);
 agentCommand(program);
 agentsCommand(program);
 runCommand(program);
+silenceCommand(program);
 tokenCommand(program);
 
 program
