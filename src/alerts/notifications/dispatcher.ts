@@ -1,4 +1,4 @@
-import { sql, type Kysely } from "kysely";
+import type { Kysely } from "kysely";
 import type { Channel } from "../../../gen/alerts/alerts_pb.js";
 import type { Logger } from "../../shared/log.js";
 import type { Db } from "../../storage/database.js";
@@ -36,6 +36,8 @@ export interface DispatcherOptions {
   retry?: RetryPolicy;
   /** Deliveries and finished notifications are kept this long; default 30 days. */
   keepMs?: number;
+  /** The time; tests move it to step through group_wait, group_interval and repeat_interval. */
+  clock?: () => Date;
 }
 
 /** Notifications sent at once per round, at most. */
@@ -94,6 +96,7 @@ export function notificationDispatcher(options: DispatcherOptions): Handler {
   const retry = options.retry ?? defaultRetry;
   const timeoutMs = options.timeoutMs ?? 10_000;
   const keepMs = options.keepMs ?? 30 * 86_400_000;
+  const clock = options.clock ?? (() => new Date());
   let lastCleanup = 0;
 
   async function plan(now: Date, channels: Map<string, Channel>): Promise<void> {
@@ -209,7 +212,7 @@ export function notificationDispatcher(options: DispatcherOptions): Handler {
       try {
         await deliver(
           channel,
-          { receiver: n.channel, groupKey: n.group_key, groupLabels: n.group_labels, alerts: n.alerts, externalUrl: externalUrl(), now: new Date() },
+          { receiver: n.channel, groupKey: n.group_key, groupLabels: n.group_labels, alerts: n.alerts, externalUrl: externalUrl(), now: clock() },
           timeoutMs,
         );
       } catch (err) {
@@ -219,7 +222,7 @@ export function notificationDispatcher(options: DispatcherOptions): Handler {
     }
     const ok = error === "";
     const retrying = !ok && channel !== undefined && attemptNo < retry.maxAttempts;
-    const next = retrying ? new Date(Date.now() + backoffMs(retry, attemptNo)) : null;
+    const next = retrying ? new Date(clock().getTime() + backoffMs(retry, attemptNo)) : null;
     await tables(db)
       .transaction()
       .execute(async (tx) => {
@@ -245,13 +248,13 @@ export function notificationDispatcher(options: DispatcherOptions): Handler {
     if (!ok) log.warn({ channel: n.channel, groupKey: n.group_key, attempt: attemptNo, error, retrying }, "notification not delivered");
   }
 
-  async function send(channels: Map<string, Channel>): Promise<void> {
+  async function send(now: Date, channels: Map<string, Channel>): Promise<void> {
     // Per group and channel in order: a retried notification holds back the ones after it, so a resolution never overtakes its firing.
     const due = await tables(db)
       .selectFrom("notifications as n")
       .selectAll()
       .where("n.state", "=", "pending")
-      .where("n.next_attempt", "<=", sql<Date>`now()`)
+      .where("n.next_attempt", "<=", now)
       .where(({ not, exists, selectFrom }) =>
         not(
           exists(
@@ -283,10 +286,10 @@ export function notificationDispatcher(options: DispatcherOptions): Handler {
     coolerMs: options.intervalMs ?? 1_000,
     leaderLock: notificationDispatcherLock,
     async ensure() {
-      const now = new Date();
+      const now = clock();
       const channels = new Map((await listChannels(db)).map((c) => [c.name, c]));
       await plan(now, channels);
-      await send(channels);
+      await send(now, channels);
       await cleanup(now);
     },
   };
