@@ -41,6 +41,7 @@ describe("alerts.API's silences, channels and routes, in memory", () => {
     expect((await client().listSilences({ includeExpired: true })).silences.map((s) => s.id)).toContain(silence?.id);
     expect(await codeOf(client().expireSilence({ id: silence!.id }))).toBe(Code.FailedPrecondition);
     expect(await codeOf(client().expireSilence({ id: "ffffffff-none" }))).toBe(Code.NotFound);
+    expect(await codeOf(client().expireSilence({ id: silence!.id.slice(0, 3) }))).toBe(Code.InvalidArgument);
   });
 
   it("refuses silences without matchers, comment or a valid end, and bad regexes", async () => {

@@ -75,7 +75,8 @@ export function notificationHandlers(deps: NotificationDeps): Omit<ServiceImpl<t
 
     async expireSilence(req) {
       const prefix = req.id.trim().toLowerCase();
-      if (prefix === "" || prefix.length > 36) invalid("id must be a silence's id or a prefix of it");
+      // At least 4 characters, as specta agents remove takes id prefixes: a slip of one character ends nothing by chance.
+      if (prefix.length < 4 || prefix.length > 36) invalid("id must be a silence's id or a prefix of it of at least 4 characters");
       const found = await silences.silencesByPrefix(db, prefix);
       const [only, other] = found;
       if (!only) throw new ConnectError(`no silence has the id or prefix "${prefix}"`, Code.NotFound);
