@@ -107,6 +107,8 @@ export function notificationDispatcher(options: DispatcherOptions): Handler {
       log.error({ err: (err as Error).message }, "the stored routing table cannot be used; nothing is notified");
       return;
     }
+    // No routes, nothing to notify: a daemon without notifications configured reads no alerts every second.
+    if (routes.length === 0) return;
     const t = tables(db);
     const [alerts, silences] = await Promise.all([
       t.selectFrom("alerts").selectAll().where("state", "in", ["firing", "resolved"]).execute(),
