@@ -1019,7 +1019,8 @@ export type EmailSettings = Message<"alerts.EmailSettings"> & {
   to: string[];
 
   /**
-   * Require STARTTLS (default true unless the port is 25).
+   * Refuse a server that does not offer STARTTLS. Either way the
+   * connection is upgraded whenever the server offers it.
    *
    * @generated from field: bool require_tls = 7;
    */

@@ -8,6 +8,7 @@ import { daemonCommand } from "./daemon.js";
 import { migrateCommand } from "./migrate.js";
 import { queryCommands } from "./query.js";
 import { runCommand } from "./run.js";
+import { silenceCommand } from "./silence.js";
 import { tokenCommand } from "./token.js";
 
 const program = new Command()
@@ -23,6 +24,7 @@ queryCommands(program);
 agentCommand(program);
 agentsCommand(program);
 runCommand(program);
+silenceCommand(program);
 tokenCommand(program);
 auditCommand(program);
 archiveCommand(program);

@@ -107,7 +107,7 @@ export function queryRequest(metric: string, flags: QueryFlags, nowMs: number) {
   }
   return create(QueryRequestSchema, {
     metric,
-    matchers: (flags.match ?? []).map(parseMatcher),
+    matchers: (flags.match ?? []).map((text) => parseMatcher(text)),
     ...range,
     ...(aggName ? { aggregation: Aggregation[aggName.toUpperCase() as Uppercase<AggregationName>] } : {}),
     groupBy: flags.by ?? [],
@@ -152,10 +152,10 @@ const matcherOperators: Record<string, MatchOperator> = {
   "!~": MatchOperator.NOT_REGEX,
 };
 
-/** Parses k=v, k!=v, k=~re and k!~re (a label key holds none of = ! ~, so the first operator splits). */
-export function parseMatcher(text: string): Omit<Matcher, "$typeName"> {
+/** Parses k=v, k!=v, k=~re and k!~re (a label key holds none of = ! ~, so the first operator splits); `what` names it in errors. */
+export function parseMatcher(text: string, what = "--match"): Omit<Matcher, "$typeName"> {
   const m = /^([a-zA-Z_][a-zA-Z0-9_]*)(=~|!~|!=|=)(.*)$/s.exec(text);
-  if (!m) throw new ClientError(`--match "${text}" is not label=value, label!=value, label=~regex or label!~regex`);
+  if (!m) throw new ClientError(`${what} "${text}" is not label=value, label!=value, label=~regex or label!~regex`);
   return { label: m[1]!, operator: matcherOperators[m[2]!]!, value: m[3]! };
 }
 

@@ -165,7 +165,8 @@ function defaultStep(rangeMs: number): number {
   return Math.max(queryLimits.minDefaultStepMs, Math.round(wanted / 1000) * 1000);
 }
 
-function validateMatchers(matchers: Matcher[]): void {
+/** Refuses matchers without a label or operator (InvalidArgument). */
+export function validateMatchers(matchers: Matcher[]): void {
   for (const m of matchers) {
     if (m.label === "") invalid("a matcher has an empty label name");
     if (MatchOperator[m.operator] === undefined || m.operator === MatchOperator.UNSPECIFIED) {
@@ -181,7 +182,8 @@ const storeOperators: Record<number, StoreOperator> = {
   [MatchOperator.NOT_REGEX]: "!~",
 };
 
-function storeMatcher(m: Matcher): LabelMatcher {
+/** A matcher of the contract as the store (and PromQL) spell it. */
+export function storeMatcher(m: Matcher): LabelMatcher {
   return { label: m.label, op: storeOperators[m.operator]!, value: m.value };
 }
 

@@ -7,6 +7,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { ensureEnrollToken, enrollTokenChecker } from "../fleet/enroll-token.js";
 import { fleetGauge } from "../fleet/fleet-metrics.js";
 import { agentLiveness, AgentLiveness } from "../fleet/liveness.js";
+import { notificationDispatcher } from "../alerts/notifications/dispatcher.js";
 import { commandExpiry } from "../commands/expiry.js";
 import { startCommands, type CommandsTuning } from "../commands/hub.js";
 import { ConfigError, type DaemonConfig } from "../config/config.js";
@@ -188,12 +189,15 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     ),
   });
 
+  // Links in notifications point at the daemon, whose URL is known once it listens.
+  let externalUrl = "";
   const handlers: Handler[] = [
     databaseCheck(storage, () => readiness.notify()),
     ...tsdb.jobs,
     agentLiveness({ db: storage.db, liveness }),
     commandExpiry({ db: storage.db, log, intervalMs: commands.hub.tuning.expiryIntervalMs, graceMs: commands.hub.tuning.timeoutGraceMs }),
     auditRetention(storage.db, config.audit.retentionMs),
+    notificationDispatcher({ db: storage.db, log, externalUrl: () => externalUrl }),
   ];
   if (archive) handlers.push(archive.retention());
   if (config.probes.urls.length > 0) handlers.push(endpointProbe(config.probes, registry));
@@ -223,6 +227,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
 
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `${tls ? "https" : "http"}://${host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host}:${listener.port}`;
+  externalUrl = url;
   log.info(
     {
       url,
