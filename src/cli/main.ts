@@ -5,6 +5,7 @@ import { agentsCommand } from "./agents.js";
 import { daemonCommand } from "./daemon.js";
 import { migrateCommand } from "./migrate.js";
 import { queryCommands } from "./query.js";
+import { releaseCommand } from "./release.js";
 import { runCommand } from "./run.js";
 import { tokenCommand } from "./token.js";
 
@@ -20,6 +21,7 @@ migrateCommand(program);
 queryCommands(program);
 agentCommand(program);
 agentsCommand(program);
+releaseCommand(program);
 runCommand(program);
 tokenCommand(program);
 

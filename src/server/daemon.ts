@@ -138,6 +138,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       commands: { db: storage.db, hub: commands.hub },
       tokens: { tokens },
       alerts: { db: storage.db },
+      releases: { db: storage.db, log: log.child({ component: "releases" }) },
       ...(signing ? { signing } : {}),
     }),
     interceptors: [observeCalls(calls), frontDoor.interceptor((agentId) => liveness.record(agentId))],

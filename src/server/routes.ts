@@ -11,6 +11,7 @@ import {
   MetricsService as OtlpMetricsService,
   file_opentelemetry_proto_collector_metrics_v1_metrics_service,
 } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
+import { API as ReleasesAPI, file_releases_releases } from "../../gen/releases/releases_pb.js";
 import { API as TokensAPI, file_tokens_tokens } from "../../gen/tokens/tokens_pb.js";
 import { alertsAccess } from "../alerts/access.js";
 import { alertsService, type AlertsDeps } from "../alerts/service.js";
@@ -18,6 +19,7 @@ import { agentService, fleetAccess, type AgentDeps } from "../fleet/service.js";
 import { commandsAccess, commandsService, type CommandsDeps } from "../commands/service.js";
 import { otlpAccess, otlpMetricsService } from "../ingest/service.js";
 import { metricsAccess, metricsService, type MetricsDeps } from "../metrics/service.js";
+import { releasesAccess, releasesService, type ReleasesDeps } from "../releases/service.js";
 import { accessOf, callerOf, type Access, type ServiceRules } from "../tokens/access.js";
 import { tokensAccess, tokensService, type TokensDeps } from "../tokens/service.js";
 import { healthAccess, healthService } from "./health.js";
@@ -38,6 +40,7 @@ export interface RouteDeps extends MetricsDeps {
   commands: Omit<CommandsDeps, "shutdown">;
   tokens: TokensDeps;
   alerts: AlertsDeps;
+  releases: ReleasesDeps;
 }
 
 const servedFiles: DescFile[] = [
@@ -46,6 +49,7 @@ const servedFiles: DescFile[] = [
   file_commands_commands,
   file_tokens_tokens,
   file_alerts_alerts,
+  file_releases_releases,
   file_opentelemetry_proto_collector_metrics_v1_metrics_service,
   file_grpc_health_v1_health,
   file_grpc_reflection_v1_reflection,
@@ -58,6 +62,7 @@ const servedServices: DescService[] = [
   CommandsAPI,
   TokensAPI,
   AlertsAPI,
+  ReleasesAPI,
   OtlpMetricsService,
   Health,
   ReflectionV1,
@@ -72,6 +77,7 @@ const servedRules: readonly ServiceRules[] = [
   commandsAccess,
   tokensAccess,
   alertsAccess,
+  releasesAccess,
   healthAccess,
   reflectionV1Access,
   reflectionV1alphaAccess,
@@ -119,6 +125,7 @@ export function routes(deps: RouteDeps) {
     serve(router, CommandsAPI, commandsService({ ...deps.commands, shutdown: deps.shutdown }), deps.signing);
     serve(router, TokensAPI, tokensService(deps.tokens), deps.signing);
     serve(router, AlertsAPI, alertsService(deps.alerts), deps.signing);
+    serve(router, ReleasesAPI, releasesService(deps.releases), deps.signing);
     serve(router, OtlpMetricsService, otlpMetricsService({ push: deps.push, caller: callerOf }), deps.signing);
     serve(router, Health, healthService(deps.readiness, serviceNames, deps.shutdown), deps.signing);
     serve(router, ReflectionV1, reflectionV1(registry, serviceNames), deps.signing);

@@ -6,6 +6,7 @@ import * as commands from "./2026_11_22_0004_commands.js";
 import * as tsdb from "./2026_12_01_0001_tsdb.js";
 import * as agentIdentity from "./2026_12_01_0100_agent_identity.js";
 import * as alerts from "./2026_12_02_0100_alerts.js";
+import * as releases from "./2026_12_02_0700_releases.js";
 
 /** Every migration, by name; names sort in the order they apply. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -16,4 +17,5 @@ export const migrations: Record<string, Migration> = {
   "2026_12_01_0001_tsdb": tsdb,
   "2026_12_01_0100_agent_identity": agentIdentity,
   "2026_12_02_0100_alerts": alerts,
+  "2026_12_02_0700_releases": releases,
 };
