@@ -32,14 +32,14 @@ describe("signed agent updates", () => {
   const otherKey = () => join(dir.path, "other.key");
 
   /** A real agent labelled case=<name>, trusting release.key.pub, asking for updates twice a second. */
-  const startAgent = (name: string) => {
+  const startAgent = (name: string, healthTimeout = "30") => {
     const enrollToken = readFileSync(join(daemon.dataDir, "enroll.token"), "utf8").trim();
     const agent = spawnSpecta(
       [
         "agent",
         ...["--server", daemon.url, "--protocol", "connect", "--enroll-token", enrollToken],
         ...["--state-dir", join(dir.path, name), "--hostname", name, "--label", `case=${name}`],
-        ...["--release-keys", `${key()}.pub`, "--update-interval", "0.5", "--update-health-timeout", "30"],
+        ...["--release-keys", `${key()}.pub`, "--update-interval", "0.5", "--update-health-timeout", healthTimeout],
       ],
       { SPECTA_LOG_LEVEL: "info" },
     );
@@ -195,4 +195,18 @@ describe("signed agent updates", () => {
     agent.child.kill("SIGTERM");
     expect((await agent.exited).code).toBe(0);
   }, 180_000);
+
+  it("rolls back a release that runs but never reports healthy in time", async () => {
+    const agent = startAgent("hanger", "3");
+    await inventoryUntil("hanger", (a) => a.agentVersion === running);
+    const hanging = join(dir.path, "hang.mjs");
+    writeFileSync(hanging, "setInterval(() => {}, 1000);\n");
+    await publish(hanging, "0.4.0");
+    await rollout("0.4.0", "hanger");
+    const rolledBack = await inventoryUntil("hanger", stepOf("0.4.0", UpdateStep.ROLLED_BACK));
+    expect(rolledBack.update?.reason).toBe("version 0.4.0 did not report healthy within 3 s");
+    expect(rolledBack.agentVersion).toBe(running);
+    expect(existsSync(join(dir.path, "hanger", "current.json"))).toBe(false);
+    expect(agent.child.exitCode).toBeNull();
+  }, 120_000);
 });
