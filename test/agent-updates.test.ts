@@ -147,6 +147,9 @@ describe("signed agent updates", () => {
     expect(stale.update?.reason).toBe("the manifest of 9.0.3 expired at 2026-01-01T00:00:00.000Z");
 
     expect(stale.agentVersion).toBe(running);
+    const table = await runSpecta(["agents", ...at]);
+    expect(table.stdout.split("\n")[0]).toMatch(/ LAST SEEN +UPDATE$/);
+    expect(table.stdout).toMatch(/ refuser .* 9\.0\.3 refused: the manifest of 9\.0\.3 expired at 2026-01-01T00:00:00\.000Z\n/);
     expect(existsSync(join(dir.path, "refuser", "releases"))).toBe(false);
     expect(agent.child.exitCode).toBeNull();
   }, 120_000);
