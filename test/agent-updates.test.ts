@@ -69,6 +69,15 @@ describe("signed agent updates", () => {
     const update = last?.update ? `${UpdateStep[last.update.step]} of ${last.update.version} (${last.update.reason})` : "none";
     throw new Error(`agent ${name} never got there; last seen: update ${update}, version ${last?.agentVersion}`);
   };
+  /** The agent's current.json once its release is off trial: written just after it has reported healthy. */
+  const currentOnceHealthy = async (name: string): Promise<unknown> => {
+    for (let i = 0; i < 40; i++) {
+      const current = JSON.parse(readFileSync(join(dir.path, name, "current.json"), "utf8")) as { trial: boolean };
+      if (!current.trial) return current;
+      await sleep(250);
+    }
+    throw new Error(`the release of ${name} stays on trial`);
+  };
   const stepOf = (version: string, step: UpdateStep) => (a: Agent) => a.update?.version === version && a.update.step === step;
 
   beforeAll(async () => {
@@ -172,7 +181,7 @@ describe("signed agent updates", () => {
     await rollout("0.2.0", "updater");
     const updated = await inventoryUntil("updater", (a) => stepOf("0.2.0", UpdateStep.HEALTHY)(a) && a.agentVersion === "0.2.0");
     expect(updated.update?.reason).toBe("");
-    expect(JSON.parse(readFileSync(join(dir.path, "updater", "current.json"), "utf8"))).toEqual({ version: "0.2.0", trial: false });
+    expect(await currentOnceHealthy("updater")).toEqual({ version: "0.2.0", trial: false });
     expect(existsSync(join(dir.path, "updater", "releases", "0.2.0", "agent.mjs"))).toBe(true);
     expect(agent.child.exitCode).toBeNull();
     // It stays on 0.2.0, which its daemon still offers: nothing more to report.
@@ -188,7 +197,7 @@ describe("signed agent updates", () => {
     await publish(bundle, "0.2.2", otherKey());
     await rollout("0.2.2", "updater");
     await inventoryUntil("updater", (a) => stepOf("0.2.2", UpdateStep.HEALTHY)(a) && a.agentVersion === "0.2.2");
-    expect(JSON.parse(readFileSync(join(dir.path, "updater", "current.json"), "utf8"))).toEqual({
+    expect(await currentOnceHealthy("updater")).toEqual({
       version: "0.2.2",
       previous: "0.2.1",
       trial: false,

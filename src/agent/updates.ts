@@ -119,7 +119,11 @@ async function update(
     log.info({ version, previous: previous ?? running }, "update installed; restarting into it");
     return version;
   } catch (err) {
-    if (!(err instanceof Refused)) throw err;
+    if (!(err instanceof Refused)) {
+      // A download or a disk that failed: reported when the daemon can hear it, and tried again.
+      await report(version, UpdateStep.FAILED, (err as Error).message.slice(0, 1000)).catch(() => undefined);
+      throw err;
+    }
     log.warn({ version, reason: err.message }, "update refused");
     const record = readRecord(stateDir);
     writeRecord(stateDir, { ...record, skip: { ...record.skip, [version]: err.message } });

@@ -15,6 +15,9 @@ export const restartExitCode = 75;
 /** Set in a supervised agent's environment: it runs in its own process, and exits when its supervisor is gone. */
 export const supervisedVariable = "SPECTA_AGENT_SUPERVISED";
 
+/** The V8 flags bin/specta.js sets for the agent (why: there), given on the command line to a release's bundle, which bin/specta.js does not start. */
+const agentV8Flags = ["--no-opt", "--no-maglev", "--optimize-for-size"];
+
 export interface SupervisorOptions {
   stateDir: string;
   /** How long a release on trial has to report healthy. */
@@ -36,10 +39,16 @@ export async function supervise({ stateDir, healthTimeoutMs, log }: SupervisorOp
   // The same command line and environment, with the bundle of the release (or of this package).
   const args = process.argv.slice(2);
   for (;;) {
+    if (stopping) process.exit(0);
     const current = readCurrent(stateDir);
     const bundle = current ? releaseBundle(stateDir, current.version) : process.argv[1]!;
     log.info({ version: current?.version ?? "installed package", trial: current?.trial ?? false }, "starting the agent");
-    const started = spawn(process.execPath, [bundle, ...args], { stdio: "inherit", env: { ...process.env, [supervisedVariable]: "1" } });
+    const started = spawn(process.execPath, [...agentV8Flags, bundle, ...args], {
+      stdio: "inherit",
+      env: { ...process.env, [supervisedVariable]: "1" },
+      // Its own process group: a terminal's Ctrl-C reaches it once, through the supervisor, not twice (which would not drain).
+      detached: true,
+    });
     child = started;
     let timedOut = false;
     const timer =
