@@ -18,6 +18,7 @@ import { hostInventory, machineId } from "./collectors/inventory.js";
 import { runCommandLoop } from "./commands.js";
 import { backoffMs, daemonTransport, retryBackoff, Sender, type CallSecurity, type Protocol } from "./sender.js";
 import { Spool, type SpoolLimits } from "./spool.js";
+import { runUpdateLoop, type UpdateOptions } from "./updates.js";
 
 export interface AgentOptions {
   /** The daemon, e.g. http://127.0.0.1:7777, or https://… for one that serves TLS. */
@@ -41,6 +42,8 @@ export interface AgentOptions {
   spool?: SpoolLimits;
   /** Diagnostics this agent runs on request (e.g. "ping", "connect"); empty or unset: all. */
   allow?: string[];
+  /** Self-updates from the daemon (updates.ts); unset: none. */
+  updates?: UpdateOptions;
   log: Logger;
 }
 
@@ -54,6 +57,8 @@ export interface RunningAgent {
   stopped: Promise<AgentError | undefined>;
   /** Closes the current batch into the spool, keeps unsent batches on disk and stops. */
   stop(): Promise<void>;
+  /** Resolves with the version of a release switched to, once the agent has stopped for it to start; undefined when it stops otherwise. */
+  switched: Promise<string | undefined>;
 }
 
 /** A problem that stops the agent, reported as one line. */
@@ -168,8 +173,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   };
 
   const sending = sender.run(signal);
+  const updating = options.updates
+    ? runUpdateLoop({ ...options.updates, transport, stateDir: options.stateDir, running: versionInfo.ver, log, signal })
+    : Promise.resolve(undefined);
   const loops = [
     sending,
+    updating,
     runCommandLoop({ transport, allow: options.allow ?? [], log, signal }),
     ...(options.collectors ?? defaultCollectors({})).map((collector) =>
       runCollector(collector, signal, log, (measurements, at) => {
@@ -204,7 +213,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     return error;
   });
 
-  return { agentId: () => stored?.agentId, stopped, stop };
+  const switched = updating.then(async (version) => {
+    if (version) await stop().catch((err: unknown) => log.error({ err: (err as Error).message }, "stopping the agent failed"));
+    return version;
+  });
+
+  return { agentId: () => stored?.agentId, stopped, stop, switched };
 }
 
 /** Runs one collector every interval; a failure is logged once (and again only after a success). */

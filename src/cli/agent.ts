@@ -1,11 +1,16 @@
 import type { Command } from "commander";
+import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { AgentError, startAgent } from "../agent/agent.js";
+import { builtInReleaseKeys } from "../agent/release-keys.js";
+import { readCurrent } from "../agent/release-state.js";
 import { DiagnosticError, parseAllow } from "../shared/diagnostics.js";
 import type { Protocol } from "../agent/sender.js";
 import { ConfigError } from "../config/config.js";
 import { createLogger, logLevels, type LogLevel } from "../shared/log.js";
+import { parseReleaseKeys, ReleaseError } from "../shared/release.js";
+import { exitWithSupervisor, restartExitCode, supervise, supervisedVariable } from "./agent-supervisor.js";
 import { defaultServer } from "./client.js";
 import { collect, exitOnSignals, fail } from "./util.js";
 
@@ -20,12 +25,32 @@ interface AgentFlags {
   protocol?: string;
   logLevel?: string;
   allow?: string[];
+  releaseKeys?: string;
+  updateInterval?: string;
+  updateHealthTimeout?: string;
 }
 
 /** The agent's default state directory: /var/lib/specta-agent for root, else under XDG_STATE_HOME. */
 export function defaultAgentStateDir(env: NodeJS.ProcessEnv = process.env): string {
   if (process.getuid?.() === 0) return "/var/lib/specta-agent";
   return join(env.XDG_STATE_HOME || join(homedir(), ".local", "state"), "specta-agent");
+}
+
+/** A number of seconds of a flag, e.g. "300" or "0.5", in milliseconds. */
+function seconds(value: string, flag: string): number {
+  const n = Number(value);
+  if (!(value.trim() !== "" && n > 0 && n <= 86_400 * 30)) throw new ConfigError(`${flag} "${value}" must be a number of seconds, more than 0`);
+  return Math.round(n * 1000);
+}
+
+/** The release keys of a trust file (--release-keys), besides the built-in ones. */
+function releaseKeys(file: string | undefined): string[] {
+  if (file === undefined) return [...builtInReleaseKeys];
+  try {
+    return [...builtInReleaseKeys, ...parseReleaseKeys(readFileSync(file, "utf8"))];
+  } catch (err) {
+    throw new ConfigError(`--release-keys ${file}: ${err instanceof ReleaseError ? err.message : (err as Error).message}`);
+  }
 }
 
 /** Parses repeated k=v flags into labels. */
@@ -60,6 +85,15 @@ export function agentCommand(program: Command): void {
       collect,
       undefined,
     )
+    .option(
+      "--release-keys <file>",
+      "public keys of signed releases to install (specta release keygen), one per line, besides the built-in ones (env SPECTA_RELEASE_KEYS)",
+    )
+    .option("--update-interval <seconds>", "how often to ask the daemon for a release (env SPECTA_AGENT_UPDATE_INTERVAL, default 300)")
+    .option(
+      "--update-health-timeout <seconds>",
+      "how long a new release has to report healthy before it is rolled back (env SPECTA_AGENT_UPDATE_HEALTH_TIMEOUT, default 60)",
+    )
     .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent (env SPECTA_LOG_LEVEL)")
     .action(async (flags: AgentFlags) => {
       const env = (name: string) => (process.env[name] === "" ? undefined : process.env[name]);
@@ -81,7 +115,13 @@ export function agentCommand(program: Command): void {
           } catch (err) {
             throw err instanceof DiagnosticError ? new ConfigError(`--allow: ${err.message}`) : err;
           }
+          const keysFile = flags.releaseKeys ?? env("SPECTA_RELEASE_KEYS");
           return {
+            updates: {
+              keys: releaseKeys(keysFile === undefined ? undefined : resolve(keysFile)),
+              intervalMs: seconds(flags.updateInterval ?? env("SPECTA_AGENT_UPDATE_INTERVAL") ?? "300", "--update-interval"),
+            },
+            healthTimeoutMs: seconds(flags.updateHealthTimeout ?? env("SPECTA_AGENT_UPDATE_HEALTH_TIMEOUT") ?? "60", "--update-health-timeout"),
             allow,
             server,
             protocol: protocol as Protocol,
@@ -97,6 +137,11 @@ export function agentCommand(program: Command): void {
           return fail(err);
         }
       })();
+      // An installed release runs under a supervisor (this process), which can roll it back.
+      const supervised = process.env[supervisedVariable] === "1";
+      const supervisor = { stateDir: options.stateDir, healthTimeoutMs: options.healthTimeoutMs, log: options.log };
+      if (supervised) exitWithSupervisor();
+      else if (readCurrent(options.stateDir)) await supervise(supervisor);
       // Enrolment may wait for a daemon that is not up yet; a signal meanwhile has nothing to drain.
       const exitNow = () => process.exit(0);
       process.once("SIGTERM", exitNow).once("SIGINT", exitNow);
@@ -107,5 +152,7 @@ export function agentCommand(program: Command): void {
       exitOnSignals(() => agent.stop(), options.log);
       // Refused later on (deregistered, revoked): exit as a refusal at start does, with code 2.
       void agent.stopped.then((refusal) => refusal && fail(new ConfigError(refusal.message), options.log));
+      // An update installed and switched to: the supervisor starts it (this process becomes one).
+      void agent.switched.then((version) => version && (supervised ? process.exit(restartExitCode) : supervise(supervisor)));
     });
 }

@@ -2,6 +2,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { API as AgentAPI, ListResponseSchema, type Agent, type ListResponse } from "../../gen/agent/agent_pb.js";
+import { UpdateStep, type AgentUpdate } from "../../gen/releases/releases_pb.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
 import { statusNames } from "../shared/agent-status.js";
 import { collect, formatTable, isIdPrefix } from "./util.js";
@@ -93,9 +94,17 @@ export function formatAgo(ms: number, nowMs: number): string {
   return `${Math.floor(s / 86_400)}d ago`;
 }
 
-/** A table: id, hostname, status, os, kernel, arch, cpus, memory, version, last seen. */
+/** An agent's latest update step, e.g. "0.2.0 healthy", "0.3.0 rolled_back: <reason>". */
+function formatUpdate(update: AgentUpdate | undefined): string {
+  if (!update) return "";
+  const step = `${update.version} ${(UpdateStep[update.step] ?? "unknown").toLowerCase()}`;
+  return update.reason ? `${step}: ${update.reason}` : step;
+}
+
+/** A table: id, hostname, status, os, kernel, arch, cpus, memory, version, last seen, and an agent's update once any agent has one. */
 export function formatAgents(response: ListResponse, nowMs: number): string {
   if (response.agents.length === 0) return "(no agents)\n";
+  const updates = response.agents.some((a) => a.update);
   const rows = [
     ["ID", "HOSTNAME", "STATUS", "OS", "KERNEL", "ARCH", "CPUS", "MEMORY", "VERSION", "LAST SEEN"],
     ...response.agents.map((a) => [
@@ -109,7 +118,9 @@ export function formatAgents(response: ListResponse, nowMs: number): string {
       formatBytes(a.host?.memoryBytes ?? 0n),
       a.agentVersion,
       a.lastSeen ? formatAgo(timestampMs(a.lastSeen), nowMs) : "never",
+      ...(updates ? [formatUpdate(a.update)] : []),
     ]),
   ];
+  if (updates) rows[0]!.push("UPDATE");
   return formatTable(rows);
 }

@@ -21,6 +21,11 @@ export interface AgentsTable {
   deregistered: ColumnType<Date | null, never, Date>;
   /** The machine's identity (an app-specific hash of its machine id), unique among active agents; null if it sent none. */
   machine_id: string | null;
+  /** The latest step of its self-update (releases.API/ReportUpdate): the release, the step's name, why, when; null before any. */
+  update_version: ColumnType<string | null, never, string>;
+  update_step: ColumnType<string | null, never, string>;
+  update_reason: ColumnType<string | null, never, string>;
+  update_time: ColumnType<Date | null, never, Date>;
 }
 
 export type AgentRow = Selectable<AgentsTable>;

@@ -91,3 +91,28 @@ export function isHostnameTaken(err: unknown): boolean {
   const { code, constraint } = err as { code?: string; constraint?: string };
   return code === "23505" && constraint === "agents_active_hostname";
 }
+
+/** The labels of the active agent `agentId`; undefined when there is none. */
+export async function activeAgentLabels(db: Db, agentId: string): Promise<Labels | undefined> {
+  const row = await agents(db).selectFrom("agents").select("labels").where("id", "=", agentId).where("deregistered", "is", null).executeTakeFirst();
+  return row?.labels;
+}
+
+/** The latest step of an agent's self-update, as releases.API/ReportUpdate records it. */
+export interface UpdateReport {
+  version: string;
+  step: string;
+  reason: string;
+}
+
+/** Records `agentId`'s latest update step (shown by agent.API/List); false when the agent is not active. */
+export async function recordUpdate(db: Db, agentId: string, report: UpdateReport): Promise<boolean> {
+  const row = await agents(db)
+    .updateTable("agents")
+    .set({ update_version: report.version, update_step: report.step, update_reason: report.reason, update_time: new Date() })
+    .where("id", "=", agentId)
+    .where("deregistered", "is", null)
+    .returning("id")
+    .executeTakeFirst();
+  return row !== undefined;
+}

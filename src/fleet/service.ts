@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { AgentSchema, API as AgentAPI, HostSchema, type Agent, type RegisterRequest } from "../../gen/agent/agent_pb.js";
+import { AgentUpdateSchema, UpdateStep } from "../../gen/releases/releases_pb.js";
 import { connectedAgents } from "../commands/agent-streams.js";
 import type { Logger } from "../shared/log.js";
 import type { Db } from "../storage/database.js";
@@ -239,5 +240,15 @@ function toAgent(row: AgentRow, unflushedMs: number | undefined, nowMs: number):
     firstSeen: timestampFromDate(row.first_seen),
     lastSeen: timestampFromDate(new Date(lastSeen)),
     status: statusAt(lastSeen, nowMs),
+    ...(row.update_version !== null && row.update_time !== null
+      ? {
+          update: create(AgentUpdateSchema, {
+            version: row.update_version,
+            step: UpdateStep[(row.update_step ?? "") as keyof typeof UpdateStep] ?? UpdateStep.UNSPECIFIED,
+            reason: row.update_reason ?? "",
+            time: timestampFromDate(row.update_time),
+          }),
+        }
+      : {}),
   });
 }

@@ -172,6 +172,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       tokens: { tokens },
       audit: { db: storage.db },
       alerts: { db: storage.db },
+      releases: { db: storage.db, log: log.child({ component: "releases" }) },
       ...(signing ? { signing } : {}),
     }),
     // Outermost, the audit trail sees the outcome the caller sees.

@@ -1,4 +1,5 @@
 import { ingestLimits } from "../ingest/limits.js";
+import { releaseLimits } from "../releases/service.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -20,6 +21,8 @@ const requestLimits: Record<string, number> = {
   "opentelemetry.proto.collector.metrics.v1.MetricsService/Export": ingestLimits.otlpProtobuf.decoded,
   // An agent's output: text and data of up to 1 MiB each, which the daemon cuts (it says so, truncated) rather than refuses.
   "commands.API/Report": 4 * MiB,
+  // A release's bundle (the handler refuses more), its manifest and signature.
+  "releases.API/Publish": releaseLimits.maxBundleBytes + releaseLimits.maxManifestBytes + 1 * KiB,
 };
 
 /** Queries, enrolment, commands and tokens: small messages, with room for a long label filter or command. */

@@ -6,6 +6,7 @@ import { commandsAccess } from "../commands/service.js";
 import { fleetAccess } from "../fleet/service.js";
 import { otlpAccess } from "../ingest/service.js";
 import { metricsAccess } from "../metrics/service.js";
+import { releasesAccess } from "../releases/service.js";
 import { MissingAccessRule, rules } from "../tokens/access.js";
 import { tokensAccess } from "../tokens/service.js";
 import { healthAccess } from "./health.js";
@@ -51,6 +52,12 @@ describe("access rules of the served procedures", () => {
       "alerts.API/GetRoutes": ["viewer", "admin"],
       "alerts.API/SetRoutes": ["admin"],
       "alerts.API/ListDeliveries": ["viewer", "admin"],
+      "releases.API/Publish": ["admin"],
+      "releases.API/List": ["viewer", "admin"],
+      "releases.API/SetRollout": ["admin"],
+      "releases.API/Check": ["agent"],
+      "releases.API/Fetch": ["agent"],
+      "releases.API/ReportUpdate": ["agent"],
       "opentelemetry.proto.collector.metrics.v1.MetricsService/Export": ["agent", "admin"],
       "grpc.health.v1.Health/Check": "public",
       "grpc.health.v1.Health/Watch": "public",
@@ -66,6 +73,7 @@ describe("access rules of the served procedures", () => {
     commandsAccess,
     auditAccess,
     alertsAccess,
+    releasesAccess,
     healthAccess,
     reflectionV1Access,
     reflectionV1alphaAccess,

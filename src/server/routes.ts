@@ -12,6 +12,7 @@ import {
   MetricsService as OtlpMetricsService,
   file_opentelemetry_proto_collector_metrics_v1_metrics_service,
 } from "../../gen/opentelemetry/proto/collector/metrics/v1/metrics_service_pb.js";
+import { API as ReleasesAPI, file_releases_releases } from "../../gen/releases/releases_pb.js";
 import { API as TokensAPI, file_tokens_tokens } from "../../gen/tokens/tokens_pb.js";
 import type { ServiceAudit } from "../audit/declare.js";
 import { auditAccess, auditService, type AuditDeps } from "../audit/service.js";
@@ -21,6 +22,7 @@ import { otlpAccess, otlpAudit, otlpMetricsService } from "../ingest/service.js"
 import { metricsAccess, metricsAudit, metricsService, type MetricsDeps } from "../metrics/service.js";
 import { alertsAccess } from "../alerts/access.js";
 import { alertsService, type AlertsDeps } from "../alerts/service.js";
+import { releasesAccess, releasesService, type ReleasesDeps } from "../releases/service.js";
 import { accessOf, callerOf, type Access, type ServiceRules } from "../tokens/access.js";
 import { tokensAccess, tokensAudit, tokensService, type TokensDeps } from "../tokens/service.js";
 import { healthAccess, healthService } from "./health.js";
@@ -42,6 +44,7 @@ export interface RouteDeps extends MetricsDeps {
   tokens: TokensDeps;
   audit: AuditDeps;
   alerts: AlertsDeps;
+  releases: ReleasesDeps;
 }
 
 const servedFiles: DescFile[] = [
@@ -51,6 +54,7 @@ const servedFiles: DescFile[] = [
   file_tokens_tokens,
   file_audit_audit,
   file_alerts_alerts,
+  file_releases_releases,
   file_opentelemetry_proto_collector_metrics_v1_metrics_service,
   file_grpc_health_v1_health,
   file_grpc_reflection_v1_reflection,
@@ -64,6 +68,7 @@ const servedServices: DescService[] = [
   TokensAPI,
   AuditAPI,
   AlertsAPI,
+  ReleasesAPI,
   OtlpMetricsService,
   Health,
   ReflectionV1,
@@ -79,6 +84,7 @@ const servedRules: readonly ServiceRules[] = [
   tokensAccess,
   auditAccess,
   alertsAccess,
+  releasesAccess,
   healthAccess,
   reflectionV1Access,
   reflectionV1alphaAccess,
@@ -130,6 +136,7 @@ export function routes(deps: RouteDeps) {
     serve(router, TokensAPI, tokensService(deps.tokens), deps.signing);
     serve(router, AuditAPI, auditService(deps.audit), deps.signing);
     serve(router, AlertsAPI, alertsService(deps.alerts), deps.signing);
+    serve(router, ReleasesAPI, releasesService(deps.releases), deps.signing);
     serve(router, OtlpMetricsService, otlpMetricsService({ push: deps.push, caller: callerOf }), deps.signing);
     serve(router, Health, healthService(deps.readiness, serviceNames, deps.shutdown), deps.signing);
     serve(router, ReflectionV1, reflectionV1(registry, serviceNames), deps.signing);

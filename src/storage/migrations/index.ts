@@ -8,6 +8,7 @@ import * as agentIdentity from "./2026_12_01_0100_agent_identity.js";
 import * as alerts from "./2026_12_02_0100_alerts.js";
 import * as notifications from "./2026_12_02_0200_notifications.js";
 import * as auditEvents from "./2026_12_02_0300_audit_events.js";
+import * as releases from "./2026_12_02_0700_releases.js";
 
 /** Every migration, by name; names sort in the order they apply. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -20,4 +21,5 @@ export const migrations: Record<string, Migration> = {
   "2026_12_02_0100_alerts": alerts,
   "2026_12_02_0200_notifications": notifications,
   "2026_12_02_0300_audit_events": auditEvents,
+  "2026_12_02_0700_releases": releases,
 };
