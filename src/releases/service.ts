@@ -6,6 +6,7 @@ import { activeAgentLabels, recordUpdate } from "../fleet/inventory.js";
 import type { Logger } from "../shared/log.js";
 import { isVersion, parseManifest, ReleaseError } from "../shared/release.js";
 import type { Db } from "../storage/database.js";
+import { audited } from "../audit/declare.js";
 import { callerOf, rules } from "../tokens/access.js";
 import { assignedRelease, bundleChunk, insertRelease, listReleases, setRollout, type ReleaseInfo } from "./store.js";
 import { createHash } from "node:crypto";
@@ -24,6 +25,9 @@ export const releasesAccess = rules(ReleasesAPI, {
   fetch: ["agent"],
   reportUpdate: ["agent"],
 });
+
+/** The writes of releases.API that the audit trail records: a release published and who gets it; agents' update reports. */
+export const releasesAudit = audited(ReleasesAPI, { publish: {}, setRollout: {}, reportUpdate: {} });
 
 const MiB = 1024 * 1024;
 

@@ -93,7 +93,7 @@ describe("access rules of the served procedures", () => {
     expect(() => servedProcedures([...others, incomplete])).toThrow(/who may call tokens\.API\/Whoami: /);
   });
 
-  it("audit every write: instrument calls, Push, OTLP export, enrolment, commands and tokens", () => {
+  it("audit every write: instrument calls, Push, OTLP export, enrolment, commands, tokens, alerting and releases", () => {
     const audited = servedAudits.flatMap(({ service, methods }) =>
       service.methods.filter((m) => (methods as Record<string, unknown>)[m.localName] !== undefined).map((m) => `${service.typeName}/${m.name}`),
     );
@@ -110,6 +110,16 @@ describe("access rules of the served procedures", () => {
         "commands.API/Cancel",
         "tokens.API/Create",
         "tokens.API/Revoke",
+        "alerts.API/PutRule",
+        "alerts.API/DeleteRule",
+        "alerts.API/CreateSilence",
+        "alerts.API/ExpireSilence",
+        "alerts.API/PutChannel",
+        "alerts.API/DeleteChannel",
+        "alerts.API/SetRoutes",
+        "releases.API/Publish",
+        "releases.API/SetRollout",
+        "releases.API/ReportUpdate",
       ].sort(),
     );
   });

@@ -20,9 +20,9 @@ import { agentService, fleetAccess, fleetAudit, type AgentDeps } from "../fleet/
 import { commandsAccess, commandsAudit, commandsService, type CommandsDeps } from "../commands/service.js";
 import { otlpAccess, otlpAudit, otlpMetricsService } from "../ingest/service.js";
 import { metricsAccess, metricsAudit, metricsService, type MetricsDeps } from "../metrics/service.js";
-import { alertsAccess } from "../alerts/access.js";
+import { alertsAccess, alertsAudit } from "../alerts/access.js";
 import { alertsService, type AlertsDeps } from "../alerts/service.js";
-import { releasesAccess, releasesService, type ReleasesDeps } from "../releases/service.js";
+import { releasesAccess, releasesAudit, releasesService, type ReleasesDeps } from "../releases/service.js";
 import { accessOf, callerOf, type Access, type ServiceRules } from "../tokens/access.js";
 import { tokensAccess, tokensAudit, tokensService, type TokensDeps } from "../tokens/service.js";
 import { healthAccess, healthService } from "./health.js";
@@ -91,7 +91,7 @@ const servedRules: readonly ServiceRules[] = [
 ];
 
 /** The writes of the served services, each service's declared next to it: every call of them is audited (server/audit-calls.ts). */
-export const servedAudits: readonly ServiceAudit[] = [metricsAudit, otlpAudit, fleetAudit, commandsAudit, tokensAudit];
+export const servedAudits: readonly ServiceAudit[] = [metricsAudit, otlpAudit, fleetAudit, commandsAudit, tokensAudit, alertsAudit, releasesAudit];
 
 /** A served procedure: its name ("metrics.API/Push") and who may call it. */
 export interface ServedProcedure {
