@@ -96,6 +96,11 @@ export interface DaemonConfig {
   probes: ProbeConfig;
   /** How long a shutdown waits for in-flight calls before closing connections. */
   shutdownTimeoutMs: number;
+  /**
+   * How long a shutdown keeps serving, with /health/ready answering 503, before it starts closing:
+   * long enough for a load balancer's or Kubernetes' readiness checks to stop sending new calls.
+   */
+  shutdownDrainMs: number;
   connections: ConnectionsConfig;
   rateLimits: RateLimitsConfig;
   /** The agents' enrolment token (SPECTA_ENROLL_TOKEN / enrollToken); undefined: generated in `<dataDir>/enroll.token`. */
@@ -218,6 +223,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   }
 
   const shutdown = fromEnv("SPECTA_SHUTDOWN_TIMEOUT") ?? optionalString(file?.shutdownTimeout, "shutdownTimeout") ?? "10s";
+  const drain = fromEnv("SPECTA_SHUTDOWN_DRAIN") ?? optionalString(file?.shutdownDrain, "shutdownDrain") ?? "0s";
   const connections = parseConnections(file?.connections, fromEnv);
   const rateLimits = parseRateLimits(file?.rateLimits, fromEnv);
 
@@ -236,6 +242,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
     instruments,
     probes,
     shutdownTimeoutMs: durationSetting(shutdown, "shutdownTimeout"),
+    shutdownDrainMs: durationSetting(drain, "shutdownDrain"),
     connections,
     rateLimits,
     ...(enrollToken ? { enrollToken } : {}),

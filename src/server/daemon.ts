@@ -203,8 +203,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     },
     stop() {
       stopping ??= (async () => {
-        log.info({ timeoutMs: config.shutdownTimeoutMs }, "daemon stopping");
         readiness.markStopping();
+        if (config.shutdownDrainMs > 0) {
+          // Not ready, still serving: balancers see /health/ready fail and stop sending before the port closes.
+          log.info({ drainMs: config.shutdownDrainMs }, "daemon draining: /health/ready answers 503, calls are still served");
+          await new Promise((resolve) => setTimeout(resolve, config.shutdownDrainMs));
+        }
+        log.info({ timeoutMs: config.shutdownTimeoutMs }, "daemon stopping");
         shutdown.abort();
         await Promise.all([listener.close(config.shutdownTimeoutMs), engine.stop()]);
         await commands.stop();
