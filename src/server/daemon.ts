@@ -184,6 +184,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       environment: config.environment,
       dataDir: config.dataDir,
       database: storage.location,
+      // The id agent_streams names a stream's daemon by.
+      daemonId: commands.hub.daemonId,
       version: versionInfo.ver,
       ...(tls ? { certificate: { subject: tls.subject, validTo: tls.validTo } } : {}),
     },
@@ -204,6 +206,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     stop() {
       stopping ??= (async () => {
         readiness.markStopping();
+        listener.drain();
         if (config.shutdownDrainMs > 0) {
           // Not ready, still serving: balancers see /health/ready fail and stop sending before the port closes.
           log.info({ drainMs: config.shutdownDrainMs }, "daemon draining: /health/ready answers 503, calls are still served");
