@@ -79,6 +79,10 @@ export interface DaemonConfig {
   environment: Environment;
   /** postgres:// URL; undefined: the embedded PostgreSQL in `<dataDir>/postgres`. */
   databaseUrl?: string;
+  /** Streaming replicas of that PostgreSQL (postgres:// URLs) that read-only work goes to. */
+  databaseReplicaUrls: string[];
+  /** A replica further behind the primary than this is skipped until it has caught up. */
+  replicaMaxLagMs: number;
   retention: RetentionConfig;
   /** New series of a metric beyond this many are refused. */
   maxSeriesPerMetric: number;
@@ -118,6 +122,7 @@ export interface DaemonFlags {
   logLevel?: string;
   probe?: string[];
   databaseUrl?: string;
+  databaseReplicaUrl?: string[];
   retention?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -192,6 +197,23 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError("the database URL must start with postgres:// or postgresql:// (for example postgres://user:password@host:5432/specta)");
   }
+  const databaseReplicaUrls =
+    flags.databaseReplicaUrl ??
+    fromEnv("SPECTA_DATABASE_REPLICA_URLS")
+      ?.split(",")
+      .map((u) => u.trim())
+      .filter((u) => u !== "") ??
+    stringList(file?.databaseReplicaUrls, "databaseReplicaUrls");
+  for (const url of databaseReplicaUrls) {
+    if (!/^postgres(ql)?:\/\//.test(url)) throw new ConfigError("a database replica URL must start with postgres:// or postgresql://");
+  }
+  if (databaseReplicaUrls.length > 0 && databaseUrl === undefined) {
+    throw new ConfigError("read replicas (--database-replica-url) need the primary's --database-url: the embedded PostgreSQL has no replicas");
+  }
+  const replicaMaxLagMs = durationSetting(
+    fromEnv("SPECTA_REPLICA_MAX_LAG") ?? optionalString(file?.replicaMaxLag, "replicaMaxLag") ?? "10s",
+    "replicaMaxLag",
+  );
   const retentionSection = (file?.retention ?? {}) as Record<string, unknown>;
   // rollups5m and rollups1h were named minuteRollups and hourRollups before the store kept 5-minute rollups; both names are read.
   const retention: RetentionConfig = {
@@ -230,6 +252,8 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   return {
     environment: environment as Environment,
     ...(databaseUrl ? { databaseUrl } : {}),
+    databaseReplicaUrls,
+    replicaMaxLagMs,
     retention,
     maxSeriesPerMetric,
     maxSeriesPerAgent,
@@ -282,6 +306,12 @@ function readConfigFile(path: string, required: boolean): FileConfig | undefined
 function expectString(value: unknown, where: string): string {
   if (typeof value !== "string") throw new ConfigError(`${where} must be a string`);
   return value;
+}
+
+function stringList(value: unknown, where: string): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError(`${where} must be a list of strings`);
+  return value.map((v, i) => expectString(v, `${where}[${i}]`));
 }
 
 function optionalString(value: unknown, where: string): string | undefined {

@@ -21,7 +21,9 @@ import type { EmbeddedPostgresError, SupervisionOptions } from "../storage/embed
 import { ensureLocalAdminToken } from "../tokens/local-admin.js";
 import { TokenStore } from "../tokens/tokens.js";
 import { versionInfo } from "../shared/version.js";
-import { openTsdb } from "../tsdb/index.js";
+import { openTsdb, type TsdbReads } from "../tsdb/index.js";
+import { replicaCheck, Replicas } from "../storage/replicas.js";
+import { replicaReads } from "./replica-reads.js";
 import { Engine, type Handler } from "../worker/engine.js";
 import { leadership } from "../worker/leader.js";
 import { FrontDoor } from "./front-door.js";
@@ -99,15 +101,22 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
 
   const tokens = new TokenStore(storage.db);
   await ensureLocalAdminToken(tokens, config.dataDir);
-  const tsdb = await openTsdb(storage.pool, {
+  const storeOptions = {
     limits: { perMetric: config.maxSeriesPerMetric, perAgent: config.maxSeriesPerAgent },
     retention: { rawMs: config.retention.samplesMs, rollups5mMs: config.retention.rollups5mMs, rollups1hMs: config.retention.rollups1hMs },
-    log,
-  }).catch(async (err: unknown) => {
+  };
+  const tsdb = await openTsdb(storage.pool, { ...storeOptions, log }).catch(async (err: unknown) => {
     await storage.close();
     releaseDataDir();
     throw err;
   });
+  const replicas =
+    config.databaseReplicaUrls.length > 0
+      ? new Replicas(config.databaseReplicaUrls, storage.pool, config.replicaMaxLagMs, log.child({ component: "replicas" }))
+      : undefined;
+  // Checked once before serving, so that the first queries may use them.
+  await replicas?.check();
+  const reads: TsdbReads = replicas ? replicaReads(tsdb, replicas, storeOptions, registry) : tsdb;
   const instrumentStore = new InstrumentStore(tsdb, instruments);
   const liveness = new AgentLiveness();
   const enrollToken = ensureEnrollToken(config.dataDir, config.enrollToken);
@@ -131,7 +140,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       instruments,
       instrumentStore,
       push: pushDeps,
-      tsdb,
+      tsdb: reads,
       readiness,
       shutdown: shutdown.signal,
       agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness, log: log.child({ component: "fleet" }) },
@@ -143,7 +152,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     contextValues: (req) => frontDoor.contextValues(req),
     fallback: prometheusApi(
       {
-        tsdb,
+        tsdb: reads,
         instruments: config.instruments,
         log,
         authorize: (token) => verifyCaller(prometheusApiName, prometheusApiAccess, token, tokens),
@@ -160,6 +169,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     commandExpiry({ db: storage.db, log, intervalMs: commands.hub.tuning.expiryIntervalMs, graceMs: commands.hub.tuning.timeoutGraceMs }),
   ];
   if (config.probes.urls.length > 0) handlers.push(endpointProbe(config.probes, registry));
+  if (replicas) handlers.push(replicaCheck(replicas));
   const engine = new Engine(handlers, log, leadership(storage.db));
   engine.start();
 
@@ -171,6 +181,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const listener = await listen(ingest, config.host, config.port, config.connections, log, tls).catch(async (err: unknown) => {
     await engine.stop();
     await commands.stop();
+    await replicas?.close();
     await storage.close();
     releaseDataDir();
     throw new ConfigError(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`);
@@ -216,6 +227,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
         shutdown.abort();
         await Promise.all([listener.close(config.shutdownTimeoutMs), engine.stop()]);
         await commands.stop();
+        await replicas?.close();
         await storage.close();
         releaseDataDir();
         log.info("daemon stopped");
