@@ -253,7 +253,19 @@ describe.skipIf(missing)("three daemons on one PostgreSQL behind HAProxy", () =>
     const admin = adminTokenOf(daemons[0]!.dataDir);
     const query = (client: Client<typeof MetricsAPI>) => () =>
       client.query({ metric: "faults_points", start: timestampFromMs(t0), end: timestampFromMs(Date.now()), step: { seconds: 3600n } });
-    const grpcQueries = new CallLoop(query(createClient(MetricsAPI, createGrpcTransport({ baseUrl: lbUrl, interceptors: [bearer(admin)] }))), 100);
+    // A stream the server refused unprocessed (REFUSED_STREAM) may be sent again (RFC 9113, 8.7), as
+    // HTTP/2 clients do; the daemon's two-step GOAWAY makes it rare, connect-node does not retry it.
+    let refusedStreams = 0;
+    const grpcQuery = query(createClient(MetricsAPI, createGrpcTransport({ baseUrl: lbUrl, interceptors: [bearer(admin)] })));
+    const grpcQueries = new CallLoop(
+      () =>
+        grpcQuery().catch((err: unknown) => {
+          if (!String(err).includes("REFUSED_STREAM")) throw err;
+          refusedStreams++;
+          return grpcQuery();
+        }),
+      100,
+    );
     const http1Queries = new CallLoop(
       query(createClient(MetricsAPI, createConnectTransport({ baseUrl: lbUrl, httpVersion: "1.1", interceptors: [bearer(admin)] }))),
       100,
@@ -357,6 +369,7 @@ describe.skipIf(missing)("three daemons on one PostgreSQL behind HAProxy", () =>
         pushesRetried: counting.reduce((n, a) => n + a.sender.failedPushes, 0),
         queries: grpcQueries.calls + http1Queries.calls,
         queriesFailedAtTheKill: grpcQueries.failures.length + http1Queries.failures.length,
+        refusedStreamsSentAgain: refusedStreams,
         commandsBackAfterKillMs: commandsBackMs,
         drainedDaemonOutOfBalancerMs: outOfBalancerMs,
       }),
