@@ -1,6 +1,9 @@
 # syntax=docker/dockerfile:1
 # Specta daemon: Connect, gRPC and gRPC-Web on port 7777, with an embedded PostgreSQL in
 # /var/lib/specta (mount a volume there), or any PostgreSQL through SPECTA_DATABASE_URL.
+# It writes nothing outside that volume, so the root filesystem may be read-only:
+#   docker run --read-only -v specta:/var/lib/specta -p 7777:7777 specta
+# test/deploy-files.test.ts runs this image's start command the same way (non-root, read-only root).
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
@@ -20,8 +23,9 @@ ENV NODE_ENV=production \
     SPECTA_DATA_DIR=/var/lib/specta \
     SPECTA_ADDR=0.0.0.0:7777
 # PostgreSQL refuses to run as root; so does Specta's image.
-RUN groupadd --system specta \
- && useradd --system --gid specta --home-dir /var/lib/specta --shell /usr/sbin/nologin specta \
+# A fixed uid and gid (999), for Kubernetes' runAsUser (deploy/kubernetes/specta.yaml).
+RUN groupadd --system --gid 999 specta \
+ && useradd --system --uid 999 --gid specta --home-dir /var/lib/specta --shell /usr/sbin/nologin specta \
  && install -d -o specta -g specta -m 0700 /var/lib/specta
 WORKDIR /app
 COPY --from=build /src/package.json ./

@@ -24,6 +24,12 @@ export function daemonCommand(program: Command): void {
       "--database-url <url>",
       "postgres:// URL of the PostgreSQL to use (env SPECTA_DATABASE_URL; default: an embedded PostgreSQL in the data directory)",
     )
+    .option(
+      "--database-replica-url <url>",
+      "postgres:// URL of a streaming replica of --database-url that queries read from (repeatable; env SPECTA_DATABASE_REPLICA_URLS, comma-separated)",
+      collect,
+      undefined,
+    )
     .option("--retention <duration>", "how long raw samples are kept, e.g. 30d (env SPECTA_RETENTION)")
     .option("--config <file>", "JSON configuration file (env SPECTA_CONFIG, default <data-dir>/specta.json)")
     .option("--environment <name>", "development, testing, staging or production (env SPECTA_ENVIRONMENT)")

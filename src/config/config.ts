@@ -99,6 +99,10 @@ export interface DaemonConfig {
   environment: Environment;
   /** postgres:// URL; undefined: the embedded PostgreSQL in `<dataDir>/postgres`. */
   databaseUrl?: string;
+  /** Streaming replicas of that PostgreSQL (postgres:// URLs) that read-only work goes to. */
+  databaseReplicaUrls: string[];
+  /** A replica further behind the primary than this is skipped until it has caught up. */
+  replicaMaxLagMs: number;
   retention: RetentionConfig;
   /** New series of a metric beyond this many are refused. */
   maxSeriesPerMetric: number;
@@ -116,6 +120,11 @@ export interface DaemonConfig {
   probes: ProbeConfig;
   /** How long a shutdown waits for in-flight calls before closing connections. */
   shutdownTimeoutMs: number;
+  /**
+   * How long a shutdown keeps serving, with /health/ready answering 503, before it starts closing:
+   * long enough for a load balancer's or Kubernetes' readiness checks to stop sending new calls.
+   */
+  shutdownDrainMs: number;
   connections: ConnectionsConfig;
   rateLimits: RateLimitsConfig;
   /** The agents' enrolment token (SPECTA_ENROLL_TOKEN / enrollToken); undefined: generated in `<dataDir>/enroll.token`. */
@@ -136,6 +145,7 @@ export interface DaemonFlags {
   logLevel?: string;
   probe?: string[];
   databaseUrl?: string;
+  databaseReplicaUrl?: string[];
   retention?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -216,6 +226,23 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError("the database URL must start with postgres:// or postgresql:// (for example postgres://user:password@host:5432/specta)");
   }
+  const databaseReplicaUrls =
+    flags.databaseReplicaUrl ??
+    fromEnv("SPECTA_DATABASE_REPLICA_URLS")
+      ?.split(",")
+      .map((u) => u.trim())
+      .filter((u) => u !== "") ??
+    stringList(file?.databaseReplicaUrls, "databaseReplicaUrls");
+  for (const url of databaseReplicaUrls) {
+    if (!/^postgres(ql)?:\/\//.test(url)) throw new ConfigError("a database replica URL must start with postgres:// or postgresql://");
+  }
+  if (databaseReplicaUrls.length > 0 && databaseUrl === undefined) {
+    throw new ConfigError("read replicas (--database-replica-url) need the primary's --database-url: the embedded PostgreSQL has no replicas");
+  }
+  const replicaMaxLagMs = durationSetting(
+    fromEnv("SPECTA_REPLICA_MAX_LAG") ?? optionalString(file?.replicaMaxLag, "replicaMaxLag") ?? "10s",
+    "replicaMaxLag",
+  );
   const retentionSection = (file?.retention ?? {}) as Record<string, unknown>;
   // rollups5m and rollups1h were named minuteRollups and hourRollups before the store kept 5-minute rollups; both names are read.
   const retention: RetentionConfig = {
@@ -247,6 +274,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   }
 
   const shutdown = fromEnv("SPECTA_SHUTDOWN_TIMEOUT") ?? optionalString(file?.shutdownTimeout, "shutdownTimeout") ?? "10s";
+  const drain = fromEnv("SPECTA_SHUTDOWN_DRAIN") ?? optionalString(file?.shutdownDrain, "shutdownDrain") ?? "0s";
   const connections = parseConnections(file?.connections, fromEnv);
   const rateLimits = parseRateLimits(file?.rateLimits, fromEnv);
   const audit = parseAudit(flags, fromEnv, file?.audit);
@@ -255,6 +283,8 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   return {
     environment: environment as Environment,
     ...(databaseUrl ? { databaseUrl } : {}),
+    databaseReplicaUrls,
+    replicaMaxLagMs,
     retention,
     maxSeriesPerMetric,
     maxSeriesPerAgent,
@@ -267,6 +297,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
     instruments,
     probes,
     shutdownTimeoutMs: durationSetting(shutdown, "shutdownTimeout"),
+    shutdownDrainMs: durationSetting(drain, "shutdownDrain"),
     connections,
     rateLimits,
     ...(enrollToken ? { enrollToken } : {}),
@@ -308,6 +339,12 @@ function readConfigFile(path: string, required: boolean): FileConfig | undefined
 function expectString(value: unknown, where: string): string {
   if (typeof value !== "string") throw new ConfigError(`${where} must be a string`);
   return value;
+}
+
+function stringList(value: unknown, where: string): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError(`${where} must be a list of strings`);
+  return value.map((v, i) => expectString(v, `${where}[${i}]`));
 }
 
 function optionalString(value: unknown, where: string): string | undefined {

@@ -1,10 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import { ListResponseSchema, MetricInfoSchema, type ListRequest, type ListResponse } from "../../gen/metrics/metrics_pb.js";
 import type { InstrumentDeclaration } from "../config/config.js";
-import { SeriesKind, type Tsdb } from "../tsdb/index.js";
+import { SeriesKind, type TsdbReads } from "../tsdb/index.js";
 
 export interface ListDeps {
-  tsdb: Tsdb;
+  tsdb: TsdbReads;
   /** The declaration of an application instrument, for its help text (agents' metrics have none). */
   declaration(name: string): InstrumentDeclaration | undefined;
 }

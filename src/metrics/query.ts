@@ -28,7 +28,7 @@ import {
   type MatchOperator as StoreOperator,
   type SelectedSeries,
   type StepAggregate,
-  type Tsdb,
+  type TsdbReads,
 } from "../tsdb/index.js";
 
 /** Limits of one Query call, as documented on metrics.QueryRequest. */
@@ -45,7 +45,7 @@ export const queryLimits = {
 };
 
 export interface QueryDeps {
-  tsdb: Tsdb;
+  tsdb: TsdbReads;
   /** The clock; tests may fix it. */
   now?: () => number;
 }

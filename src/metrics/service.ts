@@ -4,7 +4,7 @@ import type { InstrumentKind } from "../config/config.js";
 import { API as MetricsAPI, ResultSchema, type Action, type Result } from "../../gen/metrics/metrics_pb.js";
 import { audited } from "../audit/declare.js";
 import { callerOf, rules } from "../tokens/access.js";
-import type { Tsdb } from "../tsdb/index.js";
+import type { TsdbReads } from "../tsdb/index.js";
 import { InstrumentSeriesRefused, type InstrumentStore } from "./instrument-store.js";
 import type { Instruments, Refused } from "./instruments.js";
 import { list } from "./list.js";
@@ -38,8 +38,8 @@ export interface MetricsDeps {
   instruments: Instruments;
   instrumentStore: InstrumentStore;
   push: PushDeps;
-  /** The store Query and List read. */
-  tsdb: Tsdb;
+  /** The store Query and List read (through a read replica when the daemon has usable ones). */
+  tsdb: TsdbReads;
 }
 
 export function metricsService({ instruments, instrumentStore, push: pushDeps, tsdb }: MetricsDeps): ServiceImpl<typeof MetricsAPI> {

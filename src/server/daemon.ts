@@ -26,7 +26,9 @@ import type { EmbeddedPostgresError, SupervisionOptions } from "../storage/embed
 import { ensureLocalAdminToken } from "../tokens/local-admin.js";
 import { TokenStore } from "../tokens/tokens.js";
 import { versionInfo } from "../shared/version.js";
-import { openTsdb } from "../tsdb/index.js";
+import { openTsdb, type TsdbReads } from "../tsdb/index.js";
+import { replicaCheck, Replicas } from "../storage/replicas.js";
+import { replicaReads } from "./replica-reads.js";
 import { Engine, type Handler } from "../worker/engine.js";
 import { leadership } from "../worker/leader.js";
 import { FrontDoor } from "./front-door.js";
@@ -118,15 +120,22 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
 
   const tokens = new TokenStore(storage.db);
   const adminToken = await ensureLocalAdminToken(tokens, config.dataDir);
-  const tsdb = await openTsdb(storage.pool, {
+  const storeOptions = {
     limits: { perMetric: config.maxSeriesPerMetric, perAgent: config.maxSeriesPerAgent },
     retention: { rawMs: config.retention.samplesMs, rollups5mMs: config.retention.rollups5mMs, rollups1hMs: config.retention.rollups1hMs },
-    log,
-  }).catch(async (err: unknown) => {
+  };
+  const tsdb = await openTsdb(storage.pool, { ...storeOptions, log }).catch(async (err: unknown) => {
     await storage.close();
     releaseDataDir();
     throw err;
   });
+  const replicas =
+    config.databaseReplicaUrls.length > 0
+      ? new Replicas(config.databaseReplicaUrls, storage.pool, config.replicaMaxLagMs, log.child({ component: "replicas" }))
+      : undefined;
+  // Checked once before serving, so that the first queries may use them.
+  await replicas?.check();
+  const reads: TsdbReads = replicas ? replicaReads(tsdb, replicas, storeOptions, registry) : tsdb;
   const instrumentStore = new InstrumentStore(tsdb, instruments);
   // /metrics shows the instruments as the store keeps them, not from zero after each restart.
   await instrumentStore.restore(storage.db, config.retention.samplesMs).then(
@@ -164,7 +173,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       instruments,
       instrumentStore,
       push: pushDeps,
-      tsdb,
+      tsdb: reads,
       readiness,
       shutdown: shutdown.signal,
       agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness, log: log.child({ component: "fleet" }) },
@@ -180,7 +189,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     contextValues: (req) => frontDoor.contextValues(req).set(clientAddressKey, req.socket.remoteAddress),
     fallback: prometheusApi(
       {
-        tsdb,
+        tsdb: reads,
         instruments: config.instruments,
         log,
         authorize: (token) => verifyCaller(prometheusApiName, prometheusApiAccess, token, tokens),
@@ -202,6 +211,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   ];
   if (archive) handlers.push(archive.retention());
   if (config.probes.urls.length > 0) handlers.push(endpointProbe(config.probes, registry));
+  if (replicas) handlers.push(replicaCheck(replicas));
   const engine = new Engine(handlers, log, leadership(storage.db));
   engine.start();
 
@@ -221,6 +231,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     await commands.stop();
     await archive?.stop();
     await trail.stop(0);
+    await replicas?.close();
     await storage.close();
     releaseDataDir();
     throw new ConfigError(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`);
@@ -237,6 +248,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       adminTokenFile: adminToken.file,
       dataDir: config.dataDir,
       database: storage.location,
+      // The id agent_streams names a stream's daemon by.
+      daemonId: commands.hub.daemonId,
       version: versionInfo.ver,
       ...(tls ? { certificate: { subject: tls.subject, validTo: tls.validTo } } : {}),
     },
@@ -263,14 +276,21 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     },
     stop() {
       stopping ??= (async () => {
-        log.info({ timeoutMs: config.shutdownTimeoutMs }, "daemon stopping");
         readiness.markStopping();
+        listener.drain();
+        if (config.shutdownDrainMs > 0) {
+          // Not ready, still serving: balancers see /health/ready fail and stop sending before the port closes.
+          log.info({ drainMs: config.shutdownDrainMs }, "daemon draining: /health/ready answers 503, calls are still served");
+          await new Promise((resolve) => setTimeout(resolve, config.shutdownDrainMs));
+        }
+        log.info({ timeoutMs: config.shutdownTimeoutMs }, "daemon stopping");
         shutdown.abort();
         await Promise.all([listener.close(config.shutdownTimeoutMs), engine.stop()]);
         await commands.stop();
         // After the last call: what it archived and audited is written before the database closes.
         await archive?.stop();
         await trail.stop(config.shutdownTimeoutMs);
+        await replicas?.close();
         await storage.close();
         releaseDataDir();
         log.info("daemon stopped");

@@ -19,6 +19,12 @@ export interface Listener {
   port: number;
   /** Serves new TLS connections with `certificate`; connections already open keep theirs. */
   setCertificate(certificate: TlsCertificate): void;
+  /**
+   * Before close(), while a load balancer takes the daemon out: HTTP/1.1 answers say
+   * `connection: close`, so that keep-alive clients open their next connection (through the
+   * balancer, to another daemon) instead of racing the close of an idle one.
+   */
+  drain(): void;
   /** Stops accepting, waits up to `timeoutMs` for in-flight requests, then closes every connection. */
   close(timeoutMs: number): Promise<void>;
 }
@@ -78,8 +84,10 @@ export async function listen(
 ): Promise<Listener> {
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  let draining = false;
   const tracked: NodeHandler = (req, res) => {
     inFlight++;
+    if (draining && !("stream" in req)) res.setHeader("connection", "close");
     const untilReceived = "stream" in req ? http2RequestDeadline(req, limits.requestTimeoutMs) : undefined;
     stopReadingAfterAnswer(req, res);
     res.once("close", () => {
@@ -221,11 +229,17 @@ export async function listen(
     setCertificate(certificate) {
       tlsServer?.setSecureContext({ cert: certificate.cert, key: certificate.key });
     },
+    drain() {
+      draining = true;
+      // New calls of HTTP/2 clients go to a new connection (through a balancer, to another daemon); open streams go on.
+      for (const session of sessions.keys()) if (!session.destroyed) session.goaway(http2.NGHTTP2_NO_ERROR, maxStreamId);
+    },
     async close(timeoutMs) {
       const closed = new Promise<void>((resolve) => net.close(() => resolve()));
       clearInterval(sessionCheck);
       // GOAWAY lets running HTTP/2 streams finish but starts no new ones.
       // (A session destroyed a moment ago is still listed until its "close".)
+      await Promise.all([...sessions.keys()].filter((session) => !session.destroyed).map(shutdownNotice));
       for (const session of sessions.keys()) if (!session.destroyed) session.goaway();
       http1.closeIdleConnections();
       if (inFlight > 0)
@@ -250,6 +264,31 @@ export async function listen(
       await closed;
     },
   };
+}
+
+/** The largest HTTP/2 stream id: a GOAWAY naming it refuses no stream (RFC 9113, 6.8). */
+const maxStreamId = 2 ** 31 - 1;
+
+/**
+ * The first of two GOAWAYs (RFC 9113, 6.8): one naming the largest stream id, then a PING. The
+ * peer opens no stream after reading the GOAWAY, and answers the PING after it: once the answer is
+ * in, every stream it opened before has arrived, so the final GOAWAY refuses none. A single
+ * GOAWAY would refuse streams already on their way (REFUSED_STREAM), which clients report as errors.
+ */
+function shutdownNotice(session: Http2Session): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 1_000);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    try {
+      session.goaway(http2.NGHTTP2_NO_ERROR, maxStreamId);
+      if (!session.ping(done)) done();
+    } catch {
+      done(); // closed meanwhile: nothing to announce
+    }
+  });
 }
 
 /** How often deadlines are checked: often enough for short test settings, at most every second. */

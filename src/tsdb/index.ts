@@ -75,6 +75,20 @@ export interface Tsdb {
 /** Advisory lock keys of the store's single-leader jobs (0x5ec7a001: partition DDL; 0x5ec7a005: the legacy import). */
 const leaderLocks = { retention: 0x5e_c7_a0_02, compaction: 0x5e_c7_a0_03 } as const;
 
+/** What read-only work needs of the store: series selection and listing, and points. */
+export type TsdbReads = Pick<Tsdb, "series" | "readPoints" | "readSamples">;
+
+/** The store's read path on another pool of the same data (a streaming replica): nothing is written through it. */
+export function openTsdbReads(pool: pg.Pool, options: Pick<TsdbOptions, "limits" | "retention">): TsdbReads {
+  const db = new Kysely<TsdbDatabase>({ dialect: new PostgresDialect({ pool }) });
+  const reader = new Reader(db, options.retention);
+  return {
+    series: new SeriesIndex(db, options.limits),
+    readPoints: (q, nowMs) => reader.readPoints(q, nowMs),
+    readSamples: (ids, from, to) => reader.readSamples(ids, from, to),
+  };
+}
+
 /**
  * Opens the store on a migrated database, through the storage's pool (which the store never
  * ends); moves the row-per-sample store's data into chunks first if it is there.

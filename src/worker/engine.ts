@@ -42,13 +42,23 @@ export class Engine {
     await Promise.all(this.loops);
   }
 
+  /** A leader-only turn, timed inside the lock: the runs of one handler logged by all daemons never overlap. */
+  private async lead(handler: Handler, signal: AbortSignal, log: Logger): Promise<void> {
+    const startedAt = Date.now();
+    try {
+      await handler.ensure(signal);
+    } finally {
+      log.debug({ startedAt, endedAt: Date.now() }, "ran as leader");
+    }
+  }
+
   private async run(handler: Handler): Promise<void> {
     const { signal } = this.controller;
     const log = this.log.child({ handler: handler.name });
     while (!signal.aborted) {
       try {
         if (handler.leaderLock === undefined) await handler.ensure(signal);
-        else if (!(await this.leadership!(handler.leaderLock, () => handler.ensure(signal)))) log.debug("another daemon runs this; skipped");
+        else if (!(await this.leadership!(handler.leaderLock, () => this.lead(handler, signal, log)))) log.debug("another daemon runs this; skipped");
       } catch (err) {
         if (signal.aborted) break;
         log.error({ err }, "handler failed; retrying after its cooler");

@@ -244,7 +244,7 @@ export async function runFaultScenario(
  * Counts each agent's points with Query (COUNT and SUM over [t0, t0 + ticks), one step per hour):
  * series s of an agent after n ticks must hold n points whose values sum to n(n-1)/2.
  */
-async function countStored(
+export async function countStored(
   url: string,
   token: string,
   agents: CountingAgent[],
@@ -285,7 +285,7 @@ async function progress(acknowledged: () => number[], ms: number, timeoutMs: num
   await until(() => acknowledged().every((n, a) => n > before[a]!), timeoutMs, "every agent to make progress");
 }
 
-async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const end = performance.now() + timeoutMs;
   while (!(await check())) {
     if (performance.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
