@@ -12,7 +12,7 @@ import { seriesKey } from "../shared/series-key.js";
 import { readSigningKey, SigningKeyError } from "../shared/signing.js";
 import { TrustError, trustForServer, untrustedCertificate } from "../shared/trust.js";
 import { versionInfo } from "../shared/version.js";
-import type { Collector, Measurement } from "./collectors/collector.js";
+import { UnsupportedError, type Collector, type Measurement } from "./collectors/collector.js";
 import { defaultCollectors } from "./collectors/defaults.js";
 import { hostInventory, machineId } from "./collectors/inventory.js";
 import { runCommandLoop } from "./commands.js";
@@ -207,7 +207,14 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   return { agentId: () => stored?.agentId, stopped, stop };
 }
 
-/** Runs one collector every interval; a failure is logged once (and again only after a success). */
+/** How often a collector whose hardware or tool this host lacks is asked again (a disk, a GPU, Docker may come later). */
+export const unsupportedRetryMs = 10 * 60_000;
+
+/**
+ * Runs one collector every interval; a failure is logged once (and again only after a success).
+ * A collector the host cannot support is logged once at info level and asked again only every
+ * unsupportedRetryMs, so that a missing tool is not looked for every few seconds.
+ */
 async function runCollector(
   collector: Collector,
   signal: AbortSignal,
@@ -217,16 +224,23 @@ async function runCollector(
   let failing = false;
   while (!signal.aborted) {
     const started = Date.now();
+    let waitMs = collector.intervalMs;
     try {
       deliver(await collector.collect(signal), started);
       if (failing) log.info({ collector: collector.name }, "collector works again");
       failing = false;
     } catch (err) {
       if (signal.aborted) break;
-      if (!failing) log.warn({ collector: collector.name, reason: (err as Error).message }, "collector failed; the others go on");
+      const unsupported = err instanceof UnsupportedError;
+      if (unsupported) waitMs = Math.max(waitMs, unsupportedRetryMs);
+      if (!failing) {
+        if (unsupported)
+          log.info({ collector: collector.name, reason: err.message }, "collector not supported on this host; asked again every 10 minutes");
+        else log.warn({ collector: collector.name, reason: (err as Error).message }, "collector failed; the others go on");
+      }
       failing = true;
     }
-    await sleep(Math.max(0, collector.intervalMs - (Date.now() - started)), undefined, { signal }).catch(() => undefined);
+    await sleep(Math.max(0, waitMs - (Date.now() - started)), undefined, { signal }).catch(() => undefined);
   }
 }
 

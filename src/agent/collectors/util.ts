@@ -1,8 +1,10 @@
 /**
- * Small helpers shared by the collectors: reading /proc and /sys files cheaply, and bounded
- * concurrency.
+ * Small helpers shared by the collectors: reading /proc and /sys files cheaply, running a
+ * foreign tool, and bounded concurrency.
  */
+import { execFile } from "node:child_process";
 import { close, open, read, readdir } from "node:fs";
+import { UnsupportedError } from "./collector.js";
 
 /**
  * Clock ticks per second of the times in /proc/stat and /proc/[pid]/stat (USER_HZ). It is 100 on
@@ -109,4 +111,59 @@ export function toNumber(text: string | undefined): number | undefined {
   if (text === undefined || text === "") return undefined;
   const value = Number(text);
   return Number.isFinite(value) ? value : undefined;
+}
+
+export interface ToolOptions {
+  /** Killed (SIGTERM) after this long; default 20 s. */
+  timeoutMs?: number;
+  /** Largest stdout (or stderr) kept; more fails the run. Default 4 MiB. */
+  maxBytes?: number;
+  /** Exit codes that still mean "here is the output" (smartctl's status bits). */
+  okExitCodes?: readonly number[];
+  env?: Record<string, string>;
+}
+
+/**
+ * Runs a foreign tool (execFile: no shell, arguments never parsed), with a timeout and a cap on
+ * its output, in the C locale. A missing program is an UnsupportedError (the host lacks the
+ * tool); a failure names the program and its stderr.
+ */
+export function runTool(file: string, args: readonly string[], signal: AbortSignal, options: ToolOptions = {}): Promise<string> {
+  const { timeoutMs = 20_000, maxBytes = 4 * 2 ** 20, okExitCodes = [] } = options;
+  return new Promise((resolve, reject) => {
+    execFile(
+      file,
+      args,
+      { signal, timeout: timeoutMs, maxBuffer: maxBytes, env: { ...process.env, LC_ALL: "C", ...options.env }, windowsHide: true },
+      (error, stdout, stderr) => {
+        if (!error) {
+          resolve(stdout);
+          return;
+        }
+        const code = (error as { code?: unknown }).code;
+        if (typeof code === "number" && okExitCodes.includes(code)) resolve(stdout);
+        else if (errorCode(error) === "ENOENT") reject(new UnsupportedError(`${file} not found`, { cause: error }));
+        else if (signal.aborted) reject(signal.reason);
+        else
+          reject(new Error(`${file} ${args[0] ?? ""} failed: ${(stderr.trim() || stdout.trim()).slice(0, 500) || error.message}`, { cause: error }));
+      },
+    );
+  });
+}
+
+/** Narrowing of parsed JSON (a tool's or an API's answer): a plain object, or undefined. */
+export function jsonRecord(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+export function jsonArray(value: unknown): unknown[] | undefined {
+  return Array.isArray(value) ? value : undefined;
+}
+
+export function jsonNumber(value: unknown): number | undefined {
+  return typeof value === "number" && Number.isFinite(value) ? value : undefined;
+}
+
+export function jsonString(value: unknown): string | undefined {
+  return typeof value === "string" ? value : undefined;
 }
