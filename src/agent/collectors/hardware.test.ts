@@ -367,10 +367,12 @@ describe("agent (its own runtime)", () => {
     const collector = runtimeCollector();
     expect(collector).toMatchObject({ name: "agent", intervalMs: 10_000 });
     await run(collector);
-    // Work for the event loop and the collector: a delay to measure, garbage to collect.
-    const end = Date.now() + 250;
+    // Work for the event loop and the collector: a delay to measure (the loop is sampled once a
+    // second, the first sample only starts the clock), garbage to collect.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const end = Date.now() + 400;
     while (Date.now() < end) JSON.stringify(Array.from({ length: 1000 }, (_, i) => ({ i })));
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
     const measurements = await run(collector);
     expectWellFormed(measurements);
     expect(measured(measurements, "specta_agent_resident_memory_bytes")).toBeGreaterThan(10 * 2 ** 20);

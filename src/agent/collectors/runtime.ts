@@ -6,7 +6,8 @@
  *   `specta_agent_external_memory_bytes` (buffers and other memory outside V8's heap);
  * - `specta_agent_cpu_seconds_total{mode}` (user, system);
  * - `specta_agent_event_loop_delay_seconds{quantile}` (0.5, 0.99 and 1, the largest) since the
- *   last run, sampled every 100 ms (a finer sampling would cost the agent more than it measures);
+ *   last run, sampled once a second: each sample wakes the process, and at 100 ms the samples
+ *   cost the agent more CPU (about 0.5 ms per second, npm run bench:agent) than its collectors;
  * - `specta_agent_gc_runs_total{kind}`, `specta_agent_gc_seconds_total{kind}` (minor, major,
  *   incremental, weakcb).
  *
@@ -26,7 +27,7 @@ export function runtimeCollector(): Collector {
   // Started at the first run and kept for the life of the process (the agent's).
   let started: { delay: ReturnType<typeof monitorEventLoopDelay>; gcRuns: Map<number, number>; gcSeconds: Map<number, number> } | undefined;
   const start = () => {
-    const delay = monitorEventLoopDelay({ resolution: 100 });
+    const delay = monitorEventLoopDelay({ resolution: 1000 });
     delay.enable();
     const gcRuns = new Map<number, number>(GC_KINDS.map(([kind]) => [kind, 0]));
     const gcSeconds = new Map<number, number>(GC_KINDS.map(([kind]) => [kind, 0]));
@@ -57,7 +58,7 @@ export function runtimeCollector(): Collector {
         { metric: "specta_agent_cpu_seconds_total", labels: { mode: "user" }, kind: "counter", value: cpu.user / 1e6 },
         { metric: "specta_agent_cpu_seconds_total", labels: { mode: "system" }, kind: "counter", value: cpu.system / 1e6 },
       ];
-      // No sample yet (the first run comes before the first 100 ms): nothing to say.
+      // No sample yet (the first run comes before the first second): nothing to say.
       if (delay.count > 0) {
         for (const [quantile, ns] of [
           ["0.5", delay.percentile(50)],
