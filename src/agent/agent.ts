@@ -1,11 +1,11 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { setMaxListeners } from "node:events";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
+import { API as AgentAPI, type RegisterRequestSchema } from "../../gen/agent/agent_pb.js";
 import { Kind, PushRequestSchema, SeriesSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../shared/log.js";
 import { seriesKey } from "../shared/series-key.js";
@@ -15,6 +15,7 @@ import { versionInfo } from "../shared/version.js";
 import { UnsupportedError, type Collector, type Measurement } from "./collectors/collector.js";
 import { defaultCollectors } from "./collectors/defaults.js";
 import { hostInventory, machineId } from "./collectors/inventory.js";
+import { installedPackages } from "./collectors/packages.js";
 import { runCommandLoop } from "./commands.js";
 import { backoffMs, daemonTransport, retryBackoff, Sender, type CallSecurity, type Protocol } from "./sender.js";
 import { Spool, type SpoolLimits } from "./spool.js";
@@ -39,6 +40,8 @@ export interface AgentOptions {
   /** A batch is closed early when it holds this many points. */
   maxBatchPoints?: number;
   spool?: SpoolLimits;
+  /** How often the installed packages are read and sent again (default: daily). */
+  packagesIntervalMs?: number;
   /** Diagnostics this agent runs on request (e.g. "ping", "connect"); empty or unset: all. */
   allow?: string[];
   log: Logger;
@@ -97,11 +100,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const transport = daemonTransport(options.server, options.protocol, () => stored?.credential, security(options));
   const inventory = await hostInventory();
   const hostname = options.hostname ?? inventory.hostname;
-  const registration = {
+  const registration: Omit<MessageInitShape<typeof RegisterRequestSchema>, "enrollToken" | "$typeName"> = {
     host: { ...inventory, hostname, memoryBytes: BigInt(Math.round(inventory.memoryBytes)), bootTime: timestampFromDate(inventory.bootTime) },
     labels: options.labels,
     agentVersion: versionInfo.ver,
     machineId: await machineId(),
+    ...(await readPackages(log)),
   };
   const controller = new AbortController();
   const { signal } = controller;
@@ -179,6 +183,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     ),
   ];
   const flushTimer = setInterval(closeBatch, options.flushIntervalMs ?? 10_000);
+  // The installed packages, nightly: registering again with them updates the daemon's inventory.
+  const packagesTimer = setInterval(() => {
+    void (async () => {
+      const packages = await readPackages(log);
+      if (!packages.packages || signal.aborted) return;
+      registration.packages = packages.packages;
+      await register(() => undefined);
+    })().catch((err: unknown) => log.warn({ err: (err as Error).message }, "updating the installed packages failed; trying again tomorrow"));
+  }, options.packagesIntervalMs ?? packagesIntervalMs);
   // The first samples go out at once, so that a new host shows up within a second.
   const firstFlush = setTimeout(closeBatch, 1_000);
   log.info({ server: options.server, protocol: options.protocol, hostname, agentId: stored?.agentId }, "agent running");
@@ -187,6 +200,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const stop = () =>
     (stopping ??= (async () => {
       clearInterval(flushTimer);
+      clearInterval(packagesTimer);
       clearTimeout(firstFlush);
       controller.abort();
       await Promise.all(loops);
@@ -241,6 +255,20 @@ async function runCollector(
       failing = true;
     }
     await sleep(Math.max(0, waitMs - (Date.now() - started)), undefined, { signal }).catch(() => undefined);
+  }
+}
+
+/** The installed packages are read at start and then daily. */
+export const packagesIntervalMs = 24 * 60 * 60_000;
+
+/** The installed packages for Register (nothing when the host has no package manager the agent knows, or it failed: the daemon keeps its list). */
+async function readPackages(log: Logger): Promise<Pick<MessageInitShape<typeof RegisterRequestSchema>, "packages">> {
+  try {
+    const found = await installedPackages(AbortSignal.timeout(120_000));
+    return found ? { packages: { manager: found.manager, packages: found.packages, collected: timestampFromDate(new Date()) } } : {};
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, "cannot read the installed packages");
+    return {};
   }
 }
 

@@ -21,6 +21,16 @@ export interface AgentsTable {
   deregistered: ColumnType<Date | null, never, Date>;
   /** The machine's identity (an app-specific hash of its machine id), unique among active agents; null if it sent none. */
   machine_id: string | null;
+  /** The host's installed packages as last reported (agent.API Packages); null until reported. Written as JSON text. */
+  packages: ColumnType<StoredPackages | null, string | undefined, string>;
+}
+
+/** The packages column: agent.API's Packages message, as stored. */
+export interface StoredPackages {
+  manager: string;
+  /** ISO 8601. */
+  collected: string;
+  packages: Array<{ name: string; version: string; arch: string }>;
 }
 
 export type AgentRow = Selectable<AgentsTable>;

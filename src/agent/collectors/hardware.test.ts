@@ -1,6 +1,6 @@
 /**
  * The collectors of hardware and tools a host may lack (Wi-Fi, Raspberry Pi, NVIDIA GPUs, disk
- * health, Proxmox guests, Podman) and the agent's own runtime, on captured outputs in
+ * health, Proxmox guests, Podman), the agent's own runtime and the installed packages, on captured outputs in
  * fixtures/: each foreign tool is a small script that prints its fixture and records the
  * arguments it was called with.
  */
@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UnsupportedError, type Collector, type Measurement } from "./collector.js";
 import { containersCollector } from "./containers.js";
 import { nvidiaCollector, parseNvidiaSmi } from "./nvidia.js";
+import { installedPackages, parseApkInstalled, parseRpmQuery } from "./packages.js";
 import { guestMeasurements, proxmoxCollector } from "./proxmox.js";
 import { parseVcgencmd, raspberryPiCollector } from "./raspberrypi.js";
 import { runtimeCollector } from "./runtime.js";
@@ -381,5 +382,45 @@ describe("agent (its own runtime)", () => {
     expect(measured(measurements, "specta_agent_event_loop_delay_seconds", { quantile: "1" })).toBeGreaterThan(0.1);
     expect(measured(measurements, "specta_agent_gc_runs_total", { kind: "minor" })).toBeGreaterThan(0);
     expect(measured(measurements, "specta_agent_gc_seconds_total", { kind: "minor" })).toBeGreaterThan(0);
+  });
+});
+
+describe("installed packages (fixture dpkg-query, rpm and apk database)", () => {
+  it("reads dpkg's installed packages with one dpkg-query, sorted, leaving out removed ones", async () => {
+    const debian = await tree(join(root, "dpkg-root"), { "var/lib/dpkg/status": "" });
+    const dpkgQuery = await fakeTool("dpkg-query", "dpkg-query", `cat "$F/dpkg-query.txt"`);
+    const found = await installedPackages(AbortSignal.timeout(30_000), { root: debian, dpkgQuery: dpkgQuery.path });
+    // (sh's echo, which records the call, turns the format's \\t and \\n into tabs and newlines)
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's format syntax
+    expect((await dpkgQuery.calls())[0]).toBe("-W -f=${db:Status-Abbrev}\t${Package}\t${Version}\t${Architecture}");
+    // Captured on Debian 12: 934 lines, every one installed ("ii ").
+    expect(found?.manager).toBe("dpkg");
+    expect(found?.packages).toHaveLength(934);
+    expect(found?.packages.find((p) => p.name === "adduser")).toEqual({ name: "adduser", version: "3.134", arch: "all" });
+    const names = found!.packages.map((p) => p.name);
+    expect(names).toEqual([...names].sort());
+  });
+
+  it("reads rpm's list and apk's database", async () => {
+    expect(parseRpmQuery(await readFile(join(fixtures, "rpm-qa.txt"), "utf8"))).toEqual([
+      { name: "bash", version: "5.2.26-3.fc40", arch: "x86_64" },
+      { name: "glibc", version: "2.39-22.fc40", arch: "x86_64" },
+      { name: "firefox", version: "131.0-1.fc40", arch: "x86_64" },
+      { name: "perl-Errno", version: "1.37-508.fc40", arch: "x86_64" },
+      { name: "emacs-filesystem", version: "1:29.4-5.fc40", arch: "noarch" },
+    ]);
+    expect(parseApkInstalled(await readFile(join(fixtures, "apk-installed"), "utf8"))).toEqual([
+      { name: "musl", version: "1.2.5-r0", arch: "x86_64" },
+      { name: "busybox", version: "1.36.1-r29", arch: "x86_64" },
+    ]);
+    const alpine = await tree(join(root, "apk-root"), { "lib/apk/db/installed": { fixture: "apk-installed" } });
+    expect(await installedPackages(AbortSignal.timeout(30_000), { root: alpine })).toEqual({
+      manager: "apk",
+      packages: [
+        { name: "busybox", version: "1.36.1-r29", arch: "x86_64" },
+        { name: "musl", version: "1.2.5-r0", arch: "x86_64" },
+      ],
+    });
+    expect(await installedPackages(AbortSignal.timeout(30_000), { root: join(root, "no-manager") })).toBeUndefined();
   });
 });

@@ -5,6 +5,7 @@ import * as agents from "./2026_11_22_0003_agents.js";
 import * as commands from "./2026_11_22_0004_commands.js";
 import * as tsdb from "./2026_12_01_0001_tsdb.js";
 import * as agentIdentity from "./2026_12_01_0100_agent_identity.js";
+import * as agentPackages from "./2026_12_01_1500_agent_packages.js";
 
 /** Every migration, by name; names sort in the order they apply. Add new ones at the end. */
 export const migrations: Record<string, Migration> = {
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   "2026_11_22_0004_commands": commands,
   "2026_12_01_0001_tsdb": tsdb,
   "2026_12_01_0100_agent_identity": agentIdentity,
+  "2026_12_01_1500_agent_packages": agentPackages,
 };
