@@ -4,11 +4,16 @@ import { spawn, type ChildProcess } from "node:child_process";
 const started: ChildProcess[] = [];
 
 /**
- * Starts `node [nodeArgs] bin/specta.js ...args` (stderr shown, stdout read) and resolves with
+ * Starts `node [nodeArgs] bin/specta.js ...args` (`node`: this process's binary unless given) (stderr shown, stdout read) and resolves with
  * the process and its first stdout line matching `ready`; later output is discarded.
  */
-export function startSpecta(args: string[], ready: RegExp, nodeArgs: string[] = []): Promise<{ child: ChildProcess; line: string }> {
-  const child = spawn(process.execPath, [...nodeArgs, "bin/specta.js", ...args], { stdio: ["ignore", "pipe", "inherit"] });
+export function startSpecta(
+  args: string[],
+  ready: RegExp,
+  nodeArgs: string[] = [],
+  node = process.execPath,
+): Promise<{ child: ChildProcess; line: string }> {
+  const child = spawn(node, [...nodeArgs, "bin/specta.js", ...args], { stdio: ["ignore", "pipe", "inherit"] });
   started.push(child);
   return new Promise((resolve, reject) => {
     let out = "";

@@ -3,6 +3,7 @@
 // The agent, which runs on every monitored host, has a bundle of its own that starts lighter.
 import { existsSync } from "node:fs";
 import { setFlagsFromString } from "node:v8";
+import { agentV8Flags } from "./agent-v8-flags.js";
 
 const agent = process.argv[2] === "agent";
 const main = new URL(agent ? "../dist/agent.mjs" : "../dist/src/cli/main.js", import.meta.url);
@@ -18,5 +19,5 @@ if (!existsSync(main)) {
 // agent's own memory from 15 to 22 MiB) where it now stays near 15 MiB. Set here, before the
 // agent's code is loaded, where they take effect (--no-opt does not once the bundle is loaded).
 // Flags that change the garbage collector's threads must not be set this late: V8 aborts.
-if (agent) setFlagsFromString("--no-opt --no-maglev --optimize-for-size");
+if (agent) setFlagsFromString(agentV8Flags);
 await import(main.href);

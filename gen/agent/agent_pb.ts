@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agent/agent.proto.
  */
 export const file_agent_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChFhZ2VudC9hZ2VudC5wcm90bxIFYWdlbnQiwQEKBEhvc3QSEAoIaG9zdG5hbWUYASABKAkSCgoCb3MYAiABKAkSEgoKb3NfdmVyc2lvbhgDIAEoCRIOCgZrZXJuZWwYBCABKAkSDAoEYXJjaBgFIAEoCRIRCgljcHVfbW9kZWwYBiABKAkSEQoJY3B1X2NvdW50GAcgASgNEhQKDG1lbW9yeV9ieXRlcxgIIAEoBBItCglib290X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItABCg9SZWdpc3RlclJlcXVlc3QSFAoMZW5yb2xsX3Rva2VuGAEgASgJEhkKBGhvc3QYAiABKAsyCy5hZ2VudC5Ib3N0EjIKBmxhYmVscxgDIAMoCzIiLmFnZW50LlJlZ2lzdGVyUmVxdWVzdC5MYWJlbHNFbnRyeRIVCg1hZ2VudF92ZXJzaW9uGAQgASgJEhIKCm1hY2hpbmVfaWQYBSABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI4ChBSZWdpc3RlclJlc3BvbnNlEhAKCGFnZW50X2lkGAEgASgJEhIKCmNyZWRlbnRpYWwYAiABKAkiwwIKBUFnZW50EgoKAmlkGAEgASgJEhkKBGhvc3QYAiABKAsyCy5hZ2VudC5Ib3N0EigKBmxhYmVscxgDIAMoCzIYLmFnZW50LkFnZW50LkxhYmVsc0VudHJ5EhUKDWFnZW50X3ZlcnNpb24YBCABKAkSLgoKZmlyc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdCgZzdGF0dXMYByABKA4yDS5hZ2VudC5TdGF0dXMSJQoGdXBkYXRlGBAgASgLMhUucmVsZWFzZXMuQWdlbnRVcGRhdGUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJsCgtMaXN0UmVxdWVzdBIuCgZsYWJlbHMYASADKAsyHi5hZ2VudC5MaXN0UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiwKDExpc3RSZXNwb25zZRIcCgZhZ2VudHMYASADKAsyDC5hZ2VudC5BZ2VudCIlChFEZXJlZ2lzdGVyUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCSIUChJEZXJlZ2lzdGVyUmVzcG9uc2UqWQoGU3RhdHVzEhYKElNUQVRVU19VTlNQRUNJRklFRBAAEhEKDVNUQVRVU19PTkxJTkUQARIQCgxTVEFUVVNfU1RBTEUQAhISCg5TVEFUVVNfT0ZGTElORRADMrYBCgNBUEkSOwoIUmVnaXN0ZXISFi5hZ2VudC5SZWdpc3RlclJlcXVlc3QaFy5hZ2VudC5SZWdpc3RlclJlc3BvbnNlEi8KBExpc3QSEi5hZ2VudC5MaXN0UmVxdWVzdBoTLmFnZW50Lkxpc3RSZXNwb25zZRJBCgpEZXJlZ2lzdGVyEhguYWdlbnQuRGVyZWdpc3RlclJlcXVlc3QaGS5hZ2VudC5EZXJlZ2lzdGVyUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_releases_releases]);
+  fileDesc("ChFhZ2VudC9hZ2VudC5wcm90bxIFYWdlbnQiwQEKBEhvc3QSEAoIaG9zdG5hbWUYASABKAkSCgoCb3MYAiABKAkSEgoKb3NfdmVyc2lvbhgDIAEoCRIOCgZrZXJuZWwYBCABKAkSDAoEYXJjaBgFIAEoCRIRCgljcHVfbW9kZWwYBiABKAkSEQoJY3B1X2NvdW50GAcgASgNEhQKDG1lbW9yeV9ieXRlcxgIIAEoBBItCglib290X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvMBCg9SZWdpc3RlclJlcXVlc3QSFAoMZW5yb2xsX3Rva2VuGAEgASgJEhkKBGhvc3QYAiABKAsyCy5hZ2VudC5Ib3N0EjIKBmxhYmVscxgDIAMoCzIiLmFnZW50LlJlZ2lzdGVyUmVxdWVzdC5MYWJlbHNFbnRyeRIVCg1hZ2VudF92ZXJzaW9uGAQgASgJEhIKCm1hY2hpbmVfaWQYBSABKAkSIQoIcGFja2FnZXMYBiABKAsyDy5hZ2VudC5QYWNrYWdlcxotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjYKB1BhY2thZ2USDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEgwKBGFyY2gYAyABKAkibAoIUGFja2FnZXMSDwoHbWFuYWdlchgBIAEoCRIgCghwYWNrYWdlcxgCIAMoCzIOLmFnZW50LlBhY2thZ2USLQoJY29sbGVjdGVkGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI4ChBSZWdpc3RlclJlc3BvbnNlEhAKCGFnZW50X2lkGAEgASgJEhIKCmNyZWRlbnRpYWwYAiABKAki5gIKBUFnZW50EgoKAmlkGAEgASgJEhkKBGhvc3QYAiABKAsyCy5hZ2VudC5Ib3N0EigKBmxhYmVscxgDIAMoCzIYLmFnZW50LkFnZW50LkxhYmVsc0VudHJ5EhUKDWFnZW50X3ZlcnNpb24YBCABKAkSLgoKZmlyc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdCgZzdGF0dXMYByABKA4yDS5hZ2VudC5TdGF0dXMSIQoIcGFja2FnZXMYCCABKAsyDy5hZ2VudC5QYWNrYWdlcxIlCgZ1cGRhdGUYECABKAsyFS5yZWxlYXNlcy5BZ2VudFVwZGF0ZRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIoMBCgtMaXN0UmVxdWVzdBIuCgZsYWJlbHMYASADKAsyHi5hZ2VudC5MaXN0UmVxdWVzdC5MYWJlbHNFbnRyeRIVCg13aXRoX3BhY2thZ2VzGAIgASgIGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLAoMTGlzdFJlc3BvbnNlEhwKBmFnZW50cxgBIAMoCzIMLmFnZW50LkFnZW50IiUKEURlcmVnaXN0ZXJSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIhQKEkRlcmVnaXN0ZXJSZXNwb25zZSpZCgZTdGF0dXMSFgoSU1RBVFVTX1VOU1BFQ0lGSUVEEAASEQoNU1RBVFVTX09OTElORRABEhAKDFNUQVRVU19TVEFMRRACEhIKDlNUQVRVU19PRkZMSU5FEAMytgEKA0FQSRI7CghSZWdpc3RlchIWLmFnZW50LlJlZ2lzdGVyUmVxdWVzdBoXLmFnZW50LlJlZ2lzdGVyUmVzcG9uc2USLwoETGlzdBISLmFnZW50Lkxpc3RSZXF1ZXN0GhMuYWdlbnQuTGlzdFJlc3BvbnNlEkEKCkRlcmVnaXN0ZXISGC5hZ2VudC5EZXJlZ2lzdGVyUmVxdWVzdBoZLmFnZW50LkRlcmVnaXN0ZXJSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_releases_releases]);
 
 /**
  * Host describes the machine an agent runs on.
@@ -141,6 +141,15 @@ export type RegisterRequest = Message<"agent.RegisterRequest"> & {
    * @generated from field: string machine_id = 5;
    */
   machineId: string;
+
+  /**
+   * The host's installed packages, which the agent reads at start and
+   * nightly. Unset: the stored list is kept (the agent could not read it, or
+   * an older agent). At most 20,000 packages.
+   *
+   * @generated from field: agent.Packages packages = 6;
+   */
+  packages?: Packages | undefined;
 };
 
 /**
@@ -149,6 +158,78 @@ export type RegisterRequest = Message<"agent.RegisterRequest"> & {
  */
 export const RegisterRequestSchema: GenMessage<RegisterRequest> = /*@__PURE__*/
   messageDesc(file_agent_agent, 1);
+
+/**
+ * Package is one installed software package.
+ *
+ * @generated from message agent.Package
+ */
+export type Package = Message<"agent.Package"> & {
+  /**
+   * The package's name, e.g. "openssl".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Its version as the package manager writes it, e.g. "3.0.15-1~deb12u1".
+   *
+   * @generated from field: string version = 2;
+   */
+  version: string;
+
+  /**
+   * Its architecture, e.g. "amd64", "x86_64", "noarch"; empty when the
+   * manager does not say.
+   *
+   * @generated from field: string arch = 3;
+   */
+  arch: string;
+};
+
+/**
+ * Describes the message agent.Package.
+ * Use `create(PackageSchema)` to create a new message.
+ */
+export const PackageSchema: GenMessage<Package> = /*@__PURE__*/
+  messageDesc(file_agent_agent, 2);
+
+/**
+ * Packages is a host's inventory of installed software, as its package
+ * manager reports it (an inventory, not series: it changes rarely).
+ *
+ * @generated from message agent.Packages
+ */
+export type Packages = Message<"agent.Packages"> & {
+  /**
+   * The package manager: "dpkg", "rpm" or "apk".
+   *
+   * @generated from field: string manager = 1;
+   */
+  manager: string;
+
+  /**
+   * The installed packages, sorted by name.
+   *
+   * @generated from field: repeated agent.Package packages = 2;
+   */
+  packages: Package[];
+
+  /**
+   * When the agent read the list.
+   *
+   * @generated from field: google.protobuf.Timestamp collected = 3;
+   */
+  collected?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message agent.Packages.
+ * Use `create(PackagesSchema)` to create a new message.
+ */
+export const PackagesSchema: GenMessage<Packages> = /*@__PURE__*/
+  messageDesc(file_agent_agent, 3);
 
 /**
  * RegisterResponse carries the agent's identity.
@@ -178,7 +259,7 @@ export type RegisterResponse = Message<"agent.RegisterResponse"> & {
  * Use `create(RegisterResponseSchema)` to create a new message.
  */
 export const RegisterResponseSchema: GenMessage<RegisterResponse> = /*@__PURE__*/
-  messageDesc(file_agent_agent, 2);
+  messageDesc(file_agent_agent, 4);
 
 /**
  * Agent is one entry of the inventory.
@@ -236,6 +317,15 @@ export type Agent = Message<"agent.Agent"> & {
   status: Status;
 
   /**
+   * The host's installed packages, as last reported; set only when the
+   * request asked for them (ListRequest.with_packages) and the agent has
+   * reported them.
+   *
+   * @generated from field: agent.Packages packages = 8;
+   */
+  packages?: Packages | undefined;
+
+  /**
    * The latest step of its self-update (releases.API/ReportUpdate); unset
    * when it never reported one.
    *
@@ -249,7 +339,7 @@ export type Agent = Message<"agent.Agent"> & {
  * Use `create(AgentSchema)` to create a new message.
  */
 export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
-  messageDesc(file_agent_agent, 3);
+  messageDesc(file_agent_agent, 5);
 
 /**
  * ListRequest asks for the inventory.
@@ -263,6 +353,15 @@ export type ListRequest = Message<"agent.ListRequest"> & {
    * @generated from field: map<string, string> labels = 1;
    */
   labels: { [key: string]: string };
+
+  /**
+   * Also return each agent's installed packages (Agent.packages), which can
+   * be thousands per host: ask for them for one host's page, not for a
+   * fleet overview.
+   *
+   * @generated from field: bool with_packages = 2;
+   */
+  withPackages: boolean;
 };
 
 /**
@@ -270,7 +369,7 @@ export type ListRequest = Message<"agent.ListRequest"> & {
  * Use `create(ListRequestSchema)` to create a new message.
  */
 export const ListRequestSchema: GenMessage<ListRequest> = /*@__PURE__*/
-  messageDesc(file_agent_agent, 4);
+  messageDesc(file_agent_agent, 6);
 
 /**
  * ListResponse holds the inventory.
@@ -291,7 +390,7 @@ export type ListResponse = Message<"agent.ListResponse"> & {
  * Use `create(ListResponseSchema)` to create a new message.
  */
 export const ListResponseSchema: GenMessage<ListResponse> = /*@__PURE__*/
-  messageDesc(file_agent_agent, 5);
+  messageDesc(file_agent_agent, 7);
 
 /**
  * DeregisterRequest names the agent to remove.
@@ -312,7 +411,7 @@ export type DeregisterRequest = Message<"agent.DeregisterRequest"> & {
  * Use `create(DeregisterRequestSchema)` to create a new message.
  */
 export const DeregisterRequestSchema: GenMessage<DeregisterRequest> = /*@__PURE__*/
-  messageDesc(file_agent_agent, 6);
+  messageDesc(file_agent_agent, 8);
 
 /**
  * DeregisterResponse confirms the removal.
@@ -327,7 +426,7 @@ export type DeregisterResponse = Message<"agent.DeregisterResponse"> & {
  * Use `create(DeregisterResponseSchema)` to create a new message.
  */
 export const DeregisterResponseSchema: GenMessage<DeregisterResponse> = /*@__PURE__*/
-  messageDesc(file_agent_agent, 7);
+  messageDesc(file_agent_agent, 9);
 
 /**
  * Status says whether an agent is reporting.

@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -62,8 +62,14 @@ describe("the host agent with a real daemon", () => {
     const { agents: listed } = await createClient(
       AgentAPI,
       createGrpcTransport({ baseUrl: daemon.url, interceptors: [bearer(daemon.adminToken())] }),
-    ).list({});
-    expect(listed.find((a) => a.id === credential.agentId)).toMatchObject({ labels: { role: "test" }, host: { cpuCount: expect.any(Number) } });
+    ).list({ withPackages: true });
+    const self = listed.find((a) => a.id === credential.agentId);
+    expect(self).toMatchObject({ labels: { role: "test" }, host: { cpuCount: expect.any(Number) } });
+    // This Debian host's installed packages, read with dpkg-query at start.
+    if (existsSync("/var/lib/dpkg/status")) {
+      expect(self?.packages?.manager).toBe("dpkg");
+      expect(self?.packages?.packages.find((p) => p.name === "dpkg")?.version).toMatch(/^\d/);
+    }
   });
 
   it("is refused with a wrong enrolment token", async () => {

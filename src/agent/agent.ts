@@ -1,20 +1,21 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { setMaxListeners } from "node:events";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
+import { API as AgentAPI, type RegisterRequestSchema } from "../../gen/agent/agent_pb.js";
 import { Kind, PushRequestSchema, SeriesSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../shared/log.js";
 import { seriesKey } from "../shared/series-key.js";
 import { readSigningKey, SigningKeyError } from "../shared/signing.js";
 import { TrustError, trustForServer, untrustedCertificate } from "../shared/trust.js";
 import { versionInfo } from "../shared/version.js";
-import type { Collector, Measurement } from "./collectors/collector.js";
+import { UnsupportedError, type Collector, type Measurement } from "./collectors/collector.js";
 import { defaultCollectors } from "./collectors/defaults.js";
 import { hostInventory, machineId } from "./collectors/inventory.js";
+import { installedPackages } from "./collectors/packages.js";
 import { runCommandLoop } from "./commands.js";
 import { backoffMs, daemonTransport, retryBackoff, Sender, type CallSecurity, type Protocol } from "./sender.js";
 import { Spool, type SpoolLimits } from "./spool.js";
@@ -40,6 +41,8 @@ export interface AgentOptions {
   /** A batch is closed early when it holds this many points. */
   maxBatchPoints?: number;
   spool?: SpoolLimits;
+  /** How often the installed packages are read and sent again (default: daily). */
+  packagesIntervalMs?: number;
   /** Diagnostics this agent runs on request (e.g. "ping", "connect"); empty or unset: all. */
   allow?: string[];
   /** Self-updates from the daemon (updates.ts); unset: none. */
@@ -102,11 +105,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const transport = daemonTransport(options.server, options.protocol, () => stored?.credential, security(options));
   const inventory = await hostInventory();
   const hostname = options.hostname ?? inventory.hostname;
-  const registration = {
+  const registration: Omit<MessageInitShape<typeof RegisterRequestSchema>, "enrollToken" | "$typeName"> = {
     host: { ...inventory, hostname, memoryBytes: BigInt(Math.round(inventory.memoryBytes)), bootTime: timestampFromDate(inventory.bootTime) },
     labels: options.labels,
     agentVersion: versionInfo.ver,
     machineId: await machineId(),
+    ...(await readPackages(log)),
   };
   const controller = new AbortController();
   const { signal } = controller;
@@ -188,6 +192,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     ),
   ];
   const flushTimer = setInterval(closeBatch, options.flushIntervalMs ?? 10_000);
+  // The installed packages, nightly: registering again with them updates the daemon's inventory.
+  const packagesTimer = setInterval(() => {
+    void (async () => {
+      const packages = await readPackages(log);
+      if (!packages.packages || signal.aborted) return;
+      registration.packages = packages.packages;
+      await register(() => undefined);
+    })().catch((err: unknown) => log.warn({ err: (err as Error).message }, "updating the installed packages failed; trying again tomorrow"));
+  }, options.packagesIntervalMs ?? packagesIntervalMs);
   // The first samples go out at once, so that a new host shows up within a second.
   const firstFlush = setTimeout(closeBatch, 1_000);
   log.info({ server: options.server, protocol: options.protocol, hostname, agentId: stored?.agentId }, "agent running");
@@ -196,6 +209,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const stop = () =>
     (stopping ??= (async () => {
       clearInterval(flushTimer);
+      clearInterval(packagesTimer);
       clearTimeout(firstFlush);
       controller.abort();
       await Promise.all(loops);
@@ -221,7 +235,14 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   return { agentId: () => stored?.agentId, stopped, stop, switched };
 }
 
-/** Runs one collector every interval; a failure is logged once (and again only after a success). */
+/** How often a collector whose hardware or tool this host lacks is asked again (a disk, a GPU, Docker may come later). */
+export const unsupportedRetryMs = 10 * 60_000;
+
+/**
+ * Runs one collector every interval; a failure is logged once (and again only after a success).
+ * A collector the host cannot support is logged once at info level and asked again only every
+ * unsupportedRetryMs, so that a missing tool is not looked for every few seconds.
+ */
 async function runCollector(
   collector: Collector,
   signal: AbortSignal,
@@ -231,16 +252,37 @@ async function runCollector(
   let failing = false;
   while (!signal.aborted) {
     const started = Date.now();
+    let waitMs = collector.intervalMs;
     try {
       deliver(await collector.collect(signal), started);
       if (failing) log.info({ collector: collector.name }, "collector works again");
       failing = false;
     } catch (err) {
       if (signal.aborted) break;
-      if (!failing) log.warn({ collector: collector.name, reason: (err as Error).message }, "collector failed; the others go on");
+      const unsupported = err instanceof UnsupportedError;
+      if (unsupported) waitMs = Math.max(waitMs, unsupportedRetryMs);
+      if (!failing) {
+        if (unsupported)
+          log.info({ collector: collector.name, reason: err.message }, "collector not supported on this host; asked again every 10 minutes");
+        else log.warn({ collector: collector.name, reason: (err as Error).message }, "collector failed; the others go on");
+      }
       failing = true;
     }
-    await sleep(Math.max(0, collector.intervalMs - (Date.now() - started)), undefined, { signal }).catch(() => undefined);
+    await sleep(Math.max(0, waitMs - (Date.now() - started)), undefined, { signal }).catch(() => undefined);
+  }
+}
+
+/** The installed packages are read at start and then daily. */
+export const packagesIntervalMs = 24 * 60 * 60_000;
+
+/** The installed packages for Register (nothing when the host has no package manager the agent knows, or it failed: the daemon keeps its list). */
+async function readPackages(log: Logger): Promise<Pick<MessageInitShape<typeof RegisterRequestSchema>, "packages">> {
+  try {
+    const found = await installedPackages(AbortSignal.timeout(120_000));
+    return found ? { packages: { manager: found.manager, packages: found.packages, collected: timestampFromDate(new Date()) } } : {};
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, "cannot read the installed packages");
+    return {};
   }
 }
 

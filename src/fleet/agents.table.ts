@@ -26,6 +26,16 @@ export interface AgentsTable {
   update_step: ColumnType<string | null, never, string>;
   update_reason: ColumnType<string | null, never, string>;
   update_time: ColumnType<Date | null, never, Date>;
+  /** The host's installed packages as last reported (agent.API Packages); null until reported. Written as JSON text. */
+  packages: ColumnType<StoredPackages | null, string | undefined, string>;
+}
+
+/** The packages column: agent.API's Packages message, as stored. */
+export interface StoredPackages {
+  manager: string;
+  /** ISO 8601. */
+  collected: string;
+  packages: Array<{ name: string; version: string; arch: string }>;
 }
 
 export type AgentRow = Selectable<AgentsTable>;

@@ -8,7 +8,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Kysely, Migrator, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { API as AgentAPI, HostSchema, Status, type Host, type RegisterRequest } from "../../gen/agent/agent_pb.js";
+import { API as AgentAPI, HostSchema, PackagesSchema, Status, type Host, type RegisterRequest } from "../../gen/agent/agent_pb.js";
 import { API as MetricsAPI, Kind, SeriesSchema } from "../../gen/metrics/metrics_pb.js";
 import { startTestDaemon, tempDir, type TestDaemon } from "../../test/support/daemon.js";
 import { createTestDatabase, openDb, testServers, type TestDatabase } from "../../test/support/postgres.js";
@@ -166,6 +166,46 @@ describe.each(testServers())("agent.API on $name PostgreSQL", (server) => {
     expect(credentials).toHaveLength(1);
     // Invalid fields are refused on re-registration too.
     expect(await codeOf(agents(first.credential).register({ host: host("") }))).toBe(Code.InvalidArgument);
+    await admin().deregister({ agentId: first.agentId });
+  });
+
+  it("stores the installed packages an agent reports, keeps them when a registration has none, and lists them only when asked", async () => {
+    const packages = create(PackagesSchema, {
+      manager: "dpkg",
+      collected: timestampFromMs(Date.parse("2026-12-01T03:00:00Z")),
+      packages: [
+        { name: "libc6", version: "2.36-9+deb12u9", arch: "amd64" },
+        { name: "openssl", version: "3.0.15-1~deb12u1", arch: "amd64" },
+      ],
+    });
+    const first = await enrol("pkg-1", { packages });
+    const listed = async (withPackages: boolean) => (await admin().list({ withPackages })).agents.find((a) => a.id === first.agentId);
+    expect((await listed(false))?.packages).toBeUndefined();
+    const stored = (await listed(true))?.packages;
+    expect(stored?.manager).toBe("dpkg");
+    expect(timestampMs(stored!.collected!)).toBe(Date.parse("2026-12-01T03:00:00Z"));
+    expect(stored?.packages.map((p) => [p.name, p.version, p.arch])).toEqual([
+      ["libc6", "2.36-9+deb12u9", "amd64"],
+      ["openssl", "3.0.15-1~deb12u1", "amd64"],
+    ]);
+    // A registration without packages (an agent that could not read them) keeps the stored list.
+    await agents(first.credential).register({ host: host("pkg-1"), labels: {}, agentVersion: "0.1.0" });
+    expect((await listed(true))?.packages?.packages).toHaveLength(2);
+    // The nightly update replaces it.
+    await agents(first.credential).register({
+      host: host("pkg-1"),
+      agentVersion: "0.1.0",
+      packages: create(PackagesSchema, { manager: "dpkg", packages: [{ name: "openssl", version: "3.0.16-1~deb12u1", arch: "amd64" }] }),
+    });
+    expect((await listed(true))?.packages?.packages.map((p) => p.version)).toEqual(["3.0.16-1~deb12u1"]);
+    // Limits and fields are checked.
+    const tooMany = create(PackagesSchema, {
+      manager: "dpkg",
+      packages: Array.from({ length: 20_001 }, (_, i) => ({ name: `p${i}`, version: "1", arch: "" })),
+    });
+    expect(await codeOf(agents(first.credential).register({ host: host("pkg-1"), packages: tooMany }))).toBe(Code.InvalidArgument);
+    const unnamed = create(PackagesSchema, { manager: "rpm", packages: [{ name: "", version: "1" }] });
+    expect(await codeOf(agents(first.credential).register({ host: host("pkg-1"), packages: unnamed }))).toBe(Code.InvalidArgument);
     await admin().deregister({ agentId: first.agentId });
   });
 

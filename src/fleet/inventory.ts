@@ -6,15 +6,50 @@ import type { AgentRow, AgentsTables, NewAgentRow } from "./agents.table.js";
 /** The fleet's repository: every query of the agents table goes through this module; `db` may be a transaction. */
 const agents = (db: Db): Kysely<AgentsTables> => db.withTables<AgentsTables>();
 
-/** What an agent reports about itself (agent.API/Register), validated: the columns a registration writes. */
-export type Inventory = Required<Omit<NewAgentRow, "id" | "first_seen" | "last_seen">>;
+/**
+ * What an agent reports about itself (agent.API/Register), validated: the columns a registration
+ * writes; `packages` (JSON text) only when the agent sent them, else the stored list stays.
+ */
+export type Inventory = Required<Omit<NewAgentRow, "id" | "first_seen" | "last_seen" | "packages">> & { packages?: string };
+
+/** Every column but the packages, which can be large and are read only when asked for. */
+const summaryColumns = [
+  "id",
+  "hostname",
+  "os",
+  "os_version",
+  "kernel",
+  "arch",
+  "cpu_model",
+  "cpu_count",
+  "memory_bytes",
+  "boot_time",
+  "labels",
+  "agent_version",
+  "first_seen",
+  "last_seen",
+  "deregistered",
+  "machine_id",
+  "update_version",
+  "update_step",
+  "update_reason",
+  "update_time",
+] as const;
 
 /** Which agent: by id, or by the hostname it holds among the active agents. */
 export type AgentKey = { id: string } | { hostname: string };
 
-/** The active agents, by hostname, that carry every label of `labels` (all of them when it is empty). */
-export function listAgents(db: Db, labels: Labels): Promise<AgentRow[]> {
-  let query = agents(db).selectFrom("agents").selectAll().where("deregistered", "is", null);
+/**
+ * The active agents, by hostname, that carry every label of `labels` (all of them when it is
+ * empty); their packages only `withPackages` (null otherwise).
+ */
+export async function listAgents(db: Db, labels: Labels, withPackages = false): Promise<AgentRow[]> {
+  const table = agents(db).selectFrom("agents");
+  let query = (withPackages ? table.selectAll() : table.select([...summaryColumns, sql<null>`NULL`.as("packages")])).where(
+    "deregistered",
+    "is",
+    null,
+  );
   if (Object.keys(labels).length > 0) query = query.where(sql<boolean>`labels @> ${JSON.stringify(labels)}::jsonb`);
   return query.orderBy("hostname").orderBy("id").execute();
 }

@@ -1,7 +1,16 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { AgentSchema, API as AgentAPI, HostSchema, type Agent, type RegisterRequest } from "../../gen/agent/agent_pb.js";
+import {
+  AgentSchema,
+  API as AgentAPI,
+  HostSchema,
+  PackageSchema,
+  PackagesSchema,
+  type Agent,
+  type Packages,
+  type RegisterRequest,
+} from "../../gen/agent/agent_pb.js";
 import { AgentUpdateSchema, UpdateStep } from "../../gen/releases/releases_pb.js";
 import { connectedAgents } from "../commands/agent-streams.js";
 import type { Logger } from "../shared/log.js";
@@ -10,7 +19,7 @@ import { isUuid } from "../storage/ids.js";
 import { audited } from "../audit/declare.js";
 import { principalKey, rules } from "../tokens/access.js";
 import { TokenStore } from "../tokens/tokens.js";
-import type { AgentRow } from "./agents.table.js";
+import type { AgentRow, StoredPackages } from "./agents.table.js";
 import { activeAgentId, deregisterAgent, insertAgent, isHostnameTaken, listAgents, lockAgent, updateInventory, type Inventory } from "./inventory.js";
 import { statusAt, type AgentLiveness } from "./liveness.js";
 
@@ -40,6 +49,8 @@ export const registerLimits = {
   /** Longest host field, label key or label value, in characters. */
   maxText: 255,
   maxLabels: 32,
+  /** Most installed packages one host reports. */
+  maxPackages: 20_000,
 } as const;
 
 const maxBigint = 2n ** 63n - 1n;
@@ -130,7 +141,7 @@ export function agentService(deps: AgentDeps): ServiceImpl<typeof AgentAPI> {
 
     async list(req) {
       for (const [key, value] of Object.entries(req.labels)) checkLabel(key, value, "label filter");
-      const rows = await listAgents(db, req.labels);
+      const rows = await listAgents(db, req.labels, req.withPackages);
       const now = Date.now();
       return { agents: rows.map((row) => toAgent(row, liveness.unflushed(row.id), now)) };
     },
@@ -216,6 +227,28 @@ export function validateRegister(req: RegisterRequest): Inventory {
     labels: JSON.stringify(req.labels),
     agent_version: checkText(req.agentVersion, "agent_version"),
     machine_id: machineId === "" ? null : machineId,
+    ...(req.packages ? { packages: JSON.stringify(validatePackages(req.packages)) } : {}),
+  };
+}
+
+/** Checks a host's package list (limits first, then each field); InvalidArgument names the first bad one. */
+function validatePackages(packages: Packages): StoredPackages {
+  if (packages.packages.length > registerLimits.maxPackages) {
+    throw invalid(`packages: at most ${registerLimits.maxPackages} packages, got ${packages.packages.length}`);
+  }
+  let collected = new Date();
+  if (packages.collected) {
+    collected = timestampDate(packages.collected);
+    if (!(collected.getTime() >= 0 && collected.getTime() <= latestTime)) throw invalid("packages.collected must lie between 1970 and 9999");
+  }
+  return {
+    manager: checkText(packages.manager, "packages.manager", true),
+    collected: collected.toISOString(),
+    packages: packages.packages.map((p, i) => ({
+      name: checkText(p.name, `packages.packages[${i}].name`, true),
+      version: checkText(p.version, `packages.packages[${i}].version`),
+      arch: checkText(p.arch, `packages.packages[${i}].arch`),
+    })),
   };
 }
 
@@ -247,6 +280,15 @@ function toAgent(row: AgentRow, unflushedMs: number | undefined, nowMs: number):
             step: UpdateStep[(row.update_step ?? "") as keyof typeof UpdateStep] ?? UpdateStep.UNSPECIFIED,
             reason: row.update_reason ?? "",
             time: timestampFromDate(row.update_time),
+          }),
+        }
+      : {}),
+    ...(row.packages
+      ? {
+          packages: create(PackagesSchema, {
+            manager: row.packages.manager,
+            collected: timestampFromDate(new Date(row.packages.collected)),
+            packages: row.packages.packages.map((p) => create(PackageSchema, p)),
           }),
         }
       : {}),

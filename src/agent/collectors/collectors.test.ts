@@ -689,7 +689,7 @@ describe("inventory", () => {
 describe("this host", () => {
   const collectors = defaultCollectors({});
   const byName = new Map(collectors.map((c) => [c.name, c]));
-  const optional = new Set(["services", "temperature", "containers"]);
+  const optional = new Set(["services", "temperature", "containers", "wifi", "raspberrypi", "nvidia", "smart", "proxmox", "podman"]);
 
   it("has every collector with its default interval", () => {
     expect(collectors.map((c) => [c.name, c.intervalMs])).toEqual(
@@ -705,12 +705,20 @@ describe("this host", () => {
             ["temperature", 10_000],
             ["containers", 60_000],
             ["system", 300_000],
+            ["wifi", 30_000],
+            ["raspberrypi", 30_000],
+            ["nvidia", 30_000],
+            ["smart", 300_000],
+            ["proxmox", 60_000],
+            ["podman", 60_000],
+            ["agent", 10_000],
           ]
         : [
             ["cpu", 5_000],
             ["memory", 10_000],
             ["disks", 60_000],
             ["network", 5_000],
+            ["agent", 10_000],
           ],
     );
   });

@@ -22,7 +22,7 @@ export function cpuCollector(options: { procRoot?: string } = {}): Collector {
     name: "cpu",
     intervalMs: 5_000,
     async collect(signal) {
-      const [stat, loadavg] = await Promise.all([readText(`${procRoot}/stat`, signal, 16_384), readText(`${procRoot}/loadavg`, signal)]);
+      const [stat, loadavg] = await Promise.all([readText(`${procRoot}/stat`, signal), readText(`${procRoot}/loadavg`, signal)]);
       const measurements = parseCpuStat(stat);
       if (measurements.length === 0) throw new Error(`no cpu lines in ${procRoot}/stat`);
       measurements.push(...parseLoadavg(loadavg));

@@ -1,9 +1,12 @@
 /**
  * The collectors of this platform, each with its default interval.
  *
- * On Linux every collector reads /proc and /sys directly (fs, no process spawned); only
- * `services` runs one process (`systemctl`, every 60 s). Elsewhere a smaller portable set is
- * built on node:os and systeminformation (see portable.ts).
+ * On Linux the frequent collectors read /proc and /sys directly (fs, no process spawned). Those
+ * that ask a foreign tool run every 30 s or less often, one process per run (per interface or
+ * disk for wifi and smart): `systemctl` (services), `iw` (wifi), `vcgencmd` (raspberrypi),
+ * `nvidia-smi` (nvidia), `pvesh` (proxmox), `smartctl` (smart). A collector whose hardware or
+ * tool is missing says so once and is asked again only every 10 minutes (agent.ts). Elsewhere a
+ * smaller portable set is built on node:os and systeminformation (see portable.ts).
  */
 import type { Collector } from "./collector.js";
 import { containersCollector } from "./containers.js";
@@ -16,11 +19,17 @@ import { portableCollectors } from "./portable.js";
 import { processesCollector } from "./processes.js";
 import { servicesCollector } from "./services.js";
 import { systemCollector } from "./system.js";
+import { nvidiaCollector } from "./nvidia.js";
+import { proxmoxCollector } from "./proxmox.js";
+import { raspberryPiCollector } from "./raspberrypi.js";
+import { runtimeCollector } from "./runtime.js";
+import { smartCollector } from "./smart.js";
 import { temperatureCollector } from "./temperature.js";
+import { wifiCollector } from "./wifi.js";
 
 /** Every collector with its default interval, for this platform. */
 export function defaultCollectors(options: { procRoot?: string; sysRoot?: string; dockerSocket?: string }): Collector[] {
-  if (process.platform !== "linux") return portableCollectors();
+  if (process.platform !== "linux") return [...portableCollectors(), runtimeCollector()];
   const { procRoot, sysRoot, dockerSocket } = options;
   return [
     cpuCollector({ procRoot }),
@@ -33,5 +42,12 @@ export function defaultCollectors(options: { procRoot?: string; sysRoot?: string
     temperatureCollector({ sysRoot }),
     containersCollector({ socketPath: dockerSocket }),
     systemCollector({ procRoot }),
+    wifiCollector({ procRoot }),
+    raspberryPiCollector({ procRoot, sysRoot }),
+    nvidiaCollector(),
+    smartCollector(),
+    proxmoxCollector(),
+    containersCollector({ engine: "podman" }),
+    runtimeCollector(),
   ];
 }

@@ -25,7 +25,7 @@ export function diskIoCollector(options: { procRoot?: string; sysRoot?: string }
     name: "diskio",
     intervalMs: 5_000,
     async collect(signal) {
-      const [text, wholeDisks] = await Promise.all([readText(`${procRoot}/diskstats`, signal, 8192), listDir(`${sysRoot}/block`)]);
+      const [text, wholeDisks] = await Promise.all([readText(`${procRoot}/diskstats`, signal), listDir(`${sysRoot}/block`)]);
       return parseDiskstats(text, wholeDisks === undefined ? undefined : new Set(wholeDisks));
     },
   };

@@ -107,7 +107,7 @@ export function disksCollector(
     name: "disks",
     intervalMs: 60_000,
     async collect(signal) {
-      const mounts = selectMounts(parseMounts(await readText(`${procRoot}/self/mounts`, signal, 16_384)));
+      const mounts = selectMounts(parseMounts(await readText(`${procRoot}/self/mounts`, signal)));
       const stats = await mapPool(mounts, 4, (mount) => {
         signal.throwIfAborted();
         return statMount(mount.mountpoint);

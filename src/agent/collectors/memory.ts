@@ -24,7 +24,7 @@ export function memoryCollector(options: { procRoot?: string } = {}): Collector 
     name: "memory",
     intervalMs: 10_000,
     async collect(signal) {
-      const measurements = parseMeminfo(await readText(`${procRoot}/meminfo`, signal, 8192));
+      const measurements = parseMeminfo(await readText(`${procRoot}/meminfo`, signal));
       if (!measurements.some((m) => m.metric === "node_memory_total_bytes")) throw new Error(`no MemTotal in ${procRoot}/meminfo`);
       return measurements;
     },

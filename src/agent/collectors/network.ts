@@ -27,7 +27,7 @@ export function networkCollector(options: { procRoot?: string } = {}): Collector
     name: "network",
     intervalMs: 5_000,
     async collect(signal) {
-      return parseNetDev(await readText(`${procRoot}/net/dev`, signal, 8192));
+      return parseNetDev(await readText(`${procRoot}/net/dev`, signal));
     },
   };
 }

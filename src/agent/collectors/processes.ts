@@ -1,5 +1,5 @@
 /**
- * processes (every 15 s): one read of /proc/[pid]/stat per process, no process spawned.
+ * processes (every 15 s): one read of /proc/[pid]/stat per process (synchronous: see readTextSync), no process spawned.
  *
  * - `node_processes_state{state}` gauge: processes by state, as in node_exporter; the state is
  *   the kernel's letter (R running, S sleeping, D uninterruptible, Z zombie, T stopped,
@@ -16,7 +16,7 @@
  * so each run brings at most 2 × topN series; keep topN small.
  */
 import type { Collector, Measurement } from "./collector.js";
-import { USER_HZ, errorCode, isGone, listDir, mapPool, readText, toNumber } from "./util.js";
+import { USER_HZ, errorCode, isGone, listDir, readTextSync, toNumber } from "./util.js";
 
 export interface ProcessStat {
   pid: string;
@@ -53,24 +53,21 @@ export function processesCollector(
     name: "processes",
     intervalMs: 15_000,
     async collect(signal) {
-      pageSize ??= await detectPageSize();
+      pageSize ??= detectPageSize();
       const entries = await listDir(procRoot);
       if (entries === undefined) throw new Error(`${procRoot} does not exist`);
       const at = clock();
-      const stats = await mapPool(
-        entries.filter((name) => /^\d+$/.test(name)),
-        16,
-        async (pid): Promise<ProcessStat | undefined> => {
-          try {
-            return parseProcessStat(await readText(`${procRoot}/${pid}/stat`, signal, 1024));
-          } catch (error) {
-            if (isGone(error) || errorCode(error) === "EACCES") return undefined; // exited meanwhile, or hidden
-            throw error;
-          }
-        },
-      );
+      const list: ProcessStat[] = [];
+      for (const pid of entries) {
+        if (!/^\d+$/.test(pid)) continue;
+        try {
+          const stat = parseProcessStat(readTextSync(`${procRoot}/${pid}/stat`));
+          if (stat) list.push(stat);
+        } catch (error) {
+          if (!(isGone(error) || errorCode(error) === "EACCES")) throw error; // exited meanwhile, or hidden
+        }
+      }
       signal.throwIfAborted();
-      const list = stats.filter((s): s is ProcessStat => s !== undefined);
 
       const out: Measurement[] = [];
       const byState = new Map<string, number>(ALWAYS_REPORTED_STATES.map((state) => [state, 0]));
@@ -153,9 +150,9 @@ function decodeComm(latin1: string): string {
  * on arm64): our own RSS in bytes (libuv: pages × getpagesize()) over our RSS in pages, rounded to
  * a power of two.
  */
-async function detectPageSize(): Promise<number> {
+function detectPageSize(): number {
   try {
-    const own = parseProcessStat(await readText("/proc/self/stat"));
+    const own = parseProcessStat(readTextSync("/proc/self/stat"));
     const bytes = process.memoryUsage.rss();
     if (own && own.rssPages > 0) {
       const size = 2 ** Math.round(Math.log2(bytes / own.rssPages));

@@ -11,10 +11,9 @@
  * Throws UnsupportedError when the host was not booted with systemd (no /run/systemd/system, the
  * test sd_booted(3) makes) or systemctl is missing.
  */
-import { execFile } from "node:child_process";
 import { stat } from "node:fs/promises";
 import { UnsupportedError, type Collector, type Measurement } from "./collector.js";
-import { errorCode } from "./util.js";
+import { runTool } from "./util.js";
 
 export const UNIT_STATES = ["activating", "active", "deactivating", "inactive", "failed"] as const;
 
@@ -39,34 +38,14 @@ export function servicesCollector(options: { systemctl?: string; systemdRunDir?:
         if (error instanceof UnsupportedError) throw error;
         throw new UnsupportedError(`no ${runDir}: this host was not booted with systemd`, { cause: error });
       }
-      const stdout = await run(systemctl, ["list-units", "--type=service", "--all", "--no-legend", "--plain", "--no-pager"], signal, timeoutMs);
+      const stdout = await runTool(systemctl, ["list-units", "--type=service", "--all", "--no-legend", "--plain", "--no-pager"], signal, {
+        timeoutMs,
+        maxBytes: 16 * 2 ** 20,
+        env: { SYSTEMD_COLORS: "0", SYSTEMD_PAGER: "" },
+      });
       return unitMeasurements(parseListUnits(stdout));
     },
   };
-}
-
-function run(file: string, args: string[], signal: AbortSignal, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      file,
-      args,
-      {
-        signal,
-        timeout: timeoutMs,
-        maxBuffer: 16 * 1024 * 1024,
-        env: { ...process.env, LC_ALL: "C", SYSTEMD_COLORS: "0", SYSTEMD_PAGER: "" },
-      },
-      (error, stdout, stderr) => {
-        if (!error) {
-          resolve(stdout);
-          return;
-        }
-        if (errorCode(error) === "ENOENT") reject(new UnsupportedError(`${file} not found`, { cause: error }));
-        else if (signal.aborted) reject(signal.reason);
-        else reject(new Error(`${file} ${args[0]} failed: ${stderr.trim() || error.message}`, { cause: error }));
-      },
-    );
-  });
 }
 
 /** `systemctl list-units --plain --no-legend` lines: "unit load active sub description…". */

@@ -35,7 +35,7 @@ export function systemCollector(options: { procRoot?: string; utmpPath?: string 
     async collect(signal) {
       const [uptime, procStat, entries, utmp] = await Promise.all([
         readText(`${procRoot}/uptime`, signal),
-        readText(`${procRoot}/stat`, signal, 16_384),
+        readText(`${procRoot}/stat`, signal),
         listDir(procRoot),
         readUtmp(utmpPath, signal),
       ]);

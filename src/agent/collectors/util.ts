@@ -1,8 +1,10 @@
 /**
- * Small helpers shared by the collectors: reading /proc and /sys files cheaply, and bounded
- * concurrency.
+ * Small helpers shared by the collectors: reading /proc and /sys files cheaply, running a
+ * foreign tool, and bounded concurrency.
  */
-import { close, open, read, readdir } from "node:fs";
+import { execFile } from "node:child_process";
+import { close, closeSync, open, openSync, read, readdir, readSync } from "node:fs";
+import { UnsupportedError } from "./collector.js";
 
 /**
  * Clock ticks per second of the times in /proc/stat and /proc/[pid]/stat (USER_HZ). It is 100 on
@@ -24,13 +26,54 @@ export function errorCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/** The buffer every /proc and /sys read goes through (reads are synchronous, so one is enough); grows as needed. */
+let readBuffer = Buffer.allocUnsafe(16_384);
+
 /**
- * Reads a whole (small) file as latin1 text with open/read/close on the callback API: for
- * /proc files this costs about half the CPU of `fs.promises.readFile` (which stats, reads in
- * 64 KiB chunks and goes through FileHandle promises) and does not block the event loop like
- * `readFileSync`. A short read is end of file (true for regular files, seq_file and sysfs).
+ * Reads a whole /proc or /sys file as latin1 text, synchronously (openSync/readSync/closeSync into
+ * one shared buffer). These files are made by the kernel in memory, so a read takes a few
+ * microseconds of kernel time and blocking the event loop for it costs nothing; the asynchronous
+ * API cost about five times the CPU per file (three round trips through libuv's thread pool,
+ * a promise and closures per file, and the garbage they leave), which made the processes
+ * collector's one read per process the agent's largest cost. A short read is end of file (true
+ * for seq_file and sysfs). For files whose driver may be slow (hwmon sensors behind I2C, the
+ * Raspberry Pi's firmware mailbox) use readOptional, which does not block.
  */
-export function readText(path: string, signal?: AbortSignal, sizeHint = 4096): Promise<string> {
+export function readTextSync(path: string): string {
+  const fd = openSync(path, "r");
+  try {
+    let length = 0;
+    for (;;) {
+      if (length === readBuffer.length) {
+        const grown = Buffer.allocUnsafe(readBuffer.length * 4);
+        readBuffer.copy(grown, 0, 0, length);
+        readBuffer = grown;
+      }
+      const wanted = readBuffer.length - length;
+      const bytesRead = readSync(fd, readBuffer, length, wanted, length);
+      length += bytesRead;
+      if (bytesRead < wanted || bytesRead === 0) return readBuffer.toString("latin1", 0, length);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** readTextSync for the collectors' async flow: rejects instead of throwing; nothing is waited for. */
+export function readText(path: string, signal?: AbortSignal): Promise<string> {
+  try {
+    signal?.throwIfAborted();
+    return Promise.resolve(readTextSync(path));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * Reads a whole (small) file as latin1 text without blocking the event loop (open/read/close on
+ * the callback API, through libuv's thread pool): for files whose driver may take long to answer.
+ */
+function readTextAsync(path: string, signal?: AbortSignal, sizeHint = 4096): Promise<string> {
   signal?.throwIfAborted();
   return new Promise<string>((resolve, reject) => {
     open(path, "r", (openError, fd) => {
@@ -69,10 +112,10 @@ export function readText(path: string, signal?: AbortSignal, sizeHint = 4096): P
   });
 }
 
-/** Reads a file, or returns undefined when it does not exist. */
+/** Reads a file without blocking (readTextAsync), or returns undefined when it does not exist. */
 export async function readOptional(path: string, signal?: AbortSignal): Promise<string | undefined> {
   try {
-    return await readText(path, signal);
+    return await readTextAsync(path, signal);
   } catch (error) {
     if (isGone(error)) return undefined;
     throw error;
@@ -109,4 +152,59 @@ export function toNumber(text: string | undefined): number | undefined {
   if (text === undefined || text === "") return undefined;
   const value = Number(text);
   return Number.isFinite(value) ? value : undefined;
+}
+
+export interface ToolOptions {
+  /** Killed (SIGTERM) after this long; default 20 s. */
+  timeoutMs?: number;
+  /** Largest stdout (or stderr) kept; more fails the run. Default 4 MiB. */
+  maxBytes?: number;
+  /** Exit codes that still mean "here is the output" (smartctl's status bits). */
+  okExitCodes?: readonly number[];
+  env?: Record<string, string>;
+}
+
+/**
+ * Runs a foreign tool (execFile: no shell, arguments never parsed), with a timeout and a cap on
+ * its output, in the C locale. A missing program is an UnsupportedError (the host lacks the
+ * tool); a failure names the program and its stderr.
+ */
+export function runTool(file: string, args: readonly string[], signal: AbortSignal, options: ToolOptions = {}): Promise<string> {
+  const { timeoutMs = 20_000, maxBytes = 4 * 2 ** 20, okExitCodes = [] } = options;
+  return new Promise((resolve, reject) => {
+    execFile(
+      file,
+      args,
+      { signal, timeout: timeoutMs, maxBuffer: maxBytes, env: { ...process.env, LC_ALL: "C", ...options.env }, windowsHide: true },
+      (error, stdout, stderr) => {
+        if (!error) {
+          resolve(stdout);
+          return;
+        }
+        const code = (error as { code?: unknown }).code;
+        if (typeof code === "number" && okExitCodes.includes(code)) resolve(stdout);
+        else if (errorCode(error) === "ENOENT") reject(new UnsupportedError(`${file} not found`, { cause: error }));
+        else if (signal.aborted) reject(signal.reason);
+        else
+          reject(new Error(`${file} ${args[0] ?? ""} failed: ${(stderr.trim() || stdout.trim()).slice(0, 500) || error.message}`, { cause: error }));
+      },
+    );
+  });
+}
+
+/** Narrowing of parsed JSON (a tool's or an API's answer): a plain object, or undefined. */
+export function jsonRecord(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+export function jsonArray(value: unknown): unknown[] | undefined {
+  return Array.isArray(value) ? value : undefined;
+}
+
+export function jsonNumber(value: unknown): number | undefined {
+  return typeof value === "number" && Number.isFinite(value) ? value : undefined;
+}
+
+export function jsonString(value: unknown): string | undefined {
+  return typeof value === "string" ? value : undefined;
 }
