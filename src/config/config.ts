@@ -75,6 +75,16 @@ export interface TlsConfig {
   keyFile: string;
 }
 
+/** Alert evaluation (src/alerts/rules/): its timings and the configuration file's rules. */
+export interface AlertsConfig {
+  /** How often the rules are evaluated (alerts.evaluationInterval, default 15s). */
+  evaluationIntervalMs: number;
+  /** One rule's evaluation may take this long before it counts as failed (alerts.ruleTimeout, default 10s). */
+  ruleTimeoutMs: number;
+  /** alerts.rules: alerts.Rule objects as protobuf JSON, validated by the alerts feature when the daemon starts. */
+  rules: unknown[];
+}
+
 export interface DaemonConfig {
   environment: Environment;
   /** postgres:// URL; undefined: the embedded PostgreSQL in `<dataDir>/postgres`. */
@@ -100,6 +110,7 @@ export interface DaemonConfig {
   rateLimits: RateLimitsConfig;
   /** The agents' enrolment token (SPECTA_ENROLL_TOKEN / enrollToken); undefined: generated in `<dataDir>/enroll.token`. */
   enrollToken?: string;
+  alerts: AlertsConfig;
   /** Where the configuration file was read from, if one was. */
   configFile?: string;
 }
@@ -220,6 +231,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   const shutdown = fromEnv("SPECTA_SHUTDOWN_TIMEOUT") ?? optionalString(file?.shutdownTimeout, "shutdownTimeout") ?? "10s";
   const connections = parseConnections(file?.connections, fromEnv);
   const rateLimits = parseRateLimits(file?.rateLimits, fromEnv);
+  const alerts = parseAlerts(file?.alerts);
 
   return {
     environment: environment as Environment,
@@ -238,9 +250,21 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
     shutdownTimeoutMs: durationSetting(shutdown, "shutdownTimeout"),
     connections,
     rateLimits,
+    alerts,
     ...(enrollToken ? { enrollToken } : {}),
     ...(file ? { configFile } : {}),
   };
+}
+
+function parseAlerts(value: unknown): AlertsConfig {
+  const section = objectSetting(value, "alerts");
+  const evaluationIntervalMs = positiveDuration(
+    optionalString(section.evaluationInterval, "alerts.evaluationInterval") ?? "15s",
+    "alerts.evaluationInterval",
+  );
+  const ruleTimeoutMs = positiveDuration(optionalString(section.ruleTimeout, "alerts.ruleTimeout") ?? "10s", "alerts.ruleTimeout");
+  if (section.rules !== undefined && !Array.isArray(section.rules)) throw new ConfigError("alerts.rules must be a list of rules");
+  return { evaluationIntervalMs, ruleTimeoutMs, rules: (section.rules as unknown[] | undefined) ?? [] };
 }
 
 /** Parses "host:port", "[v6]:port" or ":port". */

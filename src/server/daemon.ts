@@ -1,5 +1,9 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { configuredRules } from "../alerts/rules/configured.js";
+import { alertEvaluator } from "../alerts/rules/evaluator.js";
+import { alertMetrics } from "../alerts/rules/metrics.js";
+import { lastSeenSeries } from "../fleet/last-seen-series.js";
 import { ensureEnrollToken, enrollTokenChecker } from "../fleet/enroll-token.js";
 import { fleetGauge } from "../fleet/fleet-metrics.js";
 import { agentLiveness, AgentLiveness } from "../fleet/liveness.js";
@@ -74,6 +78,8 @@ function signingKeyOf(file: string): Buffer {
 export async function startDaemon(config: DaemonConfig, log: Logger, options: DaemonOptions = {}): Promise<RunningDaemon> {
   // Before anything starts: a served method without an access rule stops the daemon at once.
   const procedures = servedProcedures();
+  // Before anything starts: a rule of the configuration file that cannot be used stops the daemon at once.
+  const alertRules = configuredRules(config.alerts.rules);
   // Before anything starts: a certificate that cannot be used stops the daemon at once.
   const tls: TlsCertificate | undefined = config.tls && readTlsCertificate(config.tls);
   const signingKey = config.signingKeyFile === undefined ? undefined : signingKeyOf(config.signingKeyFile);
@@ -94,6 +100,14 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const instruments = new Instruments(config.instruments, config.environment, registry);
   const readiness = new Readiness();
   readiness.add("database", () => storage.healthy());
+  new Gauge({
+    name: "specta_database_up",
+    help: "1 while this daemon's database answers its checks (every 5 s), else 0; the default rule DatabaseUnreachable reads it.",
+    registers: [registry],
+    collect() {
+      this.set(storage.healthy() ? 1 : 0);
+    },
+  });
   void failed.then((err) => readiness.markDead(err.message));
   const shutdown = new AbortController();
 
@@ -137,7 +151,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       agents: { db: storage.db, tokens, checkEnrollToken: enrollTokenChecker(enrollToken), liveness, log: log.child({ component: "fleet" }) },
       commands: { db: storage.db, hub: commands.hub },
       tokens: { tokens },
-      alerts: { db: storage.db },
+      alerts: { db: storage.db, configuredRules: alertRules },
       ...(signing ? { signing } : {}),
     }),
     interceptors: [observeCalls(calls), frontDoor.interceptor((agentId) => liveness.record(agentId))],
@@ -159,6 +173,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     ...tsdb.jobs,
     agentLiveness({ db: storage.db, liveness }),
     commandExpiry({ db: storage.db, log, intervalMs: commands.hub.tuning.expiryIntervalMs, graceMs: commands.hub.tuning.timeoutGraceMs }),
+    lastSeenSeries({ db: storage.db, tsdb, liveness }),
+    alertEvaluator({
+      db: storage.db,
+      tsdb,
+      log,
+      configured: alertRules,
+      intervalMs: config.alerts.evaluationIntervalMs,
+      ruleTimeoutMs: config.alerts.ruleTimeoutMs,
+      observe: alertMetrics(registry, storage.db),
+    }),
   ];
   if (config.probes.urls.length > 0) handlers.push(endpointProbe(config.probes, registry));
   const engine = new Engine(handlers, log, leadership(storage.db));

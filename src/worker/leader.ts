@@ -6,7 +6,8 @@ import type { Leadership } from "./engine.js";
  * handler. Every daemon sharing a database runs the same handlers; a handler's advisory lock key
  * makes one of them do the work and the others skip their turn. Keys in use: 0x5ec7a001 to
  * 0x5ec7a003 and 0x5ec7a005 (the store's, src/tsdb/), 0x5ec7a004 (the command expiry,
- * src/commands/expiry.ts).
+ * src/commands/expiry.ts), 0x5ec7a010 (the alert evaluation, src/alerts/rules/evaluator.ts),
+ * 0x5ec7a012 (the agents' last-seen series, src/fleet/last-seen-series.ts).
  *
  * The work runs while one dedicated connection holds the session-level advisory lock `key`;
  * resolves false at once, without running it, when another session holds it. The lock lives as

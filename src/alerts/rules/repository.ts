@@ -1,0 +1,193 @@
+import { create, fromJson, toJsonString, type JsonValue } from "@bufbuild/protobuf";
+import { sql, type Kysely } from "kysely";
+import { RuleSchema, RuleSource, type Rule } from "../../../gen/alerts/alerts_pb.js";
+import type { Db } from "../../storage/database.js";
+import type { AlertHistoryTable, AlertRow, AlertStateName, AlertTables } from "../alerts.table.js";
+import type { Insertable, Selectable } from "kysely";
+
+/** Every query of the evaluator's tables (alert_rules, alert_rule_status, alerts, alert_history). */
+const tables = (db: Db): Kysely<AlertTables> => db.withTables<AlertTables>();
+
+export type HistoryRow = Selectable<AlertHistoryTable>;
+export type StatusRow = Selectable<AlertTables["alert_rule_status"]>;
+
+/** A resolved or inactive alert's row is kept this long after resolved_at (the notifier reads the resolution), then forgotten. */
+export const keepResolvedMs = 15 * 60_000;
+
+/**
+ * Every rule in ListRules' order: the defaults, the configuration's, then the API's; an API rule
+ * of a default's or configuration rule's name takes that rule's place (overrides).
+ */
+export async function allRules(db: Db, defaults: readonly Rule[], configured: readonly Rule[]): Promise<Rule[]> {
+  const rows = await tables(db).selectFrom("alert_rules").select(["name", "rule"]).orderBy("created").orderBy("name").execute();
+  const stored = new Map(rows.map((r) => [r.name, fromJson(RuleSchema, r.rule as JsonValue, { ignoreUnknownFields: true })]));
+  const out: Rule[] = [];
+  for (const [source, rules] of [
+    [RuleSource.DEFAULT, defaults],
+    [RuleSource.CONFIG, configured],
+  ] as const) {
+    for (const rule of rules) {
+      const override = stored.get(rule.name);
+      stored.delete(rule.name);
+      out.push(override ? create(RuleSchema, { ...override, source: RuleSource.API, overrides: true }) : create(RuleSchema, { ...rule, source }));
+    }
+  }
+  for (const rule of stored.values()) out.push(create(RuleSchema, { ...rule, source: RuleSource.API, overrides: false }));
+  return out;
+}
+
+/** Stores an API rule or override (validated). */
+export async function putRule(db: Db, rule: Rule): Promise<void> {
+  const json = toJsonString(RuleSchema, rule);
+  await tables(db)
+    .insertInto("alert_rules")
+    .values({ name: rule.name, rule: json })
+    .onConflict((oc) => oc.column("name").doUpdateSet({ rule: json, updated: new Date() }))
+    .execute();
+}
+
+/** Deletes an API rule or override; false when there was none. */
+export async function deleteRule(db: Db, name: string): Promise<boolean> {
+  const result = await tables(db).deleteFrom("alert_rules").where("name", "=", name).executeTakeFirst();
+  return result.numDeletedRows > 0n;
+}
+
+export async function ruleStatuses(db: Db): Promise<Map<string, StatusRow>> {
+  const rows = await tables(db).selectFrom("alert_rule_status").selectAll().execute();
+  return new Map(rows.map((r) => [r.name, r]));
+}
+
+/** Pending and firing alerts per rule. */
+export async function activeCounts(db: Db): Promise<Map<string, number>> {
+  const rows = await tables(db)
+    .selectFrom("alerts")
+    .select(["rule", (eb) => eb.fn.countAll<string>().as("n")])
+    .where("state", "in", ["pending", "firing"])
+    .groupBy("rule")
+    .execute();
+  return new Map(rows.map((r) => [r.rule, Number(r.n)]));
+}
+
+/** Pending and firing alerts, and those resolved (or gone inactive) since `resolvedSince` if given. */
+export async function currentAlerts(db: Db, resolvedSince?: Date): Promise<AlertRow[]> {
+  return tables(db)
+    .selectFrom("alerts")
+    .selectAll()
+    .where((eb) =>
+      resolvedSince
+        ? eb.or([eb("state", "in", ["pending", "firing"]), eb("resolved_at", ">=", resolvedSince)])
+        : eb("state", "in", ["pending", "firing"]),
+    )
+    .execute();
+}
+
+export interface HistoryFilter {
+  rule?: string;
+  fingerprint?: string;
+  start?: Date;
+  end?: Date;
+  limit: number;
+}
+
+/** State changes, newest first. */
+export async function history(db: Db, f: HistoryFilter): Promise<HistoryRow[]> {
+  let q = tables(db).selectFrom("alert_history").selectAll();
+  if (f.rule) q = q.where("rule", "=", f.rule);
+  if (f.fingerprint) q = q.where("fingerprint", "=", f.fingerprint);
+  if (f.start) q = q.where("at", ">=", f.start);
+  if (f.end) q = q.where("at", "<=", f.end);
+  return q.orderBy("at", "desc").orderBy("id", "desc").limit(f.limit).execute();
+}
+
+/** What one evaluation cycle writes, in one transaction. */
+export interface CycleWrites {
+  /** Rows inserted or replaced whole (by fingerprint). */
+  upserts: AlertRow[];
+  transitions: { row: AlertRow; from: AlertStateName }[];
+  statuses: StatusRow[];
+}
+
+/**
+ * One evaluation cycle's transaction: locks the alerts against another writer (a second daemon
+ * that believes it leads, e.g. after its lock's connection broke), reads their current rows,
+ * lets `decide` compute the changes from them, writes the changes, their history and the rules'
+ * status, and forgets resolved rows older than keepResolvedMs and the status of rules gone.
+ * Reading inside the lock means a transition is decided once, whoever evaluates.
+ */
+export async function commitCycle(
+  db: Db,
+  now: Date,
+  ruleNames: readonly string[],
+  decide: (current: AlertRow[]) => CycleWrites,
+): Promise<CycleWrites> {
+  return tables(db)
+    .transaction()
+    .execute(async (tx) => {
+      await sql`LOCK TABLE alerts IN SHARE ROW EXCLUSIVE MODE`.execute(tx);
+      const current = await tx.selectFrom("alerts").selectAll().execute();
+      const writes = decide(current);
+      if (writes.upserts.length > 0) {
+        const values = writes.upserts.map(
+          (r): Insertable<AlertTables["alerts"]> => ({ ...r, labels: JSON.stringify(r.labels), annotations: JSON.stringify(r.annotations) }),
+        );
+        for (let i = 0; i < values.length; i += 1_000) {
+          await tx
+            .insertInto("alerts")
+            .values(values.slice(i, i + 1_000))
+            .onConflict((oc) =>
+              oc.column("fingerprint").doUpdateSet((eb) => ({
+                labels: eb.ref("excluded.labels"),
+                annotations: eb.ref("excluded.annotations"),
+                state: eb.ref("excluded.state"),
+                value: eb.ref("excluded.value"),
+                active_since: eb.ref("excluded.active_since"),
+                fired_at: eb.ref("excluded.fired_at"),
+                resolved_at: eb.ref("excluded.resolved_at"),
+                last_evaluation: eb.ref("excluded.last_evaluation"),
+                last_active: eb.ref("excluded.last_active"),
+              })),
+            )
+            .execute();
+        }
+      }
+      if (writes.transitions.length > 0) {
+        await tx
+          .insertInto("alert_history")
+          .values(
+            writes.transitions.map(({ row, from }) => ({
+              fingerprint: row.fingerprint,
+              rule: row.rule,
+              labels: JSON.stringify(row.labels),
+              from_state: from,
+              to_state: row.state,
+              value: row.value,
+              at: now,
+            })),
+          )
+          .execute();
+      }
+      await tx
+        .deleteFrom("alerts")
+        .where("state", "in", ["resolved", "inactive"])
+        .where("resolved_at", "<", new Date(now.getTime() - keepResolvedMs))
+        .execute();
+      if (writes.statuses.length > 0) {
+        await tx
+          .insertInto("alert_rule_status")
+          .values(writes.statuses)
+          .onConflict((oc) =>
+            oc.column("name").doUpdateSet((eb) => ({
+              health: eb.ref("excluded.health"),
+              last_error: eb.ref("excluded.last_error"),
+              last_evaluation: eb.ref("excluded.last_evaluation"),
+              duration_ms: eb.ref("excluded.duration_ms"),
+            })),
+          )
+          .execute();
+      }
+      let gone = tx.deleteFrom("alert_rule_status");
+      if (ruleNames.length > 0) gone = gone.where("name", "not in", ruleNames);
+      await gone.execute();
+      return writes;
+    });
+}
