@@ -34,7 +34,8 @@ describe("alerts.API's rules, in memory", () => {
 
   it("lists the defaults, the configuration's and the API's rules; an override takes its rule's place until deleted", async () => {
     await put(metricRule);
-    const names = async () => (await api().listRules({})).rules.map((r) => `${r.rule!.name}:${RuleSource[r.rule!.source]}${r.rule!.overrides ? "*" : ""}`);
+    const names = async () =>
+      (await api().listRules({})).rules.map((r) => `${r.rule!.name}:${RuleSource[r.rule!.source]}${r.rule!.overrides ? "*" : ""}`);
     expect(await names()).toEqual([
       "AgentOffline:DEFAULT",
       "FilesystemAlmostFull:DEFAULT",
@@ -101,13 +102,19 @@ describe("alerts.API's rules, in memory", () => {
       [{ ...metricRule, labels: { alertname: "x" } }, 'labels: "alertname" is the rule\'s name and cannot be set'],
       [{ ...metricRule, labels: { "9x": "y" } }, 'labels: "9x" is not a label name'],
       [{ ...metricRule, labels: { team: "" } }, "labels.team must be 1 to 1000 characters"],
-      [{ ...metricRule, annotations: { summary: "{{ .Labels.host }}" } }, 'annotations.summary: "{{ .Labels.host }}" is not {{ $value }} or {{ $labels.<name> }}'],
+      [
+        { ...metricRule, annotations: { summary: "{{ .Labels.host }}" } },
+        'annotations.summary: "{{ .Labels.host }}" is not {{ $value }} or {{ $labels.<name> }}',
+      ],
       [{ ...metricRule, annotations: { summary: "{{ $labels.host" } }, "annotations.summary: has an unmatched {{ or }}"],
       [{ ...metricRule, annotations: { summary: "{{ $labels.host | exec }}" } }, "annotations.summary: "],
     ];
     for (const [rule, message] of cases) {
       const got = await messageOf(put(rule));
-      expect(got.startsWith(`InvalidArgument: ${message}`), `${JSON.stringify(rule, (_, v) => (typeof v === "bigint" ? String(v) : v))}: ${got}`).toBe(true);
+      expect(
+        got.startsWith(`InvalidArgument: ${message}`),
+        `${JSON.stringify(rule, (_, v) => (typeof v === "bigint" ? String(v) : v))}: ${got}`,
+      ).toBe(true);
     }
     expect(await messageOf(put({ ...metricRule, annotations: { summary: "{{$labels.host}} at {{ $value }}" } }))).toBe("ok");
   });
