@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { versionInfo } from "../shared/version.js";
 import { agentCommand } from "./agent.js";
 import { agentsCommand } from "./agents.js";
+import { alertsCommand } from "./alerts.js";
 import { daemonCommand } from "./daemon.js";
 import { migrateCommand } from "./migrate.js";
 import { queryCommands } from "./query.js";
@@ -20,6 +21,7 @@ migrateCommand(program);
 queryCommands(program);
 agentCommand(program);
 agentsCommand(program);
+alertsCommand(program);
 runCommand(program);
 tokenCommand(program);
 
