@@ -1,13 +1,15 @@
 import { randomUUID } from "node:crypto";
+import { join } from "node:path";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { API as AlertsAPI, Comparison, RuleSchema, RuleSource } from "../../../gen/alerts/alerts_pb.js";
 import { Aggregation, MatchOperator } from "../../../gen/metrics/metrics_pb.js";
+import { repoRoot } from "../../../test/support/daemon.js";
 import { inMemoryClient, storagePerFile } from "../../../test/support/in-memory.js";
 import { codeOf } from "../../../test/support/rpc.js";
-import { ConfigError } from "../../config/config.js";
+import { ConfigError, resolveDaemonConfig } from "../../config/config.js";
 import type { Principal } from "../../tokens/tokens.js";
 import { alertsService } from "../service.js";
 import { configuredRules } from "./configured.js";
@@ -119,7 +121,10 @@ describe("alerts.API's rules, in memory", () => {
     expect(await messageOf(put({ ...metricRule, annotations: { summary: "{{$labels.host}} at {{ $value }}" } }))).toBe("ok");
   });
 
-  it("validates the configuration file's rules as PutRule does, naming the rule", () => {
+  it("validates the configuration file's rules as PutRule does, naming the rule; specta.example.json's are valid", () => {
+    const example = resolveDaemonConfig({ config: join(repoRoot, "specta.example.json"), dataDir: "/nonexistent" }, {});
+    expect(configuredRules(example.alerts.rules).map((r) => r.name)).toEqual(["QueueBacklog", "HostLoadHigh"]);
+    expect([example.alerts.evaluationIntervalMs, example.alerts.ruleTimeoutMs]).toEqual([15_000, 10_000]);
     expect(() => configuredRules([{ name: "X", condition: { expr: "up >" } }])).toThrow(ConfigError);
     expect(() => configuredRules([{ name: "X", condition: { expr: "up == 0" }, pendingFor: "soon" }])).toThrow(/^alerts.rules\[0\]: /);
     expect(() => configuredRules([{ name: "CpuBusy", condition: { expr: "up == 0" } }])).toThrow(
