@@ -79,13 +79,14 @@ export async function evaluateCycle(options: EvaluatorOptions, nowMs: number, si
   const enabled = rules.filter((r) => !r.disabled);
   const timeoutMs = options.ruleTimeoutMs ?? evaluatorDefaults.ruleTimeoutMs;
   const outcomes = new Map<string, Outcome>();
+  const store = cycleStore(options.tsdb);
   let next = 0;
   const worker = async () => {
     while (next < enabled.length && !signal?.aborted) {
       const rule = enabled[next++]!;
       const t0 = performance.now();
       try {
-        const groups = await withTimeout(evaluateRule(rule.condition!, options.tsdb, nowMs, timeoutMs), timeoutMs);
+        const groups = await withTimeout(evaluateRule(rule.condition!, store, nowMs, timeoutMs), timeoutMs);
         outcomes.set(rule.name, { groups, ms: performance.now() - t0 });
       } catch (err) {
         const error = err instanceof ConnectError ? err.rawMessage : (err as Error).message || String(err);
@@ -107,6 +108,34 @@ export async function evaluateCycle(options: EvaluatorOptions, nowMs: number, si
   options.observe?.(ms / 1000);
   const errors = [...outcomes.values()].filter((o) => "error" in o).length;
   return { rules: enabled.length, errors, transitions: writes.transitions, ms };
+}
+
+type Store = EvaluatorOptions["tsdb"];
+
+/**
+ * The store as one cycle reads it: rules that select the same series or read the same points (the
+ * same metric, matchers and window) share one read, so that a thousand rules over a few dozen
+ * metrics cost a few dozen reads. Every step's latest value is read, so that rules differing only
+ * in their aggregation share too. The results are read-only for their users.
+ */
+function cycleStore(tsdb: Store): Store {
+  const reads = new Map<string, Promise<unknown>>();
+  const once = <T>(key: string, read: () => Promise<T>): Promise<T> => {
+    let p = reads.get(key);
+    if (!p) reads.set(key, (p = read()));
+    return p as Promise<T>;
+  };
+  const series: Store["series"] = Object.create(tsdb.series);
+  series.select = (metric, matchers) => once(`s${JSON.stringify([metric, matchers])}`, () => tsdb.series.select(metric, matchers));
+  series.list = (prefix) => once(`l${prefix}`, () => tsdb.series.list(prefix));
+  return {
+    series,
+    readPoints: (q, nowMs) => {
+      const wide = { ...q, last: true };
+      return once(`p${JSON.stringify([wide, nowMs])}`, () => tsdb.readPoints(wide, nowMs));
+    },
+    readSamples: (ids, from, to) => once(`r${JSON.stringify([ids, from, to])}`, () => tsdb.readSamples(ids, from, to)),
+  };
 }
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
