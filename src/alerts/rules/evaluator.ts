@@ -79,14 +79,14 @@ export async function evaluateCycle(options: EvaluatorOptions, nowMs: number, si
   const enabled = rules.filter((r) => !r.disabled);
   const timeoutMs = options.ruleTimeoutMs ?? evaluatorDefaults.ruleTimeoutMs;
   const outcomes = new Map<string, Outcome>();
-  const store = cycleStore(options.tsdb);
+  const reads = cycleReads(options.tsdb);
   let next = 0;
   const worker = async () => {
     while (next < enabled.length && !signal?.aborted) {
       const rule = enabled[next++]!;
       const t0 = performance.now();
       try {
-        const groups = await withTimeout(evaluateRule(rule.condition!, store, nowMs, timeoutMs), timeoutMs);
+        const groups = await withTimeout(evaluateRule(rule.condition!, reads, nowMs, timeoutMs), timeoutMs);
         outcomes.set(rule.name, { groups, ms: performance.now() - t0 });
       } catch (err) {
         const error = err instanceof ConnectError ? err.rawMessage : (err as Error).message || String(err);
@@ -112,13 +112,20 @@ export async function evaluateCycle(options: EvaluatorOptions, nowMs: number, si
 
 type Store = EvaluatorOptions["tsdb"];
 
+/** What one cycle reads, shared by its rules: `once` runs a read once per key, `store` is the store through it. */
+interface CycleReads {
+  once<T>(key: string, read: () => Promise<T>): Promise<T>;
+  store: Store;
+}
+
 /**
  * The store as one cycle reads it: rules that select the same series or read the same points (the
- * same metric, matchers and window) share one read, so that a thousand rules over a few dozen
+ * same metric, matchers and window) share one read, and rules of the query model that differ only
+ * in their comparison or threshold share one query, so that a thousand rules over a few dozen
  * metrics cost a few dozen reads. Every step's latest value is read, so that rules differing only
- * in their aggregation share too. The results are read-only for their users.
+ * in their aggregation share their points too. The results are read-only for their users.
  */
-function cycleStore(tsdb: Store): Store {
+function cycleReads(tsdb: Store): CycleReads {
   const reads = new Map<string, Promise<unknown>>();
   const once = <T>(key: string, read: () => Promise<T>): Promise<T> => {
     let p = reads.get(key);
@@ -128,7 +135,7 @@ function cycleStore(tsdb: Store): Store {
   const series: Store["series"] = Object.create(tsdb.series);
   series.select = (metric, matchers) => once(`s${JSON.stringify([metric, matchers])}`, () => tsdb.series.select(metric, matchers));
   series.list = (prefix) => once(`l${prefix}`, () => tsdb.series.list(prefix));
-  return {
+  const store: Store = {
     series,
     readPoints: (q, nowMs) => {
       const wide = { ...q, last: true };
@@ -136,6 +143,7 @@ function cycleStore(tsdb: Store): Store {
     },
     readSamples: (ids, from, to) => once(`r${JSON.stringify([ids, from, to])}`, () => tsdb.readSamples(ids, from, to)),
   };
+  return { once, store };
 }
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
@@ -147,9 +155,9 @@ function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
 }
 
 /** The groups of a rule whose condition holds at `nowMs`. */
-export async function evaluateRule(c: Condition, tsdb: EvaluatorOptions["tsdb"], nowMs: number, timeoutMs: number): Promise<Group[]> {
+async function evaluateRule(c: Condition, reads: CycleReads, nowMs: number, timeoutMs: number): Promise<Group[]> {
   if (c.expr !== "") {
-    const { value } = await instantQuery(tsdbReader(tsdb), parsePromql(c.expr), nowMs, { limits: { timeoutMs } });
+    const { value } = await instantQuery(tsdbReader(reads.store), parsePromql(c.expr), nowMs, { limits: { timeoutMs } });
     if (value.type !== "vector") throw new Error(`the expression gave a ${value.type}, not an instant vector`);
     return value.samples.map((s) => {
       const labels: Record<string, string> = {};
@@ -160,18 +168,21 @@ export async function evaluateRule(c: Condition, tsdb: EvaluatorOptions["tsdb"],
   // The window is read in about ten steps through metrics.API/Query's code, then its steps are combined.
   const window = windowMs(c);
   const stepMs = Math.max(1_000, Math.round(window / 10));
-  const res = await query(
-    create(QueryRequestSchema, {
-      metric: c.metric,
-      matchers: c.matchers,
-      aggregation: c.aggregation,
-      groupBy: c.groupBy,
-      quantile: c.quantile,
-      start: timestampFromMs(nowMs - window),
-      end: timestampFromMs(nowMs),
-      step: durationFromMs(stepMs),
-    }),
-    { tsdb: tsdb as Tsdb, now: () => nowMs },
+  const key = JSON.stringify([c.metric, c.matchers.map((m) => [m.label, m.operator, m.value]), c.aggregation, c.groupBy, c.quantile, window]);
+  const res = await reads.once(`q${key}`, () =>
+    query(
+      create(QueryRequestSchema, {
+        metric: c.metric,
+        matchers: c.matchers,
+        aggregation: c.aggregation,
+        groupBy: c.groupBy,
+        quantile: c.quantile,
+        start: timestampFromMs(nowMs - window),
+        end: timestampFromMs(nowMs),
+        step: durationFromMs(stepMs),
+      }),
+      { tsdb: reads.store as Tsdb, now: () => nowMs },
+    ),
   );
   const groups: Group[] = [];
   for (const s of res.series) {

@@ -14,13 +14,30 @@ export type StatusRow = Selectable<AlertTables["alert_rule_status"]>;
 /** A resolved or inactive alert's row is kept this long after resolved_at (the notifier reads the resolution), then forgotten. */
 export const keepResolvedMs = 15 * 60_000;
 
+/** Rules parsed from alert_rules, by name, with their row's version (xmin): an evaluation cycle parses only what changed. */
+const parsed = new Map<string, { version: string; rule: Rule }>();
+
 /**
  * Every rule in ListRules' order: the defaults, the configuration's, then the API's; an API rule
  * of a default's or configuration rule's name takes that rule's place (overrides).
  */
 export async function allRules(db: Db, defaults: readonly Rule[], configured: readonly Rule[]): Promise<Rule[]> {
-  const rows = await tables(db).selectFrom("alert_rules").select(["name", "rule"]).orderBy("created").orderBy("name").execute();
-  const stored = new Map(rows.map((r) => [r.name, fromJson(RuleSchema, r.rule as JsonValue, { ignoreUnknownFields: true })]));
+  const rows = await tables(db)
+    .selectFrom("alert_rules")
+    .select(["name", "rule", sql<string>`xmin::text`.as("version")])
+    .orderBy("created")
+    .orderBy("name")
+    .execute();
+  const stored = new Map<string, Rule>();
+  for (const row of rows) {
+    let hit = parsed.get(row.name);
+    if (hit?.version !== row.version) {
+      hit = { version: row.version, rule: fromJson(RuleSchema, row.rule as JsonValue, { ignoreUnknownFields: true }) };
+      parsed.set(row.name, hit);
+    }
+    stored.set(row.name, hit.rule);
+  }
+  for (const name of parsed.keys()) if (!stored.has(name)) parsed.delete(name);
   const out: Rule[] = [];
   for (const [source, rules] of [
     [RuleSource.DEFAULT, defaults],
