@@ -3,7 +3,7 @@ import { sql, type Kysely } from "kysely";
 import { RuleSchema, RuleSource, type Rule } from "../../../gen/alerts/alerts_pb.js";
 import type { Db } from "../../storage/database.js";
 import type { AlertHistoryTable, AlertRow, AlertStateName, AlertTables } from "../alerts.table.js";
-import type { Insertable, Selectable } from "kysely";
+import type { Selectable } from "kysely";
 
 /** Every query of the evaluator's tables (alert_rules, alert_rule_status, alerts, alert_history). */
 const tables = (db: Db): Kysely<AlertTables> => db.withTables<AlertTables>();
@@ -144,28 +144,18 @@ export async function commitCycle(
       const current = await tx.selectFrom("alerts").selectAll().execute();
       const writes = decide(current);
       if (writes.upserts.length > 0) {
-        const values = writes.upserts.map(
-          (r): Insertable<AlertTables["alerts"]> => ({ ...r, labels: JSON.stringify(r.labels), annotations: JSON.stringify(r.annotations) }),
-        );
-        for (let i = 0; i < values.length; i += 1_000) {
-          await tx
-            .insertInto("alerts")
-            .values(values.slice(i, i + 1_000))
-            .onConflict((oc) =>
-              oc.column("fingerprint").doUpdateSet((eb) => ({
-                labels: eb.ref("excluded.labels"),
-                annotations: eb.ref("excluded.annotations"),
-                state: eb.ref("excluded.state"),
-                value: eb.ref("excluded.value"),
-                active_since: eb.ref("excluded.active_since"),
-                fired_at: eb.ref("excluded.fired_at"),
-                resolved_at: eb.ref("excluded.resolved_at"),
-                last_evaluation: eb.ref("excluded.last_evaluation"),
-                last_active: eb.ref("excluded.last_active"),
-              })),
-            )
-            .execute();
-        }
+        // One statement of arrays (unnest) rather than a parameter per column and row: a cycle may write thousands.
+        const u = writes.upserts;
+        const at = (d: Date | null) => d?.toISOString() ?? null;
+        await sql`
+          INSERT INTO alerts (fingerprint, rule, labels, annotations, state, value, active_since, fired_at, resolved_at, last_evaluation, last_active)
+          SELECT * FROM unnest(${u.map((r) => r.fingerprint)}::text[], ${u.map((r) => r.rule)}::text[], ${u.map((r) => JSON.stringify(r.labels))}::jsonb[],
+            ${u.map((r) => JSON.stringify(r.annotations))}::jsonb[], ${u.map((r) => r.state)}::text[], ${u.map((r) => r.value)}::float8[],
+            ${u.map((r) => at(r.active_since))}::timestamptz[], ${u.map((r) => at(r.fired_at))}::timestamptz[], ${u.map((r) => at(r.resolved_at))}::timestamptz[],
+            ${u.map((r) => at(r.last_evaluation))}::timestamptz[], ${u.map((r) => at(r.last_active))}::timestamptz[])
+          ON CONFLICT (fingerprint) DO UPDATE SET labels = excluded.labels, annotations = excluded.annotations, state = excluded.state,
+            value = excluded.value, active_since = excluded.active_since, fired_at = excluded.fired_at, resolved_at = excluded.resolved_at,
+            last_evaluation = excluded.last_evaluation, last_active = excluded.last_active`.execute(tx);
       }
       if (writes.transitions.length > 0) {
         await tx
@@ -189,18 +179,13 @@ export async function commitCycle(
         .where("resolved_at", "<", new Date(now.getTime() - keepResolvedMs))
         .execute();
       if (writes.statuses.length > 0) {
-        await tx
-          .insertInto("alert_rule_status")
-          .values(writes.statuses)
-          .onConflict((oc) =>
-            oc.column("name").doUpdateSet((eb) => ({
-              health: eb.ref("excluded.health"),
-              last_error: eb.ref("excluded.last_error"),
-              last_evaluation: eb.ref("excluded.last_evaluation"),
-              duration_ms: eb.ref("excluded.duration_ms"),
-            })),
-          )
-          .execute();
+        const st = writes.statuses;
+        await sql`
+          INSERT INTO alert_rule_status (name, health, last_error, last_evaluation, duration_ms)
+          SELECT n, h, e, ${now}, d FROM unnest(${st.map((r) => r.name)}::text[], ${st.map((r) => r.health)}::text[], ${st.map((r) => r.last_error)}::text[],
+            ${st.map((r) => r.duration_ms)}::float8[]) AS u(n, h, e, d)
+          ON CONFLICT (name) DO UPDATE SET health = excluded.health, last_error = excluded.last_error,
+            last_evaluation = excluded.last_evaluation, duration_ms = excluded.duration_ms`.execute(tx);
       }
       let gone = tx.deleteFrom("alert_rule_status");
       if (ruleNames.length > 0) gone = gone.where("name", "not in", ruleNames);
