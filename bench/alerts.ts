@@ -86,8 +86,9 @@ async function scrape(specta: SpectaUnderTest): Promise<{ sum: number; count: nu
   };
 }
 
+/** Waits for the cycle count to reach `atLeast`, scraping /metrics every 2 s (each scrape costs the daemon CPU too). */
 async function waitForCycles(specta: SpectaUnderTest, atLeast: number): Promise<void> {
-  while ((await scrape(specta)).count < atLeast) await new Promise((r) => setTimeout(r, 200));
+  while ((await scrape(specta)).count < atLeast) await new Promise((r) => setTimeout(r, 2_000));
 }
 
 async function main(): Promise<void> {
