@@ -95,6 +95,16 @@ export interface ArchiveSettings {
   flushIntervalMs: number;
 }
 
+/** Alert evaluation (src/alerts/rules/): its timings and the configuration file's rules. */
+export interface AlertsConfig {
+  /** How often the rules are evaluated (alerts.evaluationInterval, default 15s). */
+  evaluationIntervalMs: number;
+  /** One rule's evaluation may take this long before it counts as failed (alerts.ruleTimeout, default 10s). */
+  ruleTimeoutMs: number;
+  /** alerts.rules: alerts.Rule objects as protobuf JSON, validated by the alerts feature when the daemon starts. */
+  rules: unknown[];
+}
+
 export interface DaemonConfig {
   environment: Environment;
   /** postgres:// URL; undefined: the embedded PostgreSQL in `<dataDir>/postgres`. */
@@ -132,6 +142,7 @@ export interface DaemonConfig {
   audit: AuditSettings;
   /** --archive-dir; undefined: no archive. */
   archive?: ArchiveSettings;
+  alerts: AlertsConfig;
   /** Where the configuration file was read from, if one was. */
   configFile?: string;
 }
@@ -279,6 +290,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
   const rateLimits = parseRateLimits(file?.rateLimits, fromEnv);
   const audit = parseAudit(flags, fromEnv, file?.audit);
   const archive = parseArchive(flags, fromEnv, file?.archive);
+  const alerts = parseAlerts(file?.alerts);
 
   return {
     environment: environment as Environment,
@@ -300,11 +312,23 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv =
     shutdownDrainMs: durationSetting(drain, "shutdownDrain"),
     connections,
     rateLimits,
+    alerts,
     ...(enrollToken ? { enrollToken } : {}),
     audit,
     ...(archive ? { archive } : {}),
     ...(file ? { configFile } : {}),
   };
+}
+
+function parseAlerts(value: unknown): AlertsConfig {
+  const section = objectSetting(value, "alerts");
+  const evaluationIntervalMs = positiveDuration(
+    optionalString(section.evaluationInterval, "alerts.evaluationInterval") ?? "15s",
+    "alerts.evaluationInterval",
+  );
+  const ruleTimeoutMs = positiveDuration(optionalString(section.ruleTimeout, "alerts.ruleTimeout") ?? "10s", "alerts.ruleTimeout");
+  if (section.rules !== undefined && !Array.isArray(section.rules)) throw new ConfigError("alerts.rules must be a list of rules");
+  return { evaluationIntervalMs, ruleTimeoutMs, rules: (section.rules as unknown[] | undefined) ?? [] };
 }
 
 /** Parses "host:port", "[v6]:port" or ":port". */

@@ -74,8 +74,8 @@ export async function agentIdsWithLabels(db: Db, labels: Labels): Promise<string
 }
 
 /** When each active agent was last seen, as stored. */
-export function lastSeenOfActive(db: Db): Promise<Pick<AgentRow, "id" | "last_seen">[]> {
-  return agents(db).selectFrom("agents").select(["id", "last_seen"]).where("deregistered", "is", null).execute();
+export function lastSeenOfActive(db: Db): Promise<Pick<AgentRow, "id" | "hostname" | "last_seen">[]> {
+  return agents(db).selectFrom("agents").select(["id", "hostname", "last_seen"]).where("deregistered", "is", null).execute();
 }
 
 /** Locks the active agent `key` names until the transaction `db` ends. */

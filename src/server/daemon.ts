@@ -3,7 +3,11 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Archive } from "../archive/archive.js";
 import { clientAddressKey } from "../audit/declare.js";
 import { AuditTrail, auditRetention } from "../audit/trail.js";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { configuredRules } from "../alerts/rules/configured.js";
+import { alertEvaluator } from "../alerts/rules/evaluator.js";
+import { alertMetrics } from "../alerts/rules/metrics.js";
+import { lastSeenSeries } from "../fleet/last-seen-series.js";
 import { ensureEnrollToken, enrollTokenChecker } from "../fleet/enroll-token.js";
 import { fleetGauge } from "../fleet/fleet-metrics.js";
 import { agentLiveness, AgentLiveness } from "../fleet/liveness.js";
@@ -91,6 +95,8 @@ function archiveDir(dir: string): void {
 export async function startDaemon(config: DaemonConfig, log: Logger, options: DaemonOptions = {}): Promise<RunningDaemon> {
   // Before anything starts: a served method without an access rule stops the daemon at once.
   const procedures = servedProcedures();
+  // Before anything starts: a rule of the configuration file that cannot be used stops the daemon at once.
+  const alertRules = configuredRules(config.alerts.rules);
   // Before anything starts: a certificate that cannot be used stops the daemon at once.
   const tls: TlsCertificate | undefined = config.tls && readTlsCertificate(config.tls);
   const signingKey = config.signingKeyFile === undefined ? undefined : signingKeyOf(config.signingKeyFile);
@@ -115,6 +121,14 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
   const instruments = new Instruments(config.instruments, config.environment, registry);
   const readiness = new Readiness();
   readiness.add("database", () => storage.healthy());
+  new Gauge({
+    name: "specta_database_up",
+    help: "1 while this daemon's database answers its checks (every 5 s), else 0; the default rule DatabaseUnreachable reads it.",
+    registers: [registry],
+    collect() {
+      this.set(storage.healthy() ? 1 : 0);
+    },
+  });
   void failed.then((err) => readiness.markDead(err.message));
   const shutdown = new AbortController();
 
@@ -180,7 +194,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       commands: { db: storage.db, hub: commands.hub },
       tokens: { tokens },
       audit: { db: storage.db },
-      alerts: { db: storage.db },
+      alerts: { db: storage.db, configuredRules: alertRules },
       releases: { db: storage.db, log: log.child({ component: "releases" }) },
       ...(signing ? { signing } : {}),
     }),
@@ -208,6 +222,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
     commandExpiry({ db: storage.db, log, intervalMs: commands.hub.tuning.expiryIntervalMs, graceMs: commands.hub.tuning.timeoutGraceMs }),
     auditRetention(storage.db, config.audit.retentionMs),
     notificationDispatcher({ db: storage.db, log, externalUrl: () => externalUrl }),
+    lastSeenSeries({ db: storage.db, tsdb, liveness }),
+    alertEvaluator({
+      db: storage.db,
+      tsdb,
+      log,
+      configured: alertRules,
+      intervalMs: config.alerts.evaluationIntervalMs,
+      ruleTimeoutMs: config.alerts.ruleTimeoutMs,
+      observe: alertMetrics(registry, storage.db),
+    }),
   ];
   if (archive) handlers.push(archive.retention());
   if (config.probes.urls.length > 0) handlers.push(endpointProbe(config.probes, registry));

@@ -6,7 +6,9 @@ import type { Leadership } from "./engine.js";
  * handler. Every daemon sharing a database runs the same handlers; a handler's advisory lock key
  * makes one of them do the work and the others skip their turn. Keys in use: 0x5ec7a001 to
  * 0x5ec7a003 and 0x5ec7a005 (the store's, src/tsdb/), 0x5ec7a004 (the command expiry,
- * src/commands/expiry.ts), 0x5ec7a011 (the alert notifications, src/alerts/notifications/dispatcher.ts),
+ * src/commands/expiry.ts), 0x5ec7a010 (the alert evaluation, src/alerts/rules/evaluator.ts),
+ * 0x5ec7a012 (the agents' last-seen series, src/fleet/last-seen-series.ts),
+ * 0x5ec7a011 (the alert notifications, src/alerts/notifications/dispatcher.ts),
  * 0x5ec7a0a1 (the audit retention, src/audit/trail.ts).
  *
  * The work runs while one dedicated connection holds the session-level advisory lock `key`;
