@@ -167,7 +167,7 @@ describe.each(testServers())("tokens on $name PostgreSQL", (server) => {
     expect(await codeOf(admin.create({ role: Role.VIEWER, name: "a\nb" }))).toBe(Code.InvalidArgument);
     const notId = await runSpecta(["token", "revoke", "nope", ...at]);
     expect(notId.code).toBe(1);
-    expect(notId.stderr).toMatch(/^specta: invalid_argument: id "nope" is not a token id/);
+    expect(notId.stderr).toMatch(/^specta: no valid token has an id starting with "nope" \(4 characters at least; see specta token list\)\n$/);
     expect(await codeOf(admin.revoke({ id: "00000000-0000-4000-8000-000000000000" }))).toBe(Code.NotFound);
 
     const all = await admin.list({ includeAgents: true });
