@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -74,11 +74,17 @@ describe("the alert notifications, end to end", () => {
 
   async function startDaemon(name: string): Promise<SpectaProcess & { url: string; dataDir: string }> {
     const dataDir = join(dir.path, name);
+    // The alerts here are written as the evaluator would, for rules the daemon does not know, which
+    // its evaluator would resolve: it evaluates once as it starts, then not again during the test.
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(join(dataDir, "specta.json"), JSON.stringify({ alerts: { evaluationInterval: "24h" } }));
     const proc = spawnSpecta(["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir], {
       SPECTA_LOG_LEVEL: "debug",
       SPECTA_DATABASE_URL: database.url,
     });
     const line = await proc.waitForLog((l) => l.message === "daemon listening", 60_000);
+    // Its one evaluation done, so that it cannot resolve the alerts the test writes next.
+    await proc.waitForLog((l) => l.handler === "alert-evaluation" && l.message === "ran as leader", 60_000);
     const daemon = { ...proc, url: String(line.url), dataDir };
     daemons.push(daemon);
     return daemon;
