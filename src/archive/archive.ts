@@ -1,4 +1,5 @@
-import { open, unlink } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import { link, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { Logger } from "../shared/log.js";
@@ -145,28 +146,24 @@ export class Archive {
 
   private async write(text: Buffer, first: Date): Promise<void> {
     const data = await compress(text);
-    for (let attempt = 0; ; attempt++) {
-      const path = join(this.config.dir, archiveFileName(first, attempt));
-      let file: Awaited<ReturnType<typeof open>>;
-      try {
-        file = await open(path, "wx", 0o640);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "EEXIST") continue;
-        throw err;
+    // Written under a hidden name first, then linked to its own: a reader (specta archive cat) sees a
+    // file whole or not at all, a full disk leaves nothing behind, and link refuses a name that is taken.
+    const temp = join(this.config.dir, `.writing-${process.pid}-${randomUUID()}`);
+    try {
+      await writeFile(temp, data, { flag: "wx", mode: 0o640 });
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await link(temp, join(this.config.dir, archiveFileName(first, attempt)));
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+        }
       }
-      try {
-        await file.writeFile(data);
-        await file.close();
-      } catch (err) {
-        await file.close().catch(() => undefined);
-        // A partial file would not decompress: better none.
-        await unlink(path).catch(() => undefined);
-        throw err;
-      }
-      this.files.inc();
-      this.written.inc(data.length);
-      return;
+    } finally {
+      await unlink(temp).catch(() => undefined);
     }
+    this.files.inc();
+    this.written.inc(data.length);
   }
 
   private failed(err: unknown, code: string): void {
