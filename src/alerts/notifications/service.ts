@@ -5,6 +5,7 @@ import { sql, type Kysely } from "kysely";
 import { DeliverySchema, SilenceSchema, type API as AlertsAPI, type Silence } from "../../../gen/alerts/alerts_pb.js";
 import type { Db } from "../../storage/database.js";
 import { callerOf } from "../../tokens/access.js";
+import { listLimit } from "../list-limit.js";
 import type { RuleMethods } from "../rules/service.js";
 import * as channels from "./channels.js";
 import { contractMatchers, storedMatchers } from "./matchers.js";
@@ -33,11 +34,6 @@ function silenceOf(row: SilenceRow): Silence {
     createdBy: row.created_by,
   });
 }
-
-const limitOf = (limit: number) => {
-  if (limit > 1_000) invalid("limit must be 1 to 1000");
-  return limit === 0 ? 100 : limit;
-};
 
 /** alerts.API's silences, channels, routes and deliveries. */
 export function notificationHandlers(deps: NotificationDeps): Omit<ServiceImpl<typeof AlertsAPI>, RuleMethods> {
@@ -122,7 +118,7 @@ export function notificationHandlers(deps: NotificationDeps): Omit<ServiceImpl<t
     },
 
     async listDeliveries(req) {
-      const limit = limitOf(req.limit);
+      const limit = listLimit(req.limit);
       let q = t().selectFrom("notification_deliveries").selectAll().orderBy("at", "desc").orderBy("id", "desc").limit(limit);
       if (req.fingerprint !== "") q = q.where("fingerprints", "@>", sql<string[]>`ARRAY[${req.fingerprint}]::text[]`);
       if (req.channel !== "") q = q.where("channel", "=", req.channel);

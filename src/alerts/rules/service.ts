@@ -14,6 +14,7 @@ import { MatchOperator, type Matcher } from "../../../gen/metrics/metrics_pb.js"
 import type { MatchOp } from "../../promql/ast.js";
 import { compileRegex, matchesValue } from "../../promql/regex.js";
 import type { Db } from "../../storage/database.js";
+import { listLimit } from "../list-limit.js";
 import { activeSilences, isSilenced } from "../notifications/silences.js";
 import type { AlertRow, AlertStateName } from "../alerts.table.js";
 import { activeCounts, allRules, currentAlerts, deleteRule, history, putRule, ruleStatuses } from "./repository.js";
@@ -28,7 +29,6 @@ export interface RuleDeps {
 /** The methods of alerts.API served from here. */
 export type RuleMethods = "listRules" | "putRule" | "deleteRule" | "listAlerts" | "history";
 
-export const historyLimits = { default: 100, max: 1_000 };
 /** ListAlerts' resolved_within at most (resolved rows are kept 15 minutes; inactive and resolved ones older are gone). */
 const maxResolvedWithinMs = 7 * 86_400_000;
 
@@ -159,8 +159,7 @@ export function ruleHandlers(deps: RuleDeps): Pick<ServiceImpl<typeof AlertsAPI>
     },
 
     async history(req) {
-      const limit = req.limit === 0 ? historyLimits.default : req.limit;
-      if (limit > historyLimits.max) invalid(`limit must be at most ${historyLimits.max}`);
+      const limit = listLimit(req.limit);
       const start = req.start ? timestampDate(req.start) : undefined;
       const end = req.end ? timestampDate(req.end) : undefined;
       if (start && end && start > end) invalid("start is after end");
