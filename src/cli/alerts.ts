@@ -4,19 +4,17 @@ import type { Command } from "commander";
 import {
   AlertState,
   API as AlertsAPI,
-  Comparison,
   HistoryResponseSchema,
   ListAlertsResponseSchema,
   ListRulesResponseSchema,
   RuleHealth,
   RuleSource,
-  type Condition,
   type HistoryResponse,
   type ListAlertsResponse,
   type ListRulesResponse,
 } from "../../gen/alerts/alerts_pb.js";
-import { Aggregation, MatchOperator } from "../../gen/metrics/metrics_pb.js";
-import { parseDuration } from "../config/duration.js";
+import { alertHost, describeCondition } from "../shared/alert-text.js";
+import { parseDuration } from "../shared/duration.js";
 import { formatAgo } from "./agents.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
 import { formatTable } from "./util.js";
@@ -82,8 +80,6 @@ export function alertsCommand(program: Command): void {
 }
 
 const stateName = (s: AlertState) => (AlertState[s] ?? "unknown").toLowerCase();
-/** The host an alert is about: its host label, else the instance a scraped series carries. */
-const hostOf = (labels: Record<string, string>) => labels.host ?? labels.instance ?? "";
 /** The value as people read it: at most 6 significant digits. */
 const formatValue = (v: number) => String(Number(v.toPrecision(6)));
 
@@ -97,7 +93,7 @@ export function formatAlerts(response: ListAlertsResponse, nowMs: number): strin
       return [
         stateName(a.state),
         a.rule,
-        hostOf(a.labels),
+        alertHost(a.labels),
         formatValue(a.value),
         since ? formatAgo(timestampMs(since), nowMs) : "",
         a.annotations.summary ?? "",
@@ -105,32 +101,6 @@ export function formatAlerts(response: ListAlertsResponse, nowMs: number): strin
     }),
   ];
   return formatTable(rows);
-}
-
-const comparisons: Record<number, string> = {
-  [Comparison.GREATER]: ">",
-  [Comparison.GREATER_OR_EQUAL]: ">=",
-  [Comparison.LESS]: "<",
-  [Comparison.LESS_OR_EQUAL]: "<=",
-  [Comparison.EQUAL]: "==",
-  [Comparison.NOT_EQUAL]: "!=",
-};
-const operators: Record<number, string> = {
-  [MatchOperator.EQUAL]: "=",
-  [MatchOperator.NOT_EQUAL]: "!=",
-  [MatchOperator.REGEX]: "=~",
-  [MatchOperator.NOT_REGEX]: "!~",
-};
-
-/** A condition in one line: its expr, or e.g. `last(node_systemd_unit_state{state="failed"} by host,name over 2m) > 0`. */
-export function describeCondition(c: Condition | undefined): string {
-  if (!c) return "";
-  if (c.expr !== "") return c.expr;
-  const aggregation = (Aggregation[c.aggregation === Aggregation.UNSPECIFIED ? Aggregation.AVG : c.aggregation] ?? "").toLowerCase();
-  const matchers = c.matchers.length > 0 ? `{${c.matchers.map((m) => `${m.label}${operators[m.operator] ?? "?"}"${m.value}"`).join(",")}}` : "";
-  const by = c.groupBy.length > 0 ? ` by ${c.groupBy.join(",")}` : "";
-  const window = `${(c.window ? durationMs(c.window) : 300_000) / 1000}s`;
-  return `${aggregation}(${c.metric}${matchers}${by} over ${window}) ${comparisons[c.comparison] ?? "?"} ${c.threshold}`;
 }
 
 /** A table: name, source, on/off, health, active alerts, for, condition, last error. */
@@ -159,7 +129,7 @@ export function formatHistory(response: HistoryResponse, nowMs: number): string 
     ...response.changes.map((c) => [
       c.time ? `${new Date(timestampMs(c.time)).toISOString()} (${formatAgo(timestampMs(c.time), nowMs)})` : "",
       c.rule,
-      hostOf(c.labels),
+      alertHost(c.labels),
       `${stateName(c.from)} -> ${stateName(c.to)}`,
       formatValue(c.value),
     ]),

@@ -2,7 +2,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { API as AuditAPI, ListResponseSchema, type Event } from "../../gen/audit/audit_pb.js";
-import { parseDuration } from "../config/duration.js";
+import { parseDuration } from "../shared/duration.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
 import { formatTable } from "./util.js";
 

@@ -13,7 +13,7 @@ import {
   type Matcher,
   type QueryResponse,
 } from "../../gen/metrics/metrics_pb.js";
-import { parseDuration } from "../config/duration.js";
+import { parseDuration } from "../shared/duration.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
 import { collect, formatTable } from "./util.js";
 

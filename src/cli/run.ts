@@ -12,7 +12,7 @@ import {
   type Diagnostic,
   type SubmitRequest,
 } from "../../gen/commands/commands_pb.js";
-import { parseDuration } from "../config/duration.js";
+import { parseDuration } from "../shared/duration.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags, type Connection } from "./client.js";
 
 interface RunFlags extends ClientFlags {

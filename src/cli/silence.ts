@@ -3,7 +3,7 @@ import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { API as AlertsAPI, CreateSilenceResponseSchema, ListSilencesResponseSchema, type Silence } from "../../gen/alerts/alerts_pb.js";
 import { MatchOperator, type Matcher } from "../../gen/metrics/metrics_pb.js";
-import { parseDuration } from "../config/duration.js";
+import { parseDuration } from "../shared/duration.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
 import { parseMatcher, parseWhen } from "./query.js";
 import { formatTable } from "./util.js";

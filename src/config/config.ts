@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { logLevels, type LogLevel } from "../shared/log.js";
-import { parseDuration } from "./duration.js";
+import { parseDuration } from "../shared/duration.js";
 
 /** A configuration problem, reported to the operator as one line. */
 export class ConfigError extends Error {
