@@ -5,6 +5,7 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { API as AgentAPI } from "../../../gen/agent/agent_pb.js";
+import { API as AlertsAPI } from "../../../gen/alerts/alerts_pb.js";
 import { API as CommandsAPI } from "../../../gen/commands/commands_pb.js";
 import { API as MetricsAPI } from "../../../gen/metrics/metrics_pb.js";
 import { API as TokensAPI } from "../../../gen/tokens/tokens_pb.js";
@@ -19,6 +20,7 @@ export interface Session {
 
 export interface Api {
   agents: Client<typeof AgentAPI>;
+  alerts: Client<typeof AlertsAPI>;
   metrics: Client<typeof MetricsAPI>;
   commands: Client<typeof CommandsAPI>;
   tokens: Client<typeof TokensAPI>;
@@ -59,6 +61,7 @@ export function createApi(token: string, onRefused: (message: string) => void = 
   const transport = createConnectTransport({ baseUrl: location.origin, useBinaryFormat: true, interceptors: [auth] });
   return {
     agents: createClient(AgentAPI, transport),
+    alerts: createClient(AlertsAPI, transport),
     metrics: createClient(MetricsAPI, transport),
     commands: createClient(CommandsAPI, transport),
     tokens: createClient(TokensAPI, transport),

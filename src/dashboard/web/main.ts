@@ -1,8 +1,9 @@
-/** The dashboard: sign-in, then fleet, host, instruments and console pages under one header. */
+/** The dashboard: sign-in, then fleet, host, alerts, instruments and console pages under one header. */
 import { clearSession, createApi, loadSession, signIn } from "./api.js";
 import { forgetRuns } from "./console-history.js";
 import { h, replace } from "./dom.js";
 import type { Page, PageContext } from "./page.js";
+import { alertsPage } from "./pages/alerts.js";
 import { consolePage } from "./pages/console.js";
 import { hostPage } from "./pages/host.js";
 import { instrumentsPage } from "./pages/instruments.js";
@@ -14,6 +15,7 @@ let leave: AbortController | undefined;
 const routes: Record<string, { page: Page; nav: string }> = {
   "": { page: inventoryPage, nav: "" },
   hosts: { page: hostPage, nav: "" },
+  alerts: { page: alertsPage, nav: "alerts" },
   instruments: { page: instrumentsPage, nav: "instruments" },
   console: { page: consolePage, nav: "console" },
 };
@@ -55,7 +57,14 @@ function render(notice?: string): void {
       "header",
       {},
       h("a", { class: "brand", href: "#/" }, "Specta"),
-      h("nav", {}, link("#/", "Fleet", ""), link("#/instruments", "Instruments", "instruments"), link("#/console", "Console", "console")),
+      h(
+        "nav",
+        {},
+        link("#/", "Fleet", ""),
+        link("#/alerts", "Alerts", "alerts"),
+        link("#/instruments", "Instruments", "instruments"),
+        link("#/console", "Console", "console"),
+      ),
       h(
         "div",
         { class: "who" },

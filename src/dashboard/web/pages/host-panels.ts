@@ -10,7 +10,7 @@ import type { PageContext } from "../page.js";
 import { latestRates, newestCollection } from "../queries.js";
 
 /** A panel: a heading, a line about it and a table (in a box that scrolls, not the page). */
-function panel(kind: string, title: string): { element: HTMLElement; note: HTMLElement; table: HTMLTableElement } {
+export function panel(kind: string, title: string): { element: HTMLElement; note: HTMLElement; table: HTMLTableElement } {
   const note = h("p", { class: "muted" }, "Loading…");
   const table = h("table", {});
   const element = h("section", { class: "panel", "data-panel": kind }, h("h2", {}, title), note, h("div", { class: "table-scroll" }, table));

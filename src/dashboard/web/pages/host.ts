@@ -1,16 +1,19 @@
 /**
- * One host: its inventory, charts of CPU, load, memory, network, disk I/O, filesystems and
- * temperatures updating live, and its top processes, containers and systemd services.
+ * One host: its firing alerts, its inventory, charts of CPU, load, memory, network, disk I/O,
+ * filesystems and temperatures updating live, its top processes, containers and systemd
+ * services, and its installed packages.
  */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Agent } from "../../../../gen/agent/agent_pb.js";
 import { Aggregation } from "../../../../gen/metrics/metrics_pb.js";
 import { TimeChart, type Line } from "../chart.js";
 import { h, replace } from "../dom.js";
+import { drawFiringBanner, firingAlerts } from "../firing-alerts.js";
 import { formatAgo, formatBytes, formatDuration, formatPercent } from "../format.js";
 import { every, rangePicker, serially, statusLine, type Page } from "../page.js";
 import { ask, combine, cpuShares, diskShare, rangeEndingNow, virtualInterfaces, type Ask, type Range } from "../queries.js";
 import { statusNames } from "../../../shared/agent-status.js";
+import { packagesPanel } from "./host-packages.js";
 import { hostPanels } from "./host-panels.js";
 import { osText } from "./inventory.js";
 
@@ -29,6 +32,10 @@ export const hostPage: Page = (root, ctx) => {
     temperatures: new TimeChart("Temperatures", "celsius"),
   };
   const panels = hostPanels(ctx);
+  const packages = packagesPanel();
+  panels.element.append(packages.element);
+  let packagesRead = false;
+  const banner = h("div", { class: "alert-banner", role: "status", hidden: true });
   ctx.signal.addEventListener("abort", () => Object.values(charts).forEach((c) => c.destroy()), { once: true });
   const filesystems = h("table", { class: "filesystems" });
   let lastRefresh = 0;
@@ -68,6 +75,7 @@ export const hostPage: Page = (root, ctx) => {
     root,
     h("div", { class: "toolbar" }, title, picker.element, runLink, removeButton),
     problem.element,
+    banner,
     facts,
     h("div", { class: "charts" }, ...Object.values(charts).map((c) => c.element)),
     h("h2", {}, "Filesystems"),
@@ -96,12 +104,25 @@ export const hostPage: Page = (root, ctx) => {
       const panelsDue = Date.now() - lastPanels >= 15_000;
       if (panelsDue) lastPanels = Date.now();
       const hostname = agent.host?.hostname ?? "";
-      await Promise.all([drawCharts(hostname, rangeEndingNow(picker.current())), panelsDue ? panels.refresh(hostname) : undefined]);
+      await Promise.all([
+        drawCharts(hostname, rangeEndingNow(picker.current())),
+        panelsDue ? panels.refresh(hostname) : undefined,
+        firingAlerts(ctx.api, ctx.signal).then((alerts) => drawFiringBanner(banner, alerts, hostname)),
+        packagesRead ? undefined : drawPackages(agent),
+      ]);
       problem.clear();
     } catch (err) {
       problem.show(err);
     }
   });
+
+  // Read once a visit: the list changes nightly at most, and can hold thousands of packages. Only
+  // agents with this one's labels are asked for theirs (List has no agent filter).
+  const drawPackages = async (a: Agent) => {
+    const { agents } = await ctx.api.agents.list({ labels: a.labels, withPackages: true }, { signal: ctx.signal });
+    packages.draw(agents.find((x) => x.id === a.id)?.packages);
+    packagesRead = true;
+  };
 
   const drawFacts = (a: Agent) => {
     const host = a.host;

@@ -1,8 +1,10 @@
-/** The fleet: every agent with its status and, at a glance, CPU, memory, fullest disk and uptime. */
+/** The fleet: every agent with its status, its firing alerts and, at a glance, CPU, memory, fullest disk and uptime. */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Agent, Host } from "../../../../gen/agent/agent_pb.js";
+import type { Alert } from "../../../../gen/alerts/alerts_pb.js";
 import { statusNames } from "../../../shared/agent-status.js";
 import { h, replace } from "../dom.js";
+import { firingAlerts, firingBadge, isAbout } from "../firing-alerts.js";
 import { formatAgo, formatBytes, formatDuration, formatPercent, plural } from "../format.js";
 import { every, statusLine, type Page } from "../page.js";
 import { fleetFigures, type HostFigures } from "../queries.js";
@@ -14,6 +16,8 @@ interface Row {
   agent: Agent;
   hostname: string;
   status: string;
+  /** The alerts firing on the host. */
+  firing: Alert[];
   figures: HostFigures;
   memory?: number;
   uptimeMs?: number;
@@ -40,7 +44,9 @@ const columns: Column[] = [
     key: "hostname",
     label: "Host",
     value: (r) => r.hostname,
-    cell: (r) => h("a", { href: `#/hosts/${encodeURIComponent(r.agent.id)}` }, r.hostname),
+    // The alerts' mark beside the name: on phones, the hidden columns must not take it along.
+    cell: (r) =>
+      h("span", { class: "host-cell" }, h("a", { href: `#/hosts/${encodeURIComponent(r.agent.id)}` }, r.hostname), firingBadge(r.firing, r.hostname)),
   },
   { key: "status", label: "Status", value: (r) => r.status, cell: (r) => h("span", { class: `status status-${r.status}` }, r.status) },
   { key: "os", label: "OS", value: (r) => osText(r.agent.host), cell: (r) => `${osText(r.agent.host)} · ${r.agent.host?.arch ?? ""}` },
@@ -195,7 +201,11 @@ export const inventoryPage: Page = (root, ctx) => {
 
   every(10_000, ctx.signal, async () => {
     try {
-      const [list, figures] = await Promise.all([ctx.api.agents.list({}, { signal: ctx.signal }), fleetFigures(ctx.api, ctx.signal)]);
+      const [list, figures, firing] = await Promise.all([
+        ctx.api.agents.list({}, { signal: ctx.signal }),
+        fleetFigures(ctx.api, ctx.signal),
+        firingAlerts(ctx.api, ctx.signal),
+      ]);
       const now = Date.now();
       rows = list.agents.map((agent) => {
         const hostname = agent.host?.hostname ?? agent.id;
@@ -205,6 +215,7 @@ export const inventoryPage: Page = (root, ctx) => {
           agent,
           hostname,
           status: statusNames[agent.status] ?? "unknown",
+          firing: firing.filter((a) => isAbout(a, hostname)),
           figures: f,
           memory: f.memoryAvailable !== undefined && total > 0 ? 1 - f.memoryAvailable / total : undefined,
           uptimeMs: agent.host?.bootTime ? now - timestampMs(agent.host.bootTime) : undefined,
