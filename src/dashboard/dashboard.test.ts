@@ -5,12 +5,15 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { API as AgentAPI } from "../../gen/agent/agent_pb.js";
-import { API as MetricsAPI, Kind } from "../../gen/metrics/metrics_pb.js";
+import { API as AgentAPI, HostSchema, PackagesSchema } from "../../gen/agent/agent_pb.js";
+import { AlertState, API as AlertsAPI, Comparison } from "../../gen/alerts/alerts_pb.js";
+import { Aggregation, API as MetricsAPI, Kind } from "../../gen/metrics/metrics_pb.js";
 import {
   adminTokenOf,
   repoRoot,
@@ -40,8 +43,10 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
 
   beforeAll(async () => {
     mkdirSync(artifacts, { recursive: true });
-    // The tests' instruments: a gauge and labelled histograms besides the default histogram.
-    daemon = await spawnDaemon(["--with-agent", "--config", writeConfigFile(configDir.path, { instruments: testInstruments })]);
+    // The tests' instruments: a gauge and labelled histograms besides the default histogram; rules
+    // evaluated every second, so that an alert fires within the tests' waits.
+    const config = { instruments: testInstruments, alerts: { evaluationInterval: "1s" } };
+    daemon = await spawnDaemon(["--with-agent", "--config", writeConfigFile(configDir.path, config)]);
     browser = await chromium.launch({
       executablePath: chromiumPath,
       // Root needs --no-sandbox; the rest keeps Chromium off this machine's closed network.
@@ -339,6 +344,8 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
       const temperatures = page.locator("section.chart[data-title=Temperatures]");
       await expect.poll(async () => Number(await temperatures.getAttribute("data-points")), { timeout: 10_000 }).toBe(2);
       expect(await temperatures.locator(".u-legend .u-label").allTextContents()).toEqual(["Time", "Package id 0"]);
+      // An agent that sent no package list: the panel says so.
+      expect(await page.locator("[data-panel=packages] p").textContent()).toMatch(/^The agent has sent no package list/);
       // A viewer gets no remove button.
       expect(await page.locator("button.remove").count()).toBe(0);
       expect(await sideways(page)).toBeLessThanOrEqual(0);
@@ -356,6 +363,142 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
     await page.click("button.remove");
     await expect.poll(() => page.evaluate("location.hash"), { timeout: 10_000 }).toBe("#/");
     await expect.poll(() => page.locator(`table.inventory tbody tr[data-agent="${agentId}"]`).count(), { timeout: 10_000 }).toBe(0);
+    expect(errors).toEqual([]);
+    await page.context().close();
+  }, 120_000);
+
+  it("lists a firing alert with its host and value, marks it on the fleet and host pages, and lets admins silence it and edit its rule", async () => {
+    const adminToken = adminTokenOf(daemon.dataDir);
+    const admin = createConnectTransport({ baseUrl: daemon.url, httpVersion: "1.1", interceptors: [bearer(adminToken)] });
+    const alerts = createClient(AlertsAPI, admin);
+    // A host whose agent sent its package list, and a load over the rule's threshold.
+    const { agentId, credential } = await createClient(AgentAPI, createConnectTransport({ baseUrl: daemon.url, httpVersion: "1.1" })).register({
+      enrollToken: readEnrollToken(daemon.dataDir)!,
+      host: create(HostSchema, { hostname: "alert-host", os: "linux" }),
+      agentVersion: "test",
+      packages: create(PackagesSchema, {
+        manager: "dpkg",
+        collected: timestampFromMs(Date.now()),
+        packages: Array.from({ length: 60 }, (_, i) => ({ name: `lib${String(i).padStart(2, "0")}`, version: `1.${i}`, arch: "amd64" })),
+      }),
+    });
+    await alerts.putRule({
+      rule: {
+        name: "TestLoadHigh",
+        condition: {
+          metric: "test_load",
+          aggregation: Aggregation.LAST,
+          groupBy: ["host"],
+          window: { seconds: 3600n },
+          comparison: Comparison.GREATER,
+          threshold: 50,
+        },
+        labels: { severity: "critical" },
+        annotations: { summary: "{{ $labels.host }} at {{ $value }}" },
+      },
+    });
+    const metrics = createClient(MetricsAPI, createConnectTransport({ baseUrl: daemon.url, httpVersion: "1.1", interceptors: [bearer(credential)] }));
+    const pushed = await metrics.push({ series: [{ metric: "test_load", labels: {}, kind: Kind.GAUGE, times: [Date.now()], values: [93] }] });
+    expect(pushed.refused).toBe(0);
+    const firing = async () => (await alerts.listAlerts({})).alerts.find((a) => a.rule === "TestLoadHigh" && a.state === AlertState.FIRING);
+    await expect.poll(firing, { timeout: 20_000, interval: 500 }).toBeDefined();
+
+    // A viewer reads it all, at both widths, and is given no control to change anything.
+    for (const width of [1440, 390]) {
+      const { page, errors } = await open(width);
+      await signIn(page, viewerToken);
+      await page.click("header nav a:text-is('Alerts')");
+      const row = page.locator("table.active tbody tr[data-state=firing]").filter({ hasText: "TestLoadHigh" });
+      await row.waitFor();
+      expect(await row.locator("td[data-column=host]").textContent()).toBe("alert-host");
+      expect(await row.locator("td[data-column=value]").textContent()).toBe("93");
+      expect(await row.locator("td[data-column=severity]").textContent()).toBe("critical");
+      expect(await row.locator("td[data-column=summary]").textContent()).toBe("alert-host at 93");
+      const rule = page.locator("table.rules tr[data-rule=TestLoadHigh]");
+      expect(await rule.locator("td").nth(1).textContent()).toBe("API");
+      expect(await page.locator("table.rules tr[data-rule=AgentOffline] td").nth(1).textContent()).toBe("default");
+      await expect.poll(() => page.locator("table.history tbody tr").filter({ hasText: "TestLoadHigh" }).count()).toBeGreaterThan(0);
+      expect(await page.locator("main form, main button").count()).toBe(0);
+      expect(await sideways(page)).toBeLessThanOrEqual(0);
+      await shot(page, `alerts-viewer-${width}`);
+
+      // The fleet marks the host; its page names the alert and lists its packages.
+      await page.click("header nav a:text-is('Fleet')");
+      const badge = page.locator(`table.inventory tr[data-agent="${agentId}"] .firing-badge`);
+      await badge.waitFor();
+      expect(await badge.textContent()).toBe("1 alert firing");
+      expect(await sideways(page)).toBeLessThanOrEqual(0);
+      await shot(page, `fleet-alerts-${width}`);
+      await badge.click();
+      await expect.poll(() => page.evaluate("location.hash")).toBe("#/alerts?host=alert-host");
+      await page.goto(`${daemon.url}/#/hosts/${agentId}`);
+      const banner = page.locator(".alert-banner");
+      await banner.waitFor();
+      expect(await banner.locator("strong").textContent()).toBe("1 alert firing on alert-host");
+      expect(await banner.locator("li").allTextContents()).toEqual(["TestLoadHigh · 93 · alert-host at 93"]);
+      const packages = page.locator("[data-panel=packages]");
+      await expect.poll(() => packages.locator("p").textContent()).toMatch(/^60 packages \(dpkg\), read .* ago\.$/);
+      expect(await packages.locator("tbody tr").count()).toBe(50);
+      await packages.locator("input[type=search]").fill("lib5");
+      expect(await packages.locator("tbody tr").allTextContents()).toEqual(Array.from({ length: 10 }, (_, i) => `lib5${i}1.5${i}amd64`));
+      await packages.locator("input[type=search]").fill("");
+      await packages.locator("button.show-all").click();
+      expect(await packages.locator("tbody tr").count()).toBe(60);
+      expect(await sideways(page)).toBeLessThanOrEqual(0);
+      await shot(page, `host-alerts-${width}`);
+      expect(errors).toEqual([]);
+      await page.context().close();
+    }
+
+    const { page, errors } = await open();
+    await signIn(page, adminToken);
+    await page.goto(`${daemon.url}/#/alerts`);
+    const row = page.locator("table.active tbody tr[data-state=firing]").filter({ hasText: "TestLoadHigh" });
+    await row.waitFor();
+    // Silence it from its row: the matchers come from the alert, the admin says why.
+    await row.locator("button.silence-alert").click();
+    const form = page.locator("form.silence-form");
+    const values = form.locator(".matcher input[name=value]");
+    expect([await values.nth(0).inputValue(), await values.nth(1).inputValue()]).toEqual(["TestLoadHigh", "alert-host"]);
+    expect(await values.count()).toBe(2);
+    await form.locator("input[name=for]").fill("2h");
+    await form.locator("input[name=comment]").fill("maintenance of alert-host");
+    await form.locator("button[type=submit]").click();
+    const silence = page.locator("table.silences tbody tr[data-state=active]").filter({ hasText: "maintenance of alert-host" });
+    await silence.waitFor();
+    expect(await silence.locator("code").textContent()).toBe('alertname="TestLoadHigh", host="alert-host"');
+    await expect.poll(() => row.locator(".state-silenced").count()).toBe(1);
+    expect((await alerts.listSilences({})).silences.map((s) => s.comment)).toEqual(["maintenance of alert-host"]);
+    await silence.locator("button.expire").click();
+    await silence.waitFor({ state: "detached" });
+    expect((await alerts.listSilences({})).silences).toEqual([]);
+    await expect.poll(() => row.locator(".state-silenced").count()).toBe(0);
+
+    // Edit the rule's threshold and pending time, then turn it off: its alert resolves.
+    const rule = page.locator("table.rules tr[data-rule=TestLoadHigh]");
+    await rule.locator("button.edit-rule").click();
+    const ruleForm = page.locator("form.rule-form");
+    await ruleForm.locator("input[name=threshold]").fill("60");
+    await ruleForm.locator("input[name=pendingFor]").fill("30s");
+    await ruleForm.locator("button[type=submit]").click();
+    await ruleForm.waitFor({ state: "hidden" });
+    const stat = async () => (await alerts.listRules({})).rules.find((r) => r.rule?.name === "TestLoadHigh")?.rule;
+    expect((await stat())?.condition?.threshold).toBe(60);
+    expect((await stat())?.pendingFor?.seconds).toBe(30n);
+    await rule.locator("button.toggle-rule").click();
+    await expect.poll(() => rule.getAttribute("data-disabled")).toBe("true");
+    expect((await stat())?.disabled).toBe(true);
+    await expect.poll(firing, { timeout: 20_000, interval: 500 }).toBeUndefined();
+    await rule.locator("button.toggle-rule").click();
+    await expect.poll(() => rule.getAttribute("data-disabled")).toBe("false");
+    // A default rule turned off is an override of it; Revert brings the default back.
+    const offline = page.locator("table.rules tr[data-rule=AgentOffline]");
+    await offline.locator("button.toggle-rule").click();
+    await expect.poll(() => offline.locator("td").nth(1).textContent()).toBe("API (overrides)");
+    await offline.locator("button.revert-rule").click();
+    await expect.poll(() => offline.locator("td").nth(1).textContent()).toBe("default");
+    expect(await offline.getAttribute("data-disabled")).toBe("false");
+    await shot(page, "alerts-admin");
     expect(errors).toEqual([]);
     await page.context().close();
   }, 120_000);
@@ -402,6 +545,10 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
         .toBeGreaterThan(0);
       expect(await sideways(page)).toBeLessThanOrEqual(0);
       await shot(page, `host-${width}`);
+      await page.click("header nav a:text-is('Alerts')");
+      await page.locator("table.rules tbody tr[data-rule]").first().waitFor();
+      expect(await sideways(page)).toBeLessThanOrEqual(0);
+      await shot(page, `alerts-${width}`);
       await page.click("header nav a:text-is('Instruments')");
       await page.locator("article.instrument").first().waitFor();
       expect(await sideways(page)).toBeLessThanOrEqual(0);
