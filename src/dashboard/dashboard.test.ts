@@ -397,8 +397,16 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
         annotations: { summary: "{{ $labels.host }} at {{ $value }}" },
       },
     });
+    // A rule whose evaluation fails: two series on each side of a one-to-one match on no labels.
+    await alerts.putRule({ rule: { name: "TestBroken", condition: { expr: "test_pair + on() test_pair" } } });
     const metrics = createClient(MetricsAPI, createConnectTransport({ baseUrl: daemon.url, httpVersion: "1.1", interceptors: [bearer(credential)] }));
-    const pushed = await metrics.push({ series: [{ metric: "test_load", labels: {}, kind: Kind.GAUGE, times: [Date.now()], values: [93] }] });
+    const now = Date.now();
+    const pushed = await metrics.push({
+      series: [
+        { metric: "test_load", labels: {}, kind: Kind.GAUGE, times: [now], values: [93] },
+        ...["a", "b"].map((side) => ({ metric: "test_pair", labels: { side }, kind: Kind.GAUGE, times: [now], values: [1] })),
+      ],
+    });
     expect(pushed.refused).toBe(0);
     const firing = async () => (await alerts.listAlerts({})).alerts.find((a) => a.rule === "TestLoadHigh" && a.state === AlertState.FIRING);
     await expect.poll(firing, { timeout: 20_000, interval: 500 }).toBeDefined();
@@ -417,6 +425,9 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
       const rule = page.locator("table.rules tr[data-rule=TestLoadHigh]");
       expect(await rule.locator("td").nth(1).textContent()).toBe("API");
       expect(await page.locator("table.rules tr[data-rule=AgentOffline] td").nth(1).textContent()).toBe("default");
+      const broken = page.locator("table.rules tr[data-rule=TestBroken]");
+      await expect.poll(() => broken.getAttribute("data-health"), { timeout: 15_000 }).toBe("error");
+      expect(await broken.locator(".error").textContent()).toMatch(/^error: .*many-to-many matching not allowed/);
       await expect.poll(() => page.locator("table.history tbody tr").filter({ hasText: "TestLoadHigh" }).count()).toBeGreaterThan(0);
       expect(await page.locator("main form, main button").count()).toBe(0);
       expect(await sideways(page)).toBeLessThanOrEqual(0);
@@ -491,6 +502,12 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
     await expect.poll(firing, { timeout: 20_000, interval: 500 }).toBeUndefined();
     await rule.locator("button.toggle-rule").click();
     await expect.poll(() => rule.getAttribute("data-disabled")).toBe("false");
+    // An API rule is deleted (once confirmed).
+    const broken = page.locator("table.rules tr[data-rule=TestBroken]");
+    page.once("dialog", (dialog) => void (expect(dialog.message()).toMatch(/^Delete the rule TestBroken\?/), dialog.accept()));
+    await broken.locator("button.delete-rule").click();
+    await broken.waitFor({ state: "detached" });
+    expect((await alerts.listRules({})).rules.map((r) => r.rule?.name)).not.toContain("TestBroken");
     // A default rule turned off is an override of it; Revert brings the default back.
     const offline = page.locator("table.rules tr[data-rule=AgentOffline]");
     await offline.locator("button.toggle-rule").click();
