@@ -52,8 +52,10 @@ async function samples(tsdb: Tsdb, id: number, from = 0, to = 8.64e15): Promise<
 
 describe.each(testServers())("the time-series store on $name PostgreSQL", (server) => {
   const storage = storagePerTest(server);
-  // A block start well in the past, so compaction and the read tiers can be driven by the clock.
-  const base = Math.floor((Date.now() - 5 * day) / blockMs) * blockMs;
+  // A block start well in the past, so compaction and the read tiers can be driven by the clock;
+  // the first block of its UTC day, so that the few blocks a test writes share one day's partitions
+  // (the last block of a day, as between 22:00 and 24:00 UTC, put the next one in another day's).
+  const base = Math.floor((Date.now() - 5 * day) / day) * day;
 
   it("appends and reads back points; equal times keep the last written; a re-sent batch changes nothing", async () => {
     const clock = new Clock(base + 10 * minute);
