@@ -3,7 +3,7 @@
 # /var/lib/specta (mount a volume there), or any PostgreSQL through SPECTA_DATABASE_URL.
 # It writes nothing outside that volume, so the root filesystem may be read-only:
 #   docker run --read-only -v specta:/var/lib/specta -p 7777:7777 specta
-# test/deploy-files.test.ts runs this image's start command the same way (non-root, read-only root).
+# test/deploy-files.e2e.test.ts runs this image's start command the same way (non-root, read-only root).
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /src

@@ -1,9 +1,20 @@
 import { availableParallelism } from "node:os";
 import { defineConfig } from "vitest/config";
 
+/**
+ * Two tiers, one run each or both (`vitest run` with no --project):
+ * - `fast` (`npm test`): unit tests, in-memory service tests (createRouterTransport) and suites
+ *   that run the daemon in the test's own process against real PostgreSQL;
+ * - `e2e` (`npm run test:e2e`), the `*.e2e.test.ts` files: suites that start long-running programs
+ *   of their own (daemons, agents, Chromium, Prometheus, Alertmanager, HAProxy, a second
+ *   PostgreSQL), kill them, or flood the daemon. A one-shot `specta` CLI command is not one: the
+ *   CLI's tests run it as users do and stay fast.
+ * CI runs both.
+ */
+const e2e = ["src/**/*.e2e.test.ts", "test/**/*.e2e.test.ts"];
+
 export default defineConfig({
   test: {
-    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
     // Tests start real servers and real PostgreSQL; give them room, but never hang CI.
     testTimeout: 60_000,
     hookTimeout: 120_000,
@@ -14,5 +25,9 @@ export default defineConfig({
     maxWorkers: Math.max(2, availableParallelism() - 1),
     globalSetup: ["test/support/global-setup.ts"],
     reporters: ["default"],
+    projects: [
+      { extends: true, test: { name: "fast", include: ["src/**/*.test.ts", "test/**/*.test.ts"], exclude: e2e } },
+      { extends: true, test: { name: "e2e", include: e2e } },
+    ],
   },
 });

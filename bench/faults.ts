@@ -2,7 +2,7 @@
  * npm run bench:faults — the fault suite at length (issue 10). Counting agents push through the
  * agent's own spool and sender while a scenario hurts the daemon; for each scenario this prints
  * what was generated, acknowledged, stored (counted through metrics.API/Query), lost and
- * doubled, and how long recovery took. test/faults.test.ts runs the same scenarios briefly.
+ * doubled, and how long recovery took. test/faults.e2e.test.ts runs the same scenarios briefly.
  *
  * Settings (environment): BENCH_SCENARIOS (comma separated, default all: daemon-kill,
  * postmaster-kill, postmaster-gone), BENCH_AGENTS (4), BENCH_FAULTS per scenario (10),

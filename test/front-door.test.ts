@@ -2,7 +2,7 @@
  * Issue 10, item 2: the credential and the size limit of each RPC are checked before its body is
  * read, and refused in the caller's protocol (Connect, gRPC, gRPC-Web, Twirp, curl); no more than
  * the limit is read or decoded, compressed or not. The flood of 16 MiB bodies is in
- * test/front-door-flood.test.ts.
+ * test/front-door-flood.e2e.test.ts.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";

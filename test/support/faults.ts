@@ -4,7 +4,7 @@
  * PostgreSQL), and the count of what was stored, read through metrics.API/Query only: the store
  * behind it is being replaced, so no test here may look at its tables.
  *
- * test/faults.test.ts runs each scenario briefly in CI; bench/faults.ts (npm run bench:faults)
+ * test/faults.e2e.test.ts runs each scenario briefly in CI; bench/faults.ts (npm run bench:faults)
  * runs them at length and prints their figures.
  */
 import { readFileSync } from "node:fs";
