@@ -183,18 +183,20 @@ async function main(): Promise<void> {
     `  CPU per series per collection: ${perSeries.toFixed(1)} µs (${collected.series} series, ${collected.rate.toFixed(1)} samples/s collected)`,
   );
   console.log(
-    `  RSS: ${mib(rss)} (${(rss / 1e6).toFixed(1)} MB) at the end: ${mib(anon)} its own, ${mib(file)} mapped files (the node binary, shared); peak since start ${mib(peakRss)} (${(peakRss / 1e6).toFixed(1)} MB)`,
+    `  RSS: steady ${mib(rss)} (${(rss / 1e6).toFixed(1)} MB) at the end: ${mib(anon)} its own, ${mib(file)} mapped files (the node binary, shared); peak since start ${mib(peakRss)} (${(peakRss / 1e6).toFixed(1)} MB)`,
   );
   console.log(
     `  processes spawned: ${execs === undefined ? "not counted (install strace)" : `${execs} in ${straceSeconds} s (counted with strace, after the CPU window)`}`,
   );
   if (exporter && exporter.samples.length > 0) {
     const scraped = exporter.samples.reduce((a, b) => a + b, 0);
+    const exporterPerSeries = (exporterCpu * 1e6) / scraped;
     console.log(
       `node_exporter (${process.env.BENCH_NODE_EXPORTER ?? "/usr/bin/prometheus-node-exporter"}) in the same window, scraped every ${scrapeSeconds} s: ` +
-        `${((exporterCpu * 1e6) / scraped).toFixed(1)} µs per series per collection (${Math.round(scraped / exporter.samples.length)} series, ` +
+        `${exporterPerSeries.toFixed(1)} µs per series per collection (${Math.round(scraped / exporter.samples.length)} series, ` +
         `${exporter.samples.length} scrapes, ${exporterCpu.toFixed(2)} s CPU, ${((exporterCpu / seconds) * 100).toFixed(2)} % of one core); RSS ${mib(exporterRss)}`,
     );
+    console.log(`ratio: the agent spends ${(perSeries / exporterPerSeries).toFixed(1)}× node_exporter's CPU per series per collection`);
   } else console.log("node_exporter: not compared (apt-get install prometheus-node-exporter)");
   const verdict = (met: boolean | undefined) => (met === undefined ? "not measured" : met ? "met" : "MISSED");
   console.log(

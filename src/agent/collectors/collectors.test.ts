@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { readdirSync, readlinkSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { cpus, hostname, tmpdir, totalmem } from "node:os";
@@ -417,6 +419,38 @@ describe("processes (fixture)", () => {
     expect(third.filter((m) => m.metric === "node_top_process_cpu_usage_ratio")).toEqual([
       { metric: "node_top_process_cpu_usage_ratio", labels: { pid: "300", name: "new" }, kind: "gauge", value: 0.01 },
     ]);
+  });
+});
+
+describe("processes (this host's /proc)", () => {
+  it("keeps each process's stat file open between runs, at most maxOpenFiles of them, and closes those of exited processes", async () => {
+    const openStatFiles = () =>
+      readdirSync("/proc/self/fd").flatMap((fd) => {
+        try {
+          const target = readlinkSync(`/proc/self/fd/${fd}`);
+          return /^\/proc\/\d+\/stat$/.test(target) ? [target] : [];
+        } catch {
+          return []; // the listing's own descriptor, closed meanwhile
+        }
+      });
+    const child = spawn("sleep", ["30"]);
+    await new Promise((resolve) => child.once("spawn", resolve));
+    const childStat = `/proc/${child.pid}/stat`;
+    const kept = processesCollector({ pageSize: 4096 });
+    expectWellFormed(await run(kept));
+    const afterFirst = openStatFiles();
+    expect(afterFirst).toContain(childStat);
+    // Over the cap, files are opened and closed each run: one more file open at most.
+    const capped = processesCollector({ pageSize: 4096, maxOpenFiles: 1 });
+    expectWellFormed(await run(capped));
+    expect(openStatFiles().length - afterFirst.length).toBeLessThanOrEqual(1);
+    // The file of a process that has exited is closed at the next run.
+    child.kill();
+    await new Promise((resolve) => child.once("exit", resolve));
+    const second = await run(kept);
+    expectWellFormed(second);
+    expect(valueOf(second, "node_processes_state", { state: "R" })).toBeGreaterThanOrEqual(1); // this process, reading
+    expect(openStatFiles()).not.toContain(childStat);
   });
 });
 

@@ -3,7 +3,7 @@
  * foreign tool, and bounded concurrency.
  */
 import { execFile } from "node:child_process";
-import { close, closeSync, open, openSync, read, readdir, readSync } from "node:fs";
+import { close, closeSync, open, openSync, read, readdirSync, readSync } from "node:fs";
 import { UnsupportedError } from "./collector.js";
 
 /**
@@ -42,20 +42,28 @@ let readBuffer = Buffer.allocUnsafe(16_384);
 export function readTextSync(path: string): string {
   const fd = openSync(path, "r");
   try {
-    let length = 0;
-    for (;;) {
-      if (length === readBuffer.length) {
-        const grown = Buffer.allocUnsafe(readBuffer.length * 4);
-        readBuffer.copy(grown, 0, 0, length);
-        readBuffer = grown;
-      }
-      const wanted = readBuffer.length - length;
-      const bytesRead = readSync(fd, readBuffer, length, wanted, length);
-      length += bytesRead;
-      if (bytesRead < wanted || bytesRead === 0) return readBuffer.toString("latin1", 0, length);
-    }
+    return readFdText(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Reads an open /proc or /sys file again from its start (readTextSync without the open and
+ * close): a read of a /proc file at offset 0 makes the kernel generate it afresh.
+ */
+export function readFdText(fd: number): string {
+  let length = 0;
+  for (;;) {
+    if (length === readBuffer.length) {
+      const grown = Buffer.allocUnsafe(readBuffer.length * 4);
+      readBuffer.copy(grown, 0, 0, length);
+      readBuffer = grown;
+    }
+    const wanted = readBuffer.length - length;
+    const bytesRead = readSync(fd, readBuffer, length, wanted, length);
+    length += bytesRead;
+    if (bytesRead < wanted || bytesRead === 0) return readBuffer.toString("latin1", 0, length);
   }
 }
 
@@ -122,15 +130,18 @@ export async function readOptional(path: string, signal?: AbortSignal): Promise<
   }
 }
 
-/** Lists a directory's entry names, or returns undefined when it does not exist. */
+/**
+ * Lists a /proc or /sys directory's entry names, or returns undefined when it does not exist.
+ * Synchronous for the reason readTextSync is: the kernel lists these folders from memory, and a
+ * trip through libuv's thread pool cost more CPU than the listing (the diskio collector's
+ * /sys/block, every 5 s).
+ */
 export function listDir(path: string): Promise<string[] | undefined> {
-  return new Promise((resolve, reject) => {
-    readdir(path, (error, names) => {
-      if (!error) resolve(names);
-      else if (isGone(error)) resolve(undefined);
-      else reject(error);
-    });
-  });
+  try {
+    return Promise.resolve(readdirSync(path));
+  } catch (error) {
+    return isGone(error) ? Promise.resolve(undefined) : Promise.reject(error);
+  }
 }
 
 /** Runs `fn` over `items` with at most `concurrency` calls in flight; results keep input order. */
