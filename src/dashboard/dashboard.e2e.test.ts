@@ -335,11 +335,12 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
       const processes = page.locator("[data-panel=processes] tbody tr");
       await processes.first().waitFor({ timeout: 20_000 });
       expect(await processes.allTextContents()).toEqual(["postgres424250 %256 MiB"]);
+      // Each panel loads on its own: wait for each one's line, not only for the processes' rows.
       const containers = page.locator("[data-panel=containers]");
-      expect(await containers.locator("p").textContent()).toMatch(/^3 containers: 1 running, 2 exited\./);
+      await expect.poll(() => containers.locator("p").textContent(), { timeout: 20_000 }).toMatch(/^3 containers: 1 running, 2 exited\./);
       expect(await containers.locator("tbody td").allTextContents()).toEqual(["web", "nginx:1.27", "10 %", "64 MiB / 512 MiB", "–", "–"]);
       const services = page.locator("[data-panel=services]");
-      expect(await services.locator("p").textContent()).toBe("2 services: 1 failed, 1 active.");
+      await expect.poll(() => services.locator("p").textContent(), { timeout: 20_000 }).toBe("2 services: 1 failed, 1 active.");
       expect(await services.locator("tbody tr").allTextContents()).toEqual(["backup.servicefailed", "ssh.serviceactive"]);
       const temperatures = page.locator("section.chart[data-title=Temperatures]");
       await expect.poll(async () => Number(await temperatures.getAttribute("data-points")), { timeout: 10_000 }).toBe(2);
