@@ -486,19 +486,20 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
     expect((await alerts.listSilences({})).silences).toEqual([]);
     await expect.poll(() => row.locator(".state-silenced").count()).toBe(0);
 
-    // Edit the rule's threshold and pending time, then turn it off: its alert resolves.
+    // Edit the rule's threshold and pending time, and turn it off while the form is open (saving
+    // keeps it off): its alert resolves.
     const rule = page.locator("table.rules tr[data-rule=TestLoadHigh]");
     await rule.locator("button.edit-rule").click();
     const ruleForm = page.locator("form.rule-form");
     await ruleForm.locator("input[name=threshold]").fill("60");
     await ruleForm.locator("input[name=pendingFor]").fill("30s");
+    await rule.locator("button.toggle-rule").click();
+    await expect.poll(() => rule.getAttribute("data-disabled")).toBe("true");
     await ruleForm.locator("button[type=submit]").click();
     await ruleForm.waitFor({ state: "hidden" });
     const stat = async () => (await alerts.listRules({})).rules.find((r) => r.rule?.name === "TestLoadHigh")?.rule;
     expect((await stat())?.condition?.threshold).toBe(60);
     expect((await stat())?.pendingFor?.seconds).toBe(30n);
-    await rule.locator("button.toggle-rule").click();
-    await expect.poll(() => rule.getAttribute("data-disabled")).toBe("true");
     expect((await stat())?.disabled).toBe(true);
     await expect.poll(firing, { timeout: 20_000, interval: 500 }).toBeUndefined();
     await rule.locator("button.toggle-rule").click();

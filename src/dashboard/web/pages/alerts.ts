@@ -194,7 +194,11 @@ export const alertsPage: Page = (root, ctx) => {
     );
   };
 
+  /** The rules as last listed, by name: what the rule form saves its two fields onto. */
+  const listedRules = new Map<string, Rule>();
   const drawRules = (list: RuleStatus[]) => {
+    listedRules.clear();
+    for (const { rule } of list) if (rule) listedRules.set(rule.name, rule);
     replace(
       rules,
       heads("Rule", "Source", "State", "Health", "Active", "For", "Condition", isAdmin && ""),
@@ -437,7 +441,9 @@ export const alertsPage: Page = (root, ctx) => {
           const changed = condition.expr
             ? create(ConditionSchema, { ...condition, expr: conditionInput.value.trim() })
             : create(ConditionSchema, { ...condition, threshold: conditionInput.valueAsNumber });
-          return create(RuleSchema, { ...rule, condition: changed, pendingFor: pendingMs > 0 ? durationFromMs(pendingMs) : undefined });
+          // Onto the rule as listed now, so that a Disable or Enable clicked while the form was open stays.
+          const current = listedRules.get(rule.name) ?? rule;
+          return create(RuleSchema, { ...current, condition: changed, pendingFor: pendingMs > 0 ? durationFromMs(pendingMs) : undefined });
         };
         replace(
           fields,
