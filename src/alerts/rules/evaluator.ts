@@ -214,11 +214,21 @@ const ms = (d: Duration | undefined) => (d ? durationMs(d) : 0);
 const isOpen = (row: AlertRow) => row.state === "pending" || row.state === "firing";
 
 /**
+ * An open alert whose state does not change is rewritten at most this often, rather than every
+ * cycle (with a thousand alerts, their rewrite was a large part of a cycle's work in both
+ * processes): its value, the annotations rendered from it (and from a rule's changed templates)
+ * and last_evaluation are up to this old. What restarts and a change of evaluating daemon go on
+ * from (state, active_since, fired_at, resolved_at) is written whenever it changes. Alerts of
+ * rules with keep_firing_for are rewritten every cycle, as it counts from last_active.
+ */
+export const alertRefreshMs = 60_000;
+
+/**
  * The state machine, from the alerts' rows as committed: an active group's alert becomes pending
  * (or firing at once without pending_for), fires once pending_for has passed since active_since,
  * and when no longer active resolves (firing, after keep_firing_for since last_active) or goes
  * inactive (pending). A rule whose evaluation failed keeps its alerts as they are; alerts of
- * rules disabled or gone resolve.
+ * rules disabled or gone resolve. Rows whose state does not change are written as alertRefreshMs says.
  */
 function decide(current: AlertRow[], enabled: Rule[], outcomes: Map<string, Outcome>, now: Date): CycleWrites {
   const nowMs = now.getTime();
@@ -237,24 +247,26 @@ function decide(current: AlertRow[], enabled: Rule[], outcomes: Map<string, Outc
       const fp = fingerprint(rule.name, labels);
       if (seen.has(fp)) continue;
       seen.add(fp);
-      const annotations = Object.fromEntries(Object.entries(rule.annotations).map(([k, t]) => [k, render(t, labels, group.value)]));
       const before = byFingerprint.get(fp);
+      const open = before && isOpen(before) ? before : undefined;
+      const fires = open?.state === "pending" && nowMs - open.active_since.getTime() >= pendingMs;
+      if (open && !fires && !due(open, rule, nowMs)) continue;
+      const annotations = Object.fromEntries(Object.entries(rule.annotations).map(([k, t]) => [k, render(t, labels, group.value)]));
       const update = { labels, annotations, value: group.value, last_evaluation: now, last_active: now };
-      if (before && isOpen(before)) {
-        const fires = before.state === "pending" && nowMs - before.active_since.getTime() >= pendingMs;
-        const row: AlertRow = { ...before, ...update, ...(fires ? { state: "firing", fired_at: now } : {}) };
+      if (open) {
+        const row: AlertRow = { ...open, ...update, ...(fires ? { state: "firing", fired_at: now } : {}) };
         writes.upserts.push(row);
         if (fires) writes.transitions.push({ row, from: "pending" });
         continue;
       }
-      const fires = pendingMs === 0;
+      const firesAtOnce = pendingMs === 0;
       const row: AlertRow = {
         fingerprint: fp,
         rule: rule.name,
         ...update,
-        state: fires ? "firing" : "pending",
+        state: firesAtOnce ? "firing" : "pending",
         active_since: now,
-        fired_at: fires ? now : null,
+        fired_at: firesAtOnce ? now : null,
         resolved_at: null,
       };
       writes.upserts.push(row);
@@ -276,6 +288,11 @@ function decide(current: AlertRow[], enabled: Rule[], outcomes: Map<string, Outc
     writes.transitions.push({ row, from: before.state });
   }
   return writes;
+}
+
+/** Whether an open alert that keeps its state is rewritten this cycle (alertRefreshMs). */
+function due(before: AlertRow, rule: Rule, nowMs: number): boolean {
+  return ms(rule.keepFiringFor) > 0 || nowMs - before.last_evaluation.getTime() >= alertRefreshMs;
 }
 
 function statusOf(name: string, outcome: Outcome, now: Date): StatusRow {
