@@ -220,7 +220,12 @@ async function main(): Promise<void> {
   console.log(
     `  of which the background (mean without any rule): ${fmt(backgroundMean, 3)} s; the rest, the evaluation: ${fmt(mean - backgroundMean, 3)} s`,
   );
-  console.log(`target: daemon CPU < 1 s per 15 s cycle: mean ${fmt(mean, 3)} s, ${mean < 1 ? "met" : "MISSED"}`);
+  const cycles = busy.windows.reduce((n, w) => n + w.cycles, 0);
+  // Cycles start every 15 s and a little more (the leader's lock), so a run's windows may hold one cycle less than their number.
+  console.log(
+    `  per evaluation cycle (the windows' CPU over the cycles that ended in them): ${fmt((mean * daemon.length) / Math.max(1, cycles), 3)} s`,
+  );
+  console.log(`target: daemon CPU < 1 s per 15 s cycle: mean ${fmt(mean, 3)} s per 15 s, ${mean < 1 ? "met" : "MISSED"}`);
   if (Date.now() > endMs) console.log("NOTE: the run outlasted its data: the last windows read less than full windows");
   console.log(`alerts: ${busy.last.firing} firing, ${busy.last.pending} pending; rules erroring: ${busy.last.erroring}`);
 
