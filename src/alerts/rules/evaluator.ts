@@ -79,13 +79,13 @@ export async function evaluateCycle(options: EvaluatorOptions, nowMs: number, si
   const timeoutMs = options.ruleTimeoutMs ?? evaluatorDefaults.ruleTimeoutMs;
   const outcomes = new Map<string, Outcome>();
   const reads = cycleReads(options.tsdb, signal);
-  const exprs = parsedExprs(enabled);
+  const parse = exprParser();
   // Every rule at once: their reads are batched by cycleReads, which bounds the database calls.
   // A rule's time is from the cycle's start to its result, waiting for the reads it shares.
   await Promise.all(
     enabled.map(async (rule) => {
       try {
-        const groups = await withTimeout(evaluateRule(rule.condition!, exprs, reads, nowMs, timeoutMs), timeoutMs);
+        const groups = await withTimeout(evaluateRule(rule.condition!, parse, reads, nowMs, timeoutMs), timeoutMs);
         outcomes.set(rule.name, { groups, ms: performance.now() - started });
       } catch (err) {
         const error = err instanceof ConnectError ? err.rawMessage : (err as Error).message || String(err);
@@ -108,18 +108,21 @@ export async function evaluateCycle(options: EvaluatorOptions, nowMs: number, si
   return { rules: enabled.length, errors, transitions: writes.transitions, ms };
 }
 
-/** PromQL conditions parsed, by text: parsed when a rule's expression first appears, kept while a rule has it. */
+/** PromQL conditions parsed, by text: kept from one cycle to the next while a rule has them. */
 let parsed = new Map<string, Expr>();
 
-/** The parsed expressions of `rules` (which were validated when stored, so they parse). */
-function parsedExprs(rules: readonly Rule[]): ReadonlyMap<string, Expr> {
-  const next = new Map<string, Expr>();
-  for (const { condition } of rules) {
-    const expr = condition?.expr ?? "";
-    if (expr !== "" && !next.has(expr)) next.set(expr, parsed.get(expr) ?? parsePromql(expr));
-  }
-  parsed = next;
-  return next;
+/**
+ * The cycle's parser of PromQL conditions: each text parsed once, and not again next cycle. A text
+ * that does not parse (a rule stored before the parser changed) throws in its own rule's evaluation.
+ */
+function exprParser(): (text: string) => Expr {
+  const previous = parsed;
+  parsed = new Map();
+  return (text) => {
+    let expr = parsed.get(text);
+    if (!expr) parsed.set(text, (expr = previous.get(text) ?? parsePromql(text)));
+    return expr;
+  };
 }
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
@@ -131,9 +134,9 @@ function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
 }
 
 /** The groups of a rule whose condition holds at `nowMs`; their labels are shared with other rules' groups, read-only. */
-async function evaluateRule(c: Condition, exprs: ReadonlyMap<string, Expr>, reads: CycleReads, nowMs: number, timeoutMs: number): Promise<Group[]> {
+async function evaluateRule(c: Condition, parse: (text: string) => Expr, reads: CycleReads, nowMs: number, timeoutMs: number): Promise<Group[]> {
   if (c.expr !== "") {
-    const { value } = await instantQuery(reads.promql, exprs.get(c.expr)!, nowMs, { limits: { timeoutMs } });
+    const { value } = await instantQuery(reads.promql, parse(c.expr), nowMs, { limits: { timeoutMs } });
     if (value.type !== "vector") throw new Error(`the expression gave a ${value.type}, not an instant vector`);
     return value.samples.map((s) => {
       const labels: Record<string, string> = {};
