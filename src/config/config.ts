@@ -99,7 +99,7 @@ export interface ArchiveSettings {
 export interface AlertsConfig {
   /** How often the rules are evaluated (alerts.evaluationInterval, default 15s). */
   evaluationIntervalMs: number;
-  /** One rule's evaluation may take this long before it counts as failed (alerts.ruleTimeout, default 10s). */
+  /** One rule's evaluation may take this long, from the cycle's start (its rules are evaluated together), before it counts as failed (alerts.ruleTimeout, default 10s). */
   ruleTimeoutMs: number;
   /** alerts.rules: alerts.Rule objects as protobuf JSON, validated by the alerts feature when the daemon starts. */
   rules: unknown[];

@@ -76,6 +76,8 @@ export function withoutLabels(labels: Labels, names: ReadonlySet<string>): Label
  */
 export function groupingKey(labels: Labels, on: boolean, names: readonly string[]): string {
   if (on) return JSON.stringify(names.map((n) => labels[n] ?? ""));
+  // Without `ignoring` (the usual case), both steps are computed once per label set.
+  if (names.length === 0) return labelsKey(dropName(labels));
   return labelsKey(withoutLabels(labels, new Set([...names, nameLabel])));
 }
 

@@ -14,7 +14,7 @@ import { seriesKey } from "../../shared/series-key.js";
 import type { Principal } from "../../tokens/tokens.js";
 import { openTsdb, SeriesKind, type SeriesKindNumber, type Tsdb } from "../../tsdb/index.js";
 import { alertsService } from "../service.js";
-import { evaluateCycle, type EvaluatorOptions } from "./evaluator.js";
+import { alertRefreshMs, evaluateCycle, type EvaluatorOptions } from "./evaluator.js";
 
 const day = 86_400_000;
 const s = 1_000;
@@ -128,6 +128,51 @@ describe("the alert evaluation, on the store and PostgreSQL", () => {
     expect(again.map((a) => [a.fingerprint, AlertState[a.state]])).toEqual([[alert!.fingerprint, "PENDING"]]);
     expect((await history("DiskBusy")).at(-1)).toEqual(["RESOLVED", "PENDING", "web-1"]);
     expect((await api().listRules({})).rules.find((r) => r.rule!.name === "DiskBusy")).toMatchObject({ health: RuleHealth.OK, activeAlerts: 1 });
+  });
+
+  it(`rewrites an alert that keeps its state only every ${alertRefreshMs / 1000} s; a daemon that takes over goes on from the rows as written`, async () => {
+    await onlyDefault("");
+    const t0 = Math.floor((Date.now() - 20 * minute) / s) * s;
+    await api().putRule({
+      rule: create(RuleSchema, {
+        name: "Warm",
+        condition: {
+          metric: "test_warm",
+          aggregation: Aggregation.LAST,
+          groupBy: ["host"],
+          window: durationFromMs(30 * s),
+          comparison: Comparison.GREATER,
+          threshold: 50,
+        },
+        annotations: { summary: "{{ $value }}" },
+      }),
+    });
+    // A value that changes at every cycle.
+    await write(
+      "test_warm",
+      { host: "w-1" },
+      every(t0 - minute, t0 + 2 * minute, 5 * s, (t) => 60 + (t - t0) / s),
+    );
+    const row = async () =>
+      (
+        await sql<{ version: string; value: number; last_evaluation: Date; state: string }>`
+          SELECT xmin::text AS version, value, last_evaluation, state FROM alerts WHERE rule = 'Warm'`.execute(storage().db)
+      ).rows;
+    await evaluateCycle(options(), t0);
+    const [fired] = await row();
+    expect(fired).toMatchObject({ value: 60, state: "firing" });
+    for (let t = t0 + 15 * s; t < t0 + alertRefreshMs; t += 15 * s) {
+      // Each cycle as a daemon of its own: nothing but the rows carries over.
+      await evaluateCycle(options(), t);
+      expect(await row()).toEqual([fired]);
+      expect((await api().listRules({})).rules.find((r) => r.rule!.name === "Warm")!.lastEvaluation!.seconds).toBe(BigInt(t / s));
+    }
+    await evaluateCycle(options(), t0 + alertRefreshMs);
+    expect(await row()).toEqual([
+      expect.objectContaining({ value: 60 + alertRefreshMs / s, state: "firing", last_evaluation: new Date(t0 + alertRefreshMs) }),
+    ]);
+    expect((await alertsOf("Warm"))[0]!.annotations).toEqual({ summary: String(60 + alertRefreshMs / s) });
+    expect(await history("Warm")).toEqual([["INACTIVE", "FIRING", "w-1"]]);
   });
 
   it("marks a failing rule as erroring and evaluates the others; its alerts keep their state", async () => {

@@ -4,15 +4,16 @@ import { ConnectError } from "@connectrpc/connect";
 import { Comparison, type Condition, type Rule } from "../../../gen/alerts/alerts_pb.js";
 import { Aggregation, QueryRequestSchema } from "../../../gen/metrics/metrics_pb.js";
 import { query } from "../../metrics/query.js";
+import type { Expr } from "../../promql/ast.js";
 import { instantQuery } from "../../promql/engine.js";
 import { parsePromql } from "../../promql/parse.js";
-import { tsdbReader } from "../../promql/tsdb-reader.js";
 import { nameLabel } from "../../promql/values.js";
 import type { Logger } from "../../shared/log.js";
 import type { Db } from "../../storage/database.js";
-import type { Tsdb } from "../../tsdb/index.js";
+import type { TsdbReads } from "../../tsdb/index.js";
 import type { Handler } from "../../worker/engine.js";
 import type { AlertRow } from "../alerts.table.js";
+import { cycleReads, type CycleReads } from "./cycle-reads.js";
 import { allRules, commitCycle, type CycleWrites, type StatusRow } from "./repository.js";
 import { alertnameLabel, defaultRules, fingerprint, windowMs } from "./rules.js";
 import { render } from "./template.js";
@@ -22,21 +23,19 @@ export const alertEvaluatorLock = 0x5e_c7_a0_10;
 
 export interface EvaluatorOptions {
   db: Db;
-  tsdb: Pick<Tsdb, "series" | "readPoints" | "readSamples">;
+  tsdb: TsdbReads;
   log: Logger;
   /** The configuration file's rules (validated). */
   configured: readonly Rule[];
   /** How often a cycle starts; default 15 s. */
   intervalMs?: number;
-  /** One rule's evaluation may take this long before it counts as failed; default 10 s. */
+  /** One rule's evaluation may take this long (from the cycle's start: the rules are evaluated together) before it counts as failed; default 10 s. */
   ruleTimeoutMs?: number;
   /** Observes each cycle's duration (the daemon's /metrics). */
   observe?: (seconds: number) => void;
 }
 
 export const evaluatorDefaults = { intervalMs: 15_000, ruleTimeoutMs: 10_000 };
-/** Rules evaluated at once: their reads go to the database pool, which other work shares. */
-const concurrency = 4;
 
 /** One active group of a rule: its labels and the condition's value. */
 export interface Group {
@@ -79,22 +78,21 @@ export async function evaluateCycle(options: EvaluatorOptions, nowMs: number, si
   const enabled = rules.filter((r) => !r.disabled);
   const timeoutMs = options.ruleTimeoutMs ?? evaluatorDefaults.ruleTimeoutMs;
   const outcomes = new Map<string, Outcome>();
-  const reads = cycleReads(options.tsdb);
-  let next = 0;
-  const worker = async () => {
-    while (next < enabled.length && !signal?.aborted) {
-      const rule = enabled[next++]!;
-      const t0 = performance.now();
+  const reads = cycleReads(options.tsdb, signal);
+  const parse = exprParser();
+  // Every rule at once: their reads are batched by cycleReads, which bounds the database calls.
+  // A rule's time is from the cycle's start to its result, waiting for the reads it shares.
+  await Promise.all(
+    enabled.map(async (rule) => {
       try {
-        const groups = await withTimeout(evaluateRule(rule.condition!, reads, nowMs, timeoutMs), timeoutMs);
-        outcomes.set(rule.name, { groups, ms: performance.now() - t0 });
+        const groups = await withTimeout(evaluateRule(rule.condition!, parse, reads, nowMs, timeoutMs), timeoutMs);
+        outcomes.set(rule.name, { groups, ms: performance.now() - started });
       } catch (err) {
         const error = err instanceof ConnectError ? err.rawMessage : (err as Error).message || String(err);
-        outcomes.set(rule.name, { error, ms: performance.now() - t0 });
+        outcomes.set(rule.name, { error, ms: performance.now() - started });
       }
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+    }),
+  );
   if (signal?.aborted) return { rules: enabled.length, errors: 0, transitions: [], ms: performance.now() - started };
 
   const now = new Date(nowMs);
@@ -110,40 +108,21 @@ export async function evaluateCycle(options: EvaluatorOptions, nowMs: number, si
   return { rules: enabled.length, errors, transitions: writes.transitions, ms };
 }
 
-type Store = EvaluatorOptions["tsdb"];
-
-/** What one cycle reads, shared by its rules: `once` runs a read once per key, `store` is the store through it. */
-interface CycleReads {
-  once<T>(key: string, read: () => Promise<T>): Promise<T>;
-  store: Store;
-}
+/** PromQL conditions parsed, by text: kept from one cycle to the next while a rule has them. */
+let parsed = new Map<string, Expr>();
 
 /**
- * The store as one cycle reads it: rules that select the same series or read the same points (the
- * same metric, matchers and window) share one read, and rules of the query model that differ only
- * in their comparison or threshold share one query, so that a thousand rules over a few dozen
- * metrics cost a few dozen reads. Every step's latest value is read, so that rules differing only
- * in their aggregation share their points too. The results are read-only for their users.
+ * The cycle's parser of PromQL conditions: each text parsed once, and not again next cycle. A text
+ * that does not parse (a rule stored before the parser changed) throws in its own rule's evaluation.
  */
-function cycleReads(tsdb: Store): CycleReads {
-  const reads = new Map<string, Promise<unknown>>();
-  const once = <T>(key: string, read: () => Promise<T>): Promise<T> => {
-    let p = reads.get(key);
-    if (!p) reads.set(key, (p = read()));
-    return p as Promise<T>;
+function exprParser(): (text: string) => Expr {
+  const previous = parsed;
+  parsed = new Map();
+  return (text) => {
+    let expr = parsed.get(text);
+    if (!expr) parsed.set(text, (expr = previous.get(text) ?? parsePromql(text)));
+    return expr;
   };
-  const series: Store["series"] = Object.create(tsdb.series);
-  series.select = (metric, matchers) => once(`s${JSON.stringify([metric, matchers])}`, () => tsdb.series.select(metric, matchers));
-  series.list = (prefix) => once(`l${prefix}`, () => tsdb.series.list(prefix));
-  const store: Store = {
-    series,
-    readPoints: (q, nowMs) => {
-      const wide = { ...q, last: true };
-      return once(`p${JSON.stringify([wide, nowMs])}`, () => tsdb.readPoints(wide, nowMs));
-    },
-    readSamples: (ids, from, to) => once(`r${JSON.stringify([ids, from, to])}`, () => tsdb.readSamples(ids, from, to)),
-  };
-  return { once, store };
 }
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
@@ -154,10 +133,10 @@ function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
-/** The groups of a rule whose condition holds at `nowMs`. */
-async function evaluateRule(c: Condition, reads: CycleReads, nowMs: number, timeoutMs: number): Promise<Group[]> {
+/** The groups of a rule whose condition holds at `nowMs`; their labels are shared with other rules' groups, read-only. */
+async function evaluateRule(c: Condition, parse: (text: string) => Expr, reads: CycleReads, nowMs: number, timeoutMs: number): Promise<Group[]> {
   if (c.expr !== "") {
-    const { value } = await instantQuery(tsdbReader(reads.store), parsePromql(c.expr), nowMs, { limits: { timeoutMs } });
+    const { value } = await instantQuery(reads.promql, parse(c.expr), nowMs, { limits: { timeoutMs } });
     if (value.type !== "vector") throw new Error(`the expression gave a ${value.type}, not an instant vector`);
     return value.samples.map((s) => {
       const labels: Record<string, string> = {};
@@ -165,34 +144,35 @@ async function evaluateRule(c: Condition, reads: CycleReads, nowMs: number, time
       return { labels, value: s.value };
     });
   }
-  // The window is read in about ten steps through metrics.API/Query's code, then its steps are combined.
+  // Rules of the query model that differ only in their comparison or threshold share one query and its groups' values.
   const window = windowMs(c);
-  const stepMs = Math.max(1_000, Math.round(window / 10));
   const key = JSON.stringify([c.metric, c.matchers.map((m) => [m.label, m.operator, m.value]), c.aggregation, c.groupBy, c.quantile, window]);
-  const res = await reads.once(`q${key}`, () =>
-    query(
-      create(QueryRequestSchema, {
-        metric: c.metric,
-        matchers: c.matchers,
-        aggregation: c.aggregation,
-        groupBy: c.groupBy,
-        quantile: c.quantile,
-        start: timestampFromMs(nowMs - window),
-        end: timestampFromMs(nowMs),
-        step: durationFromMs(stepMs),
-      }),
-      { tsdb: reads.store as Tsdb, now: () => nowMs },
-    ),
+  const values = await reads.once(`q${key}`, () => windowValues(c, window, reads, nowMs));
+  return values.filter((g) => compare(c.comparison, g.value, c.threshold));
+}
+
+/** Each group's value over the window: read in about ten steps through metrics.API/Query's code, then its steps combined. */
+async function windowValues(c: Condition, window: number, reads: CycleReads, nowMs: number): Promise<Group[]> {
+  const res = await query(
+    create(QueryRequestSchema, {
+      metric: c.metric,
+      matchers: c.matchers,
+      aggregation: c.aggregation,
+      groupBy: c.groupBy,
+      quantile: c.quantile,
+      start: timestampFromMs(nowMs - window),
+      end: timestampFromMs(nowMs),
+      step: durationFromMs(Math.max(1_000, Math.round(window / 10))),
+    }),
+    { tsdb: reads.store, now: () => nowMs },
   );
-  const groups: Group[] = [];
-  for (const s of res.series) {
-    const value = combineSteps(
+  return res.series.map((s) => ({
+    labels: s.labels,
+    value: combineSteps(
       c.aggregation,
       s.points.map((p) => p.value),
-    );
-    if (compare(c.comparison, value, c.threshold)) groups.push({ labels: { ...s.labels }, value });
-  }
-  return groups;
+    ),
+  }));
 }
 
 /** The window's value from its steps' values: min, max, sum (sum, count, increase), the latest (last, quantile) or the mean (avg, rate). */
@@ -237,11 +217,21 @@ const ms = (d: Duration | undefined) => (d ? durationMs(d) : 0);
 const isOpen = (row: AlertRow) => row.state === "pending" || row.state === "firing";
 
 /**
+ * An open alert whose state does not change is rewritten at most this often, rather than every
+ * cycle (with a thousand alerts, their rewrite was a large part of a cycle's work in both
+ * processes): its value, the annotations rendered from it (and from a rule's changed templates)
+ * and last_evaluation are up to this old. What restarts and a change of evaluating daemon go on
+ * from (state, active_since, fired_at, resolved_at) is written whenever it changes. Alerts of
+ * rules with keep_firing_for are rewritten every cycle, as it counts from last_active.
+ */
+export const alertRefreshMs = 60_000;
+
+/**
  * The state machine, from the alerts' rows as committed: an active group's alert becomes pending
  * (or firing at once without pending_for), fires once pending_for has passed since active_since,
  * and when no longer active resolves (firing, after keep_firing_for since last_active) or goes
  * inactive (pending). A rule whose evaluation failed keeps its alerts as they are; alerts of
- * rules disabled or gone resolve.
+ * rules disabled or gone resolve. Rows whose state does not change are written as alertRefreshMs says.
  */
 function decide(current: AlertRow[], enabled: Rule[], outcomes: Map<string, Outcome>, now: Date): CycleWrites {
   const nowMs = now.getTime();
@@ -260,24 +250,26 @@ function decide(current: AlertRow[], enabled: Rule[], outcomes: Map<string, Outc
       const fp = fingerprint(rule.name, labels);
       if (seen.has(fp)) continue;
       seen.add(fp);
-      const annotations = Object.fromEntries(Object.entries(rule.annotations).map(([k, t]) => [k, render(t, labels, group.value)]));
       const before = byFingerprint.get(fp);
+      const open = before && isOpen(before) ? before : undefined;
+      const fires = open?.state === "pending" && nowMs - open.active_since.getTime() >= pendingMs;
+      if (open && !fires && !due(open, rule, nowMs)) continue;
+      const annotations = Object.fromEntries(Object.entries(rule.annotations).map(([k, t]) => [k, render(t, labels, group.value)]));
       const update = { labels, annotations, value: group.value, last_evaluation: now, last_active: now };
-      if (before && isOpen(before)) {
-        const fires = before.state === "pending" && nowMs - before.active_since.getTime() >= pendingMs;
-        const row: AlertRow = { ...before, ...update, ...(fires ? { state: "firing", fired_at: now } : {}) };
+      if (open) {
+        const row: AlertRow = { ...open, ...update, ...(fires ? { state: "firing", fired_at: now } : {}) };
         writes.upserts.push(row);
         if (fires) writes.transitions.push({ row, from: "pending" });
         continue;
       }
-      const fires = pendingMs === 0;
+      const firesAtOnce = pendingMs === 0;
       const row: AlertRow = {
         fingerprint: fp,
         rule: rule.name,
         ...update,
-        state: fires ? "firing" : "pending",
+        state: firesAtOnce ? "firing" : "pending",
         active_since: now,
-        fired_at: fires ? now : null,
+        fired_at: firesAtOnce ? now : null,
         resolved_at: null,
       };
       writes.upserts.push(row);
@@ -299,6 +291,11 @@ function decide(current: AlertRow[], enabled: Rule[], outcomes: Map<string, Outc
     writes.transitions.push({ row, from: before.state });
   }
   return writes;
+}
+
+/** Whether an open alert that keeps its state is rewritten this cycle (alertRefreshMs). */
+function due(before: AlertRow, rule: Rule, nowMs: number): boolean {
+  return ms(rule.keepFiringFor) > 0 || nowMs - before.last_evaluation.getTime() >= alertRefreshMs;
 }
 
 function statusOf(name: string, outcome: Outcome, now: Date): StatusRow {
