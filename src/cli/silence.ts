@@ -2,7 +2,8 @@ import { toJson } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { API as AlertsAPI, CreateSilenceResponseSchema, ListSilencesResponseSchema, type Silence } from "../../gen/alerts/alerts_pb.js";
-import { MatchOperator, type Matcher } from "../../gen/metrics/metrics_pb.js";
+import type { Matcher } from "../../gen/metrics/metrics_pb.js";
+import { matcherText } from "../shared/alert-text.js";
 import { parseDuration } from "../shared/duration.js";
 import { addClientOptions, ClientError, daemonClient, runClient, type ClientFlags } from "./client.js";
 import { parseMatcher, parseWhen } from "./query.js";
@@ -77,16 +78,9 @@ export function silenceRequest(texts: string[], flags: Pick<AddFlags, "for" | "c
   };
 }
 
-const operatorText: Record<number, string> = {
-  [MatchOperator.EQUAL]: "=",
-  [MatchOperator.NOT_EQUAL]: "!=",
-  [MatchOperator.REGEX]: "=~",
-  [MatchOperator.NOT_REGEX]: "!~",
-};
-
 /** Matchers as PromQL writes them: {alertname="DiskFull", host=~"web-.*"}. */
 export function formatMatchers(matchers: readonly Matcher[]): string {
-  return `{${matchers.map((m) => `${m.label}${operatorText[m.operator] ?? "?"}${JSON.stringify(m.value)}`).join(", ")}}`;
+  return `{${matchers.map(matcherText).join(", ")}}`;
 }
 
 /** A table: id, state, matchers, start, end, who, comment. */

@@ -19,7 +19,7 @@ import {
   type StateChange,
 } from "../../../../gen/alerts/alerts_pb.js";
 import { MatchOperator } from "../../../../gen/metrics/metrics_pb.js";
-import { alertHost, comparisonSymbols, describeCondition, matchOperatorSymbols } from "../../../shared/alert-text.js";
+import { alertHost, comparisonSymbols, describeCondition, matchOperatorSymbols, matcherText } from "../../../shared/alert-text.js";
 import { formatDuration as formatDurationSetting, parseDuration } from "../../../shared/duration.js";
 import { h, replace } from "../dom.js";
 import { formatAgo, formatDuration, formatNumber, formatTime } from "../format.js";
@@ -55,7 +55,7 @@ const labelText = (labels: Record<string, string>) =>
     .filter(([k]) => !shownApart.has(k))
     .map(([k, v]) => `${k}=${v}`)
     .join(" ");
-const matchersText = (s: Silence) => s.matchers.map((m) => `${m.label}${matchOperatorSymbols[m.operator]}"${m.value}"`).join(", ");
+const matchersText = (s: Silence) => s.matchers.map(matcherText).join(", ");
 const table = (kind: string) => h("table", { class: `alerts-table ${kind}` });
 const heads = (...labels: (string | false)[]) =>
   h("thead", {}, h("tr", {}, ...labels.map((label) => label !== false && h("th", { scope: "col" }, label))));
