@@ -19,6 +19,7 @@ import { installedPackages } from "./collectors/packages.js";
 import { runCommandLoop } from "./commands.js";
 import { backoffMs, daemonTransport, retryBackoff, Sender, type CallSecurity, type Protocol } from "./sender.js";
 import { Spool, type SpoolLimits } from "./spool.js";
+import { Schedule, type Run } from "./schedule.js";
 import { runUpdateLoop, type UpdateOptions } from "./updates.js";
 
 export interface AgentOptions {
@@ -180,18 +181,23 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const updating = options.updates
     ? runUpdateLoop({ ...options.updates, transport, stateDir: options.stateDir, running: versionInfo.ver, log, signal })
     : Promise.resolve(undefined);
-  const loops = [
-    sending,
-    updating,
-    runCommandLoop({ transport, allow: options.allow ?? [], log, signal }),
-    ...(options.collectors ?? defaultCollectors({})).map((collector) =>
-      runCollector(collector, signal, log, (measurements, at) => {
+  const loops = [sending, updating, runCommandLoop({ transport, allow: options.allow ?? [], log, signal })];
+  const schedule = new Schedule();
+  for (const collector of options.collectors ?? defaultCollectors({})) {
+    schedule.every(
+      collector.intervalMs,
+      collectorRun(collector, signal, log, (measurements, at) => {
         batch.addAll(measurements, at);
         if (batch.points >= maxBatchPoints) closeBatch();
       }),
-    ),
-  ];
-  const flushTimer = setInterval(closeBatch, options.flushIntervalMs ?? 10_000);
+    );
+  }
+  // Closed in the check phase of the same turn, after what the turn's collectors read (from
+  // /proc and /sys, synchronously) has landed in the batch: one wakeup collects and sends.
+  schedule.every(options.flushIntervalMs ?? 10_000, () => {
+    setImmediate(closeBatch);
+    return undefined;
+  });
   // The installed packages, nightly: registering again with them updates the daemon's inventory.
   const packagesTimer = setInterval(() => {
     void (async () => {
@@ -208,11 +214,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
-      clearInterval(flushTimer);
       clearInterval(packagesTimer);
       clearTimeout(firstFlush);
       controller.abort();
-      await Promise.all(loops);
+      await Promise.all([schedule.stop(), ...loops]);
       closeBatch();
       spool.persist();
       log.info({ spooled: spool.stats() }, "agent stopped");
@@ -239,52 +244,36 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 export const unsupportedRetryMs = 10 * 60_000;
 
 /**
- * Runs one collector every interval; a failure is logged once (and again only after a success).
- * A collector the host cannot support is logged once at info level and asked again only every
- * unsupportedRetryMs, so that a missing tool is not looked for every few seconds.
+ * One collector's runs on the schedule (which never overlaps them): a failure is logged once (and
+ * again only after a success). A collector the host cannot support is logged once at info level
+ * and asked again only every unsupportedRetryMs, so that a missing tool is not looked for every
+ * few seconds.
  */
-async function runCollector(
-  collector: Collector,
-  signal: AbortSignal,
-  log: Logger,
-  deliver: (measurements: Measurement[], at: number) => void,
-): Promise<void> {
+function collectorRun(collector: Collector, signal: AbortSignal, log: Logger, deliver: (measurements: Measurement[], at: number) => void): Run {
   let failing = false;
-  // One timer and one abort listener for the collector's whole life, not a promise, a timer and
-  // a listener on the shared signal per run (timers/promises' abortable setTimeout): that took
-  // as much CPU as some collectors' runs.
-  let wake: (() => void) | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  const stopWaiting = () => {
-    clearTimeout(timer);
-    wake?.();
+  let notBefore = 0;
+  return (at) => {
+    if (at < notBefore || signal.aborted) return undefined;
+    return collector.collect(signal).then(
+      (measurements) => {
+        deliver(measurements, at);
+        if (failing) log.info({ collector: collector.name }, "collector works again");
+        failing = false;
+      },
+      (err: unknown) => {
+        if (signal.aborted) return;
+        const unsupported = err instanceof UnsupportedError;
+        // Half an interval early, so that the turn 10 minutes on is not missed by a millisecond.
+        if (unsupported) notBefore = at + unsupportedRetryMs - collector.intervalMs / 2;
+        if (!failing) {
+          if (unsupported)
+            log.info({ collector: collector.name, reason: err.message }, "collector not supported on this host; asked again every 10 minutes");
+          else log.warn({ collector: collector.name, reason: (err as Error).message }, "collector failed; the others go on");
+        }
+        failing = true;
+      },
+    );
   };
-  signal.addEventListener("abort", stopWaiting, { once: true });
-  while (!signal.aborted) {
-    const started = Date.now();
-    let waitMs = collector.intervalMs;
-    try {
-      deliver(await collector.collect(signal), started);
-      if (failing) log.info({ collector: collector.name }, "collector works again");
-      failing = false;
-    } catch (err) {
-      if (signal.aborted) break;
-      const unsupported = err instanceof UnsupportedError;
-      if (unsupported) waitMs = Math.max(waitMs, unsupportedRetryMs);
-      if (!failing) {
-        if (unsupported)
-          log.info({ collector: collector.name, reason: err.message }, "collector not supported on this host; asked again every 10 minutes");
-        else log.warn({ collector: collector.name, reason: (err as Error).message }, "collector failed; the others go on");
-      }
-      failing = true;
-    }
-    if (signal.aborted) break;
-    await new Promise<void>((resolve) => {
-      wake = resolve;
-      timer = setTimeout(resolve, Math.max(0, waitMs - (Date.now() - started)));
-    });
-  }
-  signal.removeEventListener("abort", stopWaiting);
 }
 
 /** The installed packages are read at start and then daily. */

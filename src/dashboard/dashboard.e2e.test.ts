@@ -346,7 +346,9 @@ describe.skipIf(!haveChromium)("the dashboard in chromium", () => {
       await expect.poll(async () => Number(await temperatures.getAttribute("data-points")), { timeout: 10_000 }).toBe(2);
       expect(await temperatures.locator(".u-legend .u-label").allTextContents()).toEqual(["Time", "Package id 0"]);
       // An agent that sent no package list: the panel says so.
-      expect(await page.locator("[data-panel=packages] p").textContent()).toMatch(/^The agent has sent no package list/);
+      await expect
+        .poll(() => page.locator("[data-panel=packages] p").textContent(), { timeout: 20_000 })
+        .toMatch(/^The agent has sent no package list/);
       // A viewer gets no remove button.
       expect(await page.locator("button.remove").count()).toBe(0);
       expect(await sideways(page)).toBeLessThanOrEqual(0);

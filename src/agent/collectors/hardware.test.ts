@@ -17,6 +17,7 @@ import { installedPackages, parseApkInstalled, parseRpmQuery } from "./packages.
 import { guestMeasurements, proxmoxCollector } from "./proxmox.js";
 import { parseVcgencmd, raspberryPiCollector } from "./raspberrypi.js";
 import { runtimeCollector } from "./runtime.js";
+import { Schedule } from "../schedule.js";
 import { smartCollector } from "./smart.js";
 import { parseIwLink, parseProcWireless, wifiCollector } from "./wifi.js";
 
@@ -368,12 +369,15 @@ describe("agent (its own runtime)", () => {
     const collector = runtimeCollector();
     expect(collector).toMatchObject({ name: "agent", intervalMs: 10_000 });
     await run(collector);
-    // Work for the event loop and the collector: a delay to measure (the loop is sampled once a
-    // second, the first sample only starts the clock), garbage to collect.
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Work for the event loop and the collector: a delay to measure (how late the schedule's
+    // wakeups are), garbage to collect.
+    const schedule = new Schedule();
+    schedule.every(100, () => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 150));
     const end = Date.now() + 400;
     while (Date.now() < end) JSON.stringify(Array.from({ length: 1000 }, (_, i) => ({ i })));
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    await schedule.stop();
     const measurements = await run(collector);
     expectWellFormed(measurements);
     expect(measured(measurements, "specta_agent_resident_memory_bytes")).toBeGreaterThan(10 * 2 ** 20);

@@ -6,14 +6,16 @@
  *   `specta_agent_external_memory_bytes` (buffers and other memory outside V8's heap);
  * - `specta_agent_cpu_seconds_total{mode}` (user, system);
  * - `specta_agent_event_loop_delay_seconds{quantile}` (0.5, 0.99 and 1, the largest) since the
- *   last run, sampled once a second: each sample wakes the process, and at 100 ms the samples
- *   cost the agent more CPU (about 0.5 ms per second, npm run bench:agent) than its collectors;
+ *   last run: how late the agent's scheduled wakeups were (../schedule.ts). Not sampled by a timer
+ *   of its own (monitorEventLoopDelay): each sample wakes the process, and once a second that cost
+ *   the agent more CPU than all its collectors (npm run bench:agent);
  * - `specta_agent_gc_runs_total{kind}`, `specta_agent_gc_seconds_total{kind}` (minor, major,
  *   incremental, weakcb).
  *
  * The spool's size comes with every batch (specta_agent_spool_*, see agent.ts).
  */
-import { constants, monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
+import { constants, PerformanceObserver } from "node:perf_hooks";
+import { eventLoopDelay } from "../schedule.js";
 import type { Collector, Measurement } from "./collector.js";
 
 const GC_KINDS: ReadonlyArray<readonly [kind: number, name: string]> = [
@@ -25,10 +27,8 @@ const GC_KINDS: ReadonlyArray<readonly [kind: number, name: string]> = [
 
 export function runtimeCollector(): Collector {
   // Started at the first run and kept for the life of the process (the agent's).
-  let started: { delay: ReturnType<typeof monitorEventLoopDelay>; gcRuns: Map<number, number>; gcSeconds: Map<number, number> } | undefined;
+  let started: { gcRuns: Map<number, number>; gcSeconds: Map<number, number> } | undefined;
   const start = () => {
-    const delay = monitorEventLoopDelay({ resolution: 1000 });
-    delay.enable();
     const gcRuns = new Map<number, number>(GC_KINDS.map(([kind]) => [kind, 0]));
     const gcSeconds = new Map<number, number>(GC_KINDS.map(([kind]) => [kind, 0]));
     new PerformanceObserver((list) => {
@@ -40,14 +40,15 @@ export function runtimeCollector(): Collector {
         gcSeconds.set(kind, gcSeconds.get(kind)! + entry.duration / 1000);
       }
     }).observe({ entryTypes: ["gc"] });
-    return { delay, gcRuns, gcSeconds };
+    return { gcRuns, gcSeconds };
   };
   return {
     name: "agent",
     intervalMs: 10_000,
     async collect() {
       started ??= start();
-      const { delay, gcRuns, gcSeconds } = started;
+      const { gcRuns, gcSeconds } = started;
+      const delay = eventLoopDelay;
       const memory = process.memoryUsage();
       const cpu = process.cpuUsage();
       const out: Measurement[] = [
@@ -58,7 +59,7 @@ export function runtimeCollector(): Collector {
         { metric: "specta_agent_cpu_seconds_total", labels: { mode: "user" }, kind: "counter", value: cpu.user / 1e6 },
         { metric: "specta_agent_cpu_seconds_total", labels: { mode: "system" }, kind: "counter", value: cpu.system / 1e6 },
       ];
-      // No sample yet (the first run comes before the first second): nothing to say.
+      // No wakeup measured yet (the first run is the schedule's first turn): nothing to say.
       if (delay.count > 0) {
         for (const [quantile, ns] of [
           ["0.5", delay.percentile(50)],
