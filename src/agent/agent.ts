@@ -18,8 +18,8 @@ import { hostInventory, machineId } from "./collectors/inventory.js";
 import { installedPackages } from "./collectors/packages.js";
 import { runCommandLoop } from "./commands.js";
 import { backoffMs, daemonTransport, retryBackoff, Sender, type CallSecurity, type Protocol } from "./sender.js";
-import { Spool, type SpoolLimits } from "./spool.js";
 import { Schedule, type Run } from "./schedule.js";
+import { Spool, type SpoolLimits } from "./spool.js";
 import { runUpdateLoop, type UpdateOptions } from "./updates.js";
 
 export interface AgentOptions {
@@ -253,8 +253,10 @@ function collectorRun(collector: Collector, signal: AbortSignal, log: Logger, de
   let failing = false;
   let notBefore = 0;
   return (at) => {
-    if (at < notBefore || signal.aborted) return undefined;
-    return collector.collect(signal).then(
+    // On the monotonic clock, so that a wall clock set back does not hold a retry off.
+    if (performance.now() < notBefore || signal.aborted) return undefined;
+    // A collect() that throws rather than rejects fails the same way.
+    return new Promise<Measurement[]>((resolve) => resolve(collector.collect(signal))).then(
       (measurements) => {
         deliver(measurements, at);
         if (failing) log.info({ collector: collector.name }, "collector works again");
@@ -264,7 +266,7 @@ function collectorRun(collector: Collector, signal: AbortSignal, log: Logger, de
         if (signal.aborted) return;
         const unsupported = err instanceof UnsupportedError;
         // Half an interval early, so that the turn 10 minutes on is not missed by a millisecond.
-        if (unsupported) notBefore = at + unsupportedRetryMs - collector.intervalMs / 2;
+        if (unsupported) notBefore = performance.now() + unsupportedRetryMs - collector.intervalMs / 2;
         if (!failing) {
           if (unsupported)
             log.info({ collector: collector.name, reason: err.message }, "collector not supported on this host; asked again every 10 minutes");
