@@ -81,14 +81,11 @@ export class Schedule {
         continue;
       }
       if (!running) continue;
-      const settled = running.then(
-        () => undefined,
-        () => undefined,
-      );
-      task.inFlight = settled;
-      void settled.then(() => {
-        if (task.inFlight === settled) task.inFlight = undefined;
-      });
+      // One run at a time per task (checked above), so settling clears this run's mark.
+      const settled = () => {
+        task.inFlight = undefined;
+      };
+      task.inFlight = running.then(settled, settled);
     }
     const next = Math.min(...this.tasks.map((t) => t.next));
     this.arm(Math.max(0, next - performance.now()));

@@ -48,7 +48,6 @@ export function runtimeCollector(): Collector {
     async collect() {
       started ??= start();
       const { gcRuns, gcSeconds } = started;
-      const delay = eventLoopDelay;
       const memory = process.memoryUsage();
       const cpu = process.cpuUsage();
       const out: Measurement[] = [
@@ -60,15 +59,15 @@ export function runtimeCollector(): Collector {
         { metric: "specta_agent_cpu_seconds_total", labels: { mode: "system" }, kind: "counter", value: cpu.system / 1e6 },
       ];
       // No wakeup measured yet (the first run is the schedule's first turn): nothing to say.
-      if (delay.count > 0) {
+      if (eventLoopDelay.count > 0) {
         for (const [quantile, ns] of [
-          ["0.5", delay.percentile(50)],
-          ["0.99", delay.percentile(99)],
-          ["1", delay.max],
+          ["0.5", eventLoopDelay.percentile(50)],
+          ["0.99", eventLoopDelay.percentile(99)],
+          ["1", eventLoopDelay.max],
         ] as const) {
           out.push({ metric: "specta_agent_event_loop_delay_seconds", labels: { quantile }, kind: "gauge", value: ns / 1e9 });
         }
-        delay.reset();
+        eventLoopDelay.reset();
       }
       for (const [kind, name] of GC_KINDS) {
         out.push({ metric: "specta_agent_gc_runs_total", labels: { kind: name }, kind: "counter", value: gcRuns.get(kind)! });
