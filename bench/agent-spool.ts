@@ -1,6 +1,6 @@
 /**
  * What the agent's spool holds per point while the daemon is away: heap bytes in memory (the
- * batches as messages) and bytes on disk (encoded spool files). The batches are built the way
+ * batches as closed, encoded: src/agent/batch.ts) and bytes on disk (spool files). The batches are built the way
  * the agent builds them, from this host's own samples: 10-second batches of the cpu, diskio and
  * network collectors (every 5 s) and the memory and processes collectors (every 10 and 15 s).
  * Part of `npm run bench:agent`; needs `node --expose-gc`.
@@ -10,8 +10,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import type { PushRequest } from "../gen/metrics/metrics_pb.js";
-import { Batch } from "../src/agent/agent.js";
+import { Batch, type EncodedBatch } from "../src/agent/batch.js";
 import type { Measurement } from "../src/agent/collectors/collector.js";
 import { defaultCollectors } from "../src/agent/collectors/defaults.js";
 import { Spool } from "../src/agent/spool.js";
@@ -33,7 +32,7 @@ async function sample(): Promise<Record<string, Measurement[]>> {
 }
 
 /** Ten-second batches of this host's samples until `target` points. */
-function* batches(byName: Record<string, Measurement[]>): Generator<{ request: PushRequest; points: number }> {
+function* batches(byName: Record<string, Measurement[]>): Generator<EncodedBatch> {
   const batch = new Batch({ host: "bench" });
   const every5s = [...(byName.cpu ?? []), ...(byName.diskio ?? []), ...(byName.network ?? [])];
   let at = Date.now();
@@ -57,8 +56,8 @@ async function main(): Promise<void> {
     gc!();
     const heapBefore = process.memoryUsage().heapUsed;
     let batchCount = 0;
-    for (const { request, points } of batches(byName)) {
-      inMemory.add(request, points);
+    for (const closed of batches(byName)) {
+      inMemory.add(closed);
       batchCount++;
     }
     gc!();
@@ -66,7 +65,7 @@ async function main(): Promise<void> {
     const memoryPoints = inMemory.stats().points;
 
     const onDisk = new Spool(join(dir, "disk"), { memoryPoints: 0, diskBytes: 2 ** 40 }, log);
-    for (const { request, points } of batches(byName)) onDisk.add(request, points);
+    for (const closed of batches(byName)) onDisk.add(closed);
     const { points: diskPoints, diskBytes } = onDisk.stats();
 
     console.log(`machine: ${cpus()[0]?.model} x${cpus().length}, Node ${process.versions.node}`);

@@ -1,4 +1,4 @@
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { setMaxListeners } from "node:events";
@@ -6,18 +6,17 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { API as AgentAPI, type RegisterRequestSchema } from "../../gen/agent/agent_pb.js";
-import { Kind, PushRequestSchema, SeriesSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../shared/log.js";
-import { seriesKey } from "../shared/series-key.js";
 import { readSigningKey, SigningKeyError } from "../shared/signing.js";
 import { TrustError, trustForServer, untrustedCertificate } from "../shared/trust.js";
 import { versionInfo } from "../shared/version.js";
+import { Batch } from "./batch.js";
 import { UnsupportedError, type Collector, type Measurement } from "./collectors/collector.js";
 import { defaultCollectors } from "./collectors/defaults.js";
 import { hostInventory, machineId } from "./collectors/inventory.js";
 import { installedPackages } from "./collectors/packages.js";
 import { runCommandLoop } from "./commands.js";
-import { backoffMs, daemonTransport, retryBackoff, Sender, type CallSecurity, type Protocol } from "./sender.js";
+import { backoffMs, daemonConnection, retryBackoff, Sender, type CallSecurity, type Protocol } from "./sender.js";
 import { Schedule, type Run } from "./schedule.js";
 import { Spool, type SpoolLimits } from "./spool.js";
 import { runUpdateLoop, type UpdateOptions } from "./updates.js";
@@ -103,7 +102,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     new AgentError(
       `the daemon refused this agent's credential (${error.rawMessage}); if it was deregistered, delete ${credentialFile} and enrol again with --enroll-token`,
     );
-  const transport = daemonTransport(options.server, options.protocol, () => stored?.credential, security(options));
+  const { transport, push } = daemonConnection(options.server, options.protocol, () => stored?.credential, security(options));
   const inventory = await hostInventory();
   const hostname = options.hostname ?? inventory.hostname;
   const registration: Omit<MessageInitShape<typeof RegisterRequestSchema>, "enrollToken" | "$typeName"> = {
@@ -166,14 +165,14 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   });
 
   const spool = new Spool(join(options.stateDir, "spool"), options.spool ?? defaultSpool, log);
-  const sender = new Sender(transport, spool, log);
+  const sender = new Sender(push, spool, log);
   const batch = new Batch({ host: hostname });
   const maxBatchPoints = options.maxBatchPoints ?? 5_000;
   const closeBatch = () => {
     batch.addAll(agentMeasurements(spool, sender), Date.now());
     const closed = batch.close();
     if (!closed) return;
-    spool.add(closed.request, closed.points);
+    spool.add(closed);
     sender.notify();
   };
 
@@ -304,58 +303,6 @@ function agentMeasurements(spool: Spool, sender: Sender): Measurement[] {
     { metric: "specta_agent_rejected_points_total", labels: {}, kind: "counter", value: sender.rejectedPoints },
     { metric: "specta_agent_failed_pushes_total", labels: {}, kind: "counter", value: sender.failedPushes },
   ];
-}
-
-/** Samples collected since the last close, grouped by series (columnar, as Push takes them). */
-export class Batch {
-  private series = new Map<string, { metric: string; labels: Record<string, string>; kind: Kind; times: number[]; values: number[] }>();
-  points = 0;
-
-  private readonly extraKeys: string[];
-
-  constructor(private readonly extraLabels: Record<string, string>) {
-    this.extraKeys = Object.keys(extraLabels);
-  }
-
-  addAll(measurements: Measurement[], at: number): void {
-    for (const m of measurements) {
-      // The extra labels are the same for every series of the batch, so the measurement's other
-      // labels tell its series apart; merged labels are made only for a new series (most
-      // measurements are of a series the batch has already).
-      const key = seriesKey(m.metric, this.ownLabels(m.labels));
-      let s = this.series.get(key);
-      if (!s) {
-        const labels = { ...m.labels, ...this.extraLabels };
-        s = { metric: m.metric, labels, kind: m.kind === "counter" ? Kind.COUNTER : Kind.GAUGE, times: [], values: [] };
-        this.series.set(key, s);
-      }
-      // Two runs within one millisecond would collide on the (series, time) key: keep the later.
-      if (s.times[s.times.length - 1] === at) s.values[s.values.length - 1] = m.value;
-      else {
-        s.times.push(at);
-        s.values.push(m.value);
-        this.points++;
-      }
-    }
-  }
-
-  /** `labels` without those the extra labels override (the same object when there are none, as usual). */
-  private ownLabels(labels: Record<string, string>): Record<string, string> {
-    for (const k of this.extraKeys) {
-      if (k in labels) return Object.fromEntries(Object.entries(labels).filter(([key]) => !(key in this.extraLabels)));
-    }
-    return labels;
-  }
-
-  /** The PushRequest of everything added, or undefined when empty; starts a new batch. */
-  close(): { request: PushRequest; points: number } | undefined {
-    if (this.points === 0) return undefined;
-    const request = create(PushRequestSchema, { series: [...this.series.values()].map((s) => create(SeriesSchema, s)) });
-    const closed = { request, points: this.points };
-    this.series = new Map();
-    this.points = 0;
-    return closed;
-  }
 }
 
 /** What protects the agent's calls (AgentOptions.ca, signingKeyFile); their files' problems as AgentError. */

@@ -1,23 +1,26 @@
-import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createServer as createHttpServer } from "node:http";
+import { createServer as createHttp2Server, type Http2Session } from "node:http2";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
-import { Aggregation, API as MetricsAPI, Kind, PushRequestSchema } from "../../gen/metrics/metrics_pb.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Aggregation, API as MetricsAPI, Kind } from "../../gen/metrics/metrics_pb.js";
 import { tempDir, useDaemon } from "../../test/support/daemon.js";
 import { enrolAgent } from "../../test/support/fake-agent.js";
 import { bearer } from "../../test/support/rpc.js";
 import { readEnrollToken } from "../fleet/enroll-token.js";
 import { createLogger } from "../shared/log.js";
-import { daemonTransport, halve, Sender } from "./sender.js";
+import { encodeBatch, pushRequestBytes } from "./batch.js";
+import { daemonConnection, Sender } from "./sender.js";
 import { Spool } from "./spool.js";
 
 const log = createLogger("silent");
 
 /** A batch of one gauge series with `points` points, one per ms from `t0`, of value `value`. */
 const batch = (metric: string, t0: number, points: number, value = 1) =>
-  create(PushRequestSchema, {
+  encodeBatch({
     series: [
       {
         metric,
@@ -29,21 +32,16 @@ const batch = (metric: string, t0: number, points: number, value = 1) =>
     ],
   });
 
-describe("the agent's sender, against a real daemon", () => {
+describe.each(["grpc", "connect"] as const)("the agent's sender over %s, against a real daemon", (protocol) => {
   const daemon = useDaemon();
   const dir = tempDir("specta-sender-");
   afterAll(() => dir.remove());
 
   /** A spool and a sender with an agent credential (or the given one); `run` resolves when the spool is empty or sending stops. */
   async function sender(name: string, credential?: string) {
-    const spool = new Spool(join(dir.path, name), { memoryPoints: 100_000, diskBytes: 2 ** 30 }, log);
-    const token = credential ?? (await enrolAgent(daemon().url, readEnrollToken(daemon().dataDir)!, `sender-${name}`)).credential;
-    const s = new Sender(
-      daemonTransport(daemon().url, "grpc", () => token),
-      spool,
-      log,
-      { initialMs: 10, maxMs: 50 },
-    );
+    const spool = new Spool(join(dir.path, `${protocol}-${name}`), { memoryPoints: 100_000, diskBytes: 2 ** 30 }, log);
+    const token = credential ?? (await enrolAgent(daemon().url, readEnrollToken(daemon().dataDir)!, `sender-${protocol}-${name}`)).credential;
+    const s = new Sender(daemonConnection(daemon().url, protocol, () => token).push, spool, log, { initialMs: 10, maxMs: 50 });
     const run = async () => {
       const controller = new AbortController();
       const sending = s.run(controller.signal);
@@ -73,26 +71,26 @@ describe("the agent's sender, against a real daemon", () => {
   it("sends a batch larger than the daemon takes (ResourceExhausted) in halves, and loses none of it", async () => {
     const t0 = Date.now() - 60_000;
     const { spool, sender: s, run } = await sender("large");
-    spool.add(batch("sender_large", t0, 60_001), 60_001); // the documented limit is 50,000 points
+    spool.add(batch(`sender_large_${protocol}`, t0, 60_001)); // the documented limit is 50,000 points
     expect(await run()).toBe("drained");
     expect(s.rejectedPoints).toBe(0);
     expect(s.failedPushes).toBeGreaterThan(0);
-    expect(await count("sender_large", t0, 60_001)).toBe(60_001);
+    expect(await count(`sender_large_${protocol}`, t0, 60_001)).toBe(60_001);
   });
 
   it("drops a malformed batch (InvalidArgument), counted, and sends the next", async () => {
     const t0 = Date.now() - 60_000;
     const { spool, sender: s, run } = await sender("malformed");
-    spool.add(batch("sender_malformed", t0, 10, Number.NaN), 10);
-    spool.add(batch("sender_malformed", t0 + 10, 5), 5);
+    spool.add(batch(`sender_malformed_${protocol}`, t0, 10, Number.NaN));
+    spool.add(batch(`sender_malformed_${protocol}`, t0 + 10, 5));
     expect(await run()).toBe("drained");
     expect(s.rejectedPoints).toBe(10);
-    expect(await count("sender_malformed", t0, 15)).toBe(5);
+    expect(await count(`sender_malformed_${protocol}`, t0, 15)).toBe(5);
   });
 
   it("stops at a refused credential (Unauthenticated) and keeps the batch", async () => {
     const { spool, sender: s, run } = await sender("refused", "specta_not-a-credential");
-    spool.add(batch("sender_refused", Date.now(), 3), 3);
+    spool.add(batch(`sender_refused_${protocol}`, Date.now(), 3));
     const outcome = await run();
     expect(outcome).toMatchObject({ code: Code.Unauthenticated });
     expect(spool.stats()).toMatchObject({ batches: 1, points: 3 });
@@ -100,15 +98,40 @@ describe("the agent's sender, against a real daemon", () => {
   });
 });
 
-describe("halve", () => {
-  it("splits series by points, or a lone series' points, and nothing smaller than one point", () => {
-    const lone = halve(batch("m", 0, 5))!;
-    expect(lone.map((r) => r.series[0]!.times)).toEqual([
-      [0, 1, 2],
-      [3, 4],
-    ]);
-    const many = create(PushRequestSchema, { series: [batch("a", 0, 6).series[0]!, batch("b", 0, 1).series[0]!, batch("c", 0, 5).series[0]!] });
-    expect(halve(many)!.map((r) => r.series.map((s) => s.metric))).toEqual([["a"], ["b", "c"]]);
-    expect(halve(batch("m", 0, 1))).toBeUndefined();
+describe.each(["grpc", "connect"] as const)("a push over %s to a daemon that never answers", (protocol) => {
+  let url = "";
+  let close = () => undefined as void;
+  beforeAll(async () => {
+    // Takes each request and answers nothing: HTTP/2 for gRPC, HTTP/1.1 for Connect.
+    const server = protocol === "grpc" ? createHttp2Server(() => undefined) : createHttpServer(() => undefined);
+    const sessions = new Set<Http2Session>();
+    server.on("session", (session: Http2Session) => sessions.add(session));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    close = () => {
+      for (const session of sessions) session.destroy();
+      if ("closeAllConnections" in server) server.closeAllConnections();
+      server.close();
+    };
+  });
+  afterAll(() => close());
+
+  const push = (signal: AbortSignal, timeoutMs: number) =>
+    daemonConnection(url, protocol, () => "token")
+      .push(pushRequestBytes(batch("never_answered", 0, 3).series), signal, timeoutMs)
+      .then(
+        () => "ok",
+        (err: unknown) => ConnectError.from(err).code,
+      );
+
+  it("gives up at its deadline, as DeadlineExceeded", async () => {
+    expect(await push(new AbortController().signal, 200)).toBe(Code.DeadlineExceeded);
+  });
+
+  it("stops when the agent stops, as Canceled", async () => {
+    expect(await push(AbortSignal.timeout(100), 30_000)).not.toBe("ok");
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    expect(await push(controller.signal, 30_000)).toBe(Code.Canceled);
   });
 });

@@ -2,9 +2,9 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { create } from "@bufbuild/protobuf";
-import { Kind, PushRequestSchema } from "../../gen/metrics/metrics_pb.js";
+import { Kind } from "../../gen/metrics/metrics_pb.js";
 import { createLogger } from "../shared/log.js";
+import { decodeBatch, encodeBatch } from "./batch.js";
 import { Spool } from "./spool.js";
 
 const log = createLogger("silent");
@@ -20,7 +20,7 @@ afterEach(() => {
 
 /** A batch named n with `points` points. */
 const batch = (n: number, points = 10) =>
-  create(PushRequestSchema, {
+  encodeBatch({
     series: [{ metric: `m${n}`, kind: Kind.GAUGE, times: Array.from({ length: points }, (_, i) => i), values: new Array<number>(points).fill(n) }],
   });
 
@@ -28,7 +28,7 @@ const batch = (n: number, points = 10) =>
 function drain(spool: Spool): number[] {
   const out: number[] = [];
   for (let e = spool.peek(); e; e = spool.peek()) {
-    out.push(Number(e.request.series[0]!.metric.slice(1)));
+    out.push(Number(decodeBatch(e).series[0]!.metric.slice(1)));
     spool.remove(e.seq);
   }
   return out;
@@ -38,12 +38,12 @@ describe("the agent's spool", () => {
   it("keeps order across memory and disk, and across a restart", () => {
     const dir = tempSpoolDir();
     const spool = new Spool(dir, { memoryPoints: 25, diskBytes: 10_000 }, log);
-    for (let i = 1; i <= 5; i++) spool.add(batch(i), 10);
+    for (let i = 1; i <= 5; i++) spool.add(batch(i));
     expect(readdirSync(dir).length).toBe(3); // two in memory, then the rest on disk
     expect(spool.stats()).toMatchObject({ batches: 5, points: 50 });
     spool.persist(); // as at shutdown
     const reopened = new Spool(dir, { memoryPoints: 25, diskBytes: 10_000 }, log);
-    reopened.add(batch(6), 10);
+    reopened.add(batch(6));
     expect(drain(reopened)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(readdirSync(dir)).toEqual([]);
   });
@@ -51,9 +51,9 @@ describe("the agent's spool", () => {
   it("keeps a batch larger than its memory bound in memory when it holds nothing else", () => {
     const dir = tempSpoolDir();
     const spool = new Spool(dir, { memoryPoints: 25, diskBytes: 10_000 }, log);
-    spool.add(batch(1, 40), 40);
+    spool.add(batch(1, 40));
     expect(readdirSync(dir)).toEqual([]);
-    spool.add(batch(2), 10);
+    spool.add(batch(2));
     expect(readdirSync(dir).length).toBe(1);
     expect(drain(spool)).toEqual([1, 2]);
   });
@@ -61,7 +61,7 @@ describe("the agent's spool", () => {
   it("drops the oldest batches beyond its disk bound, and counts what it dropped", () => {
     // Each batch takes 136 bytes on disk (124 encoded, 12 of header): three fit in 420.
     const spool = new Spool(tempSpoolDir(), { memoryPoints: 0, diskBytes: 420 }, log);
-    for (let i = 1; i <= 5; i++) spool.add(batch(i, 7), 7);
+    for (let i = 1; i <= 5; i++) spool.add(batch(i, 7));
     expect(spool.stats()).toMatchObject({ batches: 3, droppedPoints: 14 });
     expect(drain(spool)).toEqual([3, 4, 5]);
   });
@@ -69,7 +69,7 @@ describe("the agent's spool", () => {
   it("sets a corrupted file aside, reports it and goes on with the next", () => {
     const dir = tempSpoolDir();
     const spool = new Spool(dir, { memoryPoints: 0, diskBytes: 10_000 }, log);
-    for (let i = 1; i <= 3; i++) spool.add(batch(i), 1);
+    for (let i = 1; i <= 3; i++) spool.add(batch(i));
     const [first, second] = readdirSync(dir).sort();
     writeFileSync(join(dir, second!), "garbage that is not a batch");
     writeFileSync(join(dir, "0000000000000099.batch"), Buffer.alloc(3));

@@ -1,19 +1,16 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { PushRequestSchema, type PushRequest } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../shared/log.js";
+import { pushRequestBytes, seriesOfPushRequest, type EncodedBatch } from "./batch.js";
 
-/** One unacknowledged batch and how many points it holds. */
-export interface SpoolEntry {
+/** One unacknowledged batch. */
+export interface SpoolEntry extends EncodedBatch {
   seq: number;
-  points: number;
-  request: PushRequest;
 }
 
 export interface SpoolLimits {
-  /** Points kept in memory (as messages, never encoded) before new batches go to disk. */
+  /** Points kept in memory (encoded, as they were closed) before new batches go to disk. */
   memoryPoints: number;
   /** Batches kept on disk; beyond this the oldest are dropped, counted and logged. */
   diskBytes: number;
@@ -29,7 +26,7 @@ export interface SpoolStats {
   corruptFiles: number;
 }
 
-// A spool file: magic, crc32 of the rest, point count, then the batch.
+// A spool file: magic, crc32 of the rest, point count, then the batch as an encoded PushRequest.
 const magic = 0x5350_4c31; // "SPL1"
 const headerBytes = 12;
 
@@ -72,8 +69,9 @@ export class Spool {
     if (this.disk.length > 0) this.log.info({ batches: this.disk.length, bytes: this.diskBytes }, "spooled batches found; sending them first");
   }
 
-  add(request: PushRequest, points: number): void {
-    const entry = { seq: this.nextSeq++, points, request };
+  add(batch: EncodedBatch): void {
+    const { points } = batch;
+    const entry = { seq: this.nextSeq++, points, series: batch.series };
     // Once anything is on disk, new batches go there too, so that order is kept. A batch larger
     // than the whole bound (a host with very many series) may still wait in memory alone, so
     // that while the daemon is up no batch goes through the disk.
@@ -143,7 +141,7 @@ export class Spool {
   }
 
   private writeFile(entry: SpoolEntry): void {
-    const bytes = toBinary(PushRequestSchema, entry.request);
+    const bytes = pushRequestBytes(entry.series);
     this.makeRoom(bytes.length + headerBytes);
     const header = Buffer.alloc(headerBytes);
     header.writeUInt32BE(magic, 0);
@@ -167,7 +165,7 @@ export class Spool {
         this.setAside(file, "checksum mismatch");
         return undefined;
       }
-      return { seq, points: data.readUInt32BE(8), request: fromBinary(PushRequestSchema, data.subarray(headerBytes)) };
+      return { seq, points: data.readUInt32BE(8), series: seriesOfPushRequest(data.subarray(headerBytes)) };
     } catch (err) {
       this.setAside(file, (err as Error).message);
       return undefined;

@@ -14,8 +14,9 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Aggregation, API as MetricsAPI, MatchOperator } from "../../gen/metrics/metrics_pb.js";
-import { Batch, defaultSpool } from "../../src/agent/agent.js";
-import { daemonTransport, Sender } from "../../src/agent/sender.js";
+import { defaultSpool } from "../../src/agent/agent.js";
+import { Batch } from "../../src/agent/batch.js";
+import { daemonConnection, Sender } from "../../src/agent/sender.js";
 import { Spool } from "../../src/agent/spool.js";
 import { readEnrollToken } from "../../src/fleet/enroll-token.js";
 import type { Logger } from "../../src/shared/log.js";
@@ -59,11 +60,7 @@ export class CountingAgent {
     log: Logger,
   ) {
     this.spool = new Spool(join(stateDir, "spool"), defaultSpool, log);
-    this.sender = new Sender(
-      daemonTransport(url, "grpc", () => credential),
-      this.spool,
-      log,
-    );
+    this.sender = new Sender(daemonConnection(url, "grpc", () => credential).push, this.spool, log);
     this.batch = new Batch({ host });
   }
 
@@ -115,7 +112,7 @@ export class CountingAgent {
         this.batch.addAll(measurements, this.t0 + this.ticks);
       }
       const closed = this.batch.close()!;
-      this.spool.add(closed.request, closed.points);
+      this.spool.add(closed);
       this.sender.notify();
     }
   }
