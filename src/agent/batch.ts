@@ -83,10 +83,18 @@ export class Batch {
   /** Everything added, encoded, or undefined when empty; starts a new batch. */
   close(): EncodedBatch | undefined {
     if (this.points === 0) return undefined;
+    // One buffer for the whole batch, the series views into it: few allocations per batch.
+    let size = 0;
+    for (const s of this.series.values()) size += s.head.length + 2 * packedFieldSize(s.times.length);
+    const out = new Uint8Array(size);
     const series: Uint8Array[] = [];
     const heads = new Map<string, Uint8Array>();
+    let at = 0;
     for (const [key, s] of this.series) {
-      series.push(encodeSeries(s.head, s.times, s.values));
+      const start = at;
+      out.set(s.head, at);
+      at = writeDoubles(out, writeDoubles(out, at + s.head.length, timesField, s.times), valuesField, s.values);
+      series.push(out.subarray(start, at));
       heads.set(key, s.head);
     }
     const closed = { series, points: this.points };
@@ -99,25 +107,24 @@ export class Batch {
   }
 }
 
-/** A series: its encoded metric, labels and kind, then its times and values as packed doubles (little-endian, as protobuf has them). */
-function encodeSeries(head: Uint8Array, times: number[], values: number[]): Uint8Array {
-  const packedBytes = times.length * 8;
-  const out = new Uint8Array(head.length + 2 * (1 + varintSize(packedBytes) + packedBytes));
-  out.set(head);
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  let at = head.length;
-  for (const [field, numbers] of [
-    [timesField, times],
-    [valuesField, values],
-  ] as const) {
-    out[at++] = (field << 3) | WireType.LengthDelimited;
-    at = writeVarint(out, at, packedBytes);
-    for (const n of numbers) {
-      view.setFloat64(at, n, true);
-      at += 8;
-    }
+/** Whether this machine stores doubles little-endian, as protobuf has them: then they are copied as they are. */
+const littleEndian = new Uint8Array(new Float64Array([1]).buffer)[7] === 0x3f;
+
+/** Bytes of a packed field of `count` doubles: its tag, its length, the doubles. */
+function packedFieldSize(count: number): number {
+  return 1 + varintSize(count * 8) + count * 8;
+}
+
+/** Writes `numbers` at `at` as field `field` of packed doubles; returns where it ends. */
+function writeDoubles(out: Uint8Array, at: number, field: number, numbers: number[]): number {
+  out[at++] = (field << 3) | WireType.LengthDelimited;
+  at = writeVarint(out, at, numbers.length * 8);
+  if (littleEndian) out.set(new Uint8Array(new Float64Array(numbers).buffer), at);
+  else {
+    const view = new DataView(out.buffer, out.byteOffset + at, numbers.length * 8);
+    for (let i = 0; i < numbers.length; i++) view.setFloat64(i * 8, numbers[i]!, true);
   }
-  return out;
+  return at + numbers.length * 8;
 }
 
 function varintSize(n: number): number {
