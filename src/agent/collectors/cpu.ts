@@ -12,17 +12,19 @@
  * user and nice by the kernel, so it is not repeated).
  */
 import type { Collector, Measurement } from "./collector.js";
-import { USER_HZ, readText, toNumber } from "./util.js";
+import { USER_HZ, heldFile, toNumber } from "./util.js";
 
 export const CPU_MODES = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"] as const;
 
 export function cpuCollector(options: { procRoot?: string } = {}): Collector {
   const procRoot = options.procRoot ?? "/proc";
+  const readStat = heldFile(`${procRoot}/stat`);
+  const readLoadavg = heldFile(`${procRoot}/loadavg`);
   return {
     name: "cpu",
     intervalMs: 5_000,
     async collect(signal) {
-      const [stat, loadavg] = await Promise.all([readText(`${procRoot}/stat`, signal), readText(`${procRoot}/loadavg`, signal)]);
+      const [stat, loadavg] = await Promise.all([readStat(signal), readLoadavg(signal)]);
       const measurements = parseCpuStat(stat);
       if (measurements.length === 0) throw new Error(`no cpu lines in ${procRoot}/stat`);
       measurements.push(...parseLoadavg(loadavg));

@@ -14,18 +14,19 @@
  * a partition is recognised by its name (sda1 of sda, nvme0n1p1 of nvme0n1).
  */
 import type { Collector, Measurement } from "./collector.js";
-import { listDir, readText, toNumber } from "./util.js";
+import { heldFile, listDir, toNumber } from "./util.js";
 
 const SKIPPED_DEVICES = /^(loop|ram|zram|fd)\d+$/;
 
 export function diskIoCollector(options: { procRoot?: string; sysRoot?: string } = {}): Collector {
   const procRoot = options.procRoot ?? "/proc";
+  const readDiskstats = heldFile(`${procRoot}/diskstats`);
   const sysRoot = options.sysRoot ?? "/sys";
   return {
     name: "diskio",
     intervalMs: 5_000,
     async collect(signal) {
-      const [text, wholeDisks] = await Promise.all([readText(`${procRoot}/diskstats`, signal), listDir(`${sysRoot}/block`)]);
+      const [text, wholeDisks] = await Promise.all([readDiskstats(signal), listDir(`${sysRoot}/block`)]);
       return parseDiskstats(text, wholeDisks === undefined ? undefined : new Set(wholeDisks));
     },
   };

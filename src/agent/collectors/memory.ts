@@ -6,7 +6,7 @@
  * `node_memory_swap_free_bytes`.
  */
 import type { Collector, Measurement } from "./collector.js";
-import { readText, toNumber } from "./util.js";
+import { heldFile, toNumber } from "./util.js";
 
 const FIELDS: ReadonlyArray<readonly [string, string]> = [
   ["MemTotal", "node_memory_total_bytes"],
@@ -20,11 +20,12 @@ const FIELDS: ReadonlyArray<readonly [string, string]> = [
 
 export function memoryCollector(options: { procRoot?: string } = {}): Collector {
   const procRoot = options.procRoot ?? "/proc";
+  const readMeminfo = heldFile(`${procRoot}/meminfo`);
   return {
     name: "memory",
     intervalMs: 10_000,
     async collect(signal) {
-      const measurements = parseMeminfo(await readText(`${procRoot}/meminfo`, signal));
+      const measurements = parseMeminfo(await readMeminfo(signal));
       if (!measurements.some((m) => m.metric === "node_memory_total_bytes")) throw new Error(`no MemTotal in ${procRoot}/meminfo`);
       return measurements;
     },

@@ -7,7 +7,7 @@
  * network namespace to see the host's interfaces.
  */
 import type { Collector, Measurement } from "./collector.js";
-import { readText, toNumber } from "./util.js";
+import { heldFile, toNumber } from "./util.js";
 
 /** Column of each counter in the receive (0–7) and transmit (8–15) groups. */
 const COLUMNS: ReadonlyArray<readonly [number, string]> = [
@@ -23,11 +23,12 @@ const COLUMNS: ReadonlyArray<readonly [number, string]> = [
 
 export function networkCollector(options: { procRoot?: string } = {}): Collector {
   const procRoot = options.procRoot ?? "/proc";
+  const readNetDev = heldFile(`${procRoot}/net/dev`);
   return {
     name: "network",
     intervalMs: 5_000,
     async collect(signal) {
-      return parseNetDev(await readText(`${procRoot}/net/dev`, signal));
+      return parseNetDev(await readNetDev(signal));
     },
   };
 }

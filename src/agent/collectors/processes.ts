@@ -164,14 +164,25 @@ export function parseProcessStat(text: string): ProcessStat | undefined {
   const open = text.indexOf("(");
   const close = text.lastIndexOf(")");
   if (open < 0 || close < open) return undefined;
-  // Field n of proc(5) is rest[n - 3].
-  const rest = text.slice(close + 2).split(" ", 22);
-  const utime = toNumber(rest[11]);
-  const stime = toNumber(rest[12]);
-  const threads = toNumber(rest[17]);
-  const startTicks = toNumber(rest[19]);
-  const rssPages = toNumber(rest[21]);
-  const state = rest[0];
+  // Where field n of proc(5) starts, for n from 3 (the state) to 24 (rss): found with indexOf,
+  // and only the six fields read are made strings (a split made 22 for each process).
+  const starts: number[] = [];
+  for (let at = close + 2, n = 3; n <= 25 && at > 0; n++) {
+    starts[n] = at;
+    at = text.indexOf(" ", at) + 1;
+  }
+  const field = (n: number) => {
+    const start = starts[n];
+    if (start === undefined) return undefined;
+    const next = starts[n + 1];
+    return text.slice(start, next === undefined ? text.trimEnd().length : next - 1);
+  };
+  const state = field(3);
+  const utime = toNumber(field(14));
+  const stime = toNumber(field(15));
+  const threads = toNumber(field(20));
+  const startTicks = toNumber(field(22));
+  const rssPages = toNumber(field(24));
   if (!state || utime === undefined || stime === undefined || threads === undefined || startTicks === undefined || rssPages === undefined) {
     return undefined;
   }
@@ -188,9 +199,11 @@ export function parseProcessStat(text: string): ProcessStat | undefined {
 
 /** comm is bytes (usually UTF-8); the file was read as latin1, one char per byte. */
 function decodeComm(latin1: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: any byte outside ASCII, NUL included in the range on purpose
-  return /[^\x00-\x7f]/.test(latin1) ? Buffer.from(latin1, "latin1").toString("utf8") : latin1;
+  return nonAscii.test(latin1) ? Buffer.from(latin1, "latin1").toString("utf8") : latin1;
 }
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: any byte outside ASCII, NUL included in the range on purpose
+const nonAscii = /[^\x00-\x7f]/;
 
 /**
  * The kernel's page size, which /proc/[pid]/stat counts RSS in (4 KiB on x86_64, 4, 16 or 64 KiB
