@@ -18,6 +18,7 @@ if (!existsSync(main)) {
 // small-heap mode, without which the heap grew for half an hour between full collections (the
 // agent's own memory from 15 to 22 MiB) where it now stays near 15 MiB. Set here, before the
 // agent's code is loaded, where they take effect (--no-opt does not once the bundle is loaded).
-// Flags that change the garbage collector's threads must not be set this late: V8 aborts.
+// Some flags that change the garbage collector's threads must not be set this late (V8 aborts at
+// the next collection): test/node-lines.e2e.test.ts runs every kind of collection under these.
 if (agent) setFlagsFromString(agentV8Flags);
 await import(main.href);

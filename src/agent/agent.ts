@@ -75,11 +75,10 @@ interface StoredCredential {
   credential: string;
 }
 
-// In memory a point costs 300 to 400 bytes of heap as a message (bench/agent-spool.ts): 3,000
-// points (a few minutes of a typical host's samples: a daemon restart, a network blip) keep an
-// agent whose daemon is away within its memory budget; longer outages go to disk, where a point
-// takes about 50 bytes.
-export const defaultSpool: SpoolLimits = { memoryPoints: 3_000, diskBytes: 256 * 2 ** 20 };
+// In memory a point costs about 65 bytes of heap, its batch kept encoded (bench/agent-spool.ts):
+// 15,000 points (15 minutes of a typical host's samples: a daemon restart, a network blip) take
+// about 1 MiB; longer outages go to disk, where a point takes about 55 bytes.
+export const defaultSpool: SpoolLimits = { memoryPoints: 15_000, diskBytes: 256 * 2 ** 20 };
 
 /**
  * The host agent: enrols once (keeping its credential, mode 0600, in the state directory), runs

@@ -1,19 +1,20 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { createServer as createHttpServer } from "node:http";
-import { createServer as createHttp2Server, type Http2Session } from "node:http2";
+import { createServer as createHttpServer, type ServerResponse } from "node:http";
+import { createServer as createHttp2Server, type Http2Session, type ServerHttp2Stream } from "node:http2";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Aggregation, API as MetricsAPI, Kind } from "../../gen/metrics/metrics_pb.js";
 import { tempDir, useDaemon } from "../../test/support/daemon.js";
 import { enrolAgent } from "../../test/support/fake-agent.js";
-import { bearer } from "../../test/support/rpc.js";
+import { bearer, codeOf } from "../../test/support/rpc.js";
 import { readEnrollToken } from "../fleet/enroll-token.js";
 import { createLogger } from "../shared/log.js";
-import { encodeBatch, pushRequestBytes } from "./batch.js";
-import { daemonConnection, Sender } from "./sender.js";
+import { decodeBatch, encodeBatch, pushRequestBytes } from "./batch.js";
+import { daemonConnection, daemonTransport, Sender } from "./sender.js";
 import { Spool } from "./spool.js";
 
 const log = createLogger("silent");
@@ -98,13 +99,25 @@ describe.each(["grpc", "connect"] as const)("the agent's sender over %s, against
   });
 });
 
-describe.each(["grpc", "connect"] as const)("a push over %s to a daemon that never answers", (protocol) => {
+/** What the fake daemon answers a call with: the raw HTTP exchange, as a misbehaving daemon or a proxy might. */
+type Answer = { grpc: (stream: ServerHttp2Stream) => void; connect: (res: ServerResponse) => void };
+
+describe.each(["grpc", "connect"] as const)("a push over %s, against a fake daemon", (protocol) => {
   let url = "";
+  let answer: Answer = { grpc: () => undefined, connect: () => undefined };
   let close: () => void = () => undefined;
   beforeAll(async () => {
-    // Takes each request and answers nothing: HTTP/2 for gRPC, HTTP/1.1 for Connect.
-    const server = protocol === "grpc" ? createHttp2Server(() => undefined) : createHttpServer(() => undefined);
+    // HTTP/2 for gRPC, HTTP/1.1 for Connect; each request is read whole, then answered.
     const sessions = new Set<Http2Session>();
+    const server =
+      protocol === "grpc"
+        ? createHttp2Server().on("stream", (stream: ServerHttp2Stream) =>
+            stream
+              .on("error", () => undefined)
+              .resume()
+              .on("end", () => answer.grpc(stream)),
+          )
+        : createHttpServer((req, res) => req.resume().on("end", () => answer.connect(res)));
     server.on("session", (session: Http2Session) => sessions.add(session));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -116,22 +129,65 @@ describe.each(["grpc", "connect"] as const)("a push over %s to a daemon that nev
   });
   afterAll(() => close());
 
-  const push = (signal: AbortSignal, timeoutMs: number) =>
+  const push = (signal = new AbortController().signal, timeoutMs = 10_000) =>
     daemonConnection(url, protocol, () => "token")
-      .push(pushRequestBytes(batch("never_answered", 0, 3).series), signal, timeoutMs)
+      .push(pushRequestBytes(batch("fake_daemon", 0, 3).series), signal, timeoutMs)
       .then(
-        () => "ok",
+        () => "ok" as const,
         (err: unknown) => ConnectError.from(err).code,
       );
+  /** The same call through connect's own client, for comparison. */
+  const connectsOwn = () =>
+    codeOf(
+      createClient(
+        MetricsAPI,
+        daemonTransport(url, protocol, () => "token"),
+      ).push(decodeBatch(batch("fake_daemon", 0, 3))),
+    );
 
   it("gives up at its deadline, as DeadlineExceeded", async () => {
-    expect(await push(new AbortController().signal, 200)).toBe(Code.DeadlineExceeded);
+    answer = { grpc: () => undefined, connect: () => undefined };
+    expect(await push(undefined, 200)).toBe(Code.DeadlineExceeded);
   });
 
   it("stops when the agent stops, as Canceled", async () => {
-    expect(await push(AbortSignal.timeout(100), 30_000)).not.toBe("ok");
+    answer = { grpc: () => undefined, connect: () => undefined };
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 100);
-    expect(await push(controller.signal, 30_000)).toBe(Code.Canceled);
+    expect(await push(controller.signal)).toBe(Code.Canceled);
+  });
+
+  const json = (code: string) => JSON.stringify({ code, message: "from the fake daemon" });
+  it.each<[string, Answer, Code]>([
+    [
+      "a proxy's 503",
+      { grpc: (s) => s.respond({ ":status": 503 }, { endStream: true }), connect: (r) => r.writeHead(503).end("no backend") },
+      Code.Unavailable,
+    ],
+    [
+      "an error without a message (gRPC: trailers only), ResourceExhausted",
+      {
+        grpc: (s) =>
+          s.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "8", "grpc-message": "slow down" }, { endStream: true }),
+        connect: (r) => r.writeHead(429, { "content-type": "application/json" }).end(json("resource_exhausted")),
+      },
+      Code.ResourceExhausted,
+    ],
+    [
+      "an error in a compressed answer (gRPC: in the trailers), InvalidArgument",
+      {
+        grpc: (s) => {
+          s.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+          s.on("wantTrailers", () => s.sendTrailers({ "grpc-status": "3", "grpc-message": "bad batch" }));
+          s.end();
+        },
+        connect: (r) => r.writeHead(400, { "content-type": "application/json", "content-encoding": "gzip" }).end(gzipSync(json("invalid_argument"))),
+      },
+      Code.InvalidArgument,
+    ],
+  ])("takes %s as connect's own client does", async (_, given, code) => {
+    answer = given;
+    expect(await push()).toBe(code);
+    expect(await connectsOwn()).toBe(code);
   });
 });

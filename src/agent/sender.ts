@@ -149,8 +149,8 @@ export function daemonTransport(...args: Parameters<typeof daemonConnection>): T
   return daemonConnection(...args).transport;
 }
 
-/** Push's answer (a few bytes) is read only this far. */
-const maxAnswerBytes = 1024 * 1024;
+/** Push's answer is read as far as connect's transports read one (their default readMaxBytes). */
+const { readMaxBytes } = validateReadWriteMaxBytes(undefined, undefined, undefined);
 
 /**
  * metrics.API/Push of an already encoded request (batch.ts), straight on the HTTP client: the
@@ -162,7 +162,9 @@ const maxAnswerBytes = 1024 * 1024;
  * the batch.
  */
 function pushCall(http: UniversalClientFn, url: string, protocol: Protocol, credential: () => string | undefined): PushCall {
-  return async (request, signal, timeoutMs) => {
+  return async (request, signal, timeoutMsAsked) => {
+    // As connect's transports: no deadline for 0 or less.
+    const timeoutMs = timeoutMsAsked > 0 ? timeoutMsAsked : undefined;
     const deadline = createDeadlineSignal(timeoutMs);
     const linked = createLinkedAbortController(signal, deadline.signal);
     const token = credential();
@@ -177,10 +179,17 @@ function pushCall(http: UniversalClientFn, url: string, protocol: Protocol, cred
           signal: linked.signal,
         });
         const { headerError } = grpc.validateResponseWithCompression([gzipInTurn], res.status, res.header);
-        const answer = await readAllBytes(res.body, maxAnswerBytes);
+        const answer = await readAllBytes(res.body, readMaxBytes);
+        // The checks, their order and their codes are those of connect's gRPC transport.
         grpc.validateTrailer(res.trailer, res.header);
-        if (headerError) throw headerError;
-        if (answer.length < 5) throw new ConnectError("protocol error: missing output message for unary method", Code.Unknown);
+        if (answer.length === 0) {
+          if (headerError) throw headerError;
+          throw new ConnectError(
+            "protocol error: missing output message for unary method",
+            res.trailer.has(grpc.headerGrpcStatus) ? Code.Unimplemented : Code.Unknown,
+          );
+        }
+        if (headerError) throw new ConnectError("protocol error: received output message for unary method with error status", Code.Unknown);
       } else {
         const header = connect.requestHeaderWithCompression("unary", true, timeoutMs, auth, [gzipInTurn], gzipInTurn, true);
         header.set(connect.headerUnaryEncoding, gzipInTurn.name);
@@ -192,13 +201,14 @@ function pushCall(http: UniversalClientFn, url: string, protocol: Protocol, cred
           res.status,
           res.header,
         );
-        let answer = await readAllBytes(res.body, maxAnswerBytes);
-        if (compression) answer = await compression.decompress(answer, maxAnswerBytes);
-        if (isUnaryError) throw connect.errorFromJsonBytes(answer, res.header, unaryError);
+        const answer = await readAllBytes(res.body, readMaxBytes);
+        // Only an error's answer is read: a success's (PushResponse) is not needed.
+        if (isUnaryError)
+          throw connect.errorFromJsonBytes(compression ? await compression.decompress(answer, readMaxBytes) : answer, res.header, unaryError);
       }
     } catch (err) {
       // As connect's calls: a call cut short says why (DeadlineExceeded, Canceled), not how it ended.
-      throw ConnectError.from(linked.signal.aborted ? getAbortSignalReason(linked.signal) : err);
+      throw ConnectError.from(linked.signal.aborted ? getAbortSignalReason(linked.signal) : err, Code.Canceled);
     } finally {
       deadline.cleanup();
       linked.abort();

@@ -1,10 +1,12 @@
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { crc32 } from "node:zlib";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
-import { Kind } from "../../gen/metrics/metrics_pb.js";
+import { Kind, PushRequestSchema } from "../../gen/metrics/metrics_pb.js";
 import { createLogger } from "../shared/log.js";
-import { decodeBatch, encodeBatch } from "./batch.js";
+import { decodeBatch, encodeBatch, pushRequestBytes } from "./batch.js";
 import { Spool } from "./spool.js";
 
 const log = createLogger("silent");
@@ -79,5 +81,35 @@ describe("the agent's spool", () => {
     expect(reopened.stats().corruptFiles).toBe(2);
     expect(readdirSync(dir).sort()).toEqual([`${second}.corrupt`, "0000000000000099.batch.corrupt"].sort());
     expect(first).toBeDefined();
+  });
+
+  it("reads a batch spooled by an agent that kept PushRequest messages (before encoded batches): the file format is the same", () => {
+    const dir = tempSpoolDir();
+    mkdirSync(dir, { recursive: true });
+    // As src/agent/spool.ts wrote it then: magic, crc32 of the rest, point count, toBinary(PushRequest).
+    const request = toBinary(
+      PushRequestSchema,
+      create(PushRequestSchema, {
+        series: [
+          { metric: "m1", labels: { host: "h", cpu: "0" }, kind: Kind.COUNTER, times: [1, 2], values: [3, 4] },
+          { metric: "m2", kind: Kind.GAUGE, times: [5], values: [0.5] },
+        ],
+      }),
+    );
+    const header = Buffer.alloc(12);
+    header.writeUInt32BE(0x5350_4c31, 0);
+    header.writeUInt32BE(3, 8);
+    const body = Buffer.concat([header.subarray(8), request]);
+    header.writeUInt32BE(crc32(body), 4);
+    writeFileSync(join(dir, "0000000000000001.batch"), Buffer.concat([header.subarray(0, 8), body]));
+
+    const spool = new Spool(dir, { memoryPoints: 0, diskBytes: 10_000 }, log);
+    const entry = spool.peek()!;
+    expect(entry.points).toBe(3);
+    expect(pushRequestBytes(entry.series)).toEqual(request);
+    expect(decodeBatch(entry).series.map((x) => [x.metric, x.times])).toEqual([
+      ["m1", [1, 2]],
+      ["m2", [5]],
+    ]);
   });
 });

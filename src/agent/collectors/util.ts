@@ -72,7 +72,8 @@ export function readFdText(fd: number): string {
  * read every few seconds (/proc/stat, /proc/meminfo, …): each read is from offset 0, which makes
  * the kernel generate a /proc file afresh, and saves the open and close (a path lookup in /proc,
  * the seq_file's set-up and teardown), which cost about as much as the read. A read that fails
- * closes the file; the next opens it again.
+ * closes the file; the next opens it again. The file stays open for the collector's life, which
+ * is the agent process's.
  */
 export function heldFile(path: string): (signal?: AbortSignal) => Promise<string> {
   let fd: number | undefined;
