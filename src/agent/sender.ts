@@ -113,8 +113,7 @@ export function daemonConnection(
   { trust, signingKey }: CallSecurity = {},
 ): DaemonConnection {
   const auth: Interceptor = (next) => (req) => {
-    const token = credential();
-    if (token) req.header.set("authorization", `Bearer ${token}`);
+    for (const [name, value] of Object.entries(bearer(credential))) req.header.set(name, value);
     return next(req);
   };
   let http: UniversalClientFn;
@@ -149,6 +148,12 @@ export function daemonTransport(...args: Parameters<typeof daemonConnection>): T
   return daemonConnection(...args).transport;
 }
 
+/** The agent's credential as a header, for the transport's calls and Push alike; none before enrolment. */
+function bearer(credential: () => string | undefined): Record<string, string> {
+  const token = credential();
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
 /** Push's answer is read as far as connect's transports read one (their default readMaxBytes). */
 const { readMaxBytes } = validateReadWriteMaxBytes(undefined, undefined, undefined);
 
@@ -167,8 +172,7 @@ function pushCall(http: UniversalClientFn, url: string, protocol: Protocol, cred
     const timeoutMs = timeoutMsAsked > 0 ? timeoutMsAsked : undefined;
     const deadline = createDeadlineSignal(timeoutMs);
     const linked = createLinkedAbortController(signal, deadline.signal);
-    const token = credential();
-    const auth = token ? { authorization: `Bearer ${token}` } : undefined;
+    const auth = bearer(credential);
     try {
       if (protocol === "grpc") {
         const res = await http({
