@@ -98,17 +98,25 @@ describe("the Dockerfile's start command", () => {
       HOME: dataDir,
       PATH: process.env.PATH ?? "/usr/bin:/bin",
     };
-    const [program, ...args] = image.command.map((part) => part.replace(/^\/app\//, `${repoRoot}/`));
+    // As root the code is bound at a directory of the test's own (as the image copies it to /app),
+    // so that nobody reaches it even when the clone lies under a directory only root may enter.
+    const appDir = isRoot ? join(dir.path, "app") : repoRoot;
+    const [program, ...args] = image.command.map((part) => part.replace(/^\/app\//, `${appDir}/`));
     const command = [program === "node" ? process.execPath : program!, ...args];
     if (isRoot) {
+      mkdirSync(appDir);
       // docker run --read-only -v …:/var/lib/specta, without Docker: a private mount namespace whose
-      // root is remounted read-only, with the data directory bound writable on top.
+      // root is remounted read-only, with the code bound read-only and the data directory bound
+      // writable on top.
       const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
       const script = [
         "mount --rbind / /",
+        `mount --bind ${quote(repoRoot)} ${quote(appDir)}`,
         "mount -o remount,bind,ro /",
+        `mount -o remount,bind,ro ${quote(appDir)}`,
         `mount --bind ${quote(dataDir)} ${quote(dataDir)}`,
         `mount -o remount,bind,rw ${quote(dataDir)}`,
+        `cd ${quote(appDir)}`,
         `exec setpriv --reuid=${uid} --regid=${uid} --clear-groups -- ${command.map(quote).join(" ")}`,
       ].join(" && ");
       child = spawn("unshare", ["--mount", "--propagation", "private", "sh", "-c", script], { cwd: repoRoot, env });
