@@ -12,7 +12,7 @@
  * user and nice by the kernel, so it is not repeated).
  */
 import type { Collector, Measurement } from "./collector.js";
-import { USER_HZ, heldFile, toNumber } from "./util.js";
+import { FieldScanner, USER_HZ, heldFile } from "./util.js";
 
 export const CPU_MODES = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"] as const;
 
@@ -36,33 +36,36 @@ export function cpuCollector(options: { procRoot?: string } = {}): Collector {
 /** The cpu lines of /proc/stat as counters of seconds. */
 export function parseCpuStat(text: string): Measurement[] {
   const out: Measurement[] = [];
-  for (const line of text.split("\n")) {
-    if (!line.startsWith("cpu")) continue;
-    const fields = line.split(/\s+/);
-    const head = fields[0]!;
+  const scan = new FieldScanner(text);
+  const ticks: number[] = [];
+  do {
+    if (!text.startsWith("cpu", scan.at)) continue;
+    const head = scan.word();
     const core = head.slice(3);
     if (core !== "" && !/^\d+$/.test(core)) continue;
-    for (let i = 0; i < CPU_MODES.length; i++) {
-      const ticks = toNumber(fields[i + 1]);
-      if (ticks === undefined) break; // older kernels have fewer columns
+    const count = scan.numbers(ticks, CPU_MODES.length);
+    for (let i = 0; i < count && !Number.isNaN(ticks[i]); i++) {
+      // Older kernels have fewer columns.
       const mode = CPU_MODES[i]!;
+      const value = ticks[i]! / USER_HZ;
       out.push(
         core === ""
-          ? { metric: "node_cpu_all_seconds_total", labels: { mode }, kind: "counter", value: ticks / USER_HZ }
-          : { metric: "node_cpu_seconds_total", labels: { cpu: core, mode }, kind: "counter", value: ticks / USER_HZ },
+          ? { metric: "node_cpu_all_seconds_total", labels: { mode }, kind: "counter", value }
+          : { metric: "node_cpu_seconds_total", labels: { cpu: core, mode }, kind: "counter", value },
       );
     }
-  }
+  } while (scan.nextLine());
   return out;
 }
 
-/** /proc/loadavg: "0.52 0.58 0.59 2/200 6904". */
+const LOAD_METRICS = ["node_load1", "node_load5", "node_load15"] as const;
+
 export function parseLoadavg(text: string): Measurement[] {
-  const fields = text.trim().split(/\s+/);
+  const loads: number[] = [];
+  const count = new FieldScanner(text).numbers(loads, LOAD_METRICS.length);
   const out: Measurement[] = [];
-  (["node_load1", "node_load5", "node_load15"] as const).forEach((metric, i) => {
-    const value = toNumber(fields[i]);
-    if (value !== undefined) out.push({ metric, labels: {}, kind: "gauge", value });
-  });
+  for (let i = 0; i < count; i++) {
+    if (!Number.isNaN(loads[i])) out.push({ metric: LOAD_METRICS[i]!, labels: {}, kind: "gauge", value: loads[i]! });
+  }
   return out;
 }

@@ -6,7 +6,7 @@
  * `node_memory_swap_free_bytes`.
  */
 import type { Collector, Measurement } from "./collector.js";
-import { heldFile, toNumber } from "./util.js";
+import { FieldScanner, heldFile } from "./util.js";
 
 const FIELDS: ReadonlyArray<readonly [string, string]> = [
   ["MemTotal", "node_memory_total_bytes"],
@@ -34,22 +34,18 @@ export function memoryCollector(options: { procRoot?: string } = {}): Collector 
 
 /** Lines such as "MemTotal:       24684084 kB". */
 export function parseMeminfo(text: string): Measurement[] {
-  const values = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    const colon = line.indexOf(":");
-    if (colon < 0) continue;
-    const [amount, unit] = line
-      .slice(colon + 1)
-      .trim()
-      .split(/\s+/);
-    const value = toNumber(amount);
-    if (value === undefined) continue;
-    values.set(line.slice(0, colon), unit === "kB" ? value * 1024 : value);
-  }
   const out: Measurement[] = [];
-  for (const [key, metric] of FIELDS) {
-    const value = values.get(key);
-    if (value !== undefined) out.push({ metric, labels: {}, kind: "gauge", value });
+  const scan = new FieldScanner(text);
+  const amount: number[] = [];
+  for (let i = 0; i < FIELDS.length; i++) {
+    const [key, metric] = FIELDS[i]!;
+    // "Key:" at a line's start; looked for, not reached by splitting the file's ~50 lines.
+    const line = text.startsWith(`${key}:`) ? 0 : text.indexOf(`\n${key}:`) + 1;
+    if (line === 0 && !text.startsWith(`${key}:`)) continue;
+    scan.at = line + key.length + 1;
+    if (scan.numbers(amount, 1) === 0 || Number.isNaN(amount[0])) continue;
+    const value = scan.word() === "kB" ? amount[0]! * 1024 : amount[0]!;
+    out.push({ metric, labels: {}, kind: "gauge", value });
   }
   return out;
 }

@@ -7,7 +7,7 @@
  * network namespace to see the host's interfaces.
  */
 import type { Collector, Measurement } from "./collector.js";
-import { heldFile, toNumber } from "./util.js";
+import { FieldScanner, heldFile } from "./util.js";
 
 /** Column of each counter in the receive (0–7) and transmit (8–15) groups. */
 const COLUMNS: ReadonlyArray<readonly [number, string]> = [
@@ -36,20 +36,22 @@ export function networkCollector(options: { procRoot?: string } = {}): Collector
 /** Lines such as "  eth0: 939407038   29260    0 …" (a large first number may touch the colon). */
 export function parseNetDev(text: string): Measurement[] {
   const out: Measurement[] = [];
-  for (const line of text.split("\n")) {
-    const colon = line.indexOf(":");
-    if (colon < 0) continue;
-    const device = line.slice(0, colon).trim();
+  const scan = new FieldScanner(text);
+  const fields: number[] = [];
+  do {
+    const colon = text.indexOf(":", scan.at);
+    if (colon < 0) break;
+    if (colon > scan.lineEnd()) continue;
+    const device = text.slice(scan.at, colon).trim();
     if (device === "" || device.includes("|")) continue;
-    const fields = line
-      .slice(colon + 1)
-      .trim()
-      .split(/\s+/);
-    if (fields.length < 16) continue;
-    for (const [column, metric] of COLUMNS) {
-      const value = toNumber(fields[column]);
-      if (value !== undefined) out.push({ metric, labels: { device }, kind: "counter", value });
+    scan.at = colon + 1;
+    if (scan.numbers(fields, 16) < 16) continue;
+    const labels = { device };
+    for (let i = 0; i < COLUMNS.length; i++) {
+      const [column, metric] = COLUMNS[i]!;
+      const value = fields[column]!;
+      if (!Number.isNaN(value)) out.push({ metric, labels, kind: "counter", value });
     }
-  }
+  } while (scan.nextLine());
   return out;
 }

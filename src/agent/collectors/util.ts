@@ -53,6 +53,15 @@ export function readTextSync(path: string): string {
  * close): a read of a /proc file at offset 0 makes the kernel generate it afresh.
  */
 export function readFdText(fd: number): string {
+  const bytes = readFdBytes(fd);
+  return readBuffer.toString("latin1", 0, bytes.length);
+}
+
+/**
+ * readFdText's bytes, not made a string: a view of the shared read buffer, valid until the next
+ * read. For the files read by the hundred (/proc/[pid]/stat), parsed where they lie.
+ */
+export function readFdBytes(fd: number): Uint8Array {
   let length = 0;
   for (;;) {
     if (length === readBuffer.length) {
@@ -63,7 +72,8 @@ export function readFdText(fd: number): string {
     const wanted = readBuffer.length - length;
     const bytesRead = readSync(fd, readBuffer, length, wanted, length);
     length += bytesRead;
-    if (bytesRead < wanted || bytesRead === 0) return readBuffer.toString("latin1", 0, length);
+    // A Uint8Array, not a Buffer: its indexOf is V8's own, where Buffer's is JavaScript.
+    if (bytesRead < wanted || bytesRead === 0) return new Uint8Array(readBuffer.buffer, readBuffer.byteOffset, length);
   }
 }
 
@@ -243,4 +253,92 @@ export function jsonNumber(value: unknown): number | undefined {
 
 export function jsonString(value: unknown): string | undefined {
   return typeof value === "string" ? value : undefined;
+}
+
+/**
+ * Reads the blank-separated fields of a /proc file's lines where they lie, numbers as numbers: the
+ * parsers of the files read every few seconds (/proc/stat, /proc/meminfo, /proc/net/dev,
+ * /proc/diskstats) make no string of a field they only need as a number. In V8's interpreter, where
+ * the agent runs, splitting those files into lines and fields was a fifth of all it allocated,
+ * and the scavenger's work grows with that (npm run bench:agent).
+ */
+export class FieldScanner {
+  /** Where the scanner is in `text`. */
+  at = 0;
+
+  constructor(readonly text: string) {}
+
+  /** The end of the line the scanner is in (its "\n", or the text's end). */
+  lineEnd(): number {
+    const end = this.text.indexOf("\n", this.at);
+    return end < 0 ? this.text.length : end;
+  }
+
+  /** Moves to the start of the next line; false when there is none. */
+  nextLine(): boolean {
+    const end = this.text.indexOf("\n", this.at);
+    this.at = end < 0 ? this.text.length : end + 1;
+    return this.at < this.text.length;
+  }
+
+  /** Moves past blanks; false at the line's end (or the text's). */
+  private toField(): boolean {
+    const { text } = this;
+    for (; this.at < text.length; this.at++) {
+      const c = text.charCodeAt(this.at);
+      if (c !== 32 && c !== 9) return c !== 10;
+    }
+    return false;
+  }
+
+  /** The next field of the line as a string ("" at the line's end); moves past it. */
+  word(): string {
+    if (!this.toField()) return "";
+    const start = this.at;
+    this.skipField();
+    return this.text.slice(start, this.at);
+  }
+
+  /** Moves past the next field of the line. */
+  skip(): void {
+    if (this.toField()) this.skipField();
+  }
+
+  /**
+   * Reads up to `max` next fields of the line into `into` as non-negative decimals (digits, with
+   * an optional fraction), NaN for a field that is not one; returns how many fields there were.
+   */
+  numbers(into: number[], max: number): number {
+    let count = 0;
+    while (count < max && this.toField()) into[count++] = this.number();
+    return count;
+  }
+
+  /** The field at `at` (not a blank) as a non-negative decimal, or NaN; moves past it. */
+  private number(): number {
+    const { text } = this;
+    const start = this.at;
+    let value = 0;
+    let c = text.charCodeAt(this.at);
+    for (; c >= 48 && c <= 57; c = text.charCodeAt(++this.at)) value = value * 10 + (c - 48);
+    let fraction = false;
+    if (c === 46 && this.at > start) {
+      fraction = true;
+      for (c = text.charCodeAt(++this.at); c >= 48 && c <= 57; c = text.charCodeAt(++this.at));
+    }
+    if (this.at > start && (this.at === text.length || c === 32 || c === 9 || c === 10)) {
+      // A fraction (loadavg) or a number past 2^53 is left to Number, which rounds it as everyone else does.
+      return fraction || value > Number.MAX_SAFE_INTEGER ? Number(text.slice(start, this.at)) : value;
+    }
+    this.skipField();
+    return Number.NaN;
+  }
+
+  private skipField(): void {
+    const { text } = this;
+    for (; this.at < text.length; this.at++) {
+      const c = text.charCodeAt(this.at);
+      if (c === 32 || c === 9 || c === 10) return;
+    }
+  }
 }
