@@ -225,10 +225,15 @@ function pushCall(http: UniversalClientFn, url: string, protocol: Protocol, cred
       throw ConnectError.from(linked.signal.aborted ? getAbortSignalReason(linked.signal) : err, Code.Canceled);
     } finally {
       deadline.cleanup();
-      linked.abort();
+      // Detaches the call from the agent's signal. With a reason made once: abort() without one
+      // makes a DOMException, stack trace and all, after every push.
+      linked.abort(pushSettled);
     }
   };
 }
+
+/** Why a push's own signal is aborted once the push has settled (nothing is listening by then). */
+const pushSettled = new Error("push settled");
 
 /**
  * Sends spooled batches oldest first, one at a time, and removes each only once the daemon has
