@@ -82,6 +82,7 @@ export function parseDiskstats(text: string, wholeDisks?: ReadonlySet<string>): 
   return out;
 }
 
+/** The listed whole disk that `device` is a partition of, by name: sda1 → sda, nvme0n1p2 → nvme0n1. */
 function parentDisk(device: string, names: ReadonlySet<string>): string | undefined {
   // A disk whose name ends in a digit numbers its partitions after a "p" (nvme0n1p1, mmcblk0p1).
   for (let cut = device.length - 1; cut > 0; cut--) {

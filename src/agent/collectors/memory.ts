@@ -40,12 +40,19 @@ export function parseMeminfo(text: string): Measurement[] {
   for (let i = 0; i < FIELDS.length; i++) {
     const [key, metric] = FIELDS[i]!;
     // "Key:" at a line's start; looked for, not reached by splitting the file's ~50 lines.
-    const line = text.startsWith(`${key}:`) ? 0 : text.indexOf(`\n${key}:`) + 1;
-    if (line === 0 && !text.startsWith(`${key}:`)) continue;
+    const line = lineStartingWith(text, `${key}:`);
+    if (line < 0) continue;
     scan.at = line + key.length + 1;
     if (scan.numbers(amount, 1) === 0 || Number.isNaN(amount[0])) continue;
     const value = scan.word() === "kB" ? amount[0]! * 1024 : amount[0]!;
     out.push({ metric, labels: {}, kind: "gauge", value });
   }
   return out;
+}
+
+/** Where the first line that starts with `prefix` starts, or -1. */
+function lineStartingWith(text: string, prefix: string): number {
+  if (text.startsWith(prefix)) return 0;
+  const newline = text.indexOf(`\n${prefix}`);
+  return newline < 0 ? -1 : newline + 1;
 }

@@ -212,14 +212,13 @@ interface StatScan {
   startTicks: number;
   threads: number;
   rssPages: number;
-  /** Where comm starts (after "(") and ends (at the last ")"), and where the pid ends. */
+  /** Where comm starts (after "(") and ends (at the last ")"). */
   commStart: number;
   commEnd: number;
-  pidEnd: number;
 }
 
 function newStatScan(): StatScan {
-  return { state: 0, cpuTicks: 0, startTicks: 0, threads: 0, rssPages: 0, commStart: 0, commEnd: 0, pidEnd: 0 };
+  return { state: 0, cpuTicks: 0, startTicks: 0, threads: 0, rssPages: 0, commStart: 0, commEnd: 0 };
 }
 
 /**
@@ -231,7 +230,6 @@ function scanStat(bytes: Uint8Array, scan: StatScan): boolean {
   const open = bytes.indexOf(0x28); // (
   const close = bytes.lastIndexOf(0x29); // )
   if (open < 0 || close < open || close + 2 >= bytes.length) return false;
-  scan.pidEnd = open > 0 && bytes[open - 1] === 0x20 ? open - 1 : open;
   scan.commStart = open + 1;
   scan.commEnd = close;
   scan.state = bytes[close + 2]!;
@@ -278,7 +276,7 @@ export function parseProcessStat(text: string): ProcessStat | undefined {
   const scan = newStatScan();
   if (!scanStat(bytes, scan)) return undefined;
   return {
-    pid: Buffer.from(bytes.subarray(0, scan.pidEnd)).toString("latin1").trim(),
+    pid: text.slice(0, text.indexOf("(")).trim(),
     name: commOf(bytes, scan),
     state: String.fromCharCode(scan.state),
     cpuTicks: scan.cpuTicks,
