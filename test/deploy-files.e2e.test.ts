@@ -80,7 +80,8 @@ const image = finalStage();
 // As root the command runs as nobody, from the code bound at a directory of the test's own: that
 // needs a clone whose own directory others may enter (a clone made right in `mktemp -d` is 0700).
 const codeHiddenFromNobody = isRoot && (statSync(repoRoot).mode & 0o005) !== 0o005;
-if (codeHiddenFromNobody) console.warn(`SKIPPED: deploy-files: ${repoRoot} is closed to other users (chmod o+rx it to run the image's command as nobody)`);
+if (codeHiddenFromNobody)
+  console.warn(`SKIPPED: deploy-files: ${repoRoot} is closed to other users (chmod o+rx it to run the image's command as nobody)`);
 
 describe.skipIf(codeHiddenFromNobody)("the Dockerfile's start command", () => {
   const dir = tempDir("specta-image-");
