@@ -152,7 +152,7 @@ describe("an unsigned or wrongly signed call", () => {
 
 describe("the agent with --signing-key-file", () => {
   const push = { series: [{ metric: "signed_agent_total", kind: Kind.COUNTER, times: [Date.now()], values: [1] }] };
-  // Push on the agent's own path (sender.ts pushCall), which signs through the same HTTP client as its other calls.
+  // Push on the agent's own paths (sender.ts): over gRPC it signs the stream itself; over Connect through the HTTP client its other calls share.
   const pushWith = (signingKey: string | undefined, protocol: "grpc" | "connect") =>
     daemonConnection(daemon().url, protocol, () => daemon().adminToken(), signingKey ? { signingKey: Buffer.from(signingKey) } : {}).push(
       pushRequestBytes(encodeBatch(push).series),

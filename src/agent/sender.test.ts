@@ -2,7 +2,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createServer as createHttpServer, type ServerResponse } from "node:http";
-import { createServer as createHttp2Server, type Http2Session, type ServerHttp2Stream } from "node:http2";
+import { constants as h2, createServer as createHttp2Server, type Http2Session, type ServerHttp2Stream } from "node:http2";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -155,6 +155,16 @@ describe.each(["grpc", "connect"] as const)("a push over %s, against a fake daem
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 100);
     expect(await push(controller.signal)).toBe(Code.Canceled);
+  });
+
+  it.runIf(protocol === "grpc").each<[string, number, Code]>([
+    ["ENHANCE_YOUR_CALM as ResourceExhausted (the batch is halved)", h2.NGHTTP2_ENHANCE_YOUR_CALM, Code.ResourceExhausted],
+    ["REFUSED_STREAM as Unavailable (retried)", h2.NGHTTP2_REFUSED_STREAM, Code.Unavailable],
+    ["INTERNAL_ERROR as Unavailable (retried)", h2.NGHTTP2_INTERNAL_ERROR, Code.Unavailable],
+  ])("takes a stream reset with %s; connect's own client says Internal, retried too", async (_, rstCode, code) => {
+    answer = { grpc: (s) => s.close(rstCode), connect: () => undefined };
+    expect(await push()).toBe(code);
+    expect(await connectsOwn()).toBe(Code.Internal);
   });
 
   const json = (code: string) => JSON.stringify({ code, message: "from the fake daemon" });

@@ -15,12 +15,14 @@ import {
 import * as connect from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@connectrpc/connect/protocol-grpc";
 import { compressionGzip, createNodeHttpClient, Http2SessionManager } from "@connectrpc/connect-node";
+import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http2";
 import { Agent as HttpsAgent } from "node:https";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { SecureContext } from "node:tls";
 import { gzipSync } from "node:zlib";
 import { API as MetricsAPI } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../shared/log.js";
+import { signature, signatureHeader, signatureMatches, signedProcedures } from "../shared/signing.js";
 import { halve, pushRequestBytes, type EncodedBatch } from "./batch.js";
 import { signingClient } from "./signing.js";
 import type { Spool } from "./spool.js";
@@ -127,11 +129,10 @@ export function daemonConnection(
     return next(req);
   };
   let http: UniversalClientFn;
-  if (protocol === "grpc") {
-    // One session manager for every call, as createGrpcTransport keeps one.
-    const sessions = new Http2SessionManager(server, {}, trust ? { secureContext: trust } : undefined);
-    http = createNodeHttpClient({ httpVersion: "2", sessionProvider: () => sessions });
-  } else {
+  // One session manager for every call, Push included, as createGrpcTransport keeps one.
+  const sessions = protocol === "grpc" ? new Http2SessionManager(server, {}, trust ? { secureContext: trust } : undefined) : undefined;
+  if (sessions) http = createNodeHttpClient({ httpVersion: "2", sessionProvider: () => sessions });
+  else {
     http = createNodeHttpClient({
       httpVersion: "1.1",
       ...(trust ? { nodeOptions: { agent: new HttpsAgent({ secureContext: trust, keepAlive: true }) } } : {}),
@@ -149,7 +150,9 @@ export function daemonConnection(
   };
   return {
     transport: protocol === "grpc" ? grpc.createTransport(options) : connect.createTransport(options),
-    push: pushCall(http, createMethodUrl(server, MetricsAPI.method.push), protocol, credential),
+    push: sessions
+      ? grpcPush(sessions, createMethodUrl(server, MetricsAPI.method.push), credential, signingKey)
+      : connectPush(http, createMethodUrl(server, MetricsAPI.method.push), credential),
   };
 }
 
@@ -168,58 +171,27 @@ function bearer(credential: () => string | undefined): Record<string, string> {
 const { readMaxBytes } = validateReadWriteMaxBytes(undefined, undefined, undefined);
 
 /**
- * metrics.API/Push of an already encoded request (batch.ts), straight on the HTTP client: the
- * unary call of connect's gRPC and Connect transports, without their generic machinery
- * (interceptors, the message's serialization, async-iterable pipelines), which in V8's interpreter
- * cost ~1.6 ms of CPU per push on top of the HTTP call itself (npm run bench:agent). The
- * protocols' headers, status and error handling are connect's own (protocol-grpc,
- * protocol-connect). The answer, PushResponse, is not needed: a call that succeeds has stored
- * the batch.
+ * metrics.API/Push of an already encoded request (batch.ts) over the Connect protocol (HTTP/1.1),
+ * straight on the HTTP client: the unary call of connect's Connect transport without its generic
+ * machinery (interceptors, the message's serialization, async-iterable pipelines). The headers,
+ * status and error handling are connect's own (protocol-connect). The answer, PushResponse, is
+ * not needed: a call that succeeds has stored the batch.
  */
-function pushCall(http: UniversalClientFn, url: string, protocol: Protocol, credential: () => string | undefined): PushCall {
+function connectPush(http: UniversalClientFn, url: string, credential: () => string | undefined): PushCall {
   return async (request, signal, timeoutMsAsked) => {
     // As connect's transports: no deadline for 0 or less.
     const timeoutMs = timeoutMsAsked > 0 ? timeoutMsAsked : undefined;
     const deadline = createDeadlineSignal(timeoutMs);
     const linked = createLinkedAbortController(signal, deadline.signal);
-    const auth = bearer(credential);
     try {
-      if (protocol === "grpc") {
-        const res = await http({
-          url,
-          method: "POST",
-          header: grpc.requestHeaderWithCompression(true, timeoutMs, auth, [gzipInTurn], gzipInTurn),
-          body: createAsyncIterable([encodeEnvelope(compressedFlag, gzip(request))]),
-          signal: linked.signal,
-        });
-        const { headerError } = grpc.validateResponseWithCompression([gzipInTurn], res.status, res.header);
-        const answer = await readAllBytes(res.body, readMaxBytes);
-        // The checks, their order and their codes are those of connect's gRPC transport.
-        grpc.validateTrailer(res.trailer, res.header);
-        if (answer.length === 0) {
-          if (headerError) throw headerError;
-          throw new ConnectError(
-            "protocol error: missing output message for unary method",
-            res.trailer.has(grpc.headerGrpcStatus) ? Code.Unimplemented : Code.Unknown,
-          );
-        }
-        if (headerError) throw new ConnectError("protocol error: received output message for unary method with error status", Code.Unknown);
-      } else {
-        const header = connect.requestHeaderWithCompression("unary", true, timeoutMs, auth, [gzipInTurn], gzipInTurn, true);
-        header.set(connect.headerUnaryEncoding, gzipInTurn.name);
-        const res = await http({ url, method: "POST", header, body: createAsyncIterable([gzip(request)]), signal: linked.signal });
-        const { compression, isUnaryError, unaryError } = connect.validateResponseWithCompression(
-          "unary",
-          [gzipInTurn],
-          true,
-          res.status,
-          res.header,
-        );
-        const answer = await readAllBytes(res.body, readMaxBytes);
-        // Only an error's answer is read: a success's (PushResponse) is not needed.
-        if (isUnaryError)
-          throw connect.errorFromJsonBytes(compression ? await compression.decompress(answer, readMaxBytes) : answer, res.header, unaryError);
-      }
+      const header = connect.requestHeaderWithCompression("unary", true, timeoutMs, bearer(credential), [gzipInTurn], gzipInTurn, true);
+      header.set(connect.headerUnaryEncoding, gzipInTurn.name);
+      const res = await http({ url, method: "POST", header, body: createAsyncIterable([gzip(request)]), signal: linked.signal });
+      const { compression, isUnaryError, unaryError } = connect.validateResponseWithCompression("unary", [gzipInTurn], true, res.status, res.header);
+      const answer = await readAllBytes(res.body, readMaxBytes);
+      // Only an error's answer is read: a success's (PushResponse) is not needed.
+      if (isUnaryError)
+        throw connect.errorFromJsonBytes(compression ? await compression.decompress(answer, readMaxBytes) : answer, res.header, unaryError);
     } catch (err) {
       // As connect's calls: a call cut short says why (DeadlineExceeded, Canceled), not how it ended.
       throw ConnectError.from(linked.signal.aborted ? getAbortSignalReason(linked.signal) : err, Code.Canceled);
@@ -230,6 +202,154 @@ function pushCall(http: UniversalClientFn, url: string, protocol: Protocol, cred
       linked.abort(pushSettled);
     }
   };
+}
+
+/** The most of an answer to Push that is read: PushResponse is a few bytes. */
+const maxPushAnswerBytes = 1024 * 1024;
+
+/**
+ * metrics.API/Push of an already encoded request (batch.ts) over gRPC, as one HTTP/2 stream on
+ * the session manager's connection, the one the agent's other calls share. Push is the agent's
+ * call every 10 s, and connect-node's HTTP client costs most of a push's CPU in V8's interpreter
+ * (the agent runs without the optimising compilers, bin/specta.js): its sentinel (a ConnectError
+ * built for every successful call), async iterables for the request and the answer, and Headers
+ * objects converted both ways (npm run bench:agent measures the agent). Here the request's fixed
+ * headers are connect's own (protocol-grpc), made once; an answer that is plainly a success is
+ * taken as it comes, and any other is judged by connect's own gRPC checks, in its transport's
+ * order, so that every code the Sender acts on is the one connect's client would give.
+ */
+function grpcPush(sessions: Http2SessionManager, url: string, credential: () => string | undefined, signingKey: Buffer | undefined): PushCall {
+  const path = new URL(url).pathname;
+  const fixedHeaders: OutgoingHttpHeaders = Object.fromEntries(
+    grpc.requestHeaderWithCompression(true, undefined, undefined, [gzipInTurn], gzipInTurn),
+  );
+  const signed = signingKey !== undefined && signedProcedures.has(path.slice(1));
+  return (request, signal, timeoutMsAsked) =>
+    new Promise<void>((resolve, reject) => {
+      const body = encodeEnvelope(compressedFlag, gzip(request));
+      const headers: OutgoingHttpHeaders = { ...fixedHeaders, ...bearer(credential) };
+      // As connect's transports: no deadline for 0 or less.
+      if (timeoutMsAsked > 0) headers[grpc.headerTimeout.toLowerCase()] = `${timeoutMsAsked}m`;
+      if (signed) headers[signatureHeader.toLowerCase()] = signature(signingKey, [body]);
+      let stream: ClientHttp2Stream | undefined;
+      let settled = false;
+      const settle = (error: ConnectError | undefined) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(deadline);
+        signal.removeEventListener("abort", onAbort);
+        if (!error) return resolve();
+        // As connect-node: a call given up on is reset with CANCEL.
+        if (stream && !stream.closed) stream.close(h2.NGHTTP2_CANCEL);
+        reject(error);
+      };
+      const onAbort = () => settle(ConnectError.from(getAbortSignalReason(signal), Code.Canceled));
+      const deadline =
+        timeoutMsAsked > 0 ? setTimeout(() => settle(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeoutMsAsked) : undefined;
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort);
+      sessions.request("POST", path, headers, {}).then(
+        (opened) => {
+          stream = opened;
+          if (settled) return void opened.close(h2.NGHTTP2_CANCEL);
+          let header: IncomingHttpHeaders | undefined;
+          let trailer: IncomingHttpHeaders = {};
+          const answer: Buffer[] = [];
+          let answerBytes = 0;
+          opened
+            .on("response", (received) => (header = received))
+            .on("trailers", (received) => (trailer = received))
+            .on("data", (chunk: Buffer) => {
+              answerBytes += chunk.length;
+              if (answerBytes > maxPushAnswerBytes)
+                return settle(new ConnectError(`the daemon's answer is over ${maxPushAnswerBytes} bytes`, Code.DataLoss));
+              answer.push(chunk);
+              sessions.notifyResponseByteRead(opened);
+            })
+            .on("error", (err: Error) => settle(opened.rstCode ? grpcResetError(opened.rstCode) : grpcStreamError(err)))
+            .on("close", () =>
+              settle(header ? grpcAnswerError(header, trailer, answer, signed ? signingKey : undefined) : grpcResetError(opened.rstCode)),
+            )
+            .end(body);
+        },
+        (err: unknown) => settle(grpcStreamError(err)),
+      );
+    });
+}
+
+/**
+ * What a complete gRPC answer to Push means: undefined for a success, else the ConnectError that
+ * connect's gRPC transport would raise (and signingClient's checks, with a signing key).
+ */
+function grpcAnswerError(
+  header: IncomingHttpHeaders,
+  trailer: IncomingHttpHeaders,
+  answer: Buffer[],
+  signingKey: Buffer | undefined,
+): ConnectError | undefined {
+  if (signingKey && !signatureMatches(signingKey, answer, headerValue(header[signatureHeader.toLowerCase()]))) {
+    return new ConnectError(`the daemon's answer does not carry its ${signatureHeader} signature with this agent's signing key`, Code.DataLoss);
+  }
+  const encoding = header[grpc.headerEncoding.toLowerCase()];
+  const plainSuccess =
+    Number(header[":status"]) === 200 &&
+    grpc.contentTypeRegExp.test(headerValue(header["content-type"]) ?? "") &&
+    (encoding === undefined || encoding === gzipInTurn.name || encoding === "identity") &&
+    header[grpc.headerGrpcStatus.toLowerCase()] === undefined &&
+    trailer[grpc.headerGrpcStatus.toLowerCase()] === grpc.grpcStatusOk &&
+    answer.length > 0;
+  if (plainSuccess) return undefined;
+  try {
+    const headers = webHeaders(header);
+    const trailers = webHeaders(trailer);
+    const { headerError } = grpc.validateResponseWithCompression([gzipInTurn], Number(header[":status"] ?? 0), headers);
+    // The checks, their order and their codes are those of connect's gRPC transport.
+    grpc.validateTrailer(trailers, headers);
+    if (answer.length === 0) {
+      if (headerError) return headerError;
+      return new ConnectError(
+        "protocol error: missing output message for unary method",
+        trailers.has(grpc.headerGrpcStatus) ? Code.Unimplemented : Code.Unknown,
+      );
+    }
+    if (headerError) return new ConnectError("protocol error: received output message for unary method with error status", Code.Unknown);
+    return undefined;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+}
+
+/** A Node header's value as one string, as Headers would hold it. */
+function headerValue(value: string | string[] | number | undefined): string | undefined {
+  return value === undefined ? undefined : Array.isArray(value) ? value.join(", ") : String(value);
+}
+
+/** Node's headers (pseudo-headers left out) as a Headers object, for connect's checks. */
+function webHeaders(node: IncomingHttpHeaders): Headers {
+  const out = new Headers();
+  for (const [name, value] of Object.entries(node)) {
+    const text = headerValue(value);
+    if (!name.startsWith(":") && text !== undefined) out.set(name, text);
+  }
+  return out;
+}
+
+/**
+ * A stream the daemon (or a proxy) reset before its answer was complete. ENHANCE_YOUR_CALM asks
+ * the caller to send less: ResourceExhausted, so the batch is halved after the backoff; any other
+ * reset is retried (Unavailable). connect-node's client says Internal for every reset, which is
+ * retried too.
+ */
+function grpcResetError(rstCode: number): ConnectError {
+  return new ConnectError(
+    `the daemon reset the stream with HTTP/2 error code 0x${rstCode.toString(16)}`,
+    rstCode === h2.NGHTTP2_ENHANCE_YOUR_CALM ? Code.ResourceExhausted : Code.Unavailable,
+  );
+}
+
+/** A failure to open or carry the stream: the daemon is out of reach, or the connection broke. */
+function grpcStreamError(err: unknown): ConnectError {
+  return err instanceof ConnectError ? err : ConnectError.from(err, Code.Unavailable);
 }
 
 /** Why a push's own signal is aborted once the push has settled (nothing is listening by then). */
