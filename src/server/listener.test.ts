@@ -177,6 +177,21 @@ describe("deadlines", () => {
     console.log("pings answered while the stream was open:", pings);
   });
 
+  it("does not ping an HTTP/2 session whose peer keeps opening streams beside a long one", async () => {
+    const port = await start();
+    const session = h2Session(port);
+    let pings = 0;
+    session.on("ping", () => pings++);
+    session.request({ ":path": "/hold" }).resume();
+    // A request every third of a ping interval, as an agent pushes beside its command stream.
+    const until = Date.now() + 4 * limits.pingIntervalMs;
+    while (Date.now() < until) {
+      await new Promise((resolve) => session.request({ ":path": "/" }).resume().once("close", resolve));
+      await sleep(limits.pingIntervalMs / 3);
+    }
+    expect(pings).toBe(0);
+  });
+
   it("drops an HTTP/2 session whose peer stops answering pings", async () => {
     const port = await start();
     // A proxy between client and server that can stop passing the client's bytes: a peer gone dead.

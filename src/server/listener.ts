@@ -55,7 +55,12 @@ interface SessionState {
   openStreams: number;
   /** When the last stream closed (or the session opened). */
   idleSince: number;
-  lastPing: number;
+  /**
+   * When the peer was last known to be there: the session's start, a stream it opened, or a
+   * ping sent (answered or not, awaitingPong says). A peer that opens streams (an agent pushing
+   * every 10 s beside its command stream) is not pinged: each ping wakes it for nothing.
+   */
+  lastHeard: number;
   awaitingPong: boolean;
 }
 
@@ -128,10 +133,12 @@ export async function listen(
     });
   const sessions = new Map<Http2Session, SessionState>();
   http2Server.on("session", (session: Http2Session) => {
-    const state: SessionState = { openStreams: 0, idleSince: Date.now(), lastPing: Date.now(), awaitingPong: false };
+    const state: SessionState = { openStreams: 0, idleSince: Date.now(), lastHeard: Date.now(), awaitingPong: false };
     sessions.set(session, state);
     session.on("stream", (stream) => {
       state.openStreams++;
+      state.lastHeard = Date.now();
+      state.awaitingPong = false;
       stream.once("close", () => {
         state.openStreams--;
         if (state.openStreams === 0) state.idleSince = Date.now();
@@ -341,7 +348,7 @@ function stopReadingAfterAnswer(req: NodeRequest, res: NodeResponse): void {
   });
 }
 
-/** Closes HTTP/2 sessions idle for idleTimeout, pings the others and drops those whose last ping went unanswered. */
+/** Closes HTTP/2 sessions idle for idleTimeout, pings the others that have been silent for a ping interval, and drops those whose last ping went unanswered. */
 function checkSessions(sessions: Map<Http2Session, SessionState>, limits: ConnectionsConfig, log: Logger): void {
   const now = Date.now();
   for (const [session, state] of sessions) {
@@ -350,13 +357,13 @@ function checkSessions(sessions: Map<Http2Session, SessionState>, limits: Connec
       if (now - state.idleSince >= limits.idleTimeoutMs) session.close();
       continue;
     }
-    if (now - state.lastPing < limits.pingIntervalMs) continue;
+    if (now - state.lastHeard < limits.pingIntervalMs) continue;
     if (state.awaitingPong) {
       log.debug({ openStreams: state.openStreams }, "an HTTP/2 peer did not answer a ping; closing its session");
       session.destroy();
       continue;
     }
-    state.lastPing = now;
+    state.lastHeard = now;
     state.awaitingPong = session.ping((err) => {
       if (!err) state.awaitingPong = false;
     });
