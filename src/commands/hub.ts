@@ -33,14 +33,19 @@ export const defaultCommandsTuning: CommandsTuning = {
 /** A one-shot wake-up that is never lost: a wake() before wait() makes the next wait() return at once. */
 export class Waker {
   private pending = false;
-  private resolve: (() => void) | undefined;
+  private resolve: ((woken: boolean) => void) | undefined;
 
   wake(): void {
-    if (this.resolve) this.resolve();
+    if (this.resolve) this.resolve(true);
     else this.pending = true;
   }
 
-  /** Resolves true when woken, false after `ms`; rejects with the signal's reason when it aborts. */
+  /** Ends a wait() in progress as if its time were up (it resolves false); nothing when none is. */
+  hurry(): void {
+    this.resolve?.(false);
+  }
+
+  /** Resolves true when woken, false after `ms` (or when hurried); rejects with the signal's reason when it aborts. */
   wait(ms: number, signal: AbortSignal): Promise<boolean> {
     if (this.pending) {
       this.pending = false;
@@ -62,9 +67,9 @@ export class Waker {
         resolve(false);
       }, ms);
       signal.addEventListener("abort", onAbort, { once: true });
-      this.resolve = () => {
+      this.resolve = (woken) => {
         cleanup();
-        resolve(true);
+        resolve(woken);
       };
     });
   }
@@ -76,7 +81,12 @@ export interface LocalStream {
   /** The credential it was opened with. */
   tokenId: string;
   streamId: string;
+  /** Woken when commands may be waiting for it; hurried when a keepalive should go now. */
   waker: Waker;
+  /** When it last sent anything (a command or a keepalive); a keepalive goes out once it has been quiet for keepaliveMs. */
+  lastSent: number;
+  /** Set (and the waker hurried) when a keepalive should go now, with an answer to its agent (answering()). */
+  keepaliveNow: boolean;
   /**
    * Aborted with the ConnectError to end with when a newer stream of the same agent replaced
    * this one, or when its credential was revoked (the agent was deregistered or enrolled again).
@@ -144,6 +154,8 @@ export class CommandHub {
       tokenId,
       streamId: randomUUID(),
       waker: new Waker(),
+      lastSent: Date.now(),
+      keepaliveNow: false,
       ended: controller.signal,
       registered: false,
       controller,
@@ -154,6 +166,19 @@ export class CommandHub {
 
   closeStream(stream: LocalStream): void {
     if (this.streams.get(stream.agentId) === stream) this.streams.delete(stream.agentId);
+  }
+
+  /**
+   * An answer to `agentId` (a Push, every 10 s) is going out now. Its stream's keepalive, when it
+   * would fall due within half an interval, goes now too, so that the agent reads both in one
+   * wakeup instead of waking again for the keepalive alone (npm run bench:agent). Its streams on
+   * other daemons keep their own timers.
+   */
+  answering(agentId: string): void {
+    const local = this.streams.get(agentId);
+    if (!local || Date.now() - local.lastSent < this.tuning.keepaliveMs / 2) return;
+    local.keepaliveNow = true;
+    local.waker.hurry();
   }
 
   /** A waker for changes of `commandId`; call the returned function when done. */

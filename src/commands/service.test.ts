@@ -111,6 +111,33 @@ describe("commands.API's handlers, in memory", () => {
     stream.close();
   });
 
+  it("sends a keepalive due within half an interval with an answer to its agent, and takes no command for it", async () => {
+    // A hub of its own with a longer interval, so that "early" is clear of the scheduler's jitter.
+    const keepaliveMs = 3_000;
+    const own = await startCommands(storage().db, storage().pool, log, tokens, { keepaliveMs, recheckMs: 30_000 });
+    const { hub } = own;
+    const agent = await enrol();
+    const left = new AbortController();
+    const service = commandsService({ db: storage().db, hub, shutdown: shutdown.signal });
+    const messages = inMemoryClient(CommandsAPI, service, agent).stream({ allow: [] }, { signal: left.signal })[Symbol.asyncIterator]();
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms, "quiet"));
+    try {
+      expect((await messages.next()).value?.event.case).toBe("keepalive");
+      const next = messages.next();
+      // Just after a keepalive, an answer brings nothing forward.
+      hub.answering(agent.agentId!);
+      expect(await Promise.race([next.then(() => "keepalive"), sleep(keepaliveMs * 0.6)])).toBe("quiet");
+      const asked = Date.now();
+      hub.answering(agent.agentId!);
+      expect((await next).value?.event.case).toBe("keepalive");
+      // The timer's keepalive would have come 0.4 of an interval later.
+      expect(Date.now() - asked).toBeLessThan(keepaliveMs * 0.3);
+    } finally {
+      left.abort();
+      await own.stop();
+    }
+  });
+
   it("queues for an agent by id or hostname and for every agent a selector matches, each its own command", async () => {
     const [a, b] = [await enrol({ team: "db" }), await enrol({ team: "db" })];
     const byHostname = await as(admin).submit({ target: { case: "agent", value: a.hostname }, diagnostic: ping() });

@@ -131,23 +131,29 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
         local.registered = true;
         // At once: tells the agent (and proxies) that the stream is up.
         yield keepalive();
-        let lastSent = Date.now();
+        local.lastSent = Date.now();
+        // Whether commands may be waiting: at first, and whenever the waker was woken (not hurried, not timed out).
+        let look = true;
         for (;;) {
           signal.throwIfAborted();
-          const taken = await queue.take(db, agentId, allow);
-          for (const row of taken) {
-            if (row.state !== "delivered") continue; // refused by the allow-list: failed already
-            yield create(StreamResponseSchema, { event: { case: "command", value: toCommand(row) } });
-            lastSent = Date.now();
+          if (look) {
+            const taken = await queue.take(db, agentId, allow);
+            for (const row of taken) {
+              if (row.state !== "delivered") continue; // refused by the allow-list: failed already
+              yield create(StreamResponseSchema, { event: { case: "command", value: toCommand(row) } });
+              local.lastSent = Date.now();
+            }
+            if (taken.length === queue.takeLimit) continue;
           }
-          if (taken.length === queue.takeLimit) continue;
-          const idle = hub.tuning.keepaliveMs - (Date.now() - lastSent);
-          if (idle <= 0) {
+          const idle = hub.tuning.keepaliveMs - (Date.now() - local.lastSent);
+          if (idle <= 0 || local.keepaliveNow) {
+            local.keepaliveNow = false;
             yield keepalive();
-            lastSent = Date.now();
+            local.lastSent = Date.now();
+            look = false;
             continue;
           }
-          await local.waker.wait(idle, signal);
+          look = await local.waker.wait(idle, signal);
         }
       } catch (err) {
         const end = streamEnd(err, ctx, local.ended);

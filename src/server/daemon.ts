@@ -199,7 +199,14 @@ export async function startDaemon(config: DaemonConfig, log: Logger, options: Da
       ...(signing ? { signing } : {}),
     }),
     // Outermost, the audit trail sees the outcome the caller sees.
-    interceptors: [auditCalls(trail, archive), observeCalls(calls), frontDoor.interceptor((agentId) => liveness.record(agentId))],
+    interceptors: [
+      auditCalls(trail, archive),
+      observeCalls(calls),
+      frontDoor.interceptor({
+        started: (agentId) => liveness.record(agentId),
+        answered: (agentId) => commands.hub.answering(agentId),
+      }),
+    ],
     contextValues: (req) => frontDoor.contextValues(req).set(clientAddressKey, req.socket.remoteAddress),
     fallback: prometheusApi(
       {

@@ -112,18 +112,22 @@ export class FrontDoor {
   }
 
   /**
-   * Connect's side: tells `onAgentCall` of every admitted call made with an agent credential (the
-   * agents' last_seen), and counts a handler's own Unauthenticated (a wrong enrolment token in
+   * Connect's side: tells `agentCalls` of every admitted call made with an agent credential as it
+   * starts (the agents' last_seen) and as its answer goes out (the keepalive that can go with it,
+   * CommandHub.answering), and counts a handler's own Unauthenticated (a wrong enrolment token in
    * agent.API/Register) as a failed authentication of the client.
    */
-  interceptor(onAgentCall: (agentId: string) => void): Interceptor {
+  interceptor(agentCalls: { started(agentId: string): void; answered(agentId: string): void }): Interceptor {
     return (next) => async (req) => {
       const admission = req.contextValues.get(admissionKey);
       // Connect routes exactly the paths the front door checks; a call without an admission is a bug, refused.
       if (!admission) throw new ConnectError(`${req.url} reached its handler without passing the front door`, Code.Internal);
-      if (admission.principal?.agentId) onAgentCall(admission.principal.agentId);
+      const agentId = admission.principal?.agentId;
+      if (agentId) agentCalls.started(agentId);
       try {
-        return await next(req);
+        const res = await next(req);
+        if (agentId) agentCalls.answered(agentId);
+        return res;
       } catch (err) {
         if (ConnectError.from(err).code === Code.Unauthenticated) this.failedAuth.charge(admission.client);
         throw err;
