@@ -9,7 +9,8 @@
  * each collector once in this process, on the same host) plus its own 7 series per batch.
  * node_exporter (Debian's prometheus-node-exporter, when installed) runs in the same window,
  * scraped every BENCH_SCRAPE_SECONDS (15), and is measured the same way: its CPU time over the
- * samples its scrapes returned.
+ * samples its scrapes returned. And, as the machine's reference, the CPU an idle Node process
+ * spends per wakeup in the same window: where that is high, so is the agent's figure.
  *
  * Settings (environment): BENCH_SECONDS (default 60) measured after a 10 s warm-up;
  * BENCH_AGENT_NODE_ARGS, node flags for the agent process; BENCH_AGENT_NODE, another node binary
@@ -148,6 +149,12 @@ async function main(): Promise<void> {
   );
   const pid = agent.child.pid!;
   const exporter = await startNodeExporter(process.env.BENCH_NODE_EXPORTER ?? "/usr/bin/prometheus-node-exporter", scrapeSeconds);
+  // The machine's own price of a wakeup, for comparing figures between machines: a Node process
+  // that does nothing but wake every 500 ms. On the paravirtualised VMs measured, a wakeup's CPU
+  // grows with the process's resident memory (6 to 7 µs per MiB each time; a C program that
+  // only sleeps pays about 86 µs), and such wakeups are most of the agent's CPU.
+  const idle = spawn(agentNode, ["-e", "setInterval(() => {}, 500)"], { stdio: "ignore" });
+  process.once("exit", () => idle.kill());
   const collected = await agentSamplesPerSecond();
 
   await new Promise((r) => setTimeout(r, 10_000));
@@ -155,10 +162,13 @@ async function main(): Promise<void> {
   // system call, which would be counted as the agent's CPU time.
   const cpuBefore = cpuSeconds(pid);
   const exporterCpuBefore = exporter ? cpuSeconds(exporter.pid) : 0;
+  const idleCpuBefore = cpuSeconds(idle.pid!);
   exporter?.count();
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const cpuUsed = cpuSeconds(pid) - cpuBefore;
   const exporterCpu = exporter ? cpuSeconds(exporter.pid) - exporterCpuBefore : 0;
+  const idleWakeupUs = ((cpuSeconds(idle.pid!) - idleCpuBefore) * 1e6) / (seconds * 2);
+  const idleRss = statusBytes(idle.pid!, "VmRSS");
   const exporterRss = exporter ? statusBytes(exporter.pid, "VmRSS") : 0;
   exporter?.stop();
   const rss = statusBytes(pid, "VmRSS");
@@ -185,6 +195,9 @@ async function main(): Promise<void> {
     : undefined;
 
   console.log(`machine: ${cpus()[0]?.model} x${cpus().length}, agent on Node ${agentVersion}`);
+  console.log(
+    `  the machine's price of a wakeup, same window: an idle Node process (RSS ${(idleRss / 2 ** 20).toFixed(1)} MiB) waking every 500 ms spends ${idleWakeupUs.toFixed(0)} µs of CPU each time`,
+  );
   console.log(
     `agent at default intervals${nodeArgs.length ? ` with node ${nodeArgs.join(" ")}` : ""}, ${seconds} s after a 10 s warm-up (pushing to a daemon on this host):`,
   );
