@@ -224,7 +224,10 @@ export function notificationDispatcher(options: DispatcherOptions): Handler {
     }
     const ok = error === "";
     const retrying = !ok && channel !== undefined && attemptNo < retry.maxAttempts;
-    const next = retrying ? new Date(clock().getTime() + backoffMs(retry, attemptNo)) : null;
+    // The attempt's record and its next attempt on one clock (the daemon's): the database's own now() is
+    // the transaction's start, later by however long that took, which made the recorded wait short of the backoff.
+    const attemptedAt = clock();
+    const next = retrying ? new Date(attemptedAt.getTime() + backoffMs(retry, attemptNo)) : null;
     await tables(db)
       .transaction()
       .execute(async (tx) => {
@@ -243,6 +246,7 @@ export function notificationDispatcher(options: DispatcherOptions): Handler {
             attempt: attemptNo,
             ok,
             error,
+            at: attemptedAt,
             next_attempt: next,
           })
           .execute();
