@@ -167,7 +167,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const sender = new Sender(push, spool, log);
   const batch = new Batch({ host: hostname });
   const maxBatchPoints = options.maxBatchPoints ?? 5_000;
+  // Set once stop() has closed the last batch and persisted the spool: a close queued before it (setImmediate) then does nothing.
+  let spoolPersisted = false;
   const closeBatch = () => {
+    if (spoolPersisted) return;
     batch.addAll(agentMeasurements(spool, sender), Date.now());
     const closed = batch.close();
     if (!closed) return;
@@ -218,6 +221,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       await Promise.all([schedule.stop(), ...loops]);
       closeBatch();
       spool.persist();
+      spoolPersisted = true;
       log.info({ spooled: spool.stats() }, "agent stopped");
     })());
   // A refused credential cannot come good by retrying: the whole agent stops rather than
