@@ -24,7 +24,7 @@ import { API as MetricsAPI } from "../../gen/metrics/metrics_pb.js";
 import type { Logger } from "../shared/log.js";
 import { signature, signatureHeader, signatureMatches, signedProcedures } from "../shared/signing.js";
 import { halve, pushRequestBytes, type EncodedBatch } from "./batch.js";
-import { signingClient } from "./signing.js";
+import { answerTooLargeError, maxAnswerBytes, signingClient, unsignedAnswerError } from "./signing.js";
 import type { Spool } from "./spool.js";
 
 export type Protocol = "grpc" | "connect";
@@ -204,9 +204,6 @@ function connectPush(http: UniversalClientFn, url: string, credential: () => str
   };
 }
 
-/** The most of an answer to Push that is read: PushResponse is a few bytes. */
-const maxPushAnswerBytes = 1024 * 1024;
-
 /**
  * metrics.API/Push of an already encoded request (batch.ts) over gRPC, as one HTTP/2 stream on
  * the session manager's connection, the one the agent's other calls share. Push is the agent's
@@ -270,8 +267,8 @@ function grpcPush(sessions: Http2SessionManager, url: string, credential: () => 
             .on("trailers", (received) => (trailer = received))
             .on("data", (chunk: Buffer) => {
               answerBytes += chunk.length;
-              if (answerBytes > maxPushAnswerBytes)
-                return settle(new ConnectError(`the daemon's answer is over ${maxPushAnswerBytes} bytes`, Code.DataLoss));
+              // PushResponse is a few bytes: read no more than a signed call's answer.
+              if (answerBytes > maxAnswerBytes) return settle(answerTooLargeError());
               answer.push(chunk);
               sessions.notifyResponseByteRead(opened);
             })
@@ -293,7 +290,7 @@ function grpcAnswerError(
   signingKey: Buffer | undefined,
 ): ConnectError | undefined {
   if (signingKey && !signatureMatches(signingKey, answer, headerValue(header[signatureHeader.toLowerCase()]))) {
-    return new ConnectError(`the daemon's answer does not carry its ${signatureHeader} signature with this agent's signing key`, Code.DataLoss);
+    return unsignedAnswerError();
   }
   const encoding = header[grpc.headerEncoding.toLowerCase()];
   const plainSuccess =

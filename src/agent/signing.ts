@@ -3,7 +3,14 @@ import { createAsyncIterable, type UniversalClientFn } from "@connectrpc/connect
 import { readBody, signature, signatureHeader, signatureMatches, signedProcedures } from "../shared/signing.js";
 
 /** The answers of signed calls are a few bytes per action or batch; a longer one is not read whole. */
-const maxAnswerBytes = 1024 * 1024;
+export const maxAnswerBytes = 1024 * 1024;
+
+/** An answer the agent cannot trust: kept as DataLoss, so the batch is sent again (Push is idempotent). */
+export const unsignedAnswerError = () =>
+  new ConnectError(`the daemon's answer does not carry its ${signatureHeader} signature with this agent's signing key`, Code.DataLoss);
+
+/** An answer longer than any signed call's. */
+export const answerTooLargeError = () => new ConnectError(`the daemon's answer is over ${maxAnswerBytes} bytes`, Code.DataLoss);
 
 /**
  * `client`, signing the calls that the daemon wants signed (src/shared/signing.ts) with `key`: the
@@ -21,10 +28,10 @@ export function signingClient(client: UniversalClientFn, key: Buffer): Universal
     const res = await client({ ...req, header, body: createAsyncIterable(body) });
     const answer = await readBody(res.body, {
       bytes: maxAnswerBytes,
-      tooLarge: () => new ConnectError(`the daemon's answer is over ${maxAnswerBytes} bytes`, Code.DataLoss),
+      tooLarge: answerTooLargeError,
     });
     if (!signatureMatches(key, answer, res.header.get(signatureHeader))) {
-      throw new ConnectError(`the daemon's answer does not carry its ${signatureHeader} signature with this agent's signing key`, Code.DataLoss);
+      throw unsignedAnswerError();
     }
     return { ...res, body: createAsyncIterable(answer) };
   };
