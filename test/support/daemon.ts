@@ -203,10 +203,15 @@ export interface SpectaProcess {
   cleanup(): Promise<void>;
 }
 
-/** Runs `node bin/specta.js ...args` with a hermetic environment (see childEnv) plus `env`. */
-export function spawnSpecta(args: string[], env: Record<string, string> = {}, onCleanup?: () => void | Promise<void>): SpectaProcess {
+/** Runs `node ...nodeArgs bin/specta.js ...args` with a hermetic environment (see childEnv) plus `env`. */
+export function spawnSpecta(
+  args: string[],
+  env: Record<string, string> = {},
+  onCleanup?: () => void | Promise<void>,
+  nodeArgs: string[] = [],
+): SpectaProcess {
   requireBuild();
-  const child = spawn(process.execPath, [cliPath, ...args], {
+  const child = spawn(process.execPath, [...nodeArgs, cliPath, ...args], {
     cwd: repoRoot,
     env: childEnv(env),
     stdio: ["pipe", "pipe", "pipe"],
@@ -286,9 +291,10 @@ export interface SpawnedDaemon extends SpectaProcess {
 /**
  * Starts the built CLI's `specta daemon --addr 127.0.0.1:0 --data-dir <temp>` on a fresh
  * database of the tests' PostgreSQL (SPECTA_DATABASE_URL) and waits for its "daemon listening"
- * log line. `env` adds variables (e.g. SPECTA_SHUTDOWN_TIMEOUT).
+ * log line. `env` adds variables (e.g. SPECTA_SHUTDOWN_TIMEOUT), `nodeArgs` Node's own options
+ * (those NODE_OPTIONS does not take, e.g. --inspect).
  */
-export async function spawnDaemon(args: string[] = [], env: Record<string, string> = {}): Promise<SpawnedDaemon> {
+export async function spawnDaemon(args: string[] = [], env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<SpawnedDaemon> {
   const dir = tempDir();
   const dataDir = join(dir.path, "data");
   let db: TestDatabase | undefined;
@@ -309,6 +315,7 @@ export async function spawnDaemon(args: string[] = [], env: Record<string, strin
         dir.remove();
       }
     },
+    nodeArgs,
   );
   try {
     const line = await proc.waitForLog((l) => l.message === "daemon listening");

@@ -1,6 +1,13 @@
 /** Measuring a daemon child process, and driving many small requests at it. */
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { connect } from "node:http2";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const execFileAsync = promisify(execFile);
+/** WebSocket is Node's own from 22; Node 20 has it behind a flag. */
+const websocketFlag = typeof WebSocket === "undefined" ? ["--experimental-websocket"] : [];
 
 /** A process's resident memory now (VmRSS) and at its peak so far (VmHWM), in MB (Linux). */
 export function memoryOf(pid: number): { rssMB: number; peakMB: number } {
@@ -47,4 +54,25 @@ export async function sendMany(baseUrl: string, count: number, make: (n: number)
     session.close();
   }
   return statuses;
+}
+
+/** Node's option that starts a spawned process's inspector on a free port, for liveHeapOf. */
+export const inspectOnFreePort = "--inspect=127.0.0.1:0";
+
+/**
+ * The heap (MB) a process started with inspectOnFreePort keeps: its used heap after full
+ * collections, read through its inspector. Unlike RSS, it does not depend on when the collector
+ * last ran, which on a loaded machine moves RSS by tens of MB.
+ */
+export async function liveHeapOf(spawned: { stderr(): string }): Promise<number> {
+  const address = /Debugger listening on (ws:\/\/\S+)/.exec(spawned.stderr())?.[1];
+  if (!address) throw new Error(`no inspector address on the process's stderr:\n${spawned.stderr()}`);
+  const { stdout } = await execFileAsync(
+    process.execPath,
+    [...websocketFlag, fileURLToPath(new URL("heap-after-gc.mjs", import.meta.url)), address],
+    {
+      timeout: 60_000,
+    },
+  );
+  return Number(stdout) / 2 ** 20;
 }
