@@ -18,6 +18,9 @@ export default defineConfig({
     // Tests start real servers and real PostgreSQL; give them room, but never hang CI.
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    // expect.poll's own default (1 s) is less than a click in Chromium, an RPC to a daemon and a
+    // PostgreSQL write can take on a loaded 2-core CI machine; a poll still ends at its first pass.
+    expect: { poll: { timeout: 15_000 } },
     pool: "forks",
     // The suites wait on their servers, PostgreSQL and timers about half the time: vitest's
     // default (a worker fewer than the cores) ran one file at a time on 2 cores and left a core

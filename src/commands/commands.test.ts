@@ -119,8 +119,8 @@ describe.each(testServers())("commands.API on $name PostgreSQL", (server) => {
     expect(at - sent).toBeLessThan(notifyBoundMs);
     agent.close();
     await agent.until(() => agent.ended !== undefined, notifyBoundMs, "the stream's end");
-    // Its presence is gone with the stream.
-    await new Promise((r) => setTimeout(r, 100));
+    // Its presence is gone with the stream (once the daemon has seen the reset and deleted its row).
+    await expect.poll(() => db.selectFrom("agent_streams").select("agent_id").where("agent_id", "=", agent.agentId).execute()).toEqual([]);
     expect((await submit(agent.agentId)).commands[0]!.agentOnline).toBe(false);
   });
 

@@ -23,7 +23,8 @@ describe("the endpoint probe", () => {
 
   it("sets http_endpoint_health to 1 for a 2xx answer, else 0", async () => {
     const registry = new Registry();
-    const probe = endpointProbe({ urls: [ok, broken, refused], intervalMs: 1_000, timeoutMs: 1_000 }, registry);
+    // A generous timeout: the first fetch of a fresh test process loads its HTTP client first.
+    const probe = endpointProbe({ urls: [ok, broken, refused], intervalMs: 1_000, timeoutMs: 10_000 }, registry);
     await probe.ensure(new AbortController().signal);
     const text = await registry.metrics();
     expect(text).toContain(`http_endpoint_health{url="${ok}"} 1`);

@@ -178,16 +178,19 @@ describe("deadlines", () => {
   });
 
   it("does not ping an HTTP/2 session whose peer keeps opening streams beside a long one", async () => {
-    const port = await start();
+    // Requests 100 ms apart against a 1.5 s ping interval, as an agent pushes beside its command
+    // stream: only a stall of over a second in this process (a loaded CI machine) could let the
+    // session look silent; without the rule, 6 s of this draw 3 pings.
+    const pingIntervalMs = 1_500;
+    const port = await start({ pingIntervalMs });
     const session = h2Session(port);
     let pings = 0;
     session.on("ping", () => pings++);
     session.request({ ":path": "/hold" }).resume();
-    // A request every third of a ping interval, as an agent pushes beside its command stream.
-    const until = Date.now() + 4 * limits.pingIntervalMs;
+    const until = Date.now() + 4 * pingIntervalMs;
     while (Date.now() < until) {
       await new Promise((resolve) => session.request({ ":path": "/" }).resume().once("close", resolve));
-      await sleep(limits.pingIntervalMs / 3);
+      await sleep(100);
     }
     expect(pings).toBe(0);
   });
