@@ -25,7 +25,8 @@ describe("agents pushing through their own spool and sender", () => {
     expect(figures).toMatchObject({ lost: 0, doubled: 0, givenUp: 0, valuesMatch: true });
     expect(figures.stored).toBe(figures.generated);
     expect(figures.retriedPushes).toBeGreaterThan(0); // the kills did interrupt pushes
-  }, 60_000);
+    // 28 to 38 s in CI runs, 50 s beside other suites: room for a slower machine, not a hang.
+  }, 180_000);
 
   it("lose nothing when the embedded PostgreSQL's postmaster is killed with -9: the daemon restarts it by itself", async () => {
     const { figures, daemonLogs } = await runFaultScenario("postmaster kill -9", killPostmaster, options(2));
@@ -33,7 +34,7 @@ describe("agents pushing through their own spool and sender", () => {
     expect(figures.stored).toBe(figures.generated);
     expect(daemonLogs.filter((l) => l.message === "embedded PostgreSQL restarted")).toHaveLength(2);
     expect(daemonLogs.filter((l) => l.message === "daemon listening")).toHaveLength(1); // the same daemon throughout
-  }, 60_000);
+  }, 180_000);
 });
 
 describe("a daemon whose embedded PostgreSQL cannot be restarted", () => {

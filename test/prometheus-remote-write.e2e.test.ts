@@ -114,7 +114,9 @@ describe.skipIf(missing.length > 0)("Prometheus remote-writes its scrape of a Sp
     while (Date.now() < deadline) {
       await sleep(500);
       evalTime = Math.floor(Date.now() / 1000) - 2;
-      const theirs = await samplesOfUp(prometheusUrl);
+      if (prometheus.exitCode !== null) throw new Error(`Prometheus exited (${prometheus.exitCode}) before it caught up`);
+      // Not listening yet is "not caught up yet": its start (TSDB, WAL) can take seconds on a loaded machine.
+      const theirs = await samplesOfUp(prometheusUrl).catch(() => undefined);
       const ours = await samplesOfUp(receiver().url, receiver().adminToken());
       if (theirs !== undefined && theirs >= 10 && theirs === ours) return;
       last = `Prometheus ${theirs}, Specta ${ours}`;

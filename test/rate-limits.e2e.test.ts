@@ -30,16 +30,25 @@ const from = (address: string, token?: string) =>
     interceptors: token ? [bearer(token)] : [],
   });
 
-/** Repeats `call` until it is refused with ResourceExhausted (each attempt spends from the bucket); returns that error. */
+/**
+ * Repeats `call`, `concurrency` at a time, until one is refused with ResourceExhausted (each
+ * attempt spends from the bucket); returns that error. Not one by one: on a loaded machine a call
+ * can take longer than the bucket takes to refill (20 ms for 50/s), and none would be refused.
+ */
 async function untilThrottled(call: () => Promise<unknown>): Promise<ConnectError> {
-  for (let attempt = 0; attempt < 1_000; attempt++) {
-    const error = await call().then(
-      () => undefined,
-      (err: unknown) => ConnectError.from(err),
+  for (let round = 0; round < 50; round++) {
+    const errors = await Promise.all(
+      Array.from({ length: concurrency }, () =>
+        call().then(
+          () => undefined,
+          (err: unknown) => ConnectError.from(err),
+        ),
+      ),
     );
-    if (error?.code === Code.ResourceExhausted) return error;
+    const refused = errors.find((error) => error?.code === Code.ResourceExhausted);
+    if (refused) return refused;
   }
-  throw new Error("never throttled");
+  throw new Error(`never throttled in 50 rounds of ${concurrency}`);
 }
 
 /** A curl-style Connect JSON call from `address`: status, headers and body. */
@@ -108,8 +117,12 @@ describe("failed authentication", () => {
     const error = await untilThrottled(() => tokens.whoami({}, { headers: { authorization: "Bearer specta_wrong" } }));
     expect(error.metadata.get("retry-after")).toMatch(/^[1-9]\d*$/);
     const curl = () => curlFrom("127.0.0.1", "/tokens.API/Whoami", "{}", { authorization: "Bearer specta_wrong" });
-    let refused = await curl();
-    while (refused.status !== 429) refused = await curl();
+    // As untilThrottled, concurrency at a time.
+    let refused: Awaited<ReturnType<typeof curl>> | undefined;
+    for (let round = 0; round < 50 && !refused; round++) {
+      refused = (await Promise.all(Array.from({ length: concurrency }, curl))).find((answer) => answer.status === 429);
+    }
+    if (!refused) throw new Error(`no plain HTTP call was refused in 50 rounds of ${concurrency}`);
     expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
     expect(refused.body).toMatchObject({
       code: "resource_exhausted",
@@ -147,8 +160,12 @@ describe("instrument calls", () => {
     const error = await untilThrottled(() => metrics.histogram({ action }));
     expect(error.metadata.get("retry-after")).toMatch(/^[1-9]\d*$/);
     const curl = () => curlFrom("127.0.0.4", "/metrics.API/Histogram", JSON.stringify({ action }));
-    let refused = await curl();
-    while (refused.status !== 429) refused = await curl();
+    // As untilThrottled, concurrency at a time.
+    let refused: Awaited<ReturnType<typeof curl>> | undefined;
+    for (let round = 0; round < 50 && !refused; round++) {
+      refused = (await Promise.all(Array.from({ length: concurrency }, curl))).find((answer) => answer.status === 429);
+    }
+    if (!refused) throw new Error(`no plain HTTP call was refused in 50 rounds of ${concurrency}`);
     expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
     expect(refused.body.message).toMatch(/too many instrument calls from this address; retry after \d+ s/);
 
