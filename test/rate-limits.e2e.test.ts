@@ -31,25 +31,33 @@ const from = (address: string, token?: string) =>
   });
 
 /**
- * Repeats `call`, `concurrency` at a time, until one is refused with ResourceExhausted (each
- * attempt spends from the bucket); returns that error. Not one by one: on a loaded machine a call
+ * Repeats `call`, `concurrency` at a time, until `refusal` finds the bucket's refusal in an answer
+ * (each attempt spends from the bucket); returns it. Not one by one: on a loaded machine a call
  * can take longer than the bucket takes to refill (20 ms for 50/s), and none would be refused.
  */
-async function untilThrottled(call: () => Promise<unknown>): Promise<ConnectError> {
+async function untilRefused<T, R>(call: () => Promise<T>, refusal: (answer: T) => R | undefined): Promise<R> {
   for (let round = 0; round < 50; round++) {
-    const errors = await Promise.all(
-      Array.from({ length: concurrency }, () =>
-        call().then(
-          () => undefined,
-          (err: unknown) => ConnectError.from(err),
-        ),
-      ),
-    );
-    const refused = errors.find((error) => error?.code === Code.ResourceExhausted);
-    if (refused) return refused;
+    for (const answer of await Promise.all(Array.from({ length: concurrency }, call))) {
+      const refused = refusal(answer);
+      if (refused !== undefined) return refused;
+    }
   }
-  throw new Error(`never throttled in 50 rounds of ${concurrency}`);
+  throw new Error(`never refused in 50 rounds of ${concurrency}`);
 }
+
+/** untilRefused for a Connect call: its ResourceExhausted error. */
+const untilThrottled = (call: () => Promise<unknown>): Promise<ConnectError> =>
+  untilRefused(
+    () =>
+      call().then(
+        () => undefined,
+        (err: unknown) => ConnectError.from(err),
+      ),
+    (error) => (error?.code === Code.ResourceExhausted ? error : undefined),
+  );
+
+/** untilRefused's refusal of a plain HTTP call: a 429. */
+const tooMany = <A extends { status: number }>(answer: A): A | undefined => (answer.status === 429 ? answer : undefined);
 
 /** A curl-style Connect JSON call from `address`: status, headers and body. */
 function curlFrom(address: string, path: string, body: string, headers: Record<string, string> = {}) {
@@ -117,12 +125,7 @@ describe("failed authentication", () => {
     const error = await untilThrottled(() => tokens.whoami({}, { headers: { authorization: "Bearer specta_wrong" } }));
     expect(error.metadata.get("retry-after")).toMatch(/^[1-9]\d*$/);
     const curl = () => curlFrom("127.0.0.1", "/tokens.API/Whoami", "{}", { authorization: "Bearer specta_wrong" });
-    // As untilThrottled, concurrency at a time.
-    let refused: Awaited<ReturnType<typeof curl>> | undefined;
-    for (let round = 0; round < 50 && !refused; round++) {
-      refused = (await Promise.all(Array.from({ length: concurrency }, curl))).find((answer) => answer.status === 429);
-    }
-    if (!refused) throw new Error(`no plain HTTP call was refused in 50 rounds of ${concurrency}`);
+    const refused = await untilRefused(curl, tooMany);
     expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
     expect(refused.body).toMatchObject({
       code: "resource_exhausted",
@@ -160,12 +163,7 @@ describe("instrument calls", () => {
     const error = await untilThrottled(() => metrics.histogram({ action }));
     expect(error.metadata.get("retry-after")).toMatch(/^[1-9]\d*$/);
     const curl = () => curlFrom("127.0.0.4", "/metrics.API/Histogram", JSON.stringify({ action }));
-    // As untilThrottled, concurrency at a time.
-    let refused: Awaited<ReturnType<typeof curl>> | undefined;
-    for (let round = 0; round < 50 && !refused; round++) {
-      refused = (await Promise.all(Array.from({ length: concurrency }, curl))).find((answer) => answer.status === 429);
-    }
-    if (!refused) throw new Error(`no plain HTTP call was refused in 50 rounds of ${concurrency}`);
+    const refused = await untilRefused(curl, tooMany);
     expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
     expect(refused.body.message).toMatch(/too many instrument calls from this address; retry after \d+ s/);
 
