@@ -65,6 +65,8 @@ describe("the alert notifications, end to end", () => {
   let client: Client<typeof AlertsAPI>;
   const received: Received[] = [];
   let flakyFailures = 2;
+  /** Fingerprints whose notifications the receiver takes in and never answers. */
+  const held = new Set<string>();
   const mails: Mail[] = [];
   let receiver: Server;
   let smtp: SMTPServer;
@@ -134,7 +136,10 @@ describe("the alert notifications, end to end", () => {
       req.setEncoding("utf8").on("data", (c: string) => (body += c));
       req.on("end", () => {
         const path = req.url ?? "";
-        received.push({ path, headers: req.headers, body: JSON.parse(body || "{}") as Record<string, unknown>, at: Date.now() });
+        const parsed = JSON.parse(body || "{}") as Record<string, unknown>;
+        received.push({ path, headers: req.headers, body: parsed, at: Date.now() });
+        const alerts = (parsed.alerts ?? []) as { fingerprint: string }[];
+        if (alerts.some((a) => held.has(a.fingerprint))) return; // never answered: its sender dies waiting
         if (path === "/flaky" && flakyFailures-- > 0) res.writeHead(503).end("down");
         else res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
       });
@@ -358,6 +363,8 @@ describe("the alert notifications, end to end", () => {
     const second = await startDaemon("b");
     const fp = await fire({ alertname: "Leader", host: "web-2" });
     await until("the firing webhook", () => webhooksOf(fp)[0]);
+    // Sent and recorded as sent: the record is what the next leader goes by.
+    await until("the first leader's record of it", async () => (await client.listDeliveries({ fingerprint: fp })).deliveries[0]?.ok || undefined);
     await daemons[0]!.cleanup(); // kill -9 the first daemon
     await resolve(fp);
     await until("the resolution, from the second daemon", () => webhooksOf(fp).find((r) => r.body.status === "resolved"), 30_000);
@@ -368,9 +375,29 @@ describe("the alert notifications, end to end", () => {
     expect(deliveries.map((d) => d.ok)).toEqual([true, true]);
   });
 
+  it("sends again, from the next leader, a notification whose leader died before the receiver answered: at least once, never lost", async () => {
+    const [, leader] = daemons;
+    const next = await startDaemon("c");
+    const fp = await fire({ alertname: "Leader", host: "web-3" });
+    held.add(fp);
+    await until("the firing webhook, left unanswered", () => webhooksOf(fp)[0]);
+    await leader!.cleanup(); // kill -9 while it waits for the answer
+    held.delete(fp);
+    await until("the same notification again, from the next leader", () => webhooksOf(fp)[1], 30_000);
+    await resolve(fp);
+    await until("the resolution", () => webhooksOf(fp).find((r) => r.body.status === "resolved"), 30_000);
+    await new Promise((r) => setTimeout(r, 4_000));
+    expect(webhooksOf(fp).map((r) => r.body.status)).toEqual(["firing", "firing", "resolved"]);
+    // The first attempt died with its sender, unrecorded; the next leader's two are.
+    const deliveries = (await clientOf(next).listDeliveries({ fingerprint: fp })).deliveries;
+    expect(deliveries.map((d) => ({ ok: d.ok, attempt: d.attempt }))).toEqual([
+      { ok: true, attempt: 1 },
+      { ok: true, attempt: 1 },
+    ]);
+  });
+
   it("never shows a channel's secrets in ListChannels nor in the daemons' logs", async () => {
-    const second = daemons[1]!;
-    const { channels } = await clientOf(second).listChannels({});
+    const { channels } = await clientOf(daemons.at(-1)!).listChannels({});
     expect(channels).toHaveLength(8);
     expect(channels.find((c) => c.name === "mail")?.secretsSet).toEqual(["password"]);
     const listed = JSON.stringify(channels, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v));

@@ -89,6 +89,8 @@ interface Pending {
  * re-sends). What each channel was told per group is kept in notification_groups, and each
  * notification in an outbox (notifications) sent with retries and backoff, every attempt in
  * notification_deliveries: a restart or a new leader carries on where the last one stopped.
+ * Delivery is at least once: a send and its record cannot be one transaction, so a leader that
+ * dies between them leaves the notification pending, and the next one sends it again.
  */
 export function notificationDispatcher(options: DispatcherOptions): Handler {
   const { db, externalUrl } = options;
