@@ -47,6 +47,13 @@ const plaintextRefusal = Buffer.from(
  */
 const lingerBytes = 1024 * 1024;
 
+/**
+ * A client that sends more than lingerBytes is read no further, and disconnected this much later:
+ * disconnected at once, with its body still coming, it gets a reset that can reach it before it has
+ * read the answer, which it then never sees (RFC 9112, 9.6).
+ */
+const lingerMs = 1_000;
+
 /** At most one "connection limit reached" line per this long. */
 const capLogEveryMs = 60_000;
 
@@ -318,7 +325,7 @@ function http2RequestDeadline(req: Http2ServerRequest, timeoutMs: number): NodeJ
  * Once the answer is complete, the rest of the request is not wanted (a refusal, a size limit):
  * an HTTP/2 stream whose peer is still sending is reset, else the peer stays blocked on flow
  * control until requestTimeout (Node resets such a stream itself only when nothing was read); an
- * HTTP/1.1 connection drops at most lingerBytes more.
+ * HTTP/1.1 connection drops at most lingerBytes more, then is closed lingerMs later.
  */
 function stopReadingAfterAnswer(req: NodeRequest, res: NodeResponse): void {
   if ("stream" in req) {
@@ -341,10 +348,14 @@ function stopReadingAfterAnswer(req: NodeRequest, res: NodeResponse): void {
   res.once("finish", () => {
     if (req.complete) return;
     let dropped = 0;
-    req.on("data", (chunk: Buffer) => {
+    const drop = (chunk: Buffer) => {
       dropped += chunk.length;
-      if (dropped > lingerBytes) req.socket.destroy();
-    });
+      if (dropped <= lingerBytes) return;
+      req.off("data", drop);
+      req.pause();
+      setTimeout(() => req.socket.destroy(), lingerMs).unref();
+    };
+    req.on("data", drop);
   });
 }
 
