@@ -1,4 +1,4 @@
-import { createServer as createHttp1Server } from "node:http";
+import { createServer as createHttp1Server, type IncomingMessage } from "node:http";
 import { constants as http2, createServer as createHttp2Server, type Http2ServerRequest, type Http2Session } from "node:http2";
 import { createServer as createNetServer, type Socket } from "node:net";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
@@ -48,9 +48,10 @@ const plaintextRefusal = Buffer.from(
 const lingerBytes = 1024 * 1024;
 
 /**
- * A client that sends more than lingerBytes is read no further, and disconnected this much later:
- * disconnected at once, with its body still coming, it gets a reset that can reach it before it has
- * read the answer, which it then never sees (RFC 9112, 9.6).
+ * A connection that ends after an answer to an unfinished request (Connection: close, or more than
+ * lingerBytes) is closed for writing at once and destroyed this much later: destroyed at once, with
+ * the body still coming, it sends a reset that can reach the client before it has read the answer,
+ * which it then never sees (RFC 9112, 9.6).
  */
 const lingerMs = 1_000;
 
@@ -325,7 +326,7 @@ function http2RequestDeadline(req: Http2ServerRequest, timeoutMs: number): NodeJ
  * Once the answer is complete, the rest of the request is not wanted (a refusal, a size limit):
  * an HTTP/2 stream whose peer is still sending is reset, else the peer stays blocked on flow
  * control until requestTimeout (Node resets such a stream itself only when nothing was read); an
- * HTTP/1.1 connection drops at most lingerBytes more, then is closed lingerMs later.
+ * HTTP/1.1 connection lingers (lingerAfterAnswer).
  */
 function stopReadingAfterAnswer(req: NodeRequest, res: NodeResponse): void {
   if ("stream" in req) {
@@ -345,18 +346,51 @@ function stopReadingAfterAnswer(req: NodeRequest, res: NodeResponse): void {
     });
     return;
   }
+  const socket = req.socket; // taken now: Node detaches it from the request once answered
   res.once("finish", () => {
-    if (req.complete) return;
-    let dropped = 0;
-    const drop = (chunk: Buffer) => {
-      dropped += chunk.length;
-      if (dropped <= lingerBytes) return;
-      req.off("data", drop);
-      req.pause();
-      setTimeout(() => req.socket.destroy(), lingerMs).unref();
-    };
-    req.on("data", drop);
+    if (!req.complete && !socket.destroyed) lingerAfterAnswer(req, socket);
   });
+}
+
+/**
+ * The rest of an answered HTTP/1.1 request is read and dropped, up to lingerBytes; then the
+ * client is told the connection is over (our FIN after the answer), read no further, and
+ * disconnected lingerMs later, or as soon as it closes its side. Node by itself would drop any
+ * amount of a body nobody read, leave a kept-alive connection stalled until requestTimeout when
+ * the handler paused the request, and, when the answer ends the connection, destroy the socket
+ * as soon as the answer is written: with the body still arriving, the kernel then sends a reset
+ * that can reach the client before it has read the answer, and the client sees EPIPE instead of
+ * the status (RFC 9112, 9.6).
+ */
+function lingerAfterAnswer(req: IncomingMessage, socket: Socket): void {
+  let dropped = 0;
+  let closing: NodeJS.Timeout | undefined;
+  const closeSoon = () => {
+    if (closing) return;
+    // Node's destroySoon() waits for this event to destroy the socket; the timer does it instead.
+    socket.off("finish", socket.destroy);
+    socket.end();
+    closing = setTimeout(() => socket.destroy(), lingerMs).unref();
+  };
+  const stopCounting = () => {
+    socket.off("data", drop);
+    req.off("end", stopCounting);
+  };
+  const drop = (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped <= lingerBytes) return;
+    stopCounting();
+    socket.pause();
+    closeSoon();
+  };
+  socket.on("data", drop);
+  socket.once("close", () => {
+    clearTimeout(closing);
+    stopCounting();
+  });
+  req.once("end", stopCounting); // complete within lingerBytes: a kept-alive connection goes on
+  req.resume(); // a handler that paused the request would leave the socket paused too
+  if (socket.writableEnded) closeSoon(); // the answer ends the connection (Connection: close)
 }
 
 /** Closes HTTP/2 sessions idle for idleTimeout, pings the others that have been silent for a ping interval, and drops those whose last ping went unanswered. */
