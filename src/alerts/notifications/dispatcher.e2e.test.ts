@@ -384,9 +384,11 @@ describe("the alert notifications, end to end", () => {
     // Sent and recorded as sent: the record is what the next leader goes by.
     await until("the leader's record of it", async () => (await clientOf(leader).listDeliveries({ fingerprint: fp })).deliveries[0]?.ok || undefined);
     await kill(leader);
+    expect(alive()).toHaveLength(1);
     const [second] = alive();
     await resolve(fp);
-    await until("the resolution, from the other daemon", () => webhooksOf(fp).find((r) => r.body.status === "resolved"), 30_000);
+    const resolution = await until("the resolution, from the other daemon", () => webhooksOf(fp).find((r) => r.body.status === "resolved"), 30_000);
+    expect(resolution.body.externalURL).toBe(second!.url);
     // A few more rounds: nothing is sent twice.
     await new Promise((r) => setTimeout(r, 4_000));
     expect(webhooksOf(fp).map((r) => r.body.status)).toEqual(["firing", "resolved"]);
@@ -401,8 +403,10 @@ describe("the alert notifications, end to end", () => {
     const hook = await until("the firing webhook, left unanswered", () => webhooksOf(fp)[0]);
     held.delete(fp); // the next one is answered; this one never is
     await kill(senderOf(hook)); // while it waits for the answer
+    expect(alive()).toHaveLength(1);
     const [next] = alive();
-    await until("the same notification again, from the next leader", () => webhooksOf(fp)[1], 30_000);
+    const again = await until("the same notification again, from the next leader", () => webhooksOf(fp)[1], 30_000);
+    expect(again.body.externalURL).toBe(next!.url);
     await resolve(fp);
     await until("the resolution", () => webhooksOf(fp).find((r) => r.body.status === "resolved"), 30_000);
     await new Promise((r) => setTimeout(r, 4_000));
