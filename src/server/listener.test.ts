@@ -16,9 +16,16 @@ const limits: ConnectionsConfig = { max: 10_000, headersTimeoutMs: 400, requestT
 
 /**
  * Answers "ok", except /hold, which sends its headers and then holds the response open until the
- * request closes, and /early, which answers after the first chunk of the body (as a refusal does).
+ * request closes, /early, which answers after the first chunk of the body (as a size limit does),
+ * and /refuse, which answers without reading any (as a refusal does).
  */
 const handler: NodeHandler = (req, res) => {
+  if (req.url === "/early" || req.url === "/refuse") answered.push(req.socket as Socket);
+  if (req.url === "/refuse") {
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end("early");
+    return;
+  }
   if (req.url === "/early") {
     req.once("data", () => {
       req.pause();
@@ -38,12 +45,15 @@ const handler: NodeHandler = (req, res) => {
   res.end("ok");
 };
 let held: Parameters<NodeHandler>[0][] = [];
+/** The server's side of the connections that /early and /refuse answered. */
+let answered: Socket[] = [];
 
 let listener: Listener | undefined;
 const clients: { destroy(): void }[] = [];
 afterEach(async () => {
   for (const client of clients.splice(0)) client.destroy();
   held = [];
+  answered = [];
   await listener?.close(100);
   listener = undefined;
 });
@@ -238,36 +248,45 @@ describe("an answer that comes before the whole request", () => {
     expect(stream.rstCode).toBe(8); // CANCEL
   });
 
-  it("gives every HTTP/1.1 client whose connection ends with the answer that answer, then disconnects it", async () => {
-    const port = await start();
-    // Sixteen at once, as a flood of refused uploads: each is answered while 15 MiB of its body are
-    // still coming, and the answer ends its connection (agent: false sends Connection: close).
-    const outcomes = await Promise.all(Array.from({ length: 16 }, () => postEarly(port, 16 * MiB)));
-    expect(outcomes.map(({ status, body }) => `${status} ${body}`)).toEqual(Array(16).fill("200 early"));
-  });
+  // Both ways an answer comes early: after part of the body, and before any (Node then reads the rest itself).
+  describe.each(["/early", "/refuse"])("HTTP/1.1, %s", (path) => {
+    it("gives every client whose connection ends with the answer that answer, and reads no more than 1 MiB of the rest", async () => {
+      const port = await start();
+      // Sixteen at once, as a flood of refused uploads: each is answered while most of its body is
+      // still coming, and the answer ends its connection (agent: false sends Connection: close).
+      const outcomes = await Promise.all(Array.from({ length: 16 }, () => post(port, path, 16 * MiB)));
+      expect(outcomes.map(({ status, body }) => `${status} ${body}`)).toEqual(Array(16).fill("200 early"));
+      expect(mostRead()).toBeLessThan(2 * MiB);
+    });
 
-  it("keeps a kept-alive HTTP/1.1 connection whose unread rest is under 1 MiB", async () => {
-    const port = await start({ idleTimeoutMs: 5_000 }); // under a second, Keep-Alive says timeout=0 and the agent keeps nothing
-    const agent = new Http1Agent({ keepAlive: true, maxSockets: 1 });
-    clients.push(agent);
-    expect(await postEarly(port, 512 * 1024, agent)).toMatchObject({ status: 200, body: "early", error: "", reused: false });
-    expect(await postEarly(port, 512 * 1024, agent)).toMatchObject({ status: 200, body: "early", error: "", reused: true });
-  });
+    it("keeps a kept-alive connection whose unread rest is under 1 MiB", async () => {
+      const port = await start({ idleTimeoutMs: 5_000 }); // under a second, Keep-Alive says timeout=0 and the agent keeps nothing
+      const agent = new Http1Agent({ keepAlive: true, maxSockets: 1 });
+      clients.push(agent);
+      expect(await post(port, path, 512 * 1024, agent)).toEqual({ status: 200, body: "early", error: "", reused: false });
+      expect(await post(port, path, 512 * 1024, agent)).toEqual({ status: 200, body: "early", error: "", reused: true });
+    });
 
-  it("answers a kept-alive HTTP/1.1 client that sends more than 1 MiB after the answer, then ends its connection", async () => {
-    const port = await start({ idleTimeoutMs: 5_000 });
-    const agent = new Http1Agent({ keepAlive: true, maxSockets: 1 });
-    clients.push(agent);
-    expect(await postEarly(port, 16 * MiB, agent)).toMatchObject({ status: 200, body: "early", reused: false });
-    expect(await postEarly(port, 16 * MiB, agent)).toMatchObject({ status: 200, body: "early", reused: false });
+    it("answers a kept-alive client that sends more than 1 MiB after the answer, then ends its connection", async () => {
+      const port = await start({ idleTimeoutMs: 5_000 });
+      const agent = new Http1Agent({ keepAlive: true, maxSockets: 1 });
+      clients.push(agent);
+      expect(await post(port, path, 16 * MiB, agent)).toMatchObject({ status: 200, body: "early", reused: false });
+      expect(await post(port, path, 16 * MiB, agent)).toMatchObject({ status: 200, body: "early", reused: false });
+      expect(mostRead()).toBeLessThan(2 * MiB);
+    });
   });
 });
 
 const MiB = 1024 * 1024;
 
-/** A POST of `size` bytes to /early; resolves once the request is over, with what the client saw. */
-function postEarly(
+/** The most the server read of one answered connection: 1 MiB after the answer, and what came before it. */
+const mostRead = () => Math.max(...answered.map((socket) => socket.bytesRead));
+
+/** A POST of `size` bytes; resolves once the request is over, with what the client saw. */
+function post(
   port: number,
+  path: string,
   size: number,
   agent: Http1Agent | false = false,
 ): Promise<{ status: number; body: string; error: string; reused: boolean }> {
@@ -275,7 +294,7 @@ function postEarly(
     let status = 0;
     let body = "";
     let error = "";
-    const req = http1Request({ host: "127.0.0.1", port, path: "/early", method: "POST", agent, headers: { "content-length": size } }, (res) => {
+    const req = http1Request({ host: "127.0.0.1", port, path, method: "POST", agent, headers: { "content-length": size } }, (res) => {
       status = res.statusCode ?? 0;
       res.setEncoding("utf8").on("data", (c: string) => (body += c));
     });

@@ -346,51 +346,49 @@ function stopReadingAfterAnswer(req: NodeRequest, res: NodeResponse): void {
     });
     return;
   }
-  const socket = req.socket; // taken now: Node detaches it from the request once answered
+  const socket = req.socket; // taken now: Node detaches it from the response once answered
   res.once("finish", () => {
     if (!req.complete && !socket.destroyed) lingerAfterAnswer(req, socket);
   });
 }
 
 /**
- * The rest of an answered HTTP/1.1 request is read and dropped, up to lingerBytes; then the
- * client is told the connection is over (our FIN after the answer), read no further, and
- * disconnected lingerMs later, or as soon as it closes its side. Node by itself would drop any
- * amount of a body nobody read, leave a kept-alive connection stalled until requestTimeout when
- * the handler paused the request, and, when the answer ends the connection, destroy the socket
- * as soon as the answer is written: with the body still arriving, the kernel then sends a reset
- * that can reach the client before it has read the answer, and the client sees EPIPE instead of
- * the status (RFC 9112, 9.6).
+ * The rest of an answered HTTP/1.1 request: on a kept-alive connection it is read (and dropped)
+ * up to lingerBytes, so that the connection serves the next request once it ends. A connection
+ * that ends instead (Connection: close, or a body longer than that) parses nothing more: the client
+ * is told so (our FIN after the answer), up to lingerBytes are read and dropped, the rest is left
+ * unread, and the socket is destroyed lingerMs later, or as soon as the client closes its side.
+ * Node by itself would drop any amount of a body nobody read, leave a kept-alive connection
+ * stalled until requestTimeout when the handler paused the request, and, when the answer ends
+ * the connection, destroy the socket as soon as the answer is written: with the body still
+ * arriving, the kernel then sends a reset that can reach the client before it has read the
+ * answer, and the client sees EPIPE instead of the status (RFC 9112, 9.6).
  */
 function lingerAfterAnswer(req: IncomingMessage, socket: Socket): void {
   let dropped = 0;
-  let closing: NodeJS.Timeout | undefined;
-  const closeSoon = () => {
-    if (closing) return;
-    // Node's destroySoon() waits for this event to destroy the socket; the timer does it instead.
+  const overLimit = (chunk: Buffer) => (dropped += chunk.length) > lingerBytes;
+  const endConnection = () => {
+    // Node's parser listens here too: without it, nothing more is parsed, let alone answered.
+    socket.removeAllListeners("data");
+    socket.on("data", (chunk: Buffer) => overLimit(chunk) && socket.pause());
+    if (dropped > lingerBytes) socket.pause();
+    else socket.resume();
+    // Node's destroySoon() (Connection: close) waits for this event to destroy the socket.
     socket.off("finish", socket.destroy);
     socket.end();
-    closing = setTimeout(() => socket.destroy(), lingerMs).unref();
+    const timer = setTimeout(() => socket.destroy(), lingerMs).unref();
+    socket.once("close", () => clearTimeout(timer));
   };
-  const stopCounting = () => {
-    socket.off("data", drop);
-    req.off("end", stopCounting);
+  if (socket.writableEnded) return endConnection();
+  // Node's parser listens before this, so a chunk that completes the request finds it complete.
+  const whileKept = (chunk: Buffer) => {
+    if (req.complete) socket.off("data", whileKept);
+    else if (overLimit(chunk)) endConnection();
   };
-  const drop = (chunk: Buffer) => {
-    dropped += chunk.length;
-    if (dropped <= lingerBytes) return;
-    stopCounting();
-    socket.pause();
-    closeSoon();
-  };
-  socket.on("data", drop);
-  socket.once("close", () => {
-    clearTimeout(closing);
-    stopCounting();
-  });
-  req.once("end", stopCounting); // complete within lingerBytes: a kept-alive connection goes on
-  req.resume(); // a handler that paused the request would leave the socket paused too
-  if (socket.writableEnded) closeSoon(); // the answer ends the connection (Connection: close)
+  socket.on("data", whileKept);
+  // A handler that paused the request (or left an iterator's "readable" listener) would keep the
+  // socket paused: the answer is out, so nobody reads the rest but Node's parser, which drops it.
+  req.removeAllListeners("data").removeAllListeners("readable").resume();
 }
 
 /** Closes HTTP/2 sessions idle for idleTimeout, pings the others that have been silent for a ping interval, and drops those whose last ping went unanswered. */
