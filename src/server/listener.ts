@@ -40,19 +40,7 @@ const plaintextRefusal = Buffer.from(
   "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n\r\nThis port speaks TLS: use https://.\n",
 );
 
-/**
- * After an answer that came before the whole request (a refusal, a size limit), this much of the
- * rest of an HTTP/1.1 body is read and dropped so that the connection can serve the next request;
- * a client that sends more is disconnected instead.
- */
-const lingerBytes = 1024 * 1024;
-
-/**
- * A connection that ends after an answer to an unfinished request (Connection: close, or more than
- * lingerBytes) is closed for writing at once and destroyed this much later: destroyed at once, with
- * the body still coming, it sends a reset that can reach the client before it has read the answer,
- * which it then never sees (RFC 9112, 9.6).
- */
+/** How long a connection that ends with an answer to an unfinished request is read after it (lingerAfterAnswer). */
 const lingerMs = 1_000;
 
 /** At most one "connection limit reached" line per this long. */
@@ -326,7 +314,7 @@ function http2RequestDeadline(req: Http2ServerRequest, timeoutMs: number): NodeJ
  * Once the answer is complete, the rest of the request is not wanted (a refusal, a size limit):
  * an HTTP/2 stream whose peer is still sending is reset, else the peer stays blocked on flow
  * control until requestTimeout (Node resets such a stream itself only when nothing was read); an
- * HTTP/1.1 connection lingers (lingerAfterAnswer).
+ * HTTP/1.1 connection drops it (lingerAfterAnswer).
  */
 function stopReadingAfterAnswer(req: NodeRequest, res: NodeResponse): void {
   if ("stream" in req) {
@@ -353,42 +341,23 @@ function stopReadingAfterAnswer(req: NodeRequest, res: NodeResponse): void {
 }
 
 /**
- * The rest of an answered HTTP/1.1 request: on a kept-alive connection it is read (and dropped)
- * up to lingerBytes, so that the connection serves the next request once it ends. A connection
- * that ends instead (Connection: close, or a body longer than that) parses nothing more: the client
- * is told so (our FIN after the answer), up to lingerBytes are read and dropped, the rest is left
- * unread, and the socket is destroyed lingerMs later, or as soon as the client closes its side.
- * Node by itself would drop any amount of a body nobody read, leave a kept-alive connection
- * stalled until requestTimeout when the handler paused the request, and, when the answer ends
- * the connection, destroy the socket as soon as the answer is written: with the body still
- * arriving, the kernel then sends a reset that can reach the client before it has read the
- * answer, and the client sees EPIPE instead of the status (RFC 9112, 9.6).
+ * The rest of an answered HTTP/1.1 request is read and dropped by Node's parser: a kept-alive
+ * connection then serves the next request (requestTimeout bounds how long the rest may take).
+ * Node by itself would leave the connection stalled until requestTimeout when the handler paused
+ * the request, and, when the answer ends the connection, destroy the socket as soon as the answer
+ * is written: with the body still arriving, the kernel then sends a reset that can reach the
+ * client before it has read the answer, and the client sees EPIPE instead of the status (RFC 9112,
+ * 9.6). Such a connection is closed for writing at once (our FIN after the answer) and destroyed
+ * lingerMs later, or as soon as the client closes its side.
  */
 function lingerAfterAnswer(req: IncomingMessage, socket: Socket): void {
-  let dropped = 0;
-  const overLimit = (chunk: Buffer) => (dropped += chunk.length) > lingerBytes;
-  const endConnection = () => {
-    // Node's parser listens here too: without it, nothing more is parsed, let alone answered.
-    socket.removeAllListeners("data");
-    socket.on("data", (chunk: Buffer) => overLimit(chunk) && socket.pause());
-    if (dropped > lingerBytes) socket.pause();
-    else socket.resume();
-    // Node's destroySoon() (Connection: close) waits for this event to destroy the socket.
-    socket.off("finish", socket.destroy);
-    socket.end();
-    const timer = setTimeout(() => socket.destroy(), lingerMs).unref();
-    socket.once("close", () => clearTimeout(timer));
-  };
-  if (socket.writableEnded) return endConnection();
-  // Node's parser listens before this, so a chunk that completes the request finds it complete.
-  const whileKept = (chunk: Buffer) => {
-    if (req.complete) socket.off("data", whileKept);
-    else if (overLimit(chunk)) endConnection();
-  };
-  socket.on("data", whileKept);
-  // A handler that paused the request (or left an iterator's "readable" listener) would keep the
-  // socket paused: the answer is out, so nobody reads the rest but Node's parser, which drops it.
+  // Whatever the handler left listening (a "data" listener, an iterator's "readable") is done with.
   req.removeAllListeners("data").removeAllListeners("readable").resume();
+  if (!socket.writableEnded) return;
+  // Node's destroySoon() waits for this event to destroy the socket.
+  socket.off("finish", socket.destroy);
+  const timer = setTimeout(() => socket.destroy(), lingerMs).unref();
+  socket.once("close", () => clearTimeout(timer));
 }
 
 /** Closes HTTP/2 sessions idle for idleTimeout, pings the others that have been silent for a ping interval, and drops those whose last ping went unanswered. */
