@@ -14,6 +14,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { API as MetricsAPI, Kind, SeriesSchema, type Series } from "../gen/metrics/metrics_pb.js";
 import { API as TokensAPI, Role } from "../gen/tokens/tokens_pb.js";
 import { useDaemon } from "./support/daemon.js";
+import { postChunked } from "./support/http.js";
 import { bearer } from "./support/rpc.js";
 
 const daemon = useDaemon({ env: { SPECTA_ENVIRONMENT: "testing" } });
@@ -119,6 +120,16 @@ describe("/api/v1/query", () => {
     expect(res.status).toBe(200);
     const data = ((await res.json()) as { data: VectorResult }).data;
     expect(Number(data.result[0]!.value[1])).toBeCloseTo(0.3, 9);
+  });
+
+  it("refuses a form over 1 MiB with bad_data, whether it declares its length or not", async () => {
+    const form = Buffer.from(`query=${"1".repeat(2 * 1024 * 1024)}`);
+    const headers = { ...auth(), "content-type": "application/x-www-form-urlencoded" };
+    const declared = await fetch(`${daemon().url}/api/v1/query`, { method: "POST", headers, body: form });
+    const chunked = await postChunked(`${daemon().url}/api/v1/query`, headers, form);
+    const refusal = { status: "error", errorType: "bad_data", error: "the form body is larger than 1048576 bytes" };
+    expect([declared.status, await declared.json()]).toEqual([400, refusal]);
+    expect([chunked.status, JSON.parse(chunked.text)]).toEqual([400, refusal]);
   });
 
   it("answers scalars and strings, with NaN and infinities as Prometheus writes them", async () => {

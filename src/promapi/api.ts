@@ -2,6 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import type { InstrumentDeclaration } from "../config/config.js";
 import type { Logger } from "../shared/log.js";
+import { readBody } from "../shared/signing.js";
 import type { Matcher } from "../promql/ast.js";
 import { defaultLimits, instantQuery, rangeQuery, ReadBudget, type QueryLimits } from "../promql/engine.js";
 import { EvaluationError, QueryCanceled, QueryTimeout } from "../promql/errors.js";
@@ -257,13 +258,12 @@ async function readParams(req: NodeRequest, url: URL): Promise<Params> {
       `a POST to the Prometheus API must be form-encoded (Content-Type: application/x-www-form-urlencoded), got ${JSON.stringify(type)}`,
     );
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxFormBytes) throw ApiError.badData(`the form body is larger than ${maxFormBytes} bytes`);
-    chunks.push(chunk);
-  }
+  if (Number(req.headers["content-length"] ?? 0) > maxFormBytes) throw ApiError.badData(`the form body is larger than ${maxFormBytes} bytes`);
+  // Not destroyed when the limit stops the reading: that would close the connection before the answer.
+  const chunks = await readBody(req.iterator({ destroyOnReturn: false }), {
+    bytes: maxFormBytes,
+    tooLarge: () => ApiError.badData(`the form body is larger than ${maxFormBytes} bytes`),
+  });
   const merged = new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
   for (const [key, value] of url.searchParams) merged.append(key, value);
   return new Params(merged);
