@@ -196,8 +196,7 @@ async function admit(
 }
 
 async function readLimited(req: NodeRequest, limit: number): Promise<Uint8Array> {
-  // Not destroyed when the limit stops the reading: that would close the connection before the 413.
-  const chunks = await readBody(req.iterator({ destroyOnReturn: false }), {
+  const chunks = await readBody(req, {
     bytes: limit,
     tooLarge: () => new IngestRefusal(413, `the body is larger than ${limit} bytes, the most this endpoint takes`),
   });

@@ -258,12 +258,9 @@ async function readParams(req: NodeRequest, url: URL): Promise<Params> {
       `a POST to the Prometheus API must be form-encoded (Content-Type: application/x-www-form-urlencoded), got ${JSON.stringify(type)}`,
     );
   }
-  if (Number(req.headers["content-length"] ?? 0) > maxFormBytes) throw ApiError.badData(`the form body is larger than ${maxFormBytes} bytes`);
-  // Not destroyed when the limit stops the reading: that would close the connection before the answer.
-  const chunks = await readBody(req.iterator({ destroyOnReturn: false }), {
-    bytes: maxFormBytes,
-    tooLarge: () => ApiError.badData(`the form body is larger than ${maxFormBytes} bytes`),
-  });
+  const tooLarge = () => ApiError.badData(`the form body is larger than ${maxFormBytes} bytes`);
+  if (Number(req.headers["content-length"] ?? 0) > maxFormBytes) throw tooLarge();
+  const chunks = await readBody(req, { bytes: maxFormBytes, tooLarge });
   const merged = new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
   for (const [key, value] of url.searchParams) merged.append(key, value);
   return new Params(merged);

@@ -9,6 +9,7 @@
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { Readable } from "node:stream";
 
 /** The header of a body's signature (Node and fetch see it lowercased). */
 export const signatureHeader = "HashSHA256";
@@ -58,11 +59,16 @@ export function signatureMatches(key: Buffer, chunks: readonly Uint8Array[], hea
   return timingSafeEqual(Buffer.from(header.toLowerCase(), "hex"), Buffer.from(signature(key, chunks), "hex"));
 }
 
-/** Reads all of `body`; with a `limit`, refuses (with its error) once the body holds more bytes. */
+/**
+ * Reads all of `body`; with a `limit`, refuses (with its error) once the body holds more bytes. A
+ * Node request is left open when the limit stops the reading (for-await would destroy it, and with
+ * it the connection, before the refusal is answered).
+ */
 export async function readBody(body: AsyncIterable<Uint8Array>, limit?: { bytes: number; tooLarge: () => Error }): Promise<Uint8Array[]> {
+  const source: AsyncIterable<Uint8Array> = body instanceof Readable ? body.iterator({ destroyOnReturn: false }) : body;
   const chunks: Uint8Array[] = [];
   let bytes = 0;
-  for await (const chunk of body) {
+  for await (const chunk of source) {
     bytes += chunk.byteLength;
     if (limit && bytes > limit.bytes) throw limit.tooLarge();
     chunks.push(chunk);
